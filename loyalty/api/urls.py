@@ -1,0 +1,3 @@
+"""API routes of the loyalty program's data."""
+
+urlpatterns: list = []

@@ -1,0 +1,183 @@
+"""The loyalty program's data: members, their behavioral events, the action catalog, audit."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Member(models.Model):
+    """A loyalty program member, known by a pseudonymous external id.
+
+    `age_band` and `region` are kept for fairness audits only and never become model features.
+    An erased member keeps its row (so that aggregate records stay consistent) with every
+    personal field blanked and `erased_at` set.
+    """
+
+    external_id = models.CharField(max_length=64, unique=True)
+    joined_on = models.DateField(null=True, blank=True)
+    tier = models.CharField(max_length=32, blank=True, db_index=True)
+    points_balance = models.IntegerField(default=0)
+    consent_profiling = models.BooleanField(default=False)
+    consent_changed_at = models.DateTimeField(null=True, blank=True)
+    age_band = models.CharField(max_length=32, blank=True)
+    region = models.CharField(max_length=64, blank=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        permissions = [("erase_member", "Can erase a member's personal data")]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+    @property
+    def is_erased(self) -> bool:
+        return self.erased_at is not None
+
+    @property
+    def tier_rank(self) -> int:
+        """Position on the configured tier ladder; unlisted tiers rank below all listed ones."""
+        ladder = settings.LOYALTY_TIER_LADDER
+        return ladder.index(self.tier) if self.tier in ladder else -1
+
+
+class Event(models.Model):
+    """One behavioral interaction of a member. The raw material of every feature.
+
+    The natural key (member, occurred_at, kind, session_id, product_id) makes a re-import a
+    no-op; its unique index also serves "events of a member ordered by time".
+    """
+
+    class Kind(models.TextChoices):
+        PURCHASE = "purchase"
+        RETURN = "return"
+        VIEW = "view"
+        CLICK = "click"
+        SEARCH = "search"
+        ADD_TO_CART = "add_to_cart"
+        REDEMPTION = "redemption"
+        SUPPORT_CONTACT = "support_contact"
+        LOGIN = "login"
+        EMAIL_OPEN = "email_open"
+        CAMPAIGN_RECEIVED = "campaign_received"
+        COUPON_REDEEMED = "coupon_redeemed"
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="events")
+    occurred_at = models.DateTimeField()
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    quantity = models.FloatField(null=True, blank=True)
+    category = models.CharField(max_length=64, blank=True)
+    channel = models.CharField(max_length=32, blank=True)
+    session_id = models.CharField(max_length=64, blank=True)
+    dwell_seconds = models.FloatField(null=True, blank=True)
+    product_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["member", "occurred_at", "kind", "session_id", "product_id"],
+                name="event_natural_key",
+            ),
+        ]
+        indexes = [models.Index(fields=["occurred_at"], name="event_occurred_at")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} by {self.member_id} at {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class Action(models.Model):
+    """An entry in the catalog of things the program can do for a member."""
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    cost = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+    min_tier = models.CharField(
+        max_length=32, blank=True, help_text="Lowest tier that may receive it; blank for any."
+    )
+    requires_consent = models.BooleanField(
+        default=True, help_text="Only for members who consented to profiling."
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def is_eligible(self, member: Member) -> bool:
+        if not self.is_active:
+            return False
+        if self.requires_consent and not member.consent_profiling:
+            return False
+        if self.min_tier:
+            ladder = settings.LOYALTY_TIER_LADDER
+            needed = ladder.index(self.min_tier) if self.min_tier in ladder else len(ladder)
+            return member.tier_rank >= needed
+        return True
+
+
+class AuditRecord(models.Model):
+    """Append-only trail of imports, erasures, consent and role changes (and, later, decisions,
+    policy changes and promotions). Rows are never updated or deleted."""
+
+    class Kind(models.TextChoices):
+        IMPORT = "import"
+        ERASURE = "erasure"
+        CONSENT_CHANGE = "consent_change"
+        ROLE_CHANGE = "role_change"
+        MEMBER_CHANGE = "member_change"
+
+    occurred_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    kind = models.CharField(max_length=32, choices=Kind.choices, db_index=True)
+    subject = models.CharField(max_length=200, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.subject} by {self.actor_name or 'system'}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise ValueError("Audit records are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit records are append-only.")
+
+
+class SyntheticTruth(models.Model):
+    """The true churn probability of a generated member, known by construction.
+
+    Kept apart from everything a model reads, so that interval coverage can be measured
+    against the truth without leaking it into features.
+    """
+
+    member = models.OneToOneField(Member, on_delete=models.CASCADE, related_name="+")
+    seed = models.IntegerField()
+    cutoff = models.DateTimeField()
+    horizon_days = models.IntegerField()
+    churn_probability = models.FloatField()
+    churned = models.BooleanField()
+
+
+class WorkerHeartbeat(models.Model):
+    """A row a Celery worker writes on a schedule: the home page shows when one last ran."""
+
+    hostname = models.CharField(max_length=200)
+    beat_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(hostname=""), name="heartbeat_has_hostname")
+        ]

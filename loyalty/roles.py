@@ -1,0 +1,53 @@
+"""The three roles and what each may do, as Django groups and permissions.
+
+The data migration that creates the groups and `make run`'s demo users both read this, so
+that a role's meaning lives in one place. Later apps add their own permissions to a role
+with a migration of their own.
+"""
+
+ANALYST = "analyst"
+EXPERT = "expert"
+ADMIN = "admin"
+INTEGRATOR = "integrator"
+ROLES = (ANALYST, EXPERT, ADMIN, INTEGRATOR)
+
+_READ_PROGRAM = [
+    "loyalty.view_member",
+    "loyalty.view_event",
+    "loyalty.view_action",
+]
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    ANALYST: _READ_PROGRAM,
+    EXPERT: _READ_PROGRAM,
+    ADMIN: _READ_PROGRAM
+    + [
+        "loyalty.add_member",
+        "loyalty.change_member",
+        "loyalty.erase_member",
+        "loyalty.add_event",
+        "loyalty.add_action",
+        "loyalty.change_action",
+        "loyalty.delete_action",
+        "loyalty.view_auditrecord",
+        "auth.view_user",
+        "auth.add_user",
+        "auth.change_user",
+        "django_celery_beat.view_periodictask",
+        "django_celery_beat.change_periodictask",
+    ],
+    # Systems that push members and events in through the API.
+    INTEGRATOR: _READ_PROGRAM
+    + ["loyalty.add_member", "loyalty.change_member", "loyalty.add_event"],
+}
+
+
+def role_of(user) -> str | None:
+    """The highest role a user holds, for display; None for a user with no role."""
+    if not user.is_authenticated:
+        return None
+    names = set(user.groups.values_list("name", flat=True))
+    for role in (ADMIN, EXPERT, ANALYST, INTEGRATOR):
+        if role in names:
+            return role
+    return "admin" if user.is_superuser else None

@@ -1,0 +1,36 @@
+"""Reads of the loyalty program's data that are more than a one-line query."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Max
+
+from loyalty.models import Action, AuditRecord, Event, Member, WorkerHeartbeat
+
+
+@dataclass(frozen=True)
+class ProgramOverview:
+    members: int
+    consenting_members: int
+    events: int
+    first_event_at: datetime | None
+    last_event_at: datetime | None
+    active_actions: int
+    last_worker_beat_at: datetime | None
+    recent_audit: list[AuditRecord]
+
+
+def program_overview(*, audit_rows: int = 8) -> ProgramOverview:
+    """Counts for the home page. Event min/max use the occurred_at index."""
+    first = Event.objects.order_by("occurred_at").values_list("occurred_at", flat=True).first()
+    last = Event.objects.order_by("-occurred_at").values_list("occurred_at", flat=True).first()
+    return ProgramOverview(
+        members=Member.objects.count(),
+        consenting_members=Member.objects.filter(consent_profiling=True).count(),
+        events=Event.objects.count(),
+        first_event_at=first,
+        last_event_at=last,
+        active_actions=Action.objects.filter(is_active=True).count(),
+        last_worker_beat_at=WorkerHeartbeat.objects.aggregate(at=Max("beat_at"))["at"],
+        recent_audit=list(AuditRecord.objects.select_related("actor")[:audit_rows]),
+    )

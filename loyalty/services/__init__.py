@@ -1,0 +1,1 @@
+"""Write side of the loyalty program's data, one module per concern."""

@@ -1,0 +1,1 @@
+"""Settings variants: `base` (development and the embedded default), `test`, `production`."""

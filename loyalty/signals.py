@@ -1,0 +1,36 @@
+"""Role changes made anywhere (admin, shell, services) land in the audit trail.
+
+Group membership is a many-to-many on Django's own User model, so a signal receiver is the one
+place that sees every change to it.
+"""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db.models.signals import m2m_changed
+from django.dispatch import receiver
+
+from loyalty.models import AuditRecord
+from loyalty.services.audit import record_audit
+
+User = get_user_model()
+
+
+@receiver(m2m_changed, sender=User.groups.through)
+def audit_role_change(sender, instance, action, reverse, pk_set, **kwargs) -> None:
+    if action not in ("post_add", "post_remove", "post_clear"):
+        return
+    if reverse:  # group.user_set changed: instance is the group, pk_set the users
+        users = User.objects.filter(pk__in=pk_set or [])
+        group_names = [instance.name]
+    else:
+        users = [instance]
+        group_names = sorted(
+            Group.objects.filter(pk__in=pk_set or []).values_list("name", flat=True)
+        )
+    for user in users:
+        record_audit(
+            kind=AuditRecord.Kind.ROLE_CHANGE,
+            actor=None,
+            subject=f"user:{user.get_username()}",
+            details={"change": action.removeprefix("post_"), "groups": group_names},
+        )

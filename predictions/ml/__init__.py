@@ -1,0 +1,1 @@
+"""Plain-Python machine learning: no Django, DRF, Celery or app imports."""

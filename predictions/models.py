@@ -1,0 +1,1 @@
+"""Model versions and predictions (built by the prediction-engine issue)."""

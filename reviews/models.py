@@ -1,0 +1,1 @@
+"""Escalation policy, reviews and decisions (built by the review-workspace issue)."""

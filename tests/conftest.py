@@ -1,0 +1,73 @@
+"""Suite-wide fixtures: role users, an API client, and a real Celery worker."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API and pytest-django's live_server share one process.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+# The embedded file broker gets a folder of its own per test session, so that a developer's
+# running `make run` worker never takes the suite's messages (and the reverse).
+os.environ.setdefault("CELERY_BROKER_DIR", tempfile.mkdtemp(prefix="loyalty-test-broker-"))
+
+TEST_PASSWORD = "review-test-pass-1"
+
+
+@pytest.fixture
+def make_user(db, django_user_model):
+    """A user in the given role group (analyst, expert, admin, integrator)."""
+    from django.contrib.auth.models import Group
+
+    def make(role: str | None, username: str | None = None, **fields):
+        user = django_user_model.objects.create_user(
+            username=username or f"{role or 'nobody'}-user",
+            password=TEST_PASSWORD,
+            is_staff=role == "admin",
+            **fields,
+        )
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def api_client():
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_session(django_db_setup, django_db_blocker):
+    """A real worker thread on the project's own Celery app and configured broker.
+
+    Started once per session against the test database; the broker is purged first so that
+    nothing queued by an earlier run leaks in.
+    """
+    from celery.contrib.testing.worker import start_worker
+
+    from loyalty.celery import app, ensure_broker_folders
+
+    ensure_broker_folders()
+    with django_db_blocker.unblock():
+        app.control.purge()
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            yield app
+
+
+@pytest.fixture
+def celery_worker(celery_worker_session, transactional_db):
+    """Use with tests that commit (tasks run in another thread and must see the rows)."""
+    return celery_worker_session
+
+
+def output_dir(request) -> Path:
+    """A folder for a test's artifacts (screenshots), kept after the run."""
+    base = Path(os.environ.get("TEST_OUTPUT_DIR", Path(__file__).parent.parent / "test-results"))
+    folder = base / request.node.name.replace("[", "-").replace("]", "")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
