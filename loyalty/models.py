@@ -170,6 +170,9 @@ class SyntheticTruth(models.Model):
     churn_probability = models.FloatField()
     churned = models.BooleanField()
 
+    def __str__(self) -> str:
+        return f"truth for member {self.member_id}: p={self.churn_probability:.3f}"
+
 
 class WorkerHeartbeat(models.Model):
     """A row a Celery worker writes on a schedule: the home page shows when one last ran."""
@@ -181,3 +184,6 @@ class WorkerHeartbeat(models.Model):
         constraints = [
             models.CheckConstraint(condition=~Q(hostname=""), name="heartbeat_has_hostname")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.hostname} at {self.beat_at:%Y-%m-%d %H:%M:%S}"
