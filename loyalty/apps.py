@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class LoyaltyConfig(AppConfig):
@@ -10,3 +11,10 @@ class LoyaltyConfig(AppConfig):
         from loyalty.celery import ensure_broker_folders
 
         ensure_broker_folders()
+        post_migrate.connect(_sync_role_groups, dispatch_uid="loyalty.sync_role_groups")
+
+
+def _sync_role_groups(sender, using="default", **kwargs) -> None:
+    from loyalty.services.users import sync_role_groups
+
+    sync_role_groups(using=using)

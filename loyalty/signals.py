@@ -9,6 +9,7 @@ from django.contrib.auth.models import Group
 from django.db.models.signals import m2m_changed
 from django.dispatch import receiver
 
+from loyalty.middleware import current_user
 from loyalty.models import AuditRecord
 from loyalty.services.audit import record_audit
 
@@ -30,7 +31,7 @@ def audit_role_change(sender, instance, action, reverse, pk_set, **kwargs) -> No
     for user in users:
         record_audit(
             kind=AuditRecord.Kind.ROLE_CHANGE,
-            actor=None,
+            actor=current_user(),
             subject=f"user:{user.get_username()}",
             details={"change": action.removeprefix("post_"), "groups": group_names},
         )
