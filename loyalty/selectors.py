@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 
 from loyalty.models import Action, AuditRecord, Event, Member, WorkerHeartbeat
 
@@ -34,3 +34,22 @@ def program_overview(*, audit_rows: int = 8) -> ProgramOverview:
         last_worker_beat_at=WorkerHeartbeat.objects.aggregate(at=Max("beat_at"))["at"],
         recent_audit=list(AuditRecord.objects.select_related("actor")[:audit_rows]),
     )
+
+
+def scorable_members() -> QuerySet[Member]:
+    """THE members that scoring may read: consenting to profiling and not erased.
+
+    Every scoring, feature-building and training path must start from this query, so that a
+    consent withdrawal stops profiling from the next run on and an erased member is never seen.
+    """
+    return Member.objects.filter(consent_profiling=True, erased_at__isnull=True)
+
+
+def member_list() -> QuerySet[Member]:
+    """Members for the API list, in a stable order that cursor pagination can follow."""
+    return Member.objects.order_by("pk")
+
+
+def member_events(*, member: Member) -> QuerySet[Event]:
+    """A member's events oldest first; the natural-key index serves this order."""
+    return Event.objects.filter(member=member).order_by("occurred_at", "pk")

@@ -1,5 +1,7 @@
 """Maps domain errors to HTTP responses, once for the whole API."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -11,4 +13,9 @@ def domain_exception_handler(exc, context):
         body = {"detail": exc.message}
         body.update({key: str(value) for key, value in exc.context.items()})
         return Response(body, status=exc.status)
+    if isinstance(exc, DjangoValidationError):
+        # A service's full_clean() refused the data: the same shape as a serializer's errors.
+        if hasattr(exc, "error_dict"):
+            return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"detail": exc.messages}, status=status.HTTP_400_BAD_REQUEST)
     return exception_handler(exc, context)

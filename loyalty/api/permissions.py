@@ -1,6 +1,6 @@
 """API permissions: Django model permissions, with reads needing the `view_` permission."""
 
-from rest_framework.permissions import DjangoModelPermissions
+from rest_framework.permissions import BasePermission, DjangoModelPermissions
 
 
 class RoleModelPermissions(DjangoModelPermissions):
@@ -16,3 +16,11 @@ class RoleModelPermissions(DjangoModelPermissions):
         "PATCH": ["%(app_label)s.change_%(model_name)s"],
         "DELETE": ["%(app_label)s.delete_%(model_name)s"],
     }
+
+
+class CanEraseMembers(BasePermission):
+    """Erasure is its own permission (loyalty.erase_member), held by the admin role only."""
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm("loyalty.erase_member"))

@@ -1,3 +1,19 @@
 """API routes of the loyalty program's data."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from loyalty.api import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("members/", views.MemberListApi.as_view(), name="member-list"),
+    path("members/<str:external_id>/", views.MemberDetailApi.as_view(), name="member-detail"),
+    path(
+        "members/<str:external_id>/events/",
+        views.MemberEventListApi.as_view(),
+        name="member-events",
+    ),
+    path("members/<str:external_id>/erase/", views.MemberEraseApi.as_view(), name="member-erase"),
+    path("events/batch/", views.EventBatchCreateApi.as_view(), name="event-batch"),
+]

@@ -1,0 +1,213 @@
+"""Input and output serializers of the API: shapes and field checks, no business rules."""
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from loyalty.models import Event
+from loyalty.services.events import (
+    EVENT_BATCH_LIMIT,
+    NAIVE_DATETIME_MESSAGE,
+    EventInput,
+    ItemError,
+)
+
+# Attributes kept for fairness audits only: shown to the roles that may change members (admin,
+# integrator: the systems that sent them), hidden from analysts and experts, who do not need
+# them to review a case.
+PERSONAL_FIELDS = ("age_band", "region")
+PERSONAL_FIELDS_PERMISSION = "loyalty.change_member"
+
+
+class ErrorOutputSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class MemberOutputSerializer(serializers.Serializer):
+    external_id = serializers.CharField()
+    joined_on = serializers.DateField(allow_null=True)
+    tier = serializers.CharField()
+    points_balance = serializers.IntegerField()
+    consent_profiling = serializers.BooleanField()
+    consent_changed_at = serializers.DateTimeField(allow_null=True)
+    age_band = serializers.CharField(
+        required=False, help_text="Only for users who may change members (admin, integrator)."
+    )
+    region = serializers.CharField(
+        required=False, help_text="Only for users who may change members (admin, integrator)."
+    )
+    is_erased = serializers.BooleanField()
+    erased_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if request is None or not request.user.has_perm(PERSONAL_FIELDS_PERMISSION):
+            for name in PERSONAL_FIELDS:
+                data.pop(name, None)
+        return data
+
+
+class MemberUpdateInputSerializer(serializers.Serializer):
+    """PUT sends every field; PATCH any of them. The external id never changes."""
+
+    joined_on = serializers.DateField(allow_null=True)
+    tier = serializers.CharField(max_length=32, allow_blank=True)
+    points_balance = serializers.IntegerField()
+    consent_profiling = serializers.BooleanField(
+        help_text="Consent to profiling. Withdrawing it stops scoring from the next run on."
+    )
+    age_band = serializers.CharField(max_length=32, allow_blank=True)
+    region = serializers.CharField(max_length=64, allow_blank=True)
+
+
+class MemberCreateInputSerializer(serializers.Serializer):
+    external_id = serializers.CharField(
+        max_length=64, help_text="Your pseudonymous id for the member; never a name or e-mail."
+    )
+    joined_on = serializers.DateField(required=False, allow_null=True)
+    tier = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    points_balance = serializers.IntegerField(required=False)
+    consent_profiling = serializers.BooleanField(required=False, default=False)
+    age_band = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    region = serializers.CharField(max_length=64, required=False, allow_blank=True)
+
+
+class ErasureOutputSerializer(serializers.Serializer):
+    member_id = serializers.IntegerField()
+    external_id = serializers.CharField(help_text="The placeholder now on the member row.")
+    events_deleted = serializers.IntegerField()
+    former_external_id_sha256 = serializers.CharField(
+        help_text="SHA-256 of the former external id, also kept in the audit record."
+    )
+    erased_at = serializers.DateTimeField()
+    already_erased = serializers.BooleanField(
+        help_text="true when an earlier request erased the member; nothing changed this time."
+    )
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 time with a zone offset; a naive time is refused rather than guessed."""
+
+    default_error_messages = {"naive": NAIVE_DATETIME_MESSAGE}
+
+    def enforce_timezone(self, value):
+        if timezone.is_naive(value):
+            self.fail("naive")
+        return super().enforce_timezone(value)
+
+
+# Text parts of an event where null and "" mean the same; the natural key needs one spelling.
+_TEXT_FIELDS = {"category", "channel", "session_id", "product_id"}
+
+
+class EventInputSerializer(serializers.Serializer):
+    member_external_id = serializers.CharField(max_length=64)
+    occurred_at = AwareDateTimeField(help_text="ISO 8601 with an offset, e.g. 2025-01-31T14:05Z.")
+    kind = serializers.ChoiceField(choices=Event.Kind.choices)
+    amount = serializers.DecimalField(
+        max_digits=14, decimal_places=2, required=False, allow_null=True, default=None
+    )
+    quantity = serializers.FloatField(required=False, allow_null=True, default=None)
+    category = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, allow_null=True, default=""
+    )
+    channel = serializers.CharField(
+        max_length=32, required=False, allow_blank=True, allow_null=True, default=""
+    )
+    session_id = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, allow_null=True, default=""
+    )
+    dwell_seconds = serializers.FloatField(
+        required=False, allow_null=True, default=None, min_value=0
+    )
+    product_id = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, allow_null=True, default=""
+    )
+
+    def validate(self, attrs):
+        return {
+            name: "" if value is None and name in _TEXT_FIELDS else value
+            for name, value in attrs.items()
+        }
+
+
+class EventBatchRequestSerializer(serializers.Serializer):
+    """Documents the request body; a bare JSON list of events is accepted as well."""
+
+    events = EventInputSerializer(many=True, max_length=EVENT_BATCH_LIMIT)
+
+
+class EventBatchInputSerializer(serializers.Serializer):
+    """A batch of events, each validated on its own so that one bad item spoils no other.
+
+    Validated data: `events` (EventInput for every valid item) and `rejected` (ItemError for
+    every other one).
+    """
+
+    events = serializers.ListField(allow_empty=False)
+
+    def to_internal_value(self, data):
+        if isinstance(data, list):
+            data = {"events": data}
+        return super().to_internal_value(data)
+
+    def validate_events(self, items: list) -> list:
+        if len(items) > EVENT_BATCH_LIMIT:
+            raise serializers.ValidationError(
+                f"A batch holds at most {EVENT_BATCH_LIMIT} events; this one has {len(items)}. "
+                "Split it into smaller batches; nothing was stored."
+            )
+        return items
+
+    def validate(self, attrs):
+        events: list[EventInput] = []
+        rejected: list[ItemError] = []
+        for index, item in enumerate(attrs["events"]):
+            if not isinstance(item, dict):
+                rejected.append(
+                    ItemError(index=index, errors={"non_field_errors": ["Expected a JSON object."]})
+                )
+                continue
+            serializer = EventInputSerializer(data=item)
+            if serializer.is_valid():
+                events.append(EventInput(index=index, **serializer.validated_data))
+            else:
+                rejected.append(ItemError(index=index, errors=_plain(serializer.errors)))
+        return {"events": events, "rejected": rejected}
+
+
+def _plain(errors) -> dict[str, list[str]]:
+    return {name: [str(message) for message in messages] for name, messages in errors.items()}
+
+
+class ItemErrorOutputSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Position of the item in the batch, from 0.")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Field name -> what is wrong with it.",
+    )
+
+
+class EventBatchOutputSerializer(serializers.Serializer):
+    received = serializers.IntegerField()
+    created = serializers.IntegerField(help_text="Events stored by this request.")
+    duplicates = serializers.IntegerField(
+        help_text="Valid events already stored, or repeated within the batch: not stored again."
+    )
+    rejected = serializers.IntegerField(help_text="Invalid items, each listed in `errors`.")
+    errors = ItemErrorOutputSerializer(many=True)
+
+
+class EventOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    occurred_at = serializers.DateTimeField()
+    kind = serializers.ChoiceField(choices=Event.Kind.choices)
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+    quantity = serializers.FloatField(allow_null=True)
+    category = serializers.CharField()
+    channel = serializers.CharField()
+    session_id = serializers.CharField()
+    dwell_seconds = serializers.FloatField(allow_null=True)
+    product_id = serializers.CharField()

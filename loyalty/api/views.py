@@ -1,0 +1,260 @@
+"""API views: authenticate, check the role, validate with a serializer, call one service."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from loyalty.api.filters import MemberFilter
+from loyalty.api.permissions import CanEraseMembers
+from loyalty.api.serializers import (
+    ErasureOutputSerializer,
+    ErrorOutputSerializer,
+    EventBatchInputSerializer,
+    EventBatchOutputSerializer,
+    EventBatchRequestSerializer,
+    EventOutputSerializer,
+    MemberCreateInputSerializer,
+    MemberOutputSerializer,
+    MemberUpdateInputSerializer,
+)
+from loyalty.models import Event, Member
+from loyalty.selectors import member_events, member_list
+from loyalty.services.erasure import erase_member_by_external_id
+from loyalty.services.events import EVENT_BATCH_LIMIT, record_event_batch
+from loyalty.services.members import create_member, update_member
+
+# A page an integrator can ask for in one request without tying up a worker.
+MAX_PAGE_SIZE = 1000
+
+EXTERNAL_ID_PARAMETER = OpenApiParameter(
+    "external_id", str, OpenApiParameter.PATH, description="The member's external id."
+)
+UNAUTHENTICATED = OpenApiResponse(ErrorOutputSerializer, description="No valid token or session.")
+FORBIDDEN = OpenApiResponse(ErrorOutputSerializer, description="The user's role may not do this.")
+NOT_FOUND = OpenApiResponse(ErrorOutputSerializer, description="No member has this external id.")
+INVALID = OpenApiResponse(
+    description="Invalid input: an object of field name -> messages.",
+)
+
+
+class MemberCursorPagination(CursorPagination):
+    ordering = ("pk",)
+    page_size_query_param = "page_size"
+    max_page_size = MAX_PAGE_SIZE
+
+
+class EventCursorPagination(CursorPagination):
+    ordering = ("occurred_at", "pk")
+    page_size_query_param = "page_size"
+    max_page_size = MAX_PAGE_SIZE
+
+
+class MemberListApi(GenericAPIView):
+    """Members: list (GET, needs view_member) and create (POST, needs add_member)."""
+
+    queryset = Member.objects.all()  # the role permission check reads the model from it
+    serializer_class = MemberCreateInputSerializer  # for OPTIONS and the browsable API's form
+    filterset_class = MemberFilter
+    pagination_class = MemberCursorPagination
+
+    @extend_schema(
+        operation_id="members_list",
+        summary="List members",
+        description="Oldest first, cursor-paginated. `age_band` and `region` appear only for "
+        "users who may change members (admin, integrator).",
+        responses={
+            200: MemberOutputSerializer(many=True),
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+        },
+    )
+    def get(self, request):
+        members = self.filter_queryset(member_list())
+        page = self.paginate_queryset(members)
+        output = MemberOutputSerializer(page, many=True, context={"request": request})
+        return self.get_paginated_response(output.data)
+
+    @extend_schema(
+        operation_id="members_create",
+        summary="Create a member",
+        description="A second create with the same external id answers 409; change an "
+        "existing member with PATCH. Consent given here is audited like a later change.",
+        request=MemberCreateInputSerializer,
+        responses={
+            201: MemberOutputSerializer,
+            400: INVALID,
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+            409: OpenApiResponse(
+                ErrorOutputSerializer, description="A member with this external id exists."
+            ),
+        },
+    )
+    def post(self, request):
+        serializer = MemberCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        member = create_member(actor=request.user, **serializer.validated_data)
+        output = MemberOutputSerializer(member, context={"request": request})
+        return Response(output.data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetailApi(GenericAPIView):
+    """One member: read (GET), replace (PUT) or change some fields (PATCH).
+
+    Writes to an erased member answer 409: update_member refuses them (MemberErasedError), so
+    that the rule holds for every caller, not only the API.
+    """
+
+    queryset = Member.objects.all()
+    serializer_class = MemberUpdateInputSerializer  # for OPTIONS and the browsable API's form
+    lookup_field = "external_id"
+
+    @extend_schema(
+        operation_id="members_retrieve",
+        summary="Read a member",
+        parameters=[EXTERNAL_ID_PARAMETER],
+        responses={
+            200: MemberOutputSerializer,
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+        },
+    )
+    def get(self, request, external_id: str):
+        output = MemberOutputSerializer(self.get_object(), context={"request": request})
+        return Response(output.data)
+
+    @extend_schema(
+        operation_id="members_update",
+        summary="Replace a member's fields",
+        parameters=[EXTERNAL_ID_PARAMETER],
+        request=MemberUpdateInputSerializer,
+        responses={
+            200: MemberOutputSerializer,
+            400: INVALID,
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+            409: OpenApiResponse(ErrorOutputSerializer, description="The member was erased."),
+        },
+    )
+    def put(self, request, external_id: str):
+        return self._update(request, partial=False)
+
+    @extend_schema(
+        operation_id="members_partial_update",
+        summary="Change some of a member's fields",
+        parameters=[EXTERNAL_ID_PARAMETER],
+        request=MemberUpdateInputSerializer(partial=True),
+        responses={
+            200: MemberOutputSerializer,
+            400: INVALID,
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+            409: OpenApiResponse(ErrorOutputSerializer, description="The member was erased."),
+        },
+    )
+    def patch(self, request, external_id: str):
+        return self._update(request, partial=True)
+
+    def _update(self, request, *, partial: bool) -> Response:
+        member = self.get_object()
+        serializer = MemberUpdateInputSerializer(data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        member = update_member(member=member, actor=request.user, data=serializer.validated_data)
+        return Response(MemberOutputSerializer(member, context={"request": request}).data)
+
+
+class MemberEventListApi(GenericAPIView):
+    """A member's events, oldest first (GET, needs view_event)."""
+
+    queryset = Event.objects.all()
+    serializer_class = EventOutputSerializer
+    pagination_class = EventCursorPagination
+    filter_backends: list = []
+
+    @extend_schema(
+        operation_id="members_events_list",
+        summary="List a member's events",
+        parameters=[EXTERNAL_ID_PARAMETER],
+        responses={
+            200: EventOutputSerializer(many=True),
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+        },
+    )
+    def get(self, request, external_id: str):
+        member = get_object_or_404(Member, external_id=external_id)
+        page = self.paginate_queryset(member_events(member=member))
+        return self.get_paginated_response(EventOutputSerializer(page, many=True).data)
+
+
+class MemberEraseApi(APIView):
+    """Erase a member's personal data and events (POST, needs erase_member)."""
+
+    permission_classes = [CanEraseMembers]
+
+    @extend_schema(
+        operation_id="members_erase",
+        summary="Erase a member",
+        description="Deletes the member's events, blanks its personal fields, replaces its "
+        "external id with a placeholder and appends an audit record holding the SHA-256 of the "
+        "former id. Repeating the request with the same id answers 200 again with "
+        "`already_erased: true` and changes nothing.",
+        parameters=[EXTERNAL_ID_PARAMETER],
+        request=None,
+        responses={
+            200: ErasureOutputSerializer,
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+        },
+    )
+    def post(self, request, external_id: str):
+        result = erase_member_by_external_id(external_id=external_id, actor=request.user)
+        return Response(ErasureOutputSerializer(result).data)
+
+
+class EventBatchCreateApi(APIView):
+    """Push up to EVENT_BATCH_LIMIT events in one request (POST, needs add_event)."""
+
+    queryset = Event.objects.all()
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        operation_id="events_batch_create",
+        summary="Push a batch of events",
+        description=(
+            f'Up to {EVENT_BATCH_LIMIT} events, as `{{"events": [...]}}` or as a bare JSON '
+            "list. Every item is checked on its own: valid items are stored, invalid ones are "
+            "listed in `errors` with their index and field errors. An event whose natural key "
+            "(member, occurred_at, kind, session_id, product_id) is already stored, or repeated "
+            "in the batch, counts as a duplicate and is stored once, so a retried batch is "
+            "harmless. `occurred_at` must carry a zone offset; a naive time is rejected.\n\n"
+            "**200**: every item was valid (stored or duplicate). **207**: some items were "
+            "rejected; the valid ones were stored. Both carry the same body. **400**: the batch "
+            f"itself is unusable (not a list, empty, more than {EVENT_BATCH_LIMIT} items); "
+            "nothing was stored."
+        ),
+        request=EventBatchRequestSerializer,
+        responses={
+            200: EventBatchOutputSerializer,
+            207: EventBatchOutputSerializer,
+            400: INVALID,
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+        },
+    )
+    def post(self, request):
+        batch = EventBatchInputSerializer(data=request.data)
+        batch.is_valid(raise_exception=True)
+        result = record_event_batch(actor=request.user, **batch.validated_data)
+        answer = status.HTTP_207_MULTI_STATUS if result.rejected else status.HTTP_200_OK
+        return Response(EventBatchOutputSerializer(result).data, status=answer)
