@@ -131,6 +131,8 @@ class AuditRecord(models.Model):
         CONSENT_CHANGE = "consent_change"
         ROLE_CHANGE = "role_change"
         MEMBER_CHANGE = "member_change"
+        PROMOTION = "promotion"
+        ROLLBACK = "rollback"
 
     occurred_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(

@@ -15,6 +15,8 @@ _READ_PROGRAM = [
     "loyalty.view_member",
     "loyalty.view_event",
     "loyalty.view_action",
+    "predictions.view_prediction",
+    "predictions.view_modelversion",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
@@ -35,6 +37,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "auth.change_user",
         "django_celery_beat.view_periodictask",
         "django_celery_beat.change_periodictask",
+        "predictions.promote_modelversion",
+        "predictions.view_scoringrun",
     ],
     # Systems that push members and events in through the API.
     INTEGRATOR: _READ_PROGRAM

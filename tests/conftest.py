@@ -1,16 +1,12 @@
 """Suite-wide fixtures: role users, an API client, and a real Celery worker."""
 
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
 
 # Playwright's sync API and pytest-django's live_server share one process.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-# The embedded file broker gets a folder of its own per test session, so that a developer's
-# running `make run` worker never takes the suite's messages (and the reverse).
-os.environ.setdefault("CELERY_BROKER_DIR", tempfile.mkdtemp(prefix="loyalty-test-broker-"))
 
 TEST_PASSWORD = "review-test-pass-1"
 

@@ -1,7 +1,36 @@
-"""Create the role groups with their permissions (loyalty.roles holds what each may do)."""
+"""Create the role groups with the permissions they had when this migration was written.
+
+The list is frozen here on purpose: a migration must not change meaning when code moves on.
+Permissions added later (loyalty.roles) reach the groups through `sync_role_groups`, which
+runs after every migrate.
+"""
 
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
+
+
+_READ = ["loyalty.view_member", "loyalty.view_event", "loyalty.view_action"]
+ROLE_PERMISSIONS = {
+    "analyst": _READ,
+    "expert": _READ,
+    "admin": _READ
+    + [
+        "loyalty.add_member",
+        "loyalty.change_member",
+        "loyalty.erase_member",
+        "loyalty.add_event",
+        "loyalty.add_action",
+        "loyalty.change_action",
+        "loyalty.delete_action",
+        "loyalty.view_auditrecord",
+        "auth.view_user",
+        "auth.add_user",
+        "auth.change_user",
+        "django_celery_beat.view_periodictask",
+        "django_celery_beat.change_periodictask",
+    ],
+    "integrator": _READ + ["loyalty.add_member", "loyalty.change_member", "loyalty.add_event"],
+}
 
 
 def create_roles(apps, schema_editor):
@@ -10,8 +39,6 @@ def create_roles(apps, schema_editor):
         app_config.models_module = True
         create_permissions(app_config, apps=apps, verbosity=0)
         app_config.models_module = None
-
-    from loyalty.roles import ROLE_PERMISSIONS
 
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
@@ -26,9 +53,7 @@ def create_roles(apps, schema_editor):
 
 
 def remove_roles(apps, schema_editor):
-    from loyalty.roles import ROLES
-
-    apps.get_model("auth", "Group").objects.filter(name__in=ROLES).delete()
+    apps.get_model("auth", "Group").objects.filter(name__in=list(ROLE_PERMISSIONS)).delete()
 
 
 class Migration(migrations.Migration):

@@ -192,4 +192,11 @@ LOGGING = {
 # are written there when beat starts.
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "loyalty.record_worker_heartbeat_task", "schedule": 60.0},
+    "resend-stale-scoring-chunks": {
+        "task": "predictions.resend_stale_chunks_task",
+        "schedule": 5 * 60.0,
+    },
 }
+
+# Trained model artifacts (the registry keeps their checksums and verifies them on load).
+MODEL_ARTIFACT_DIR = Path(env("MODEL_ARTIFACT_DIR", default=str(VAR_DIR / "models")))

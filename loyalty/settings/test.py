@@ -1,7 +1,11 @@
-"""Settings for the test suite: the base settings plus fast hashing and plain static files."""
+"""Settings for the test suite: the base settings plus fast hashing, plain static files, and a
+broker folder and SQLite file of the suite's own."""
+
+import os
+import tempfile
 
 from loyalty.settings.base import *  # noqa: F403
-from loyalty.settings.base import DATABASES, VAR_DIR
+from loyalty.settings.base import CELERY_BROKER_URL, DATABASES, VAR_DIR, env
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Hashed manifest names 404 under pytest-django's live_server.
@@ -11,4 +15,21 @@ STORAGES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: a worker thread or process must see the same test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    DATABASES["default"]["TEST"] = {
+        "NAME": env("TEST_SQLITE_PATH", default=str(VAR_DIR / "test.sqlite3"))
+    }
+
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The embedded broker gets a folder per test session, so that a developer's running
+    # `make run` worker never takes the suite's messages (and the reverse). Exported, so that
+    # worker processes a test starts use the same folder.
+    if "CELERY_BROKER_DIR" not in os.environ:
+        os.environ["CELERY_BROKER_DIR"] = tempfile.mkdtemp(prefix="loyalty-test-broker-")
+    _folder = os.environ["CELERY_BROKER_DIR"]
+    CELERY_BROKER_DIR = _folder
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": f"{_folder}/queue",
+        "data_folder_out": f"{_folder}/queue",
+        "control_folder": f"{_folder}/control",
+        "polling_interval": 0.1,
+    }
