@@ -1,1 +1,174 @@
-"""Model versions and predictions (built by the prediction-engine issue)."""
+"""The model registry, scoring runs and the predictions they store."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from loyalty.models import Action, Member
+
+
+class PredictionKind(models.TextChoices):
+    CHURN = "churn", "Churn risk"
+    NEXT_ACTION = "next_action", "Next best action"
+
+
+class ModelVersion(models.Model):
+    """One trained model in the registry, with everything needed to trust and reload it.
+
+    Exactly one active version per kind (a partial unique index); promotion and rollback are
+    services that change statuses in one transaction.
+    """
+
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate"
+        ACTIVE = "active"
+        RETIRED = "retired"
+
+    kind = models.CharField(max_length=20, choices=PredictionKind.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.CANDIDATE)
+    algorithm = models.CharField(max_length=40, help_text="What won the validation split.")
+    evaluation_cutoff = models.DateTimeField()
+    training_cutoffs = models.JSONField(default=list)
+    horizon_days = models.IntegerField(null=True, blank=True)
+    row_counts = models.JSONField(default=dict)
+    data_fingerprint = models.CharField(max_length=64)
+    features = models.JSONField(default=list, help_text="[{code, name, description}] in order.")
+    hyperparameters = models.JSONField(default=dict)
+    library_versions = models.JSONField(default=dict)
+    metrics = models.JSONField(default=dict)
+    global_importance = models.JSONField(default=dict)
+    artifact_path = models.CharField(max_length=500)
+    artifact_checksums = models.JSONField(default=dict, help_text="{file name: sha256}")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    promoted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind"], condition=Q(status="active"), name="one_active_version_per_kind"
+            ),
+        ]
+        permissions = [("promote_modelversion", "Can promote or roll back a model version")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} v{self.pk} ({self.status})"
+
+
+class ScoringRun(models.Model):
+    """One scoring pass of a model version over members, split into chunks.
+
+    The pending state of every chunk lives here, not only in the broker: a sweep re-sends a
+    chunk whose worker died, so a run always finishes.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="runs")
+    cutoff = models.DateTimeField(help_text="Features see events strictly before this time.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    chunk_size = models.IntegerField()
+    members_total = models.IntegerField(default=0)
+    members_scored = models.IntegerField(default=0)
+    members_skipped_no_consent = models.IntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.model_version} at {self.cutoff:%Y-%m-%d}"
+
+
+class ScoringChunk(models.Model):
+    """A slice of a run's members, scored by one task. Rerunning it writes nothing twice."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DONE = "done"
+        FAILED = "failed"
+
+    run = models.ForeignKey(ScoringRun, on_delete=models.CASCADE, related_name="chunks")
+    index = models.IntegerField()
+    member_ids = models.JSONField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempts = models.IntegerField(default=0)
+    scored = models.IntegerField(default=0)
+    skipped_no_consent = models.IntegerField(default=0)
+    error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "index"], name="one_chunk_per_run_index")
+        ]
+        indexes = [models.Index(fields=["status", "sent_at"], name="chunk_status_sent")]
+
+    def __str__(self) -> str:
+        return f"chunk {self.index} of run {self.run_id} ({self.status})"
+
+
+class Prediction(models.Model):
+    """One model version's output for one member at one cutoff.
+
+    Churn: `score` is the calibrated churn probability, `interval_low`/`interval_high` its
+    interval, `label_set` the conformal set of {stay, churn}. Next action: `probabilities` maps
+    action code to probability, `label_set` the conformal set of action codes,
+    `recommended_action` the most probable eligible action. `explanation` holds the base value,
+    the top SHAP contributions and the remainder; `feature_values` what the model saw.
+    """
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="predictions")
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="predictions"
+    )
+    kind = models.CharField(max_length=20, choices=PredictionKind.choices)
+    cutoff = models.DateTimeField()
+    scored_at = models.DateTimeField(auto_now_add=True)
+    score = models.FloatField(null=True, blank=True)
+    probabilities = models.JSONField(null=True, blank=True)
+    interval_low = models.FloatField(null=True, blank=True)
+    interval_high = models.FloatField(null=True, blank=True)
+    label_set = models.JSONField(default=list)
+    recommended_action = models.ForeignKey(
+        Action, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    confidence = models.FloatField()
+    explanation = models.JSONField(default=dict)
+    feature_values = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["member", "model_version", "cutoff"], name="one_prediction_per_cutoff"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["member", "kind", "-scored_at"], name="prediction_member_kind"),
+            models.Index(fields=["model_version", "cutoff"], name="prediction_version_cutoff"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.member_id} by v{self.model_version_id}"

@@ -1,0 +1,73 @@
+"""`manage.py train`: train a model version on the imported data and print its evaluation."""
+
+import json
+from datetime import UTC, datetime
+
+from django.core.management.base import BaseCommand, CommandError
+
+from predictions.exceptions import TrainingDataError
+from predictions.models import PredictionKind
+from predictions.services.registry import promote_model_version
+from predictions.services.training import train_churn_version, train_next_action_version
+
+METRIC_ROWS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "coverage", "base_rate", "n")
+
+
+class Command(BaseCommand):
+    help = (
+        "Train on data before --cutoff, evaluate out of time at --cutoff, register a candidate "
+        "version, and print the model's and the baselines' metrics."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--kind", choices=PredictionKind.values, default=PredictionKind.CHURN)
+        parser.add_argument("--cutoff", required=True, type=_date, help="YYYY-MM-DD (UTC)")
+        parser.add_argument("--horizon", type=int, default=90, help="churn horizon in days")
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.add_argument("--promote", action="store_true", help="make it the active version")
+
+    def handle(self, *args, **options) -> None:
+        try:
+            if options["kind"] == PredictionKind.CHURN:
+                outcome = train_churn_version(
+                    cutoff=options["cutoff"], horizon_days=options["horizon"]
+                )
+            else:
+                outcome = train_next_action_version(cutoff=options["cutoff"])
+        except TrainingDataError as error:
+            raise CommandError(f"Cannot train: {error.message}") from error
+        version = outcome.version
+        if options["promote"]:
+            version = promote_model_version(version_id=version.pk, actor=None)
+        if options["json"]:
+            self.stdout.write(json.dumps({"version": version.pk, **outcome.report}, indent=2))
+            return
+        self.stdout.write(f"Registered {version} (algorithm: {version.algorithm}).")
+        self._print_table(outcome.report)
+
+    def _print_table(self, report: dict) -> None:
+        entries = {"model": report.get("model", {})}
+        entries.update(report.get("baselines", {}))
+        if not any(entries.values()):
+            reason = report.get("evaluation", {}).get("reason", "no evaluation")
+            self.stdout.write(f"No out-of-time evaluation: {reason}")
+            return
+        self.stdout.write(f"{'metric':<12}" + "".join(f"{name:>14}" for name in entries))
+        for metric in METRIC_ROWS:
+            cells = "".join(_cell(entry.get(metric)) for entry in entries.values())
+            self.stdout.write(f"{metric:<12}{cells}")
+
+
+def _cell(value) -> str:
+    if value is None:
+        return f"{'–':>14}"
+    if isinstance(value, float):
+        return f"{value:>14.4f}"
+    return f"{value!s:>14}"
+
+
+def _date(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    except ValueError as error:
+        raise CommandError(f"--cutoff must be YYYY-MM-DD, got {text!r}") from error

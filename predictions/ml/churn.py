@@ -1,0 +1,587 @@
+"""Churn: train candidates on stacked past cutoffs, pick one honestly, score with confidence.
+
+Training (`train_churn`):
+1. Cutoffs every `step` days back from cutoff - horizon, so that every training label window
+   ends at or before `cutoff`; the oldest train, the next later one stops boosting early
+   (validation, on members held out of that fit), the latest calibrates (probabilities and
+   conformal sets) and selects.
+2. Rows are the members active at each cutoff (see `labels`); features are point in time.
+3. Three candidates are fitted on the same training rows: XGBoost on all features (as many
+   rounds as early stopping found), and two baselines: `recency` (logistic on log1p of days
+   since last purchase) and `rfm_logistic` (L2 logistic on standardized log1p recency,
+   baskets and spend over a year, tenure).
+4. Each is calibrated on the calibration split (isotonic or sigmoid, chosen by cross-fitted
+   log loss) and gets Mondrian conformal thresholds and `bootstrap_models` half-sample refits
+   whose spread gives its probability interval.
+5. Selection: the cross-fitted log loss of calibrated probabilities on the calibration split,
+   the time-latest data, which no candidate was fitted on (and which the trees' early stopping
+   never saw). The simplest candidate within `selection_tolerance` of the best wins: that is
+   the model offered for promotion, baseline or not.
+6. Evaluation out of time at `cutoff` with labels from [cutoff, cutoff + horizon), for every
+   candidate, when the data reaches that far; otherwise the report says why it is empty.
+
+Class imbalance: the trees minimize unweighted log loss (a proper scoring rule, so
+probabilities stay meaningful) and early-stop on it; no resampling or class weights, which
+would distort probabilities that routing and calibration rely on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from sklearn.metrics import roc_auc_score
+
+from . import calibration, conformal, frames, labels
+from .confidence import confidence_from, probability_interval
+from .contracts import (
+    ChurnBundle,
+    ChurnCandidate,
+    ChurnConfig,
+    ChurnPrediction,
+    ChurnTrainingResult,
+    InsufficientHistoryError,
+    SingleClassError,
+)
+from .explain import global_importance, top_contributions
+from .features import (
+    FEATURE_CODES,
+    MAX_LOOKBACK_DAYS,
+    SNAPSHOT_FEATURES,
+    PreparedEvents,
+    _features_at,
+    prepare_events,
+)
+from .metrics import binary_metrics
+from .scorers import (
+    LinearScorer,
+    TreeScorer,
+    booster_settings,
+    fit_booster,
+    fit_linear,
+    training_matrix,
+)
+
+XGBOOST = "xgboost"
+RECENCY = "recency"
+RFM_LOGISTIC = "rfm_logistic"
+# Simplest first: on a tie within the tolerance the earlier one wins.
+CANDIDATES = (RECENCY, RFM_LOGISTIC, XGBOOST)
+MIN_CUTOFF_STEP_DAYS = 14
+CUTOFFS_PER_HORIZON = 3
+# Inverse L2 strength of the baselines on standardized inputs: mild, they have 1-4 columns.
+BASELINE_C = 1.0
+RFM_COLUMNS = ("days_since_last_purchase", "baskets_365", "spend_365", "tenure_days")
+# Never having purchased within the lookback is treated as the longest recency there is.
+RECENCY_FILL = float(MAX_LOOKBACK_DAYS)
+DEFAULT_TOP_K = 5
+
+
+@dataclass(frozen=True)
+class _Rows:
+    x: np.ndarray
+    y: np.ndarray
+    member_id: np.ndarray
+    cutoff: np.ndarray
+
+
+def training_cutoffs(
+    *, first_event: pd.Timestamp, cutoff: pd.Timestamp, horizon_days: int, config: ChurnConfig
+) -> list[pd.Timestamp]:
+    """Training cutoffs, oldest first: label windows end at or before `cutoff`."""
+    step = config.cutoff_step_days or max(horizon_days // CUTOFFS_PER_HORIZON, MIN_CUTOFF_STEP_DAYS)
+    latest = cutoff - pd.Timedelta(days=horizon_days)
+    earliest = first_event + pd.Timedelta(days=config.min_history_days)
+    out = []
+    for i in range(config.max_training_cutoffs):
+        candidate = latest - pd.Timedelta(days=i * step)
+        if candidate < earliest:
+            break
+        out.append(candidate)
+    return out[::-1]
+
+
+def model_feature_codes(config: ChurnConfig) -> tuple[str, ...]:
+    """The matrix columns the churn models use (snapshot attributes only when allowed)."""
+    excluded = set(config.excluded_features)
+    if not config.use_snapshot_attributes:
+        excluded |= set(SNAPSHOT_FEATURES)
+    return tuple(code for code in FEATURE_CODES if code not in excluded)
+
+
+def train_churn(
+    *,
+    events: pd.DataFrame | PreparedEvents,
+    members: pd.DataFrame,
+    cutoff: object,
+    horizon_days: int,
+    config: ChurnConfig | None = None,
+) -> ChurnTrainingResult:
+    """Train, select, calibrate and evaluate churn models (see the module docstring).
+
+    Raises InsufficientHistoryError when fewer than two training cutoffs fit in the data,
+    SingleClassError when a split holds one class only.
+    """
+    config = config or ChurnConfig()
+    if config.bootstrap_models < 2:
+        raise ValueError("bootstrap_models must be at least 2 for an interval")
+    prepared = events if isinstance(events, PreparedEvents) else prepare_events(events)
+    roster = frames.normalize_members(members)
+    cutoff_ts = frames.to_utc_timestamp(cutoff)
+    if len(prepared.t_ns) == 0:
+        raise InsufficientHistoryError("there are no events")
+    first_event = pd.Timestamp(int(prepared.t_ns[0]), tz="UTC")
+    last_event = pd.Timestamp(int(prepared.t_ns[-1]), tz="UTC")
+    cutoffs = training_cutoffs(
+        first_event=first_event, cutoff=cutoff_ts, horizon_days=horizon_days, config=config
+    )
+    if len(cutoffs) < 2:
+        raise InsufficientHistoryError(
+            f"only {len(cutoffs)} training cutoff(s) fit between the first event "
+            f"({first_event.date()}) + {config.min_history_days} days and the cutoff "
+            f"({cutoff_ts.date()}) - horizon ({horizon_days} days); at least 2 are needed"
+        )
+    codes = model_feature_codes(config)
+    panel = [_rows_at(prepared, roster, c, horizon_days, config, codes) for c in cutoffs]
+    splits = _split(panel, seed=config.seed, held_out_share=config.validation_member_share)
+    train, calib = splits.train, splits.calibration
+    for name, rows in (
+        ("train", splits.train),
+        ("early-stopping train", splits.early_stopping),
+        ("validation", splits.validation),
+        ("calibration", splits.calibration),
+    ):
+        _require_both_classes(name, rows)
+
+    scorers, dtrain = _fit_scorers(splits, codes, config)
+    candidates, selection = {}, {}
+    for name in CANDIDATES:
+        candidates[name], selection[name] = _finish_candidate(
+            name, scorers[name], train, dtrain, calib, config
+        )
+    selected = select_candidate(
+        log_losses={name: selection[name]["log_loss"] for name in CANDIDATES},
+        tolerance=config.selection_tolerance,
+    )
+
+    bundle = ChurnBundle(
+        feature_codes=codes,
+        config=config,
+        candidates=candidates,
+        selected=selected,
+        horizon_days=horizon_days,
+        trained_cutoff=cutoff_ts.isoformat(),
+        training_cutoffs=tuple(c.isoformat() for c in cutoffs),
+    )
+    evaluation, eval_rows, reason = _evaluate(
+        bundle, prepared, roster, cutoff_ts, last_event, horizon_days, config
+    )
+    importance = _importance(candidates[XGBOOST], calib, codes, config)
+    report = {
+        "model": evaluation.get(XGBOOST, {}),
+        "baselines": {name: evaluation.get(name, {}) for name in (RECENCY, RFM_LOGISTIC)},
+        "selected": selected,
+        "selection": {
+            "rule": "lowest cross-fitted log loss of calibrated probabilities on the "
+            "calibration split (time-latest); the simplest candidate within the tolerance wins",
+            "tolerance": config.selection_tolerance,
+            "log_loss": {name: selection[name]["log_loss"] for name in CANDIDATES},
+            "roc_auc": {name: selection[name]["roc_auc"] for name in CANDIDATES},
+            "calibration": {name: selection[name]["calibration"] for name in CANDIDATES},
+        },
+        "evaluation": {
+            "available": reason is None,
+            "reason": reason,
+            "cutoff": cutoff_ts.isoformat(),
+            "label_window_end": (cutoff_ts + pd.Timedelta(days=horizon_days)).isoformat(),
+            "data_end": last_event.isoformat(),
+        },
+        "rows": {
+            "train": len(train.y),
+            "early_stopping_train": len(splits.early_stopping.y),
+            "validation": len(splits.validation.y),
+            "calibration": len(calib.y),
+            "evaluation": eval_rows,
+            "train_churn_rate": float(train.y.mean()),
+            "validation_churn_rate": float(splits.validation.y.mean()),
+            "calibration_churn_rate": float(calib.y.mean()),
+        },
+        "cutoffs": [c.isoformat() for c in cutoffs],
+        "split_cutoffs": {
+            "train": sorted({str(c) for c in train.cutoff}),
+            "validation": sorted({str(c) for c in splits.validation.cutoff}),
+            "calibration": sorted({str(c) for c in calib.cutoff}),
+        },
+        "horizon_days": horizon_days,
+        "boosting_rounds": int(candidates[XGBOOST].scorer.booster.num_boosted_rounds()),
+        "confidence": {
+            "interval": "t-interval in logit space from half-sample refits of the candidate "
+            "and its calibrator (estimation uncertainty of the probability)",
+            "interval_coverage": config.interval_coverage,
+            "replicas": config.bootstrap_models,
+            "label_sets": "class-conditional (Mondrian) split conformal on the margin, "
+            "fitted on the calibration split",
+            "label_set_coverage": config.label_set_coverage,
+        },
+        "feature_importance_of": XGBOOST,
+        "feature_importance": importance,
+        "config": _json_config(config),
+    }
+    return ChurnTrainingResult(bundle=bundle, report=report)
+
+
+def predict_churn(
+    *,
+    bundle: ChurnBundle,
+    features: pd.DataFrame,
+    candidate: str | None = None,
+    explain_top_k: int = DEFAULT_TOP_K,
+    with_interval: bool = True,
+) -> ChurnPrediction:
+    """Score a feature matrix (from `build_features`, index member_id) with one candidate.
+
+    The selected candidate unless `candidate` names another. `explain_top_k=0` skips SHAP.
+    `with_interval=False` skips the bootstrap replicas: low = high = probability.
+    """
+    chosen = bundle.candidates[candidate or bundle.selected]
+    x = _matrix(features, bundle.feature_codes)
+    margin = chosen.scorer.margin(x)
+    probability = chosen.calibrator.probability(margin)
+    coverage = bundle.config.interval_coverage
+    if with_interval:
+        replicas = np.stack([cal.probability(sc.margin(x)) for sc, cal in chosen.bootstrap])
+        low, high = probability_interval(
+            probability=probability, replicas=replicas, coverage=coverage
+        )
+    else:
+        low, high = probability.copy(), probability.copy()
+    sets = chosen.conformal.sets(margin)
+    confidence = confidence_from(set_sizes=sets.sum(axis=1), n_labels=2, low=low, high=high)
+    explanation = None
+    if explain_top_k > 0:
+        explanation = top_contributions(
+            contributions=chosen.scorer.contributions(x),
+            values=x,
+            feature_codes=bundle.feature_codes,
+            k=explain_top_k,
+        )
+    return ChurnPrediction(
+        member_ids=features.index.to_numpy(dtype="int64"),
+        model=chosen.name,
+        probability=probability,
+        low=low,
+        high=high,
+        label_sets=sets,
+        confidence=confidence,
+        interval_coverage=coverage,
+        label_set_coverage=chosen.conformal.coverage,
+        explanation=explanation,
+    )
+
+
+def _matrix(features: pd.DataFrame, codes: tuple[str, ...]) -> np.ndarray:
+    missing = [code for code in codes if code not in features.columns]
+    if missing:
+        raise ValueError(f"feature matrix lacks columns: {missing}")
+    return np.ascontiguousarray(features.loc[:, list(codes)].to_numpy(dtype="float32"))
+
+
+def _rows_at(
+    prepared: PreparedEvents,
+    roster: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    horizon_days: int,
+    config: ChurnConfig,
+    codes: tuple[str, ...],
+) -> _Rows:
+    active = labels.active_member_ids(
+        events=prepared,
+        cutoff=cutoff,
+        lookback_days=config.active_lookback_days,
+        qualifying_kinds=config.qualifying_kinds,
+    )
+    active = active[np.isin(active, roster["member_id"].to_numpy())]
+    matrix = _features_at(prepared, roster, cutoff).loc[active]
+    y = labels.churn_labels(
+        events=prepared,
+        member_ids=active,
+        cutoff=cutoff,
+        horizon_days=horizon_days,
+        qualifying_kinds=config.qualifying_kinds,
+    )
+    return _Rows(
+        x=_matrix(matrix, codes),
+        y=y.to_numpy(dtype="int64"),
+        member_id=active,
+        cutoff=np.full(len(active), cutoff.date().isoformat(), dtype=object),
+    )
+
+
+def _concat(parts: list[_Rows]) -> _Rows:
+    return _Rows(
+        x=np.concatenate([p.x for p in parts]),
+        y=np.concatenate([p.y for p in parts]),
+        member_id=np.concatenate([p.member_id for p in parts]),
+        cutoff=np.concatenate([p.cutoff for p in parts]),
+    )
+
+
+def _take(rows: _Rows, mask: np.ndarray) -> _Rows:
+    return _Rows(rows.x[mask], rows.y[mask], rows.member_id[mask], rows.cutoff[mask])
+
+
+@dataclass(frozen=True)
+class _Splits:
+    train: _Rows
+    early_stopping: _Rows
+    validation: _Rows
+    calibration: _Rows
+
+
+def _split(panel: list[_Rows], *, seed: int, held_out_share: float) -> _Splits:
+    """Oldest cutoffs train, the second latest validates, the latest calibrates.
+
+    Validation is also member-disjoint: a seeded `held_out_share` of members is held out, the
+    early-stopping fit sees only the other members' training rows, and validation only the
+    held-out members' rows. Consecutive cutoffs repeat the same members with nearly the same
+    features and overlapping label windows, so a validation set of the same members rewards
+    memorizing them and never stops boosting (719 rounds on The Complete Journey at
+    2017-09-15, against 57 member-disjoint). The final fit then uses every training member.
+    With only two cutoffs the later one serves both: held-out members validate, the others
+    calibrate.
+    """
+    members = np.unique(np.concatenate([rows.member_id for rows in panel]))
+    held = members[np.random.default_rng(seed).random(len(members)) < held_out_share]
+    train = _concat(panel[:-2]) if len(panel) >= 3 else panel[0]
+    later = panel[-2] if len(panel) >= 3 else panel[-1]
+    calibration = panel[-1]
+    if len(panel) < 3:
+        calibration = _take(calibration, ~np.isin(calibration.member_id, held))
+    return _Splits(
+        train=train,
+        early_stopping=_take(train, ~np.isin(train.member_id, held)),
+        validation=_take(later, np.isin(later.member_id, held)),
+        calibration=calibration,
+    )
+
+
+def _require_both_classes(split: str, rows: _Rows) -> None:
+    if len(rows.y) == 0:
+        raise InsufficientHistoryError(f"no member is active at the {split} cutoff(s)")
+    present = np.unique(rows.y)
+    if len(present) < 2:
+        label = "churn" if len(present) and present[0] == 1 else "stay"
+        raise SingleClassError(
+            split=split,
+            label=label,
+            rows=len(rows.y),
+            detail=f"cutoffs {sorted(set(rows.cutoff.tolist()))}",
+        )
+
+
+def _baseline_layout(codes: tuple[str, ...], names: tuple[str, ...]) -> dict[str, tuple]:
+    """Column positions and transforms of a baseline; excluded features are left out."""
+    if "days_since_last_purchase" not in codes:
+        raise ValueError("days_since_last_purchase cannot be excluded: every baseline uses it")
+    names = tuple(name for name in names if name in codes)
+    columns = tuple(codes.index(name) for name in names)
+    fill = tuple(RECENCY_FILL if name == "days_since_last_purchase" else 0.0 for name in names)
+    return {"columns": columns, "signed_log": (True,) * len(names), "fill": fill}
+
+
+def _fit_scorers(
+    splits: _Splits, codes: tuple[str, ...], config: ChurnConfig
+) -> tuple[dict[str, Any], xgb.DMatrix]:
+    """The three candidates fitted on the training rows, and the trees' training matrix.
+
+    The number of boosting rounds comes from early stopping on the member-disjoint,
+    time-later validation rows; the trees are then refit with that many rounds on every
+    training member, the rows the baselines are fitted on too.
+    """
+    settings = booster_settings(
+        config.booster, seed=config.seed, objective="binary:logistic", eval_metric="logloss"
+    )
+    fit, valid, train = splits.early_stopping, splits.validation, splits.train
+    dfit = training_matrix(params=config.booster, x=fit.x, y=fit.y)
+    dvalid = training_matrix(params=config.booster, x=valid.x, y=valid.y, reference=dfit)
+    stopped = fit_booster(params=config.booster, settings=settings, train=dfit, valid=dvalid)
+    dtrain = training_matrix(params=config.booster, x=train.x, y=train.y)
+    booster = fit_booster(
+        params=config.booster,
+        settings=settings,
+        train=dtrain,
+        valid=None,
+        rounds=stopped.num_boosted_rounds(),
+    )
+    scorers = {
+        XGBOOST: TreeScorer(booster),
+        RECENCY: fit_linear(
+            x=train.x,
+            y=train.y,
+            regularization_c=BASELINE_C,
+            **_baseline_layout(codes, ("days_since_last_purchase",)),
+        ),
+        RFM_LOGISTIC: fit_linear(
+            x=train.x,
+            y=train.y,
+            regularization_c=BASELINE_C,
+            **_baseline_layout(codes, RFM_COLUMNS),
+        ),
+    }
+    return scorers, dtrain
+
+
+def _refit(scorer: Any, half: _Rows, dtrain: xgb.DMatrix, config: ChurnConfig, replica: int) -> Any:
+    """The same candidate refit on a half-sample (trees: same settings and number of rounds)."""
+    if isinstance(scorer, TreeScorer):
+        settings = booster_settings(
+            config.booster,
+            seed=config.seed + 1 + replica,
+            objective="binary:logistic",
+            eval_metric="logloss",
+        )
+        matrix = training_matrix(params=config.booster, x=half.x, y=half.y, reference=dtrain)
+        booster = fit_booster(
+            params=config.booster,
+            settings=settings,
+            train=matrix,
+            valid=None,
+            rounds=scorer.booster.num_boosted_rounds(),
+        )
+        return TreeScorer(booster)
+    assert isinstance(scorer, LinearScorer)
+    return fit_linear(
+        x=half.x,
+        y=half.y,
+        columns=scorer.columns,
+        signed_log=scorer.signed_log,
+        fill=scorer.fill,
+        regularization_c=BASELINE_C,
+    )
+
+
+def _finish_candidate(
+    name: str,
+    scorer: Any,
+    train: _Rows,
+    dtrain: xgb.DMatrix,
+    calib: _Rows,
+    config: ChurnConfig,
+) -> tuple[ChurnCandidate, dict[str, Any]]:
+    """Calibrator, conformal thresholds and half-sample replicas of one fitted candidate.
+
+    Each replica refits the candidate on a random half of the training members (all their
+    cutoffs) and its calibrator on a random half of the calibration rows. Half-samples drawn
+    without replacement vary like bootstrap resamples of the full data (for a mean the
+    variance is exactly S^2/n: (S^2/(n/2)) * (1 - 1/2)), so their spread estimates the
+    full model's sampling spread at half the cost of a resample.
+    """
+    margin = scorer.margin(calib.x)
+    method, losses = calibration.choose_method(
+        margin=margin, labels=calib.y, requested=config.calibration, seed=config.seed
+    )
+    calibrator = calibration.fit_calibrator(margin=margin, labels=calib.y, method=method)
+    mondrian = conformal.fit_mondrian_binary(
+        margin=margin, labels=calib.y, coverage=config.label_set_coverage
+    )
+    rng = np.random.default_rng([config.seed, CANDIDATES.index(name)])
+    members = np.unique(train.member_id)
+    replicas = []
+    for b in range(config.bootstrap_models):
+        chosen = members[rng.permutation(len(members))[: len(members) // 2]]
+        half = _take(train, np.isin(train.member_id, chosen))
+        calib_half = np.sort(rng.permutation(len(calib.y))[: len(calib.y) // 2])
+        replica = _refit(scorer, half, dtrain, config, b)
+        replica_calibrator = calibration.fit_calibrator(
+            margin=replica.margin(calib.x[calib_half]), labels=calib.y[calib_half], method=method
+        )
+        replicas.append((replica, replica_calibrator))
+    summary = {"log_loss": losses[method], "roc_auc": _auc(calib.y, margin), "calibration": method}
+    candidate = ChurnCandidate(
+        name=name,
+        scorer=scorer,
+        calibrator=calibrator,
+        conformal=mondrian,
+        bootstrap=tuple(replicas),
+    )
+    return candidate, summary
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float | None:
+    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else None
+
+
+def select_candidate(*, log_losses: dict[str, float], tolerance: float) -> str:
+    """The simplest candidate (CANDIDATES order) whose loss is within `tolerance` of the best.
+
+    `tolerance` is relative: 0.002 lets a baseline win when the trees improve log loss by less
+    than 0.2 %, a difference that does not survive the next retraining.
+    """
+    best = min(log_losses.values())
+    for name in CANDIDATES:
+        if name in log_losses and log_losses[name] <= best * (1 + tolerance):
+            return name
+    return min(log_losses, key=log_losses.__getitem__)
+
+
+def _evaluate(
+    bundle: ChurnBundle,
+    prepared: PreparedEvents,
+    roster: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    last_event: pd.Timestamp,
+    horizon_days: int,
+    config: ChurnConfig,
+) -> tuple[dict[str, dict[str, Any]], int, str | None]:
+    """Out-of-time metrics per candidate at `cutoff`, or why there are none."""
+    window_end = cutoff + pd.Timedelta(days=horizon_days)
+    # The last day of the label window must be in the data, or absence means nothing.
+    if last_event < window_end - pd.Timedelta(days=1):
+        reason = (
+            f"the data ends {last_event.date()}, before the label window "
+            f"[{cutoff.date()}, {window_end.date()}) closes: no out-of-time evaluation"
+        )
+        return {}, 0, reason
+    rows = _rows_at(prepared, roster, cutoff, horizon_days, config, bundle.feature_codes)
+    if len(rows.y) == 0:
+        return {}, 0, "no member is active at the cutoff"
+    features = pd.DataFrame(rows.x, index=rows.member_id, columns=list(bundle.feature_codes))
+    out = {}
+    for name in CANDIDATES:
+        prediction = predict_churn(
+            bundle=bundle, features=features, candidate=name, explain_top_k=0
+        )
+        out[name] = binary_metrics(
+            labels=rows.y,
+            probability=prediction.probability,
+            label_sets=prediction.label_sets,
+            nominal_coverage=config.label_set_coverage,
+            low=prediction.low,
+            high=prediction.high,
+        )
+        out[name]["calibration"] = bundle.candidates[name].calibrator.method
+    return out, len(rows.y), None
+
+
+def _importance(
+    candidate: ChurnCandidate, calib: _Rows, codes: tuple[str, ...], config: ChurnConfig
+) -> dict[str, float]:
+    rows = calib.x
+    if len(rows) > config.importance_sample_rows:
+        pick = np.random.default_rng(config.seed).choice(
+            len(rows), config.importance_sample_rows, replace=False
+        )
+        rows = rows[np.sort(pick)]
+    importance = global_importance(
+        contributions=candidate.scorer.contributions(rows), feature_codes=codes
+    )
+    return {code: round(float(value), 6) for code, value in importance.items()}
+
+
+def _json_config(config: ChurnConfig) -> dict[str, Any]:
+    data = asdict(config)
+    data["qualifying_kinds"] = list(config.qualifying_kinds)
+    return data

@@ -1,0 +1,382 @@
+"""The engine's boundary: configuration, results and errors as frozen dataclasses.
+
+Everything the Django side passes in or gets back is declared here, so that `predictions.services`
+can be written against this file alone. Arrays inside results are numpy arrays aligned on
+`member_ids`; reports are JSON-able dicts (plain floats, ints, strings, lists, None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class MLError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class InvalidInputError(MLError, ValueError):
+    """An input frame is missing a column, has a wrong type or an unknown value."""
+
+    def __init__(self, *, frame: str, field: str, reason: str, row: int | None = None):
+        self.frame, self.field, self.reason, self.row = frame, field, reason, row
+        where = f" (row {row})" if row is not None else ""
+        super().__init__(f"{frame}.{field}{where}: {reason}")
+
+
+class InsufficientHistoryError(MLError):
+    """The data does not hold enough history before the cutoff to train at all."""
+
+
+class SingleClassError(MLError):
+    """A training split holds only one class, so no classifier can be fitted or calibrated.
+
+    Typical cause: a window where nobody churned (or everybody did), or a member subset chosen
+    by a property that implies the label. `split` names the split, `label` the only class seen.
+    """
+
+    def __init__(self, *, split: str, label: Any, rows: int, detail: str = ""):
+        self.split, self.label, self.rows = split, label, rows
+        extra = f"; {detail}" if detail else ""
+        super().__init__(
+            f"the {split} split has a single class ({label!r}) over {rows} rows{extra}"
+        )
+
+
+class CorruptArtifactError(MLError):
+    """An artifact file is missing, unexpected, or its SHA-256 differs from the stored one."""
+
+
+# --- features -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One column of the feature matrix: a stable code, a name for people, what it measures."""
+
+    code: str
+    name: str
+    description: str
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BoosterParams:
+    """XGBoost settings shared by both model kinds: shallow, regularized, early-stopped trees.
+
+    Defaults favor speed and stability on tens of thousands of rows: histogram trees, depth 4,
+    and early stopping on the time-later validation split instead of a tuned round count.
+
+    `n_jobs` is the OpenMP threads per fit and per prediction, 0 for every core. The default
+    is 1 because parallelism comes from Celery workers (scoring runs in chunks, one per task):
+    on a 2-core machine with another busy process, 2 threads made fits 5-15x *slower* than 1
+    (threads wait at every barrier for a descheduled peer). Raise it on a dedicated machine.
+    """
+
+    max_depth: int = 4
+    learning_rate: float = 0.05
+    min_child_weight: float = 5.0
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    reg_lambda: float = 1.0
+    max_bin: int = 128
+    num_boost_round: int = 800
+    early_stopping_rounds: int = 50
+    n_jobs: int = 1
+
+
+@dataclass(frozen=True)
+class ChurnConfig:
+    """How `train_churn` builds its training set, model, calibration and confidence.
+
+    - Labels: a member churns when none of `qualifying_kinds` occurs in [cutoff, cutoff+horizon).
+      Training and evaluation rows are the members *active at the cutoff*: at least one
+      qualifying event in the `active_lookback_days` before it. Scoring scores everybody given.
+    - Cutoffs: label windows end at or before the evaluation cutoff; one every
+      `cutoff_step_days` (default max(horizon/3, 14)), at most `max_training_cutoffs`, the
+      oldest at least `min_history_days` after the first event. Oldest cutoffs train the
+      trees, the next later one stops boosting early, the latest calibrates. Early stopping
+      validates on `validation_member_share` of the members, held out of that fit (the
+      final fit uses everyone): see `churn._split` for why.
+    - `interval_coverage`: nominal coverage of the interval on the probability, built from
+      `bootstrap_models` half-sample refits (see `confidence.probability_interval`);
+      `label_set_coverage`: nominal coverage of the conformal {stay, churn} set.
+    - `calibration`: "auto" picks isotonic or sigmoid per candidate by cross-validated log loss
+      on the calibration split; "isotonic" or "sigmoid" forces one.
+    - `selection_tolerance`: a simpler candidate wins unless a more complex one lowers the
+      selection log loss by more than this fraction (Occam's razor against noise).
+    - `use_snapshot_attributes`: points balance and tier rank are *current* values, not values
+      as of a past cutoff, so training on them leaks the future; off unless the members frame
+      is known to be a snapshot taken at the cutoff.
+    - `excluded_features`: feature codes the models must not use (e.g. an attribute that is
+      not allowed in decisions).
+    """
+
+    seed: int = 0
+    qualifying_kinds: tuple[str, ...] = ("purchase",)
+    active_lookback_days: int = 365
+    max_training_cutoffs: int = 8
+    cutoff_step_days: int | None = None
+    validation_member_share: float = 0.2
+    min_history_days: int = 28
+    booster: BoosterParams = field(default_factory=BoosterParams)
+    bootstrap_models: int = 8
+    interval_coverage: float = 0.9
+    label_set_coverage: float = 0.9
+    calibration: str = "auto"
+    selection_tolerance: float = 0.002
+    use_snapshot_attributes: bool = False
+    excluded_features: tuple[str, ...] = ()
+    importance_sample_rows: int = 2000
+
+
+@dataclass(frozen=True)
+class NextActionConfig:
+    """How `train_next_action` splits, fits and calibrates the next-best-action model.
+
+    Rows are ordered by cutoff (ties in a seeded random order, one member-cutoff kept
+    together); the oldest `train_share` fit the trees, the next `validation_share` stop
+    boosting early, the rest calibrate the conformal set (LAC score 1 - p(true action)).
+    """
+
+    seed: int = 0
+    booster: BoosterParams = field(default_factory=BoosterParams)
+    train_share: float = 0.7
+    validation_share: float = 0.15
+    validation_member_share: float = 0.2
+    set_coverage: float = 0.9
+    min_rows: int = 30
+
+
+# --- explanations ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Top-k SHAP contributions per row, in the model's margin (log-odds) space.
+
+    For every row i: base_value[i] + top_contribution[i].sum() + remainder[i] == margin[i].
+    `top_index` indexes `feature_codes`; `top_value` is the feature's value that row (NaN when
+    missing); contributions are sorted by absolute size, largest first.
+    """
+
+    feature_codes: tuple[str, ...]
+    base_value: np.ndarray
+    margin: np.ndarray
+    top_index: np.ndarray
+    top_value: np.ndarray
+    top_contribution: np.ndarray
+    remainder: np.ndarray
+
+    def row(self, i: int, *, names: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """One row as a JSON-able dict (what a Prediction row stores)."""
+        top = []
+        for j, value, contribution in zip(
+            self.top_index[i], self.top_value[i], self.top_contribution[i], strict=True
+        ):
+            code = self.feature_codes[int(j)]
+            item = {
+                "feature": code,
+                "value": _json_float(value),
+                "contribution": float(contribution),
+            }
+            if names is not None:
+                item["name"] = names.get(code, code)
+            top.append(item)
+        return {
+            "base_value": float(self.base_value[i]),
+            "margin": float(self.margin[i]),
+            "top": top,
+            "remainder": float(self.remainder[i]),
+        }
+
+
+# --- churn ----------------------------------------------------------------------------------
+
+CHURN_LABELS: tuple[str, str] = ("stay", "churn")
+
+
+@dataclass(frozen=True)
+class ChurnCandidate:
+    """One fitted churn model (xgboost or a baseline) with everything needed to score it.
+
+    `scorer` maps the feature matrix to a margin and exact additive contributions; the
+    calibrator maps the margin to a probability; `conformal` holds the Mondrian thresholds
+    on the margin; `bootstrap` holds (scorer, calibrator) pairs refit on random halves of the
+    training members and calibration rows, whose spread gives the probability interval.
+    """
+
+    name: str
+    scorer: Any
+    calibrator: Any
+    conformal: Any
+    bootstrap: tuple[tuple[Any, Any], ...]
+
+
+@dataclass(frozen=True)
+class ChurnBundle:
+    """A trained churn model version: every candidate, which one is offered, and how it was made.
+
+    `predict_churn` scores with `selected` unless told otherwise. Saved and loaded by
+    `artifacts.save_churn_bundle` / `load_churn_bundle`.
+    """
+
+    feature_codes: tuple[str, ...]
+    config: ChurnConfig
+    candidates: Mapping[str, ChurnCandidate]
+    selected: str
+    horizon_days: int
+    trained_cutoff: str
+    training_cutoffs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChurnTrainingResult:
+    """What `train_churn` returns: the bundle to store and the JSON-able report.
+
+    `report` holds out-of-time metrics per candidate at the training cutoff (empty with a
+    reason when the data does not reach cutoff + horizon), the selection, row counts, the
+    cutoffs used, and the mean |SHAP| importance per feature code.
+    """
+
+    bundle: ChurnBundle
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChurnPrediction:
+    """Churn scores for the rows of one feature matrix, aligned on `member_ids`.
+
+    - probability: calibrated probability of no qualifying event within the horizon.
+    - low, high: the bootstrap interval with nominal `interval_coverage` on that probability
+      (see `churn.predict_churn`).
+    - label_sets: (n, 2) booleans over CHURN_LABELS (stay, churn): the outcomes the Mondrian
+      conformal predictor cannot rule out at `label_set_coverage`.
+    - confidence: `confidence.confidence_from(...)` of interval and set, in [0, 1].
+    - explanation: margin-space SHAP of the scoring candidate (None if not requested).
+    """
+
+    member_ids: np.ndarray
+    model: str
+    probability: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    label_sets: np.ndarray
+    confidence: np.ndarray
+    interval_coverage: float
+    label_set_coverage: float
+    explanation: Explanation | None
+
+    def records(self, *, names: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+        """One JSON-able dict per member, in row order."""
+        for i, member_id in enumerate(self.member_ids):
+            record = {
+                "member_id": int(member_id),
+                "model": self.model,
+                "probability": float(self.probability[i]),
+                "low": float(self.low[i]),
+                "high": float(self.high[i]),
+                "label_set": [
+                    label
+                    for label, kept in zip(CHURN_LABELS, self.label_sets[i], strict=True)
+                    if kept
+                ],
+                "confidence": float(self.confidence[i]),
+            }
+            if self.explanation is not None:
+                record["explanation"] = self.explanation.row(i, names=names)
+            yield record
+
+
+# --- next best action -----------------------------------------------------------------------
+
+LABEL_COLUMNS: tuple[str, ...] = ("member_id", "cutoff", "action_code", "source", "weight")
+
+
+@dataclass(frozen=True)
+class NextActionBundle:
+    """A trained next-best-action model version.
+
+    `action_codes` are the classes in output order; `trained_classes` flags those seen in
+    training (the others always get probability 0, see `nba.predict_next_action`).
+    `set_threshold` is the LAC conformal threshold on 1 - p(action).
+    """
+
+    feature_codes: tuple[str, ...]
+    action_codes: tuple[str, ...]
+    trained_classes: tuple[bool, ...]
+    booster: Any
+    set_threshold: float
+    config: NextActionConfig
+
+
+@dataclass(frozen=True)
+class NextActionTrainingResult:
+    """What `train_next_action` returns: the bundle and a JSON-able report of held-out metrics."""
+
+    bundle: NextActionBundle
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NextActionPrediction:
+    """Next-best-action scores, aligned on `member_ids`, classes in `action_codes` order.
+
+    - probabilities: (n, K) per action, rows sum to 1.
+    - recommended: the most probable action the member is eligible for ('' when none is).
+    - action_sets: (n, K) booleans: actions the conformal predictor cannot rule out.
+    - confidence: `confidence.confidence_from(...)`, 0 when the recommendation is outside the
+      set (the model would not stand behind it) or there is none.
+    - explanation: margin-space SHAP of the recommended action's class.
+    """
+
+    member_ids: np.ndarray
+    action_codes: tuple[str, ...]
+    probabilities: np.ndarray
+    recommended: np.ndarray
+    recommended_probability: np.ndarray
+    action_sets: np.ndarray
+    confidence: np.ndarray
+    set_coverage: float
+    explanation: Explanation | None
+
+    def records(self, *, names: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+        """One JSON-able dict per member, in row order."""
+        for i, member_id in enumerate(self.member_ids):
+            record = {
+                "member_id": int(member_id),
+                "recommended": str(self.recommended[i]),
+                "probability": float(self.recommended_probability[i]),
+                "probabilities": {
+                    code: float(p)
+                    for code, p in zip(self.action_codes, self.probabilities[i], strict=True)
+                },
+                "action_set": [
+                    code
+                    for code, kept in zip(self.action_codes, self.action_sets[i], strict=True)
+                    if kept
+                ],
+                "confidence": float(self.confidence[i]),
+            }
+            if self.explanation is not None:
+                record["explanation"] = self.explanation.row(i, names=names)
+            yield record
+
+
+def _json_float(value: float) -> float | None:
+    """NaN and infinities are not JSON: they become None."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def frame_member_ids(frame: pd.DataFrame) -> np.ndarray:
+    """The member ids of a feature matrix (its index), as int64."""
+    return frame.index.to_numpy(dtype=np.int64)

@@ -1,0 +1,78 @@
+"""The model registry: storing trained versions, promotion and rollback (one transaction each)."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from loyalty.exceptions import require_permission
+from loyalty.models import AuditRecord
+from loyalty.services.audit import record_audit
+from predictions.exceptions import NothingToRollBackToError
+from predictions.models import ModelVersion
+
+PROMOTE_PERMISSION = "predictions.promote_modelversion"
+
+
+@transaction.atomic
+def promote_model_version(*, version_id: int, actor: AbstractBaseUser | None) -> ModelVersion:
+    """Make a version the active one of its kind; the version active before is retired.
+
+    Promoting the version that is already active returns it unchanged.
+    """
+    require_permission(actor, PROMOTE_PERMISSION)
+    version = ModelVersion.objects.select_for_update().get(pk=version_id)
+    if version.status == ModelVersion.Status.ACTIVE:
+        return version
+    previous = _lock_active(kind=version.kind)
+    if previous is not None:
+        previous.status = ModelVersion.Status.RETIRED
+        previous.save(update_fields=["status"])
+    version.status = ModelVersion.Status.ACTIVE
+    version.promoted_at = timezone.now()
+    version.promoted_by = actor if actor is not None and actor.is_authenticated else None
+    version.save(update_fields=["status", "promoted_at", "promoted_by"])
+    record_audit(
+        kind=AuditRecord.Kind.PROMOTION,
+        actor=actor,
+        subject=f"model_version:{version.pk}",
+        details={
+            "kind": version.kind,
+            "promoted": version.pk,
+            "retired": previous.pk if previous else None,
+        },
+    )
+    return version
+
+
+@transaction.atomic
+def rollback_model_version(*, kind: str, actor: AbstractBaseUser | None) -> ModelVersion:
+    """Retire the active version of a kind and re-activate the one that was active before it."""
+    require_permission(actor, PROMOTE_PERMISSION)
+    current = _lock_active(kind=kind)
+    earlier = (
+        ModelVersion.objects.select_for_update()
+        .filter(kind=kind, status=ModelVersion.Status.RETIRED, promoted_at__isnull=False)
+        .exclude(pk=current.pk if current else None)
+        .order_by("-promoted_at", "-pk")
+        .first()
+    )
+    if earlier is None:
+        raise NothingToRollBackToError(
+            f"No earlier active {kind} version to roll back to.", kind=kind
+        )
+    if current is not None:
+        current.status = ModelVersion.Status.RETIRED
+        current.save(update_fields=["status"])
+    earlier.status = ModelVersion.Status.ACTIVE
+    earlier.save(update_fields=["status"])
+    record_audit(
+        kind=AuditRecord.Kind.ROLLBACK,
+        actor=actor,
+        subject=f"model_version:{earlier.pk}",
+        details={"kind": kind, "restored": earlier.pk, "retired": current.pk if current else None},
+    )
+    return earlier
+
+
+def _lock_active(*, kind: str) -> ModelVersion | None:
+    return ModelVersion.objects.select_for_update().filter(kind=kind, status="active").first()

@@ -1,0 +1,232 @@
+"""Training a model version from the imported data and storing it in the registry."""
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from loyalty.models import Action
+from predictions.exceptions import TrainingDataError
+from predictions.ml import artifacts
+from predictions.ml.churn import train_churn
+from predictions.ml.contracts import ChurnConfig, MLError, NextActionConfig
+from predictions.ml.features import FEATURES, build_feature_panel, prepare_events
+from predictions.ml.nba import bootstrap_rule_labels, observed_outcome_labels, train_next_action
+from predictions.models import ModelVersion, PredictionKind
+from predictions.selectors import events_frame, members_frame
+
+LIBRARIES = ("xgboost-cpu", "scikit-learn", "numpy", "pandas", "shap", "Django")
+# Next action: one labeled snapshot every four weeks over the last year of history; an outcome
+# counts when it happens within four weeks of the snapshot.
+NEXT_ACTION_SNAPSHOTS = 12
+NEXT_ACTION_SNAPSHOT_STEP = timedelta(days=28)
+OUTCOME_WINDOW_DAYS = 28
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    version: ModelVersion
+    report: dict[str, Any]
+
+
+def train_churn_version(
+    *,
+    cutoff: datetime,
+    horizon_days: int,
+    actor: AbstractBaseUser | None = None,
+    config: ChurnConfig | None = None,
+) -> TrainingOutcome:
+    """Train churn models on label windows that end by `cutoff`, evaluate them out of time at
+    `cutoff`, and register the winner as a candidate version."""
+    events = events_frame()
+    members = members_frame()
+    try:
+        result = train_churn(
+            events=events, members=members, cutoff=cutoff, horizon_days=horizon_days, config=config
+        )
+    except MLError as error:
+        raise TrainingDataError(str(error)) from error
+    directory = _new_artifact_directory(PredictionKind.CHURN)
+    checksums = artifacts.save_churn_bundle(bundle=result.bundle, directory=directory)
+    report = result.report
+    version = _register(
+        kind=PredictionKind.CHURN,
+        algorithm=result.bundle.selected,
+        cutoff=cutoff,
+        training_cutoffs=report["cutoffs"],
+        horizon_days=horizon_days,
+        row_counts=report["rows"],
+        fingerprint=data_fingerprint(events=events, members=members, cutoff=cutoff),
+        feature_codes=result.bundle.feature_codes,
+        hyperparameters=report["config"],
+        report=report,
+        importance=report["feature_importance"],
+        directory=directory,
+        checksums=checksums,
+        actor=actor,
+    )
+    return TrainingOutcome(version=version, report=report)
+
+
+def train_next_action_version(
+    *,
+    cutoff: datetime,
+    actor: AbstractBaseUser | None = None,
+    config: NextActionConfig | None = None,
+    extra_labels: pd.DataFrame | None = None,
+) -> TrainingOutcome:
+    """Train the next-best-action model over the active catalog and register a candidate.
+
+    Labels: observed outcomes and bootstrap rules at monthly snapshots before `cutoff`, plus
+    `extra_labels` (human decisions, once reviews exist), each row with its source's weight.
+    """
+    codes = list(Action.objects.filter(is_active=True).values_list("code", flat=True))
+    if not codes:
+        raise TrainingDataError("The action catalog has no active action to recommend.")
+    events = events_frame()
+    members = members_frame()
+    prepared = prepare_events(events[events["occurred_at"] < pd.Timestamp(cutoff)])
+    snapshots = _next_action_snapshots(cutoff=cutoff, events=events)
+    if not snapshots:
+        raise TrainingDataError("No history before the cutoff to build training snapshots from.")
+    panel = build_feature_panel(events=prepared, members=members, cutoffs=snapshots)
+    labels = []
+    for snapshot in snapshots:
+        labels.append(
+            bootstrap_rule_labels(features=panel.loc[snapshot], action_codes=codes, cutoff=snapshot)
+        )
+        outcome_events = events[events["occurred_at"] < pd.Timestamp(cutoff)]
+        labels.append(
+            observed_outcome_labels(
+                events=outcome_events, cutoff=snapshot, window_days=OUTCOME_WINDOW_DAYS
+            )
+        )
+    if extra_labels is not None:
+        labels.append(extra_labels)
+    try:
+        result = train_next_action(
+            features=panel,
+            labels=pd.concat(labels, ignore_index=True),
+            action_codes=codes,
+            config=config,
+        )
+    except MLError as error:
+        raise TrainingDataError(str(error)) from error
+    directory = _new_artifact_directory(PredictionKind.NEXT_ACTION)
+    checksums = artifacts.save_next_action_bundle(bundle=result.bundle, directory=directory)
+    report = result.report
+    version = _register(
+        kind=PredictionKind.NEXT_ACTION,
+        algorithm="xgboost",
+        cutoff=cutoff,
+        training_cutoffs=[stamp.isoformat() for stamp in snapshots],
+        horizon_days=OUTCOME_WINDOW_DAYS,
+        row_counts=report.get("rows", {}),
+        fingerprint=data_fingerprint(events=events, members=members, cutoff=cutoff),
+        feature_codes=result.bundle.feature_codes,
+        hyperparameters=report.get("config", {}),
+        report=report,
+        importance=report.get("feature_importance", {}),
+        directory=directory,
+        checksums=checksums,
+        actor=actor,
+    )
+    return TrainingOutcome(version=version, report=report)
+
+
+def _next_action_snapshots(*, cutoff: datetime, events: pd.DataFrame) -> list[pd.Timestamp]:
+    """Snapshots whose outcome window ends by the cutoff, none before the first event."""
+    if events.empty:
+        return []
+    first = events["occurred_at"].min()
+    last_snapshot = pd.Timestamp(cutoff) - pd.Timedelta(days=OUTCOME_WINDOW_DAYS)
+    snapshots = [
+        last_snapshot - i * pd.Timedelta(NEXT_ACTION_SNAPSHOT_STEP)
+        for i in range(NEXT_ACTION_SNAPSHOTS)
+    ]
+    return sorted(stamp for stamp in snapshots if stamp > first)
+
+
+def data_fingerprint(*, events: pd.DataFrame, members: pd.DataFrame, cutoff: datetime) -> str:
+    """SHA-256 over what training read: row counts, id and time ranges, sums of amounts.
+
+    Cheap to compute on millions of rows and changes when any import adds or alters data.
+    """
+    summary = {
+        "cutoff": pd.Timestamp(cutoff).isoformat(),
+        "events": len(events),
+        "members": len(members),
+        "event_members": int(events["member_id"].nunique()) if len(events) else 0,
+        "first": str(events["occurred_at"].min()) if len(events) else None,
+        "last": str(events["occurred_at"].max()) if len(events) else None,
+        "amount": round(float(events["amount"].sum()), 2) if len(events) else 0.0,
+        "kinds": events["kind"].value_counts().sort_index().to_dict() if len(events) else {},
+        "member_ids": int(members["member_id"].sum()) if len(members) else 0,
+    }
+    return hashlib.sha256(json.dumps(summary, sort_keys=True).encode()).hexdigest()
+
+
+def _new_artifact_directory(kind: str) -> Path:
+    directory = Path(settings.MODEL_ARTIFACT_DIR) / kind / uuid.uuid4().hex
+    directory.mkdir(parents=True, exist_ok=False)
+    return directory
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+@transaction.atomic
+def _register(
+    *,
+    kind: str,
+    algorithm: str,
+    cutoff: datetime,
+    training_cutoffs: list[str],
+    horizon_days: int,
+    row_counts: dict,
+    fingerprint: str,
+    feature_codes: tuple[str, ...],
+    hyperparameters: dict,
+    report: dict,
+    importance: dict,
+    directory: Path,
+    checksums: dict[str, str],
+    actor: AbstractBaseUser | None,
+) -> ModelVersion:
+    info = {feature.code: feature for feature in FEATURES}
+    return ModelVersion.objects.create(
+        kind=kind,
+        algorithm=algorithm,
+        evaluation_cutoff=cutoff,
+        training_cutoffs=training_cutoffs,
+        horizon_days=horizon_days,
+        row_counts=row_counts,
+        data_fingerprint=fingerprint,
+        features=[
+            {"code": code, "name": info[code].name, "description": info[code].description}
+            for code in feature_codes
+        ],
+        hyperparameters=hyperparameters,
+        library_versions=_library_versions(),
+        metrics=report,
+        global_importance=importance,
+        artifact_path=str(directory),
+        artifact_checksums=checksums,
+        created_by=actor if actor is not None and actor.is_authenticated else None,
+    )

@@ -1,0 +1,21 @@
+"""Celery entry points of the prediction engine."""
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from predictions.services import scoring
+
+
+@shared_task(
+    name="predictions.score_chunk_task",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=5,
+)
+def score_chunk_task(chunk_id: int) -> int:
+    return scoring.score_chunk(chunk_id=chunk_id).scored
+
+
+@shared_task(name="predictions.resend_stale_chunks_task")
+def resend_stale_chunks_task() -> int:
+    return scoring.resend_stale_chunks()

@@ -1,0 +1,42 @@
+"""Fixtures for the prediction engine's Django side: generated members and trained versions."""
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from loyalty.services.catalog import seed_action_catalog
+from loyalty.services.synthetic import generate_members
+from predictions.ml.contracts import BoosterParams, ChurnConfig
+from predictions.services.registry import promote_model_version
+from predictions.services.training import train_churn_version, train_next_action_version
+
+START = date(2025, 1, 1)
+DAYS = 365
+HORIZON = 90
+CUTOFF = datetime(2026, 1, 1, tzinfo=UTC)  # START + DAYS: the generator's own cutoff
+# Small and fast: a test trains in about a second.
+FAST_CHURN = ChurnConfig(
+    seed=0,
+    bootstrap_models=3,
+    max_training_cutoffs=4,
+    booster=BoosterParams(num_boost_round=60, early_stopping_rounds=10, n_jobs=1),
+)
+
+
+@pytest.fixture
+def generated_members(transactional_db):
+    """400 synthetic members with a year of events up to CUTOFF (and the horizon after)."""
+    seed_action_catalog()
+    return generate_members(members=400, seed=7, start=START, days=DAYS, horizon_days=HORIZON)
+
+
+@pytest.fixture
+def active_churn_version(generated_members):
+    outcome = train_churn_version(cutoff=CUTOFF, horizon_days=HORIZON, config=FAST_CHURN)
+    return promote_model_version(version_id=outcome.version.pk, actor=None)
+
+
+@pytest.fixture
+def active_next_action_version(generated_members):
+    outcome = train_next_action_version(cutoff=CUTOFF)
+    return promote_model_version(version_id=outcome.version.pk, actor=None)
