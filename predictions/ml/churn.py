@@ -131,16 +131,13 @@ def train_churn(
     prepared = events if isinstance(events, PreparedEvents) else prepare_events(events)
     roster = frames.normalize_members(members)
     cutoff_ts = frames.to_utc_timestamp(cutoff)
-    if len(prepared.t_ns) == 0:
-        raise InsufficientHistoryError("there are no events")
-    first_event = pd.Timestamp(int(prepared.t_ns[0]), tz="UTC")
-    last_event = pd.Timestamp(int(prepared.t_ns[-1]), tz="UTC")
+    first_event, last_event = _qualifying_span(prepared, config.qualifying_kinds)
     cutoffs = training_cutoffs(
         first_event=first_event, cutoff=cutoff_ts, horizon_days=horizon_days, config=config
     )
     if len(cutoffs) < 2:
         raise InsufficientHistoryError(
-            f"only {len(cutoffs)} training cutoff(s) fit between the first event "
+            f"only {len(cutoffs)} training cutoff(s) fit between the first qualifying event "
             f"({first_event.date()}) + {config.min_history_days} days and the cutoff "
             f"({cutoff_ts.date()}) - horizon ({horizon_days} days); at least 2 are needed"
         )
@@ -280,6 +277,21 @@ def predict_churn(
         label_set_coverage=chosen.conformal.coverage,
         explanation=explanation,
     )
+
+
+def _qualifying_span(
+    prepared: PreparedEvents, kinds: tuple[str, ...]
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last qualifying event: the span in which churn labels can be observed.
+
+    Program-side events (a campaign dated before the first purchase, or scheduled after the
+    last) say nothing about how far member activity was recorded, so they do not count.
+    """
+    qualifying = np.flatnonzero(np.isin(prepared.kind, [frames.KIND_CODE[k] for k in kinds]))
+    if len(qualifying) == 0:
+        raise InsufficientHistoryError(f"there are no events of the qualifying kinds {kinds}")
+    first, last = prepared.t_ns[qualifying[0]], prepared.t_ns[qualifying[-1]]
+    return pd.Timestamp(int(first), tz="UTC"), pd.Timestamp(int(last), tz="UTC")
 
 
 def _matrix(features: pd.DataFrame, codes: tuple[str, ...]) -> np.ndarray:

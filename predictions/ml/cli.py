@@ -55,7 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m predictions.ml", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m predictions.ml",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for name, handler, helptext in (
         ("churn", _churn, "train churn candidates, select one, evaluate out of time"),

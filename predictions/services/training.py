@@ -143,6 +143,41 @@ def train_next_action_version(
     return TrainingOutcome(version=version, report=report)
 
 
+def default_training_cutoff(*, kind: str, horizon_days: int) -> datetime:
+    """Where a model trained now should be evaluated: the end of the data (see
+    `scoring.default_scoring_cutoff`), less the churn horizon so that the out-of-time window
+    after the cutoff is complete."""
+    from predictions.services.scoring import default_scoring_cutoff
+
+    end = default_scoring_cutoff()
+    return end - timedelta(days=horizon_days) if kind == PredictionKind.CHURN else end
+
+
+@dataclass(frozen=True)
+class BootstrapOutcome:
+    trained: tuple[ModelVersion, ...]
+    already_active: tuple[str, ...]
+
+
+def ensure_active_versions(*, horizon_days: int = 90) -> BootstrapOutcome:
+    """Train and promote a first version of each kind that has no active one (a new install:
+    the system needs a model before anyone has reviewed anything)."""
+    from predictions.services.registry import promote_model_version
+
+    trained, already = [], []
+    for kind in PredictionKind.values:
+        if ModelVersion.objects.filter(kind=kind, status=ModelVersion.Status.ACTIVE).exists():
+            already.append(kind)
+            continue
+        cutoff = default_training_cutoff(kind=kind, horizon_days=horizon_days)
+        if kind == PredictionKind.CHURN:
+            outcome = train_churn_version(cutoff=cutoff, horizon_days=horizon_days)
+        else:
+            outcome = train_next_action_version(cutoff=cutoff)
+        trained.append(promote_model_version(version_id=outcome.version.pk, actor=None))
+    return BootstrapOutcome(trained=tuple(trained), already_active=tuple(already))
+
+
 def _next_action_snapshots(*, cutoff: datetime, events: pd.DataFrame) -> list[pd.Timestamp]:
     """Snapshots whose outcome window ends by the cutoff, none before the first event."""
     if events.empty:

@@ -8,7 +8,11 @@ from django.core.management.base import BaseCommand, CommandError
 from predictions.exceptions import TrainingDataError
 from predictions.models import PredictionKind
 from predictions.services.registry import promote_model_version
-from predictions.services.training import train_churn_version, train_next_action_version
+from predictions.services.training import (
+    default_training_cutoff,
+    train_churn_version,
+    train_next_action_version,
+)
 
 METRIC_ROWS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "coverage", "base_rate", "n")
 
@@ -21,19 +25,24 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--kind", choices=PredictionKind.values, default=PredictionKind.CHURN)
-        parser.add_argument("--cutoff", required=True, type=_date, help="YYYY-MM-DD (UTC)")
+        parser.add_argument(
+            "--cutoff",
+            type=_date,
+            help="YYYY-MM-DD (UTC); default: the end of the data less the horizon for churn "
+            "(so that the evaluation window is complete), the end of the data for next action",
+        )
         parser.add_argument("--horizon", type=int, default=90, help="churn horizon in days")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.add_argument("--promote", action="store_true", help="make it the active version")
 
     def handle(self, *args, **options) -> None:
+        kind, horizon = options["kind"], options["horizon"]
+        cutoff = options["cutoff"] or default_training_cutoff(kind=kind, horizon_days=horizon)
         try:
-            if options["kind"] == PredictionKind.CHURN:
-                outcome = train_churn_version(
-                    cutoff=options["cutoff"], horizon_days=options["horizon"]
-                )
+            if kind == PredictionKind.CHURN:
+                outcome = train_churn_version(cutoff=cutoff, horizon_days=horizon)
             else:
-                outcome = train_next_action_version(cutoff=options["cutoff"])
+                outcome = train_next_action_version(cutoff=cutoff)
         except TrainingDataError as error:
             raise CommandError(f"Cannot train: {error.message}") from error
         version = outcome.version
