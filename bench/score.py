@@ -1,0 +1,188 @@
+"""Benchmark of churn scoring, stage by stage, on the configured DATABASE_URL.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_score \\
+        .venv/bin/python bench/score.py --members 100000
+
+Uses generated members (generate_members, seed BENCH_SEED) unless the database already holds
+at least N members; trains and promotes a churn version if none is active. Then prints, in
+members per second: loading events, building features, predicting, SHAP, the interval, the
+database write, end to end (the real `score_chunk` path over a real run), and bare XGBoost
+`pred_contribs` on the same matrix; and the ratio of end-to-end throughput to bare
+`pred_contribs` throughput.
+"""
+
+import argparse
+import os
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_SEED = 4242
+START = date(2025, 1, 1)
+DAYS = 365
+HORIZON = 90
+
+
+def setup_django() -> None:
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loyalty.settings.base")
+    import django
+
+    django.setup()
+
+
+def ensure_members(count: int) -> None:
+    from loyalty.models import Member
+    from loyalty.services.catalog import seed_action_catalog
+    from loyalty.services.synthetic import generate_members
+
+    seed_action_catalog()
+    if Member.objects.count() >= count:
+        return
+    started = time.perf_counter()
+    generate_members(members=count, seed=BENCH_SEED, start=START, days=DAYS, horizon_days=HORIZON)
+    print(f"generated {count:,} members in {time.perf_counter() - started:.1f} s")
+
+
+def ensure_churn_version(cutoff: datetime):
+    from predictions.models import ModelVersion
+    from predictions.services.registry import promote_model_version
+    from predictions.services.training import train_churn_version
+
+    active = ModelVersion.objects.filter(kind="churn", status="active").first()
+    if active is not None:
+        return active
+    started = time.perf_counter()
+    outcome = train_churn_version(cutoff=cutoff, horizon_days=HORIZON)
+    print(f"trained churn version in {time.perf_counter() - started:.1f} s")
+    return promote_model_version(version_id=outcome.version.pk, actor=None)
+
+
+def timed(label: str, rows: int, fn, results: dict):
+    started = time.perf_counter()
+    value = fn()
+    seconds = time.perf_counter() - started
+    results[label] = (rows, seconds)
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--chunk-size", type=int, default=None)
+    args = parser.parse_args()
+    setup_django()
+
+    import numpy as np
+    import xgboost as xgb
+    from django.db import connection, transaction
+
+    from loyalty.selectors import scorable_members
+    from predictions.ml.churn import predict_churn
+    from predictions.ml.confidence import probability_interval
+    from predictions.ml.explain import top_contributions
+    from predictions.ml.features import build_features
+    from predictions.models import Prediction
+    from predictions.selectors import events_frame, members_frame
+    from predictions.services import scoring
+
+    ensure_members(args.members)
+    cutoff = datetime.combine(START + timedelta(days=DAYS), datetime.min.time(), tzinfo=UTC)
+    version = ensure_churn_version(cutoff - timedelta(days=HORIZON))
+    bundle = scoring.load_bundle(version.pk, tuple(sorted(version.artifact_checksums.items())))
+    chosen = bundle.candidates[bundle.selected]
+    ids = list(scorable_members().order_by("pk").values_list("pk", flat=True)[: args.members])
+    n = len(ids)
+    print(
+        f"{connection.vendor}: {n:,} scorable members, model {bundle.selected}, "
+        f"cutoff {cutoff:%Y-%m-%d}"
+    )
+
+    stages: dict[str, tuple[int, float]] = {}
+    events = timed(
+        "load events",
+        n,
+        lambda: events_frame(before=cutoff, member_id_range=(ids[0], ids[-1])),
+        stages,
+    )
+    events = events[events["member_id"].isin(ids)]
+    members = timed("load members", n, lambda: members_frame(member_ids=ids), stages)
+    features = timed(
+        "features", n, lambda: build_features(events=events, members=members, cutoff=cutoff), stages
+    )
+    x = np.ascontiguousarray(features.loc[:, list(bundle.feature_codes)].to_numpy("float32"))
+    timed("predict", n, lambda: chosen.calibrator.probability(chosen.scorer.margin(x)), stages)
+    contributions = timed("SHAP", n, lambda: chosen.scorer.contributions(x), stages)
+    timed(
+        "top-k explanation",
+        n,
+        lambda: top_contributions(
+            contributions=contributions, values=x, feature_codes=bundle.feature_codes, k=5
+        ),
+        stages,
+    )
+
+    def interval():
+        probability = chosen.calibrator.probability(chosen.scorer.margin(x))
+        replicas = np.stack([c.probability(s.margin(x)) for s, c in chosen.bootstrap])
+        return probability_interval(
+            probability=probability, replicas=replicas, coverage=bundle.config.interval_coverage
+        )
+
+    timed("interval", n, interval, stages)
+    prediction = predict_churn(bundle=bundle, features=features)
+    rows = scoring._churn_rows(version, bundle, features, cutoff)
+
+    def write_and_roll_back():
+        with transaction.atomic():
+            Prediction.objects.bulk_create(
+                rows, batch_size=scoring.WRITE_BATCH_SIZE, ignore_conflicts=True
+            )
+            transaction.set_rollback(True)
+
+    timed("database write", n, write_and_roll_back, stages)
+    booster = getattr(chosen.scorer, "booster", None)
+    if booster is not None:
+        timed(
+            "bare pred_contribs",
+            n,
+            lambda: booster.predict(xgb.DMatrix(x), pred_contribs=True),
+            stages,
+        )
+    else:
+        timed(
+            "bare pred_contribs (linear model: exact contributions)",
+            n,
+            lambda: chosen.scorer.contributions(x),
+            stages,
+        )
+    del prediction
+
+    def end_to_end():
+        run = scoring.start_scoring_run(
+            kind="churn",
+            cutoff=cutoff + timedelta(seconds=1),
+            member_limit=n,
+            enqueue=False,
+            chunk_size=args.chunk_size or scoring.DEFAULT_CHUNK_SIZE,
+        )
+        for chunk_id in run.chunks.values_list("pk", flat=True):
+            scoring.score_chunk(chunk_id=chunk_id)
+        return run
+
+    run = timed("end to end (score_chunk)", n, end_to_end, stages)
+    Prediction.objects.filter(cutoff=run.cutoff, model_version=version).delete()
+
+    print(f"{'stage':<48}{'seconds':>10}{'members/s':>14}")
+    for label, (count, seconds) in stages.items():
+        print(f"{label:<48}{seconds:>10.2f}{count / seconds:>14,.0f}")
+    bare = next(v for k, v in stages.items() if k.startswith("bare"))
+    e2e = stages["end to end (score_chunk)"]
+    ratio = (e2e[0] / e2e[1]) / (bare[0] / bare[1])
+    print(f"end-to-end / bare pred_contribs throughput: {ratio:.2f} (target >= 0.5)")
+
+
+if __name__ == "__main__":
+    main()
