@@ -15,6 +15,7 @@ from predictions.services.training import (
 )
 
 METRIC_ROWS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "coverage", "base_rate", "n")
+NEXT_ACTION_ROWS = ("top1", "top3", "log_loss", "coverage", "mean_set_size", "n")
 
 
 class Command(BaseCommand):
@@ -55,16 +56,23 @@ class Command(BaseCommand):
         self._print_table(outcome.report)
 
     def _print_table(self, report: dict) -> None:
+        if "by_source" in report:  # next best action: held-out metrics overall and per source
+            entries = {"all": report["metrics"], **report["by_source"]}
+            self._print_rows(entries, NEXT_ACTION_ROWS)
+            return
         entries = {"model": report.get("model", {})}
         entries.update(report.get("baselines", {}))
         if not any(entries.values()):
             reason = report.get("evaluation", {}).get("reason", "no evaluation")
             self.stdout.write(f"No out-of-time evaluation: {reason}")
             return
-        self.stdout.write(f"{'metric':<12}" + "".join(f"{name:>14}" for name in entries))
-        for metric in METRIC_ROWS:
+        self._print_rows(entries, METRIC_ROWS)
+
+    def _print_rows(self, entries: dict, metrics: tuple[str, ...]) -> None:
+        self.stdout.write(f"{'metric':<14}" + "".join(f"{name:>14}" for name in entries))
+        for metric in metrics:
             cells = "".join(_cell(entry.get(metric)) for entry in entries.values())
-            self.stdout.write(f"{metric:<12}{cells}")
+            self.stdout.write(f"{metric:<14}{cells}")
 
 
 def _cell(value) -> str:
