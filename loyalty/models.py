@@ -133,6 +133,9 @@ class AuditRecord(models.Model):
         MEMBER_CHANGE = "member_change"
         PROMOTION = "promotion"
         ROLLBACK = "rollback"
+        POLICY_CHANGE = "policy_change"
+        DECISION = "decision"
+        ESCALATION = "escalation"
 
     occurred_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(

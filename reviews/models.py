@@ -1,1 +1,176 @@
-"""Escalation policy, reviews and decisions (built by the review-workspace issue)."""
+"""The human side: escalation policies, reviews of predictions, decisions and their reasons."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from loyalty.models import Action, Member
+from predictions.models import Prediction, PredictionKind
+
+
+class EscalationPolicy(models.Model):
+    """One version of the routing rules for a prediction kind. Never edited: a change is a new
+    version (who, when, why), and every review records the version that routed it.
+
+    - confidence >= `auto_approve_confidence`: approved automatically (unless another rule says
+      a person must look);
+    - confidence < `expert_confidence`: an expert decides;
+    - in between: an analyst;
+    - member value at or above the `expert_value_quantile` of the scored population: an expert
+      decides whatever the confidence;
+    - churn risk within [`human_risk_low`, `human_risk_high`]: never auto-approved;
+    - `audit_sample_rate` of would-be auto-approvals still go to an analyst;
+    - an analyst item waiting longer than `sla_hours` escalates to an expert.
+    `segment_overrides` maps a tier to replacements of the two confidence thresholds.
+    """
+
+    kind = models.CharField(max_length=20, choices=PredictionKind.choices)
+    version = models.PositiveIntegerField()
+    auto_approve_confidence = models.FloatField(default=0.9)
+    expert_confidence = models.FloatField(default=0.5)
+    expert_value_quantile = models.FloatField(default=0.95)
+    human_risk_low = models.FloatField(null=True, blank=True, default=0.6)
+    human_risk_high = models.FloatField(null=True, blank=True, default=1.0)
+    audit_sample_rate = models.FloatField(default=0.02)
+    sla_hours = models.PositiveIntegerField(default=48)
+    segment_overrides = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    change_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["kind", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "version"], name="one_policy_version"),
+            models.CheckConstraint(
+                condition=Q(expert_confidence__lte=models.F("auto_approve_confidence")),
+                name="expert_below_auto_approve",
+            ),
+            models.CheckConstraint(
+                condition=Q(audit_sample_rate__gte=0) & Q(audit_sample_rate__lte=1),
+                name="audit_rate_is_a_share",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} policy v{self.version}"
+
+
+class ReasonCode(models.Model):
+    """Why a person decided as they did, and what that means for training."""
+
+    class Treatment(models.TextChoices):
+        CONFIRM = "confirm", "Confirms the model (training label as predicted)"
+        RELABEL = "relabel", "The human answer becomes the label"
+        EXCLUDE = "exclude", "Bad data: do not train on this case"
+        ESCALATE = "escalate", "Needs an expert"
+
+    code = models.SlugField(max_length=50, unique=True)
+    label = models.CharField(max_length=120)
+    treatment = models.CharField(max_length=20, choices=Treatment.choices)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["treatment", "label"]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class Review(models.Model):
+    """The routing state of one prediction: who must look at it and whether anyone has.
+
+    Denormalized member tier, value, risk and confidence make the queue one index scan.
+    """
+
+    class Route(models.TextChoices):
+        AUTO = "auto", "Auto-approved"
+        ANALYST = "analyst", "Analyst"
+        EXPERT = "expert", "Expert"
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DECIDED = "decided"
+        AUTO_APPROVED = "auto_approved"
+
+    prediction = models.OneToOneField(Prediction, on_delete=models.CASCADE, related_name="review")
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="reviews")
+    kind = models.CharField(max_length=20, choices=PredictionKind.choices)
+    route = models.CharField(max_length=20, choices=Route.choices)
+    state = models.CharField(max_length=20, choices=State.choices)
+    route_reason = models.CharField(max_length=300)
+    policy = models.ForeignKey(EscalationPolicy, on_delete=models.PROTECT, related_name="+")
+    priority = models.FloatField(help_text="Higher first; see reviews.routing.priority.")
+    tier = models.CharField(max_length=32, blank=True)
+    member_value = models.FloatField(default=0.0)
+    risk = models.FloatField(null=True, blank=True)
+    confidence = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    routed_at = models.DateTimeField()
+    due_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    escalated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    escalation_reason = models.ForeignKey(
+        ReasonCode, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    escalation_comment = models.TextField(blank=True)
+    analyst_proposal = models.JSONField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["route", "state", "-priority", "id"], name="review_queue_order"),
+            models.Index(fields=["member", "-created_at"], name="review_member"),
+            models.Index(fields=["state", "due_at"], name="review_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"review {self.pk} ({self.route}, {self.state})"
+
+    @property
+    def is_escalated(self) -> bool:
+        return self.escalated_at is not None
+
+
+class Decision(models.Model):
+    """Who decided what about a review, when and why. Immutable; one per review."""
+
+    class Verdict(models.TextChoices):
+        APPROVE = "approve"
+        OVERRIDE = "override"
+
+    review = models.OneToOneField(Review, on_delete=models.CASCADE, related_name="decision")
+    verdict = models.CharField(max_length=20, choices=Verdict.choices)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions"
+    )
+    decided_as = models.CharField(max_length=20, help_text="The role the person decided in.")
+    decided_at = models.DateTimeField(auto_now_add=True)
+    reason = models.ForeignKey(ReasonCode, on_delete=models.PROTECT, related_name="decisions")
+    comment = models.TextField(blank=True)
+    churn_label = models.BooleanField(
+        null=True, blank=True, help_text="Override of a churn call: will this member churn?"
+    )
+    action = models.ForeignKey(
+        Action,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Override of a next action: the right action.",
+    )
+
+    class Meta:
+        ordering = ["-decided_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} of review {self.review_id} by {self.decided_by_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise ValueError("Decisions are immutable.")
+        super().save(*args, **kwargs)

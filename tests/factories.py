@@ -43,3 +43,36 @@ class ActionFactory(factory.django.DjangoModelFactory):
     code = factory.Sequence(lambda n: f"action-{n}")
     name = factory.Sequence(lambda n: f"Action {n}")
     cost = Decimal("5.00")
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "predictions.ModelVersion"
+
+    kind = "churn"
+    algorithm = "xgboost"
+    evaluation_cutoff = datetime(2025, 10, 1, tzinfo=UTC)
+    data_fingerprint = "0" * 64
+    artifact_path = "/nonexistent"
+
+
+class PredictionFactory(factory.django.DjangoModelFactory):
+    """A churn prediction; pass `spend` to set the member value the router reads."""
+
+    class Meta:
+        model = "predictions.Prediction"
+
+    class Params:
+        spend = 100.0
+
+    member = factory.SubFactory(MemberFactory)
+    model_version = factory.SubFactory(ModelVersionFactory)
+    kind = "churn"
+    cutoff = datetime(2026, 1, 1, tzinfo=UTC)
+    score = 0.3
+    interval_low = 0.25
+    interval_high = 0.35
+    label_set = factory.LazyFunction(lambda: ["stay"])
+    confidence = 0.8
+    explanation = factory.LazyFunction(dict)
+    feature_values = factory.LazyAttribute(lambda o: {"spend_365": o.spend})

@@ -1,0 +1,192 @@
+"""Routing: every new prediction gets a review with its route and a reason a person can read.
+
+Rules, in order (the policy version holds the thresholds; a tier may override the two
+confidence thresholds):
+1. member value (spend over the last year) above the policy's value quantile of the
+   predictions being routed -> expert, "member value in top 5 %";
+2. confidence below the expert threshold -> expert;
+3. confidence at or above the auto-approve threshold -> auto-approved, unless the churn risk
+   lies in the band that always needs a person, or the prediction falls in the audit sample
+   (a deterministic hash of its id, so routing twice gives the same answer) -> analyst;
+4. otherwise -> analyst.
+
+Priority (higher first in the queues) = churn risk x (1 + value percentile) x (1.1 - confidence):
+risky, valuable, uncertain members first. Next-action reviews carry no risk and use 0.5.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+from django.db import transaction
+from django.utils import timezone
+
+from predictions.models import Prediction, PredictionKind
+from reviews.models import EscalationPolicy, Review
+from reviews.services.policy import PolicySettings, current_policy
+
+ROUTING_BATCH_SIZE = 5000
+VALUE_FEATURE = "spend_365"
+NO_RISK = 0.5
+
+
+@dataclass(frozen=True)
+class RouteChoice:
+    route: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RoutingResult:
+    routed: int
+    by_route: dict[str, int]
+
+
+def choose_route(
+    *,
+    settings: PolicySettings,
+    kind: str,
+    prediction_id: int,
+    confidence: float,
+    risk: float | None,
+    value: float,
+    value_threshold: float | None,
+    tier: str,
+) -> RouteChoice:
+    """The route of one prediction and why (the rules in the module docstring)."""
+    auto, expert = _thresholds(settings, tier)
+    # Strictly above: when many members share one value, none of them is 'the top'.
+    if value_threshold is not None and value > value_threshold:
+        top = round((1 - settings.expert_value_quantile) * 100)
+        return RouteChoice(Review.Route.EXPERT, f"member value in top {top} %")
+    if confidence < expert:
+        return RouteChoice(
+            Review.Route.EXPERT, f"confidence {confidence:.2f} < expert threshold {expert:.2f}"
+        )
+    if confidence >= auto:
+        low, high = settings.human_risk_low, settings.human_risk_high
+        if kind == PredictionKind.CHURN and risk is not None and low is not None:
+            if low <= risk <= (high if high is not None else 1.0):
+                return RouteChoice(
+                    Review.Route.ANALYST,
+                    f"churn risk {risk:.2f} in the band that needs a person "
+                    f"({low:.2f}–{(high if high is not None else 1.0):.2f})",
+                )
+        if in_audit_sample(prediction_id, settings.audit_sample_rate):
+            return RouteChoice(
+                Review.Route.ANALYST, f"audit sample ({settings.audit_sample_rate:.0%})"
+            )
+        return RouteChoice(
+            Review.Route.AUTO, f"confidence {confidence:.2f} ≥ auto-approve threshold {auto:.2f}"
+        )
+    return RouteChoice(
+        Review.Route.ANALYST,
+        f"confidence {confidence:.2f} between expert {expert:.2f} and auto-approve {auto:.2f}",
+    )
+
+
+def _thresholds(settings: PolicySettings, tier: str) -> tuple[float, float]:
+    override = (settings.segment_overrides or {}).get(tier, {})
+    return (
+        float(override.get("auto_approve_confidence", settings.auto_approve_confidence)),
+        float(override.get("expert_confidence", settings.expert_confidence)),
+    )
+
+
+def in_audit_sample(prediction_id: int, rate: float) -> bool:
+    """Deterministic: the same prediction is in or out of the sample every time."""
+    digest = hashlib.blake2b(str(prediction_id).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < rate
+
+
+def priority(*, risk: float | None, value_percentile: float, confidence: float) -> float:
+    return (NO_RISK if risk is None else risk) * (1 + value_percentile) * (1.1 - confidence)
+
+
+def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> RoutingResult:
+    """Give every prediction of `kind` that has no review yet its review. Idempotent: a
+    prediction routed already is skipped; reruns route nothing twice (unique prediction)."""
+    policy = current_policy(kind)
+    unrouted = Prediction.objects.filter(kind=kind, review__isnull=True)
+    if model_version_id is not None:
+        unrouted = unrouted.filter(model_version_id=model_version_id)
+    values = _member_values(unrouted)
+    threshold = float(np.quantile(values, policy.expert_value_quantile)) if len(values) else None
+    sorted_values = np.sort(values)
+    settings = PolicySettings.of(policy)
+    counts: dict[str, int] = {}
+    last_id = 0
+    while True:
+        batch = list(
+            unrouted.filter(pk__gt=last_id)
+            .order_by("pk")
+            .values_list(
+                "pk", "member_id", "score", "confidence", "feature_values", "member__tier"
+            )[:ROUTING_BATCH_SIZE]
+        )
+        if not batch:
+            break
+        last_id = batch[-1][0]
+        reviews = [_review(policy, settings, kind, row, threshold, sorted_values) for row in batch]
+        with transaction.atomic():
+            Review.objects.bulk_create(reviews, ignore_conflicts=True)
+        for review in reviews:
+            counts[review.route] = counts.get(review.route, 0) + 1
+    return RoutingResult(routed=sum(counts.values()), by_route=counts)
+
+
+def _member_values(predictions) -> np.ndarray:
+    values = predictions.values_list("feature_values", flat=True).iterator(chunk_size=5000)
+    return np.array([_value(features) for features in values], dtype="float64")
+
+
+def _value(features: dict | None) -> float:
+    value = (features or {}).get(VALUE_FEATURE)
+    return float(value) if value is not None else 0.0
+
+
+def _review(
+    policy: EscalationPolicy,
+    settings: PolicySettings,
+    kind: str,
+    row: tuple,
+    threshold: float | None,
+    sorted_values: np.ndarray,
+) -> Review:
+    prediction_id, member_id, score, confidence, features, tier = row
+    value = _value(features)
+    risk = score if kind == PredictionKind.CHURN else None
+    choice = choose_route(
+        settings=settings,
+        kind=kind,
+        prediction_id=prediction_id,
+        confidence=confidence,
+        risk=risk,
+        value=value,
+        value_threshold=threshold,
+        tier=tier or "",
+    )
+    percentile = (
+        float(np.searchsorted(sorted_values, value, side="right")) / len(sorted_values)
+        if len(sorted_values)
+        else 0.0
+    )
+    now = timezone.now()
+    is_auto = choice.route == Review.Route.AUTO
+    return Review(
+        prediction_id=prediction_id,
+        member_id=member_id,
+        kind=kind,
+        route=choice.route,
+        state=Review.State.AUTO_APPROVED if is_auto else Review.State.PENDING,
+        route_reason=choice.reason,
+        policy=policy,
+        priority=priority(risk=risk, value_percentile=percentile, confidence=confidence),
+        tier=tier or "",
+        member_value=value,
+        risk=risk,
+        confidence=confidence,
+        routed_at=now,
+        due_at=None if is_auto else now + timedelta(hours=policy.sla_hours),
+    )
