@@ -19,9 +19,11 @@ _READ_PROGRAM = [
     "predictions.view_modelversion",
 ]
 
+_REVIEW = ["reviews.view_review", "reviews.view_decision", "reviews.decide_review"]
+
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    ANALYST: _READ_PROGRAM,
-    EXPERT: _READ_PROGRAM,
+    ANALYST: _READ_PROGRAM + _REVIEW,
+    EXPERT: _READ_PROGRAM + _REVIEW + ["reviews.decide_escalated"],
     ADMIN: _READ_PROGRAM
     + [
         "loyalty.add_member",
@@ -39,6 +41,13 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "django_celery_beat.change_periodictask",
         "predictions.promote_modelversion",
         "predictions.view_scoringrun",
+        "reviews.view_review",
+        "reviews.view_decision",
+        "reviews.view_escalationpolicy",
+        "reviews.add_escalationpolicy",
+        "reviews.view_reasoncode",
+        "reviews.add_reasoncode",
+        "reviews.change_reasoncode",
     ],
     # Systems that push members and events in through the API.
     INTEGRATOR: _READ_PROGRAM

@@ -127,6 +127,10 @@ class Review(models.Model):
             models.Index(fields=["member", "-created_at"], name="review_member"),
             models.Index(fields=["state", "due_at"], name="review_due"),
         ]
+        permissions = [
+            ("decide_review", "Can decide reviews routed to analysts"),
+            ("decide_escalated", "Can decide escalated reviews and override auto-approvals"),
+        ]
 
     def __str__(self) -> str:
         return f"review {self.pk} ({self.route}, {self.state})"

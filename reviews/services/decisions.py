@@ -1,0 +1,207 @@
+"""Deciding reviews: approve, override, escalate. One decision per review, ever.
+
+A repeated identical request returns the first decision; a different one raises
+ReviewAlreadyDecided (HTTP 409). The row is locked (`select_for_update`) and the one-to-one
+constraint stands behind it, so two people deciding at once get one decision and one conflict.
+"""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from loyalty.exceptions import require_permission
+from loyalty.models import Action, AuditRecord
+from loyalty.services.audit import record_audit
+from predictions.models import PredictionKind
+from reviews.exceptions import InvalidDecision, ReviewAlreadyDecided, ReviewNotOpen, ReviewNotYours
+from reviews.models import Decision, ReasonCode, Review
+
+DECIDE = "reviews.decide_review"
+DECIDE_ESCALATED = "reviews.decide_escalated"
+
+
+def _reason(code: str) -> ReasonCode:
+    try:
+        return ReasonCode.objects.get(code=code, is_active=True)
+    except ReasonCode.DoesNotExist as error:
+        raise InvalidDecision(f"Unknown reason code {code!r}.", reason_code=code) from error
+
+
+def _lock(review_id: int) -> Review:
+    return Review.objects.select_for_update().select_related("prediction").get(pk=review_id)
+
+
+def _role_for(review: Review, actor: AbstractBaseUser) -> str:
+    """The role the actor decides this review in; refuses a review outside their role."""
+    require_permission(actor, DECIDE)
+    if actor.has_perm(DECIDE_ESCALATED):
+        return "expert"
+    if review.route != Review.Route.ANALYST:
+        raise ReviewNotYours(
+            "Only an expert can decide this review.", review_id=review.pk, route=review.route
+        )
+    return "analyst"
+
+
+@transaction.atomic
+def approve_prediction(
+    *, review_id: int, actor: AbstractBaseUser, reason_code: str, comment: str = ""
+) -> Decision:
+    """Accept what the model said."""
+    return _decide(
+        review_id=review_id,
+        actor=actor,
+        verdict=Decision.Verdict.APPROVE,
+        reason_code=reason_code,
+        comment=comment,
+    )
+
+
+@transaction.atomic
+def override_prediction(
+    *,
+    review_id: int,
+    actor: AbstractBaseUser,
+    reason_code: str,
+    churn_label: bool | None = None,
+    action_code: str | None = None,
+    comment: str = "",
+) -> Decision:
+    """Replace the model's answer: the right churn call, or the right action."""
+    return _decide(
+        review_id=review_id,
+        actor=actor,
+        verdict=Decision.Verdict.OVERRIDE,
+        reason_code=reason_code,
+        comment=comment,
+        churn_label=churn_label,
+        action_code=action_code,
+    )
+
+
+def _decide(
+    *,
+    review_id: int,
+    actor: AbstractBaseUser,
+    verdict: str,
+    reason_code: str,
+    comment: str,
+    churn_label: bool | None = None,
+    action_code: str | None = None,
+) -> Decision:
+    review = _lock(review_id)
+    role = _role_for(review, actor)
+    reason = _reason(reason_code)
+    action = _override_answer(review, verdict, churn_label, action_code)
+    earlier = Decision.objects.filter(review=review).first()
+    if earlier is not None:
+        same = (
+            earlier.verdict == verdict
+            and earlier.reason_id == reason.pk
+            and earlier.churn_label == churn_label
+            and earlier.action_id == (action.pk if action else None)
+        )
+        if same:
+            return earlier
+        raise ReviewAlreadyDecided(
+            f"This review was already decided ({earlier.verdict}) by "
+            f"{earlier.decided_by.get_username()}.",
+            review_id=review.pk,
+            verdict=earlier.verdict,
+        )
+    try:
+        with transaction.atomic():
+            decision = Decision.objects.create(
+                review=review,
+                verdict=verdict,
+                decided_by=actor,
+                decided_as=role,
+                reason=reason,
+                comment=comment,
+                churn_label=churn_label,
+                action=action,
+            )
+    except IntegrityError as error:  # a concurrent decision won the race
+        raise ReviewAlreadyDecided("This review was decided a moment ago.") from error
+    review.state = Review.State.DECIDED
+    review.decided_at = timezone.now()
+    review.save(update_fields=["state", "decided_at"])
+    record_audit(
+        kind=AuditRecord.Kind.DECISION,
+        actor=actor,
+        subject=f"review:{review.pk}",
+        details={
+            "verdict": verdict,
+            "reason": reason.code,
+            "as": role,
+            "member": review.member_id,
+            "prediction": review.prediction_id,
+            "churn_label": churn_label,
+            "action": action.code if action else None,
+        },
+    )
+    return decision
+
+
+def _override_answer(
+    review: Review, verdict: str, churn_label: bool | None, action_code: str | None
+) -> Action | None:
+    if verdict == Decision.Verdict.APPROVE:
+        if churn_label is not None or action_code:
+            raise InvalidDecision("An approval takes the model's answer; give no other answer.")
+        return None
+    if review.kind == PredictionKind.CHURN:
+        if churn_label is None or action_code:
+            raise InvalidDecision("Overriding a churn call needs the right call: churn or stay.")
+        return None
+    if not action_code or churn_label is not None:
+        raise InvalidDecision("Overriding a next action needs the right action.")
+    try:
+        return Action.objects.get(code=action_code, is_active=True)
+    except Action.DoesNotExist as error:
+        raise InvalidDecision(f"Unknown action {action_code!r}.", action=action_code) from error
+
+
+@transaction.atomic
+def escalate_review(
+    *,
+    review_id: int,
+    actor: AbstractBaseUser,
+    reason_code: str,
+    comment: str = "",
+    proposal: dict | None = None,
+) -> Review:
+    """Send an analyst's item to the experts, with why and what the analyst would have done.
+    Escalating an item that is already escalated by the same request returns it unchanged."""
+    review = _lock(review_id)
+    require_permission(actor, DECIDE)
+    reason = _reason(reason_code)
+    if review.is_escalated and review.escalation_reason_id == reason.pk:
+        return review
+    if review.state != Review.State.PENDING or review.route != Review.Route.ANALYST:
+        raise ReviewNotOpen("Only a pending analyst item can be escalated.", review_id=review.pk)
+    review.route = Review.Route.EXPERT
+    review.route_reason = f"escalated by {actor.get_username()}: {reason.label}"
+    review.escalated_at = timezone.now()
+    review.escalated_by = actor
+    review.escalation_reason = reason
+    review.escalation_comment = comment
+    review.analyst_proposal = proposal
+    review.save(
+        update_fields=[
+            "route",
+            "route_reason",
+            "escalated_at",
+            "escalated_by",
+            "escalation_reason",
+            "escalation_comment",
+            "analyst_proposal",
+        ]
+    )
+    record_audit(
+        kind=AuditRecord.Kind.ESCALATION,
+        actor=actor,
+        subject=f"review:{review.pk}",
+        details={"reason": reason.code, "member": review.member_id, "proposal": proposal},
+    )
+    return review
