@@ -1,0 +1,3 @@
+"""Policy settings with simulation, and the audit log."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Queue, member page and decisions (built by the review-workspace pages)."""
+
+urlpatterns: list = []
