@@ -49,9 +49,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "reviews.add_reasoncode",
         "reviews.change_reasoncode",
     ],
-    # Systems that push members and events in through the API.
+    # Systems that push members and events in and pull decisions out, through the API.
     INTEGRATOR: _READ_PROGRAM
-    + ["loyalty.add_member", "loyalty.change_member", "loyalty.add_event"],
+    + ["loyalty.add_member", "loyalty.change_member", "loyalty.add_event", "reviews.view_decision"],
 }
 
 

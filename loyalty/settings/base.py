@@ -139,6 +139,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a `kind` field with different choices: name each enum once.
+    "ENUM_NAME_OVERRIDES": {
+        "PredictionKindEnum": "predictions.models.PredictionKind",
+        "EventKindEnum": "loyalty.models.Event.Kind",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def change_policy(
     *, kind: str, settings: PolicySettings, actor: AbstractBaseUser | None, reason: str
 ) -> EscalationPolicy:
     """Save new thresholds as the next version, audited. Re-routing undecided reviews is the
-    caller's next step (`routing.reroute_undecided`), after this commits."""
+    caller's next step (`rerouting.reroute_undecided`), after this commits."""
     require_permission(actor, "reviews.add_escalationpolicy")
     previous = current_policy(kind)
     version = (EscalationPolicy.objects.filter(kind=kind).aggregate(v=Max("version"))["v"]) + 1

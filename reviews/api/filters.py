@@ -1,0 +1,50 @@
+"""Query-string filters of the review API's list endpoints (django-filter)."""
+
+import django_filters
+
+from predictions.models import PredictionKind
+from reviews.models import Decision, Review
+
+
+class ReviewFilter(django_filters.FilterSet):
+    route = django_filters.ChoiceFilter(choices=Review.Route.choices, help_text="Exact route.")
+    state = django_filters.ChoiceFilter(choices=Review.State.choices, help_text="Exact state.")
+    kind = django_filters.ChoiceFilter(choices=PredictionKind.choices, help_text="Exact kind.")
+    tier = django_filters.CharFilter(help_text="The member's tier when routed, e.g. gold.")
+    min_confidence = django_filters.NumberFilter(
+        field_name="confidence", lookup_expr="gte", help_text="Confidence at least this (0–1)."
+    )
+    max_confidence = django_filters.NumberFilter(
+        field_name="confidence", lookup_expr="lte", help_text="Confidence at most this (0–1)."
+    )
+    escalated = django_filters.BooleanFilter(
+        field_name="escalated_at",
+        lookup_expr="isnull",
+        exclude=True,
+        help_text="true: only reviews an analyst escalated; false: only the others.",
+    )
+
+    class Meta:
+        model = Review
+        fields = ["route", "state", "kind", "tier", "min_confidence", "max_confidence", "escalated"]
+
+
+class DecisionFilter(django_filters.FilterSet):
+    kind = django_filters.ChoiceFilter(
+        field_name="review__kind", choices=PredictionKind.choices, help_text="Prediction kind."
+    )
+    verdict = django_filters.ChoiceFilter(choices=Decision.Verdict.choices)
+    decided_after = django_filters.IsoDateTimeFilter(
+        field_name="decided_at",
+        lookup_expr="gte",
+        help_text="Decided at or after this ISO 8601 time, e.g. 2026-01-31T00:00:00Z.",
+    )
+    after_id = django_filters.NumberFilter(
+        field_name="id",
+        lookup_expr="gt",
+        help_text="Only decisions with a higher id: the last id you received, to pull new ones.",
+    )
+
+    class Meta:
+        model = Decision
+        fields = ["kind", "verdict", "decided_after", "after_id"]

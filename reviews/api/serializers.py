@@ -1,0 +1,176 @@
+"""Input and output serializers of the review API: shapes and field checks, no business rules."""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from loyalty.models import Action
+from predictions.models import PredictionKind
+from reviews.models import Decision, ReasonCode, Review
+
+# A plain string, not an enum: a PredictionKind enum named `kind` collides in the schema with
+# loyalty's Event.Kind (a --fail-on-warn warning) until SPECTACULAR_SETTINGS names both enums in
+# ENUM_NAME_OVERRIDES.
+KIND_HELP = "The prediction's kind: " + ", ".join(PredictionKind.values) + "."
+
+# --- output ---------------------------------------------------------------------------------
+
+
+class DecisionOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    review_id = serializers.IntegerField()
+    prediction_id = serializers.IntegerField(source="review.prediction_id")
+    member_external_id = serializers.CharField(source="review.member.external_id")
+    kind = serializers.CharField(source="review.kind", help_text=KIND_HELP)
+    verdict = serializers.ChoiceField(choices=Decision.Verdict.choices)
+    reason_code = serializers.CharField(source="reason.code")
+    reason_treatment = serializers.ChoiceField(
+        source="reason.treatment",
+        choices=ReasonCode.Treatment.choices,
+        help_text="What the reason means for training: confirm, relabel or exclude.",
+    )
+    comment = serializers.CharField()
+    churn_label = serializers.BooleanField(
+        allow_null=True, help_text="An override of a churn call: true if the member will churn."
+    )
+    action_code = serializers.CharField(
+        source="action.code",
+        allow_null=True,
+        help_text="An override of a next action: the right action's code.",
+    )
+    decided_by = serializers.CharField(source="decided_by.username")
+    decided_as = serializers.CharField(help_text="The role the person decided in.")
+    decided_at = serializers.DateTimeField()
+
+
+class PredictionSummaryOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    model_version_id = serializers.IntegerField()
+    cutoff = serializers.DateTimeField()
+    score = serializers.FloatField(
+        allow_null=True, help_text="Churn probability, or the recommended action's probability."
+    )
+    interval_low = serializers.FloatField(allow_null=True)
+    interval_high = serializers.FloatField(allow_null=True)
+    label_set = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Answers the model cannot rule out at the configured confidence level.",
+    )
+    recommended_action_code = serializers.CharField(
+        source="recommended_action.code", allow_null=True
+    )
+    probabilities = serializers.DictField(
+        child=serializers.FloatField(),
+        allow_null=True,
+        help_text="Next action: action code -> probability.",
+    )
+
+
+class EscalationOutputSerializer(serializers.Serializer):
+    escalated_by = serializers.CharField(source="escalated_by.username", allow_null=True)
+    reason_code = serializers.CharField(source="escalation_reason.code", allow_null=True)
+    comment = serializers.CharField(source="escalation_comment")
+    proposal = serializers.JSONField(
+        source="analyst_proposal", allow_null=True, help_text="What the analyst would have done."
+    )
+
+
+class ReviewOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    member_external_id = serializers.CharField(source="member.external_id")
+    kind = serializers.CharField(help_text=KIND_HELP)
+    route = serializers.ChoiceField(choices=Review.Route.choices)
+    state = serializers.ChoiceField(choices=Review.State.choices)
+    route_reason = serializers.CharField()
+    priority = serializers.FloatField(help_text="Higher first.")
+    tier = serializers.CharField()
+    confidence = serializers.FloatField()
+    risk = serializers.FloatField(allow_null=True, help_text="Churn reviews only.")
+    member_value = serializers.FloatField()
+    prediction = PredictionSummaryOutputSerializer()
+    created_at = serializers.DateTimeField()
+    routed_at = serializers.DateTimeField()
+    due_at = serializers.DateTimeField(allow_null=True)
+    escalated_at = serializers.DateTimeField(allow_null=True)
+    escalation = serializers.SerializerMethodField(
+        help_text="Who escalated to the experts, why, and what they proposed; null if not."
+    )
+    decided_at = serializers.DateTimeField(allow_null=True)
+    decision = DecisionOutputSerializer(allow_null=True, help_text="null until decided.")
+
+    @extend_schema_field(EscalationOutputSerializer(allow_null=True))
+    def get_escalation(self, review: Review) -> dict | None:
+        return EscalationOutputSerializer(review).data if review.is_escalated else None
+
+
+# --- input ----------------------------------------------------------------------------------
+
+
+def _reason_code_field() -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(
+        slug_field="code",
+        queryset=ReasonCode.objects.filter(is_active=True),
+        help_text="An active reason code, e.g. model-correct.",
+    )
+
+
+class DecisionInputSerializer(serializers.Serializer):
+    """Validated data are the service's keyword arguments: codes, not rows."""
+
+    reason_code = _reason_code_field()
+    comment = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def validate_reason_code(self, reason: ReasonCode) -> str:
+        return reason.code
+
+
+class ApproveInputSerializer(DecisionInputSerializer):
+    pass
+
+
+class OverrideInputSerializer(DecisionInputSerializer):
+    """The right answer for the review's kind: `churn_label` for a churn call, `action_code`
+    for a next action. The view passes the kind in the context as `kind`."""
+
+    churn_label = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Churn reviews: true if the member will churn, false if they will stay.",
+    )
+    action_code = serializers.SlugRelatedField(
+        slug_field="code",
+        queryset=Action.objects.filter(is_active=True),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Next-action reviews: the code of the right, active action.",
+    )
+
+    def validate_action_code(self, action: Action | None) -> str | None:
+        return action.code if action is not None else None
+
+    def validate(self, attrs):
+        errors = {}
+        if self.context["kind"] == PredictionKind.CHURN:
+            if attrs["churn_label"] is None:
+                errors["churn_label"] = ["Overriding a churn call needs true (churn) or false."]
+            if attrs["action_code"] is not None:
+                errors["action_code"] = ["A churn review takes churn_label, not an action."]
+        else:
+            if attrs["action_code"] is None:
+                errors["action_code"] = ["Overriding a next action needs the right action."]
+            if attrs["churn_label"] is not None:
+                errors["churn_label"] = ["A next-action review takes action_code instead."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class EscalateInputSerializer(DecisionInputSerializer):
+    proposal = serializers.DictField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text='What the analyst would have done, e.g. {"verdict": "override", '
+        '"churn_label": false}; shown to the expert.',
+    )

@@ -1,0 +1,298 @@
+"""Review API views: authenticate, check the role, validate with a serializer, call one service.
+
+Visibility: a user who may decide analyst items only (the analyst role: `decide_review`
+without `decide_escalated`) sees reviews routed to analysts and nothing else; experts and
+admins see every review. An analyst asking for another route's review by id gets 403 (not 404):
+the id is no secret to someone who was handed it, and 403 says why the answer is no.
+"""
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+
+from loyalty.api.serializers import ErrorOutputSerializer
+from reviews.api.filters import DecisionFilter, ReviewFilter
+from reviews.api.pagination import DecisionKeysetPagination, ReviewKeysetPagination
+from reviews.api.serializers import (
+    ApproveInputSerializer,
+    DecisionOutputSerializer,
+    EscalateInputSerializer,
+    OverrideInputSerializer,
+    ReviewOutputSerializer,
+)
+from reviews.exceptions import ReviewNotYours
+from reviews.models import Decision, Review
+from reviews.services.decisions import (
+    DECIDE,
+    DECIDE_ESCALATED,
+    approve_prediction,
+    escalate_review,
+    override_prediction,
+)
+
+REVIEW_ID_PARAMETER = OpenApiParameter(
+    "review_id", int, OpenApiParameter.PATH, description="The review's id."
+)
+UNAUTHENTICATED = OpenApiResponse(ErrorOutputSerializer, description="No valid token or session.")
+FORBIDDEN = OpenApiResponse(ErrorOutputSerializer, description="The user's role may not do this.")
+NOT_THEIRS = OpenApiResponse(
+    ErrorOutputSerializer,
+    description="The user's role may not do this, or the review is routed to another role "
+    "(an analyst asking for an expert's or an auto-approved item).",
+)
+NOT_FOUND = OpenApiResponse(ErrorOutputSerializer, description="No review has this id.")
+INVALID = OpenApiResponse(
+    description="Invalid input: an object of field name -> messages (or `detail`).",
+)
+CONFLICT = OpenApiResponse(
+    ErrorOutputSerializer,
+    description="The review was already decided differently; the message says how and by whom.",
+)
+
+_REVIEW_RELATIONS = (
+    "member",
+    "prediction",
+    "prediction__recommended_action",
+    "escalated_by",
+    "escalation_reason",
+    "decision",
+    "decision__reason",
+    "decision__action",
+    "decision__decided_by",
+)
+_DECISION_RELATIONS = ("review", "review__member", "reason", "action", "decided_by")
+
+
+class CanDecideReviews(BasePermission):
+    """Deciding and escalating need reviews.decide_review (analysts and experts)."""
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm(DECIDE))
+
+
+def _sees_analyst_items_only(user) -> bool:
+    return user.has_perm(DECIDE) and not user.has_perm(DECIDE_ESCALATED)
+
+
+def _reviews() -> QuerySet[Review]:
+    return Review.objects.select_related(*_REVIEW_RELATIONS)
+
+
+def _visible_reviews(user) -> QuerySet[Review]:
+    reviews = _reviews()
+    if _sees_analyst_items_only(user):
+        reviews = reviews.filter(route=Review.Route.ANALYST)
+    return reviews
+
+
+def _visible_review(user, review_id: int, reviews: QuerySet[Review]) -> Review:
+    """The review, 404 if there is none, 403 (ReviewNotYours) if the user may not see it.
+    `reviews` holds every route, so that another route's review answers 403, not 404."""
+    review = get_object_or_404(reviews, pk=review_id)
+    if _sees_analyst_items_only(user) and review.route != Review.Route.ANALYST:
+        raise ReviewNotYours(
+            "Analysts see only reviews routed to analysts; this one is not.",
+            review_id=review.pk,
+            route=review.route,
+        )
+    return review
+
+
+class ReviewListApi(GenericAPIView):
+    """The reviews a user may see, highest priority first (GET, needs view_review)."""
+
+    queryset = Review.objects.all()  # the role permission check reads the model from it
+    serializer_class = ReviewOutputSerializer
+    filterset_class = ReviewFilter
+    pagination_class = ReviewKeysetPagination
+
+    @extend_schema(
+        operation_id="reviews_list",
+        summary="List reviews",
+        description="Highest priority first, then oldest; keyset-paginated on (priority, id), "
+        "so a page boundary inside equal priorities neither skips nor repeats a review. "
+        "Analysts see reviews routed to analysts only; experts and admins see all.",
+        responses={
+            200: ReviewOutputSerializer(many=True),
+            400: INVALID,
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+        },
+    )
+    def get(self, request):
+        reviews = self.filter_queryset(_visible_reviews(request.user))
+        page = self.paginate_queryset(reviews)
+        return self.get_paginated_response(ReviewOutputSerializer(page, many=True).data)
+
+
+class ReviewDetailApi(GenericAPIView):
+    """One review (GET, needs view_review; analysts only their route's)."""
+
+    queryset = Review.objects.all()
+    serializer_class = ReviewOutputSerializer
+    filter_backends: list = []
+
+    @extend_schema(
+        operation_id="reviews_retrieve",
+        summary="Read a review",
+        parameters=[REVIEW_ID_PARAMETER],
+        responses={
+            200: ReviewOutputSerializer,
+            401: UNAUTHENTICATED,
+            403: NOT_THEIRS,
+            404: NOT_FOUND,
+        },
+    )
+    def get(self, request, review_id: int):
+        review = _visible_review(request.user, review_id, _reviews())
+        return Response(ReviewOutputSerializer(review).data)
+
+
+class _DecideApi(GenericAPIView):
+    """Approve or override: 201 with the new decision, 200 with the same decision when the
+    identical request is repeated, 409 when a different decision exists."""
+
+    queryset = Review.objects.all()
+    permission_classes = [CanDecideReviews]
+    filter_backends: list = []
+    serializer_class = ApproveInputSerializer  # for OPTIONS and the browsable API's form
+
+    def _decide(self, request, review_id: int, service) -> Response:
+        # The row lock makes "was it decided before?" and the decision one step: a concurrent
+        # identical request waits here, then sees the decision and answers 200.
+        with transaction.atomic():
+            review = _visible_review(request.user, review_id, Review.objects.select_for_update())
+            serializer = self.serializer_class(data=request.data, context={"kind": review.kind})
+            serializer.is_valid(raise_exception=True)
+            is_repeat = Decision.objects.filter(review=review).exists()
+            decision = service(review_id=review.pk, actor=request.user, **serializer.validated_data)
+        decision = Decision.objects.select_related(*_DECISION_RELATIONS).get(pk=decision.pk)
+        answer = status.HTTP_200_OK if is_repeat else status.HTTP_201_CREATED
+        return Response(DecisionOutputSerializer(decision).data, status=answer)
+
+
+class ReviewApproveApi(_DecideApi):
+    """Accept what the model said (POST, needs decide_review)."""
+
+    serializer_class = ApproveInputSerializer
+
+    @extend_schema(
+        operation_id="reviews_approve",
+        summary="Approve a review",
+        description="Accepts the model's answer. **201**: decided now. **200**: the identical "
+        "approval was made before; its decision is returned and nothing changes. **409**: the "
+        "review was decided otherwise. Analysts decide analyst items only (403 otherwise).",
+        parameters=[REVIEW_ID_PARAMETER],
+        request=ApproveInputSerializer,
+        responses={
+            200: DecisionOutputSerializer,
+            201: DecisionOutputSerializer,
+            400: INVALID,
+            401: UNAUTHENTICATED,
+            403: NOT_THEIRS,
+            404: NOT_FOUND,
+            409: CONFLICT,
+        },
+    )
+    def post(self, request, review_id: int):
+        return self._decide(request, review_id, approve_prediction)
+
+
+class ReviewOverrideApi(_DecideApi):
+    """Replace the model's answer (POST, needs decide_review)."""
+
+    serializer_class = OverrideInputSerializer
+
+    @extend_schema(
+        operation_id="reviews_override",
+        summary="Override a review",
+        description="Replaces the model's answer: `churn_label` for a churn review, "
+        "`action_code` for a next-action review (the other one must be absent). **201**: "
+        "decided now. **200**: the identical override was made before; its decision is "
+        "returned. **409**: the review was decided otherwise. Analysts decide analyst items "
+        "only (403 otherwise).",
+        parameters=[REVIEW_ID_PARAMETER],
+        request=OverrideInputSerializer,
+        responses={
+            200: DecisionOutputSerializer,
+            201: DecisionOutputSerializer,
+            400: INVALID,
+            401: UNAUTHENTICATED,
+            403: NOT_THEIRS,
+            404: NOT_FOUND,
+            409: CONFLICT,
+        },
+    )
+    def post(self, request, review_id: int):
+        return self._decide(request, review_id, override_prediction)
+
+
+class ReviewEscalateApi(GenericAPIView):
+    """Send an analyst's item to the experts (POST, needs decide_review)."""
+
+    queryset = Review.objects.all()
+    permission_classes = [CanDecideReviews]
+    filter_backends: list = []
+    serializer_class = EscalateInputSerializer
+
+    @extend_schema(
+        operation_id="reviews_escalate",
+        summary="Escalate a review to the experts",
+        description="Routes a pending analyst item to the experts with the reason, a comment "
+        "and what the analyst would have done; answers with the review, now routed to "
+        "experts. Repeating the request with the same reason answers 200 again and changes "
+        "nothing. **409**: the review is not a pending analyst item.",
+        parameters=[REVIEW_ID_PARAMETER],
+        request=EscalateInputSerializer,
+        responses={
+            200: ReviewOutputSerializer,
+            400: INVALID,
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+            409: OpenApiResponse(
+                ErrorOutputSerializer, description="The review is not a pending analyst item."
+            ),
+        },
+    )
+    def post(self, request, review_id: int):
+        review = get_object_or_404(Review, pk=review_id)
+        serializer = EscalateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        escalate_review(review_id=review.pk, actor=request.user, **serializer.validated_data)
+        return Response(ReviewOutputSerializer(_reviews().get(pk=review.pk)).data)
+
+
+class DecisionListApi(GenericAPIView):
+    """Decisions, oldest first, for systems that act on them (GET, needs view_decision)."""
+
+    queryset = Decision.objects.all()
+    serializer_class = DecisionOutputSerializer
+    filterset_class = DecisionFilter
+    pagination_class = DecisionKeysetPagination
+
+    @extend_schema(
+        operation_id="decisions_list",
+        summary="List decisions",
+        description="Oldest first, keyset-paginated by id. To pull new decisions later, keep "
+        "the highest id received and ask with `after_id`. Analysts see decisions on analyst "
+        "items only. Auto-approved reviews carry no decision.",
+        responses={
+            200: DecisionOutputSerializer(many=True),
+            400: INVALID,
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+        },
+    )
+    def get(self, request):
+        decisions = Decision.objects.select_related(*_DECISION_RELATIONS)
+        if _sees_analyst_items_only(request.user):
+            decisions = decisions.filter(review__route=Review.Route.ANALYST)
+        page = self.paginate_queryset(self.filter_queryset(decisions))
+        return self.get_paginated_response(DecisionOutputSerializer(page, many=True).data)

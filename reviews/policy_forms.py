@@ -1,0 +1,144 @@
+"""The escalation-policy form: every PolicySettings field, per-tier overrides and the why."""
+
+from django import forms
+from django.conf import settings as django_settings
+
+from predictions.models import PredictionKind
+from reviews.services.policy import PolicySettings
+
+SHARE = {"min_value": 0.0, "max_value": 1.0}
+
+
+def _number(label: str, help_text: str = "", *, required: bool = True, step: str = "0.01"):
+    return forms.FloatField(
+        label=label,
+        help_text=help_text,
+        required=required,
+        widget=forms.NumberInput(attrs={"step": step, "min": "0", "max": "1"}),
+        **SHARE,
+    )
+
+
+class PolicyForm(forms.Form):
+    """Validates a whole policy: expert ≤ auto-approve (per tier too), shares in [0, 1], the value
+    quantile strictly inside (0, 1), a risk band with low ≤ high. `require_reason=False` is the
+    simulation's use: the same checks without the why."""
+
+    auto_approve_confidence = _number(
+        "Auto-approve at confidence ≥", "Predictions this sure are approved without a person."
+    )
+    expert_confidence = _number(
+        "Expert below confidence", "Predictions less sure than this go straight to an expert."
+    )
+    expert_value_quantile = forms.FloatField(
+        label="Expert for member value above quantile",
+        help_text="0.95: the top 5 % of members by spend always get an expert.",
+        widget=forms.NumberInput(attrs={"step": "0.01", "min": "0.01", "max": "0.99"}),
+    )
+    human_risk_low = _number("Risk band from", "Churn risk in this band always needs a person.")
+    human_risk_high = _number("Risk band to", required=False)
+    audit_sample_rate = _number(
+        "Audit sample",
+        "Share of would-be auto-approvals still sent to an analyst (0.02 = 2 %).",
+        step="0.005",
+    )
+    sla_hours = forms.IntegerField(
+        label="Escalate analyst items after (hours)", min_value=1, max_value=24 * 30
+    )
+    reason = forms.CharField(
+        label="Why this change",
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "Recorded with the new version."}),
+        max_length=2000,
+    )
+
+    def __init__(self, *args, kind: str, require_reason: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+        self.fields["reason"].required = require_reason
+        self.fields["human_risk_low"].required = False
+        if kind != PredictionKind.CHURN:
+            # Next-action reviews carry no churn risk: no band applies to them.
+            del self.fields["human_risk_low"]
+            del self.fields["human_risk_high"]
+        overrides = (self.initial.get("segment_overrides") or {}) if self.initial else {}
+        self.tiers = list(django_settings.LOYALTY_TIER_LADDER) + sorted(
+            tier for tier in overrides if tier not in django_settings.LOYALTY_TIER_LADDER
+        )
+        for tier in self.tiers:
+            override = overrides.get(tier, {})
+            self.fields[f"tier_{tier}_auto"] = _number(f"{tier} auto-approve", required=False)
+            self.fields[f"tier_{tier}_expert"] = _number(f"{tier} expert below", required=False)
+            self.initial.setdefault(f"tier_{tier}_auto", override.get("auto_approve_confidence"))
+            self.initial.setdefault(f"tier_{tier}_expert", override.get("expert_confidence"))
+
+    @classmethod
+    def for_policy(
+        cls, settings: PolicySettings, *, kind: str, data=None, **kwargs
+    ) -> "PolicyForm":
+        """Unbound: the policy's values. Bound: `data`, with the policy's tiers kept listed."""
+        initial = {name: getattr(settings, name) for name in PolicySettings.__dataclass_fields__}
+        return cls(data, initial=initial, kind=kind, **kwargs)
+
+    def tier_rows(self) -> list[tuple[str, forms.BoundField, forms.BoundField]]:
+        return [
+            (tier, self[f"tier_{tier}_auto"], self[f"tier_{tier}_expert"]) for tier in self.tiers
+        ]
+
+    def clean_expert_value_quantile(self) -> float:
+        quantile = self.cleaned_data["expert_value_quantile"]
+        if not 0 < quantile < 1:
+            raise forms.ValidationError("Must lie strictly between 0 and 1.")
+        return quantile
+
+    def clean(self) -> dict:
+        data = super().clean()
+        auto, expert = data.get("auto_approve_confidence"), data.get("expert_confidence")
+        if auto is not None and expert is not None and expert > auto:
+            self.add_error(
+                "expert_confidence",
+                f"Must not exceed the auto-approve threshold ({auto:.2f}).",
+            )
+        for tier in self.tiers:
+            tier_auto = data.get(f"tier_{tier}_auto")
+            tier_expert = data.get(f"tier_{tier}_expert")
+            effective_auto = tier_auto if tier_auto is not None else auto
+            effective_expert = tier_expert if tier_expert is not None else expert
+            if None not in (effective_auto, effective_expert) and effective_expert > effective_auto:
+                self.add_error(
+                    f"tier_{tier}_expert",
+                    f"{tier}: expert threshold {effective_expert:.2f} exceeds its auto-approve "
+                    f"threshold {effective_auto:.2f}.",
+                )
+        if self.kind == PredictionKind.CHURN:
+            low, high = data.get("human_risk_low"), data.get("human_risk_high")
+            if low is None and high is not None and "human_risk_low" not in self.errors:
+                self.add_error("human_risk_low", "Give the start of the band, or clear both.")
+            if low is not None and high is not None and low > high:
+                self.add_error("human_risk_high", f"Must be at least the band's start ({low:.2f}).")
+        return data
+
+    def policy_settings(self) -> PolicySettings:
+        data = self.cleaned_data
+        overrides = {}
+        for tier in self.tiers:
+            override = {}
+            if data.get(f"tier_{tier}_auto") is not None:
+                override["auto_approve_confidence"] = data[f"tier_{tier}_auto"]
+            if data.get(f"tier_{tier}_expert") is not None:
+                override["expert_confidence"] = data[f"tier_{tier}_expert"]
+            if override:
+                overrides[tier] = override
+        is_churn = self.kind == PredictionKind.CHURN
+        low = data.get("human_risk_low") if is_churn else None
+        high = data.get("human_risk_high")
+        return PolicySettings(
+            auto_approve_confidence=data["auto_approve_confidence"],
+            expert_confidence=data["expert_confidence"],
+            expert_value_quantile=data["expert_value_quantile"],
+            human_risk_low=low,
+            # An open band ends at certainty, as routing reads it.
+            human_risk_high=(1.0 if high is None else high) if low is not None else None,
+            audit_sample_rate=data["audit_sample_rate"],
+            sla_hours=data["sla_hours"],
+            segment_overrides=overrides,
+        )

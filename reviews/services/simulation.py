@@ -1,0 +1,301 @@
+"""What-if for escalation thresholds: what a policy would do to today's undecided reviews.
+
+Read-only. The population is exactly what saving the policy would re-route
+(`rerouting.reroutable_reviews`: pending and auto-approved reviews that no person decided or
+escalated), read column-wise from the denormalized Review fields (confidence, risk, member
+value, tier, prediction id) and the prediction's score, in keyset chunks, into numpy arrays.
+The routing rules are `routing.choose_route`'s, vectorized; a test holds the two equal row by
+row.
+
+Expected error among auto-approved items, from the calibrated probabilities:
+- churn: the model's call is "churns" when p ≥ 0.5, "stays" otherwise, so the chance the call is
+  wrong is min(p, 1 - p); the expected error rate is its mean over the auto-approved items;
+- next action: `Prediction.score` is the probability of the recommended action, so the chance
+  that another action was right is 1 - score (1 - confidence where a score is missing).
+Observed: among reviews people already decided (the most recent DECIDED_SAMPLE_SIZE), those the
+new thresholds would auto-approve, and the share of them that people overrode.
+"""
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+from django.db.models import Subquery
+
+from predictions.models import PredictionKind
+from reviews.models import Decision, Review
+from reviews.services.policy import PolicySettings
+from reviews.services.rerouting import reroutable_reviews, value_threshold_of
+
+READ_CHUNK_SIZE = 50_000
+# Enough past decisions for a stable override rate, few enough to read in well under a second.
+DECIDED_SAMPLE_SIZE = 50_000
+# The auto-approve thresholds of the workload curve: 0.50, 0.51, ... 0.99, each the double
+# nearest its decimal, as a form would submit it.
+CURVE_THRESHOLDS = np.round(np.arange(50, 100) / 100, 2)
+
+AUTO, ANALYST, EXPERT = 0, 1, 2
+ROUTE_CODES = {Review.Route.AUTO: AUTO, Review.Route.ANALYST: ANALYST, Review.Route.EXPERT: EXPERT}
+ROUTE_NAMES = {code: route for route, code in ROUTE_CODES.items()}
+
+
+@dataclass(frozen=True)
+class ReviewColumns:
+    """One array per field, one row per review."""
+
+    prediction_id: np.ndarray  # int64
+    confidence: np.ndarray  # float64
+    risk: np.ndarray  # float64, nan where a review has no risk
+    value: np.ndarray  # float64
+    tier: np.ndarray  # object (str)
+    score: np.ndarray  # float64, nan where the prediction has no score
+    route: np.ndarray  # int8 route code now (ROUTE_CODES)
+    is_override: np.ndarray  # bool: a person overrode the model (decided reviews only)
+
+    def __len__(self) -> int:
+        return len(self.confidence)
+
+
+@dataclass(frozen=True)
+class WorkloadCurve:
+    """Reviews per route for each auto-approve threshold, the other settings fixed."""
+
+    thresholds: tuple[float, ...]
+    auto: tuple[int, ...]
+    analyst: tuple[int, ...]
+    expert: tuple[int, ...]
+    expected_error_rate: tuple[float | None, ...]
+
+
+@dataclass(frozen=True)
+class Simulation:
+    kind: str
+    total: int
+    counts: dict[str, int]
+    current_counts: dict[str, int]
+    held_by_experts: int
+    value_threshold: float | None
+    expected_error_rate: float | None
+    expected_errors: float
+    observed_n: int
+    observed_override_rate: float | None
+    curve: WorkloadCurve
+
+
+def simulate_policy(*, kind: str, settings: PolicySettings) -> Simulation:
+    """Route today's undecided reviews of `kind` under `settings`, without writing anything."""
+    columns = read_columns(reroutable_reviews(kind), kind=kind)
+    threshold = value_threshold_of(columns.value, settings.expert_value_quantile)
+    sampled = audit_sample_of(columns, settings=settings, kind=kind, value_threshold=threshold)
+    routes = route_codes(
+        columns, settings=settings, kind=kind, value_threshold=threshold, audit_sampled=sampled
+    )
+    errors = error_chances(columns, kind=kind)
+    is_auto = routes == AUTO
+    n_auto = int(is_auto.sum())
+    decided = read_columns(_decided_reviews(kind), kind=kind, decided=True)
+    decided_routes = route_codes(decided, settings=settings, kind=kind, value_threshold=threshold)
+    would_auto = decided_routes == AUTO
+    observed_n = int(would_auto.sum())
+    return Simulation(
+        kind=kind,
+        total=len(columns),
+        counts=_counts(routes),
+        current_counts=_counts(columns.route),
+        held_by_experts=Review.objects.filter(
+            kind=kind, state=Review.State.PENDING, escalated_at__isnull=False
+        ).count(),
+        value_threshold=threshold,
+        expected_error_rate=float(errors[is_auto].mean()) if n_auto else None,
+        expected_errors=float(errors[is_auto].sum()),
+        observed_n=observed_n,
+        observed_override_rate=(
+            float(decided.is_override[would_auto].mean()) if observed_n else None
+        ),
+        curve=workload_curve(
+            columns,
+            settings=settings,
+            kind=kind,
+            value_threshold=threshold,
+            errors=errors,
+            audit_sampled=sampled,
+        ),
+    )
+
+
+def read_columns(reviews, *, kind: str, decided: bool = False) -> ReviewColumns:
+    """The routing inputs of `reviews`, read in keyset chunks of READ_CHUNK_SIZE."""
+    names = ["pk", "prediction_id", "confidence", "risk", "member_value", "tier"]
+    names += ["prediction__score", "route"]
+    if decided:
+        names.append("decision__verdict")
+    chunks: list[list[tuple]] = []
+    last_id = 0
+    while True:
+        rows = list(
+            reviews.filter(pk__gt=last_id).order_by("pk").values_list(*names)[:READ_CHUNK_SIZE]
+        )
+        if not rows:
+            break
+        chunks.append(rows)
+        last_id = rows[-1][0]
+    rows = [row for chunk in chunks for row in chunk]
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    return ReviewColumns(
+        prediction_id=np.array(columns[1], dtype="int64"),
+        confidence=np.array(columns[2], dtype="float64"),
+        risk=np.array(columns[3], dtype="float64"),  # None becomes nan
+        value=np.array(columns[4], dtype="float64"),
+        tier=np.array([tier or "" for tier in columns[5]], dtype=object),
+        score=np.array(columns[6], dtype="float64"),
+        route=np.array([ROUTE_CODES.get(route, ANALYST) for route in columns[7]], dtype="int8"),
+        is_override=(
+            np.array([v == Decision.Verdict.OVERRIDE for v in columns[8]], dtype=bool)
+            if decided
+            else np.zeros(len(rows), dtype=bool)
+        ),
+    )
+
+
+def _decided_reviews(kind: str):
+    recent = (
+        Review.objects.filter(kind=kind, decision__isnull=False)
+        .order_by("-decided_at", "-pk")
+        .values("pk")[:DECIDED_SAMPLE_SIZE]
+    )
+    return Review.objects.filter(pk__in=Subquery(recent))
+
+
+def route_codes(
+    columns: ReviewColumns,
+    *,
+    settings: PolicySettings,
+    kind: str,
+    value_threshold: float | None,
+    audit_sampled: np.ndarray | None = None,
+) -> np.ndarray:
+    """`choose_route` for every row at once: an int8 route code per review. `audit_sampled`
+    may carry the audit-sample membership computed already for at least the auto candidates."""
+    parts = _route_parts(columns, settings=settings, kind=kind, value_threshold=value_threshold)
+    is_expert, needs_person, auto_threshold = parts
+    is_auto = ~is_expert & ~needs_person & (columns.confidence >= auto_threshold)
+    if audit_sampled is None:
+        audit_sampled = _in_audit_sample(columns, settings.audit_sample_rate, candidates=is_auto)
+    is_auto &= ~audit_sampled
+    routes = np.full(len(columns), ANALYST, dtype="int8")
+    routes[is_expert] = EXPERT
+    routes[is_auto] = AUTO
+    return routes
+
+
+def _route_parts(columns, *, settings, kind, value_threshold):
+    """Expert by value or low confidence; a person by the risk band; each row's auto threshold."""
+    auto_threshold = np.full(len(columns), float(settings.auto_approve_confidence))
+    expert_threshold = np.full(len(columns), float(settings.expert_confidence))
+    for tier, override in (settings.segment_overrides or {}).items():
+        in_tier = columns.tier == tier
+        if "auto_approve_confidence" in override:
+            auto_threshold[in_tier] = float(override["auto_approve_confidence"])
+        if "expert_confidence" in override:
+            expert_threshold[in_tier] = float(override["expert_confidence"])
+    is_expert = columns.confidence < expert_threshold
+    if value_threshold is not None:
+        is_expert |= columns.value > value_threshold
+    needs_person = np.zeros(len(columns), dtype=bool)
+    low, high = settings.human_risk_low, settings.human_risk_high
+    if kind == PredictionKind.CHURN and low is not None:
+        high = high if high is not None else 1.0
+        with np.errstate(invalid="ignore"):  # nan risk is in no band
+            needs_person = (columns.risk >= low) & (columns.risk <= high)
+    return is_expert, needs_person, auto_threshold
+
+
+def audit_sample_of(
+    columns: ReviewColumns, *, settings: PolicySettings, kind: str, value_threshold: float | None
+) -> np.ndarray:
+    """Audit-sample membership of every row that some auto-approve threshold could approve.
+    The sample is fixed by prediction id whatever the threshold, so one hashing pass serves the
+    routes and the whole workload curve."""
+    is_expert, needs_person, _ = _route_parts(
+        columns, settings=settings, kind=kind, value_threshold=value_threshold
+    )
+    candidates = ~is_expert & ~needs_person
+    return _in_audit_sample(columns, settings.audit_sample_rate, candidates=candidates)
+
+
+def _in_audit_sample(columns: ReviewColumns, rate: float, *, candidates: np.ndarray) -> np.ndarray:
+    """`routing.in_audit_sample` for the candidate rows (hashing is the costly part)."""
+    sampled = np.zeros(len(columns), dtype=bool)
+    if rate <= 0 or not candidates.any():
+        return sampled
+    ids = columns.prediction_id[candidates]
+    digests = b"".join(hashlib.blake2b(str(int(i)).encode(), digest_size=8).digest() for i in ids)
+    # A uint64 divided by 2**64 in float64 equals Python's int / 2**64 (both round the same).
+    share = np.frombuffer(digests, dtype=">u8").astype("float64") / 2.0**64
+    sampled[candidates] = share < rate
+    return sampled
+
+
+def error_chances(columns: ReviewColumns, *, kind: str) -> np.ndarray:
+    """The calibrated chance that each row's model call is wrong (module docstring)."""
+    if kind == PredictionKind.CHURN:
+        p = np.where(np.isnan(columns.score), columns.risk, columns.score)
+        return np.minimum(p, 1 - p)
+    return 1 - np.where(np.isnan(columns.score), columns.confidence, columns.score)
+
+
+def workload_curve(
+    columns: ReviewColumns,
+    *,
+    settings: PolicySettings,
+    kind: str,
+    value_threshold: float | None,
+    errors: np.ndarray,
+    audit_sampled: np.ndarray | None = None,
+) -> WorkloadCurve:
+    """Route counts for every auto-approve threshold in CURVE_THRESHOLDS, in one sort.
+
+    Only rows of tiers without their own auto threshold move with it: they are auto-approved
+    when their confidence reaches it, unless a rule independent of it holds them back.
+    """
+    is_expert, needs_person, _ = _route_parts(
+        columns, settings=settings, kind=kind, value_threshold=value_threshold
+    )
+    may_be_auto = ~is_expert & ~needs_person
+    sampled = audit_sampled
+    if sampled is None:
+        sampled = _in_audit_sample(columns, settings.audit_sample_rate, candidates=may_be_auto)
+    follows_default = np.ones(len(columns), dtype=bool)
+    for tier, override in (settings.segment_overrides or {}).items():
+        if "auto_approve_confidence" in override:
+            follows_default &= columns.tier != tier
+    fixed = route_codes(
+        columns,
+        settings=settings,
+        kind=kind,
+        value_threshold=value_threshold,
+        audit_sampled=sampled,
+    )
+    fixed_auto = (fixed == AUTO) & ~follows_default
+    candidates = follows_default & may_be_auto & ~sampled
+    order = np.argsort(columns.confidence[candidates], kind="stable")
+    confidence = columns.confidence[candidates][order]
+    suffix_errors = np.concatenate([np.cumsum(errors[candidates][order][::-1])[::-1], [0.0]])
+    start = np.searchsorted(confidence, CURVE_THRESHOLDS, side="left")
+    auto = (len(confidence) - start) + int(fixed_auto.sum())
+    total_errors = suffix_errors[start] + float(errors[fixed_auto].sum())
+    expert = int(is_expert.sum())
+    analyst = len(columns) - expert - auto
+    return WorkloadCurve(
+        thresholds=tuple(float(t) for t in CURVE_THRESHOLDS),
+        auto=tuple(int(n) for n in auto),
+        analyst=tuple(int(n) for n in analyst),
+        expert=tuple(expert for _ in CURVE_THRESHOLDS),
+        expected_error_rate=tuple(
+            float(e / n) if n else None for e, n in zip(total_errors, auto, strict=True)
+        ),
+    )
+
+
+def _counts(routes: np.ndarray) -> dict[str, int]:
+    return {route: int((routes == code).sum()) for route, code in ROUTE_CODES.items()}

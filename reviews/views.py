@@ -1,0 +1,533 @@
+"""Pages of the review workspace: the queues, the member page, decisions and the what-if.
+
+Views check permission, validate, call one service or selector and render; an htmx request
+gets a fragment from templates/reviews/partials/. Domain errors become 400/403/409 with a
+message the page shows, for htmx requests too.
+"""
+
+from urllib.parse import urlencode
+
+import plotly.graph_objects as go
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from loyalty.exceptions import DomainError
+from predictions.models import PredictionKind
+from predictions.services.whatif import WhatIfInputError, what_if
+from reviews.forms import DecisionForm, what_if_features
+from reviews.models import Review
+from reviews.selectors import (
+    REASON_LABELS,
+    RISK_BANDS,
+    QueueFilters,
+    can_decide_review,
+    can_open_queue,
+    can_open_review,
+    feature_name,
+    format_feature_value,
+    format_interval,
+    format_percent,
+    next_pending_review,
+    pending_counts,
+    pending_reviews_for,
+    reason_choices,
+    review_page,
+)
+from reviews.services.decisions import approve_prediction, escalate_review, override_prediction
+
+QUICK_APPROVE_REASON = "model-correct"
+QUICK_ESCALATE_REASON = "needs-expert"
+QUEUE_URLS = {Review.Route.ANALYST: "reviews:queue", Review.Route.EXPERT: "reviews:expert_queue"}
+
+
+# --- the queues -----------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def queue(request):
+    return _queue(request, Review.Route.ANALYST)
+
+
+@login_required
+@require_GET
+def expert_queue(request):
+    return _queue(request, Review.Route.EXPERT)
+
+
+def _queue(request, route: str, *, status: int = 200):
+    if not can_open_queue(request.user, route):
+        raise PermissionDenied("This queue is for another role.")
+    context = _queue_context(request, route, request.GET)
+    template = (
+        "reviews/partials/queue_table.html"
+        if request.htmx and request.htmx.target == "queue-table"
+        else "reviews/queue.html"
+    )
+    return render(request, template, context, status=status)
+
+
+def _queue_context(request, route: str, params) -> dict:
+    filters = QueueFilters.from_params(params)
+    page = pending_reviews_for(route=route, filters=filters, after=params.get("after") or None)
+    base = reverse(QUEUE_URLS[route])
+    filter_params = filters.as_params()
+    return {
+        "page": page,
+        "route": route,
+        "is_expert_queue": route == Review.Route.EXPERT,
+        "queue_url": base,
+        "first_url": f"{base}?{urlencode(filter_params)}" if filter_params else base,
+        "next_url": (
+            f"{base}?{urlencode({**filter_params, 'after': page.next_cursor})}"
+            if page.next_cursor
+            else ""
+        ),
+        "filter_options": _filter_options(),
+        "escalate_reasons": reason_choices(("escalate",)),
+        "can_see_expert_queue": can_open_queue(request.user, Review.Route.EXPERT),
+    }
+
+
+def _filter_options() -> dict:
+    return {
+        "kinds": PredictionKind.choices,
+        "tiers": [(tier, tier.title()) for tier in settings.LOYALTY_TIER_LADDER],
+        "risks": [
+            ("low", "Low (< 30 %)"),
+            ("medium", "Medium (30–60 %)"),
+            ("high", "High (≥ 60 %)"),
+        ],
+        "reasons": list(REASON_LABELS.items()),
+        "ages": [("4", "> 4 hours"), ("24", "> 1 day"), ("48", "> 2 days"), ("168", "> 1 week")],
+    }
+
+
+@login_required
+@require_POST
+def quick_decide(request, review_id: int):
+    """Approve or escalate one row of a queue; htmx gets the (empty) row back, so it vanishes."""
+    review = get_object_or_404(Review, pk=review_id)
+    verdict = request.POST.get("verdict", "approve")
+    member = review.member.external_id
+    try:
+        if not can_open_review(request.user, review):
+            raise PermissionDenied
+        if verdict == "escalate":
+            escalate_review(
+                review_id=review.pk,
+                actor=request.user,
+                reason_code=request.POST.get("reason") or QUICK_ESCALATE_REASON,
+                comment=request.POST.get("comment", "").strip(),
+            )
+            text = f"Escalated {member} to the experts."
+        else:
+            approve_prediction(
+                review_id=review.pk,
+                actor=request.user,
+                reason_code=request.POST.get("reason") or QUICK_APPROVE_REASON,
+                comment=request.POST.get("comment", "").strip(),
+            )
+            text = f"Approved {member}."
+    except PermissionDenied:
+        return _queue_error(request, review, "Only an expert can decide this review.", 403)
+    except DomainError as error:
+        return _queue_error(request, review, error.message, error.status)
+    if not request.htmx:
+        messages.success(request, text)
+        return redirect(request.POST.get("next") or reverse(QUEUE_URLS[review.route]))
+    return render(
+        request,
+        "reviews/partials/row_done.html",
+        {
+            "message": text,
+            "level": "success",
+            "counts": pending_counts(),
+            "show_expert": can_open_queue(request.user, Review.Route.EXPERT),
+        },
+    )
+
+
+def _queue_error(request, review: Review, message: str, status: int):
+    if not request.htmx:
+        messages.error(request, message)
+        route = review.route if can_open_queue(request.user, review.route) else "analyst"
+        return _queue(request, route, status=status)
+    response = render(
+        request,
+        "reviews/partials/flash.html",
+        {"message": message, "level": "error", "review_id": review.pk},
+        status=status,
+    )
+    response["HX-Retarget"] = "#queue-flash"
+    response["HX-Reswap"] = "innerHTML"
+    return response
+
+
+@login_required
+@require_POST
+def bulk_approve(request):
+    """Approve every selected row (one service call each); report approvals and conflicts."""
+    route = request.POST.get("route", Review.Route.ANALYST)
+    if route not in QUEUE_URLS or not can_open_queue(request.user, route):
+        raise PermissionDenied
+    ids = [int(pk) for pk in request.POST.getlist("review") if pk.isdigit()]
+    approved, problems = 0, []
+    reviews = Review.objects.select_related("member").in_bulk(ids)
+    for pk in ids:
+        review = reviews.get(pk)
+        if review is None:
+            continue
+        try:
+            approve_prediction(review_id=pk, actor=request.user, reason_code=QUICK_APPROVE_REASON)
+            approved += 1
+        except DomainError as error:
+            problems.append(f"{review.member.external_id}: {error.message}")
+    summary = f"Approved {approved} of {len(ids)} selected."
+    if not request.htmx:
+        messages.success(request, summary)
+        for problem in problems:
+            messages.error(request, problem)
+        return redirect(reverse(QUEUE_URLS[route]))
+    context = _queue_context(request, route, request.POST)
+    context.update({"bulk_summary": summary, "bulk_problems": problems})
+    return render(request, "reviews/partials/queue_table.html", context)
+
+
+# --- the member page ------------------------------------------------------------------------
+
+
+def _open(request, review_id: int):
+    try:
+        page = review_page(review_id=review_id)
+    except Review.DoesNotExist as error:
+        raise Http404("No such review.") from error
+    if not can_open_review(request.user, page.review):
+        raise PermissionDenied("This review is routed to another role.")
+    return page
+
+
+@login_required
+@require_GET
+def review(request, review_id: int):
+    page = _open(request, review_id)
+    return _render_review(request, page)
+
+
+def _render_review(request, page, *, forms=None, error: str = "", status: int = 200):
+    review_obj = page.review
+    can_decide = can_decide_review(request.user, review_obj)
+    forms = forms or {}
+    verdicts = ("approve", "override")
+    if review_obj.route == Review.Route.ANALYST:
+        verdicts += ("escalate",)
+    decision_forms = (
+        {
+            verdict: forms.get(verdict) or DecisionForm(review=review_obj, verdict=verdict)
+            for verdict in verdicts
+        }
+        if can_decide
+        else {}
+    )
+    prediction = review_obj.prediction
+    context = {
+        "p": page,
+        "review": review_obj,
+        "is_churn": review_obj.kind == PredictionKind.CHURN,
+        "can_decide": can_decide,
+        "decision_forms": decision_forms,
+        "open_form": next((v for v, f in (forms or {}).items() if f.errors), ""),
+        "error": error,
+        "queue_url": reverse(QUEUE_URLS.get(review_obj.route, "reviews:queue")),
+        "interval_figure": interval_figure(prediction) if prediction.score is not None else "",
+        "waterfall_figure": waterfall_figure(page.explanation),
+        "waterfall_caption": waterfall_caption(
+            page.explanation, probability=prediction.score, kind=review_obj.kind
+        ),
+        "actions_figure": actions_figure(page.actions) if page.actions else "",
+        "what_if_fields": what_if_features(page.explanation, prediction.feature_values),
+    }
+    return render(request, "reviews/member.html", context, status=status)
+
+
+@login_required
+@require_POST
+def decide(request, review_id: int):
+    """Approve, override or escalate from the member page, then open the queue's next item."""
+    page = _open(request, review_id)
+    review_obj = page.review
+    form = DecisionForm(request.POST, review=review_obj)
+    if not form.is_valid():
+        return _render_review(request, page, forms={form.verdict_name: form}, status=400)
+    data = form.cleaned_data
+    route = review_obj.route
+    common = {
+        "review_id": review_obj.pk,
+        "actor": request.user,
+        "reason_code": data["reason"],
+        "comment": data["comment"].strip(),
+    }
+    try:
+        if data["verdict"] == "approve":
+            approve_prediction(**common)
+            done = "Approved"
+        elif data["verdict"] == "override":
+            override_prediction(**common, **form.override_answer())
+            done = "Overrode"
+        else:
+            escalate_review(**common)
+            done = "Escalated"
+    except DomainError as error:
+        page = review_page(review_id=review_obj.pk)
+        return _render_review(
+            request, page, forms={form.verdict_name: form}, error=error.message, status=error.status
+        )
+    member = review_obj.member.external_id
+    following = next_pending_review(route=route, after=review_obj)
+    if following is None:
+        messages.success(request, f"{done} {member}. The queue is empty — nice work.")
+        return redirect(QUEUE_URLS[route])
+    messages.success(request, f"{done} {member}. Here is the next one.")
+    return redirect("reviews:review", review_id=following)
+
+
+@login_required
+@require_POST
+def what_if_view(request, review_id: int):
+    """Score the member again with a few feature values changed; stores nothing."""
+    page = _open(request, review_id)
+    prediction = page.review.prediction
+    codes = [field["code"] for field in what_if_features(page.explanation, {})]
+    stored = prediction.feature_values or {}
+    changes = {}
+    for code in codes:
+        raw = request.POST.get(f"f_{code}")
+        if raw is None:
+            continue
+        stored_value = stored.get(code)
+        if stored_value is not None and raw.strip() == f"{float(stored_value):g}":
+            continue  # unchanged: leave the stored value exactly as the model saw it
+        changes[code] = raw
+    try:
+        result = what_if(prediction=prediction, changes=changes)
+    except WhatIfInputError as error:
+        return _what_if_error(request, error.message, 400)
+    except DomainError as error:
+        return _what_if_error(request, error.message, error.status)
+    is_churn = result.kind == PredictionKind.CHURN
+    before = prediction.score if prediction.score is not None else 0.0
+    delta = result.score - before
+    context = {
+        "result": result,
+        "is_churn": is_churn,
+        "score": format_percent(result.score),
+        "interval": format_interval(result.interval_low, result.interval_high),
+        "confidence": format_percent(result.confidence),
+        "delta": f"{delta * 100:+.0f} pts",
+        "delta_class": "up" if delta > 0.005 else "down" if delta < -0.005 else "flat",
+        "changes": [
+            (feature_name(code), format_feature_value(code, value))
+            for code, value in result.changes.items()
+        ],
+        "recommended": result.recommended_action,
+        "waterfall_figure": waterfall_figure(result.explanation, div_id="whatif-fig"),
+        "waterfall_caption": waterfall_caption(
+            result.explanation, probability=result.score, kind=result.kind
+        ),
+    }
+    return render(request, "reviews/partials/whatif_result.html", context)
+
+
+def _what_if_error(request, message: str, status: int):
+    return render(
+        request,
+        "reviews/partials/flash.html",
+        {"message": message, "level": "error"},
+        status=status,
+    )
+
+
+# --- figures (Plotly, rendered server-side; plotly.min.js is a local static file) -----------
+
+INK, MUTED, GRID = "#1d2330", "#667085", "#e4e7ec"
+UP, DOWN, TOTAL, ACCENT = "#d92d20", "#079455", "#2952cc", "#2952cc"
+BAND_COLORS = {"low": "#ecfdf3", "medium": "#fffaeb", "high": "#fef3f2"}
+FIGURE_CONFIG = {"displayModeBar": False, "responsive": True}
+FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 13}
+
+
+def _html(fig: go.Figure, div_id: str) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=FIGURE_CONFIG)
+
+
+def interval_figure(prediction, *, div_id: str = "interval-fig") -> str:
+    """The churn probability as a point with its interval on 0–100 %, risk bands shaded."""
+    score = prediction.score * 100
+    low = prediction.interval_low if prediction.interval_low is not None else prediction.score
+    high = prediction.interval_high if prediction.interval_high is not None else prediction.score
+    fig = go.Figure()
+    for band, (start, end) in RISK_BANDS.items():
+        fig.add_vrect(
+            x0=start * 100,
+            x1=(end if end is not None else 1.0) * 100,
+            fillcolor=BAND_COLORS[band],
+            line_width=0,
+            layer="below",
+            annotation_text=f"{band} risk",
+            annotation_position="top left",
+            annotation_font={"color": MUTED, "size": 11},
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=[score],
+            y=[0],
+            mode="markers",
+            marker={"size": 14, "color": INK, "symbol": "diamond"},
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": [high * 100 - score],
+                "arrayminus": [score - low * 100],
+                "thickness": 3,
+                "width": 10,
+                "color": INK,
+            },
+            hovertemplate=(
+                f"Churn probability {score:.0f} %<br>interval {low * 100:.0f}–{high * 100:.0f} %"
+                "<extra></extra>"
+            ),
+        )
+    )
+    fig.update_layout(
+        height=120,
+        margin={"l": 10, "r": 10, "t": 24, "b": 30},
+        showlegend=False,
+        plot_bgcolor="white",
+        paper_bgcolor="white",
+        font=FONT,
+        xaxis={
+            "range": [0, 100],
+            "ticksuffix": " %",
+            "dtick": 10,
+            "showgrid": True,
+            "gridcolor": GRID,
+            "zeroline": False,
+        },
+        yaxis={"visible": False, "range": [-1, 1]},
+    )
+    return _html(fig, div_id)
+
+
+def waterfall_caption(explanation: dict, *, probability: float | None, kind: str) -> str:
+    """What the waterfall's ends mean, in words (shown under the chart)."""
+    if not explanation or "margin" not in explanation:
+        return ""
+    toward = "churn" if kind == PredictionKind.CHURN else "this action"
+    text = (
+        f"Red pushes toward {toward}, green away from it. The model's output is "
+        f"{explanation['margin']:.2f} log-odds"
+    )
+    if probability is not None:
+        text += f", a calibrated probability of {probability * 100:.0f} %"
+    return text + "."
+
+
+def waterfall_figure(explanation: dict, *, div_id: str = "waterfall-fig") -> str:
+    """SHAP waterfall from the stored explanation: base value, the top contributions (human
+    names with the member's values), the rest as 'Other features', ending at the margin."""
+    if not explanation or "base_value" not in explanation:
+        return ""
+    top = explanation.get("top", [])
+    labels = ["Average member (base)"]
+    values = [explanation["base_value"]]
+    measures = ["absolute"]
+    for item in top:
+        name = item.get("name") or feature_name(item["feature"])
+        labels.append(f"{name} = {format_feature_value(item['feature'], item.get('value'))}")
+        values.append(item["contribution"])
+        measures.append("relative")
+    labels.append("Other features")
+    values.append(explanation.get("remainder", 0.0))
+    measures.append("relative")
+    labels.append("This member (model output)")
+    values.append(explanation.get("margin", 0.0))
+    measures.append("total")
+    text = [f"{values[0]:.2f}"] + [f"{v:+.2f}" for v in values[1:-1]] + [f"{values[-1]:.2f}"]
+    # Pad the axis so that the value labels outside the bars never run into the names.
+    running = [0.0, values[0]]
+    for value in values[1:-1]:
+        running.append(running[-1] + value)
+    low, high = min(running), max(running)
+    pad = max(high - low, 0.5) * 0.18
+    fig = go.Figure(
+        go.Waterfall(
+            orientation="h",
+            y=labels,
+            x=values,
+            measure=measures,
+            text=text,
+            textposition="outside",
+            cliponaxis=False,
+            increasing={"marker": {"color": UP}},
+            decreasing={"marker": {"color": DOWN}},
+            totals={"marker": {"color": TOTAL}},
+            connector={"line": {"color": "#98a2b3", "width": 1, "dash": "dot"}},
+            hovertemplate="%{y}<br>%{text} log-odds<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=70 + 32 * len(labels),
+        margin={"l": 10, "r": 20, "t": 10, "b": 40},
+        showlegend=False,
+        plot_bgcolor="white",
+        paper_bgcolor="white",
+        font=FONT,
+        yaxis={"autorange": "reversed", "automargin": True},
+        xaxis={
+            "gridcolor": GRID,
+            "zerolinecolor": "#98a2b3",
+            "range": [low - pad, high + pad],
+            "title": {"text": "log-odds", "font": {"size": 12, "color": MUTED}},
+        },
+    )
+    return _html(fig, div_id)
+
+
+def actions_figure(actions, *, div_id: str = "actions-fig") -> str:
+    """Per-action probabilities; the conformal set in the accent colour, the pick marked."""
+    names = [("★ " if a.is_recommended else "") + a.name for a in actions]
+    fig = go.Figure(
+        go.Bar(
+            orientation="h",
+            y=names,
+            x=[a.probability * 100 for a in actions],
+            text=[a.label + ("  in set" if a.in_set else "") for a in actions],
+            textposition="outside",
+            cliponaxis=False,
+            marker={
+                "color": [ACCENT if a.in_set else "#d0d5dd" for a in actions],
+                "line": {
+                    "color": [INK if a.is_recommended else "white" for a in actions],
+                    "width": 2,
+                },
+            },
+            hovertemplate="%{y}: %{x:.0f} %<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=70 + 34 * len(actions),
+        margin={"l": 10, "r": 70, "t": 10, "b": 30},
+        showlegend=False,
+        plot_bgcolor="white",
+        paper_bgcolor="white",
+        font=FONT,
+        yaxis={"autorange": "reversed", "automargin": True},
+        xaxis={"range": [0, 100], "ticksuffix": " %", "gridcolor": GRID},
+    )
+    return _html(fig, div_id)

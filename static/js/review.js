@@ -1,0 +1,131 @@
+/* Review workspace: keyboard shortcuts on the queue, decision tabs on the member page, and
+   showing 400/403/409 answers of htmx requests (htmx does not swap error responses). */
+(function () {
+  "use strict";
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var status = event.detail.xhr.status;
+    if (status === 400 || status === 403 || status === 409) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+
+  // --- queue --------------------------------------------------------------------------------
+  var selected = -1;
+
+  function rows() {
+    return Array.prototype.slice.call(document.querySelectorAll("tr.qrow"));
+  }
+
+  function select(index) {
+    var all = rows();
+    if (!all.length) { selected = -1; return null; }
+    selected = Math.max(0, Math.min(index, all.length - 1));
+    all.forEach(function (row, i) { row.classList.toggle("selected", i === selected); });
+    all[selected].scrollIntoView({ block: "nearest" });
+    return all[selected];
+  }
+
+  function current() {
+    var all = rows();
+    if (selected < 0 || selected >= all.length) { return null; }
+    return all[selected];
+  }
+
+  function updateSelectedCount() {
+    var label = document.querySelector("[data-role=selected-count]");
+    if (!label) { return; }
+    var n = document.querySelectorAll("tr.qrow input[name=review]:checked").length;
+    label.textContent = n ? n + " selected" : "";
+  }
+
+  function approve(row) {
+    var button = row.querySelector("[data-action=approve]");
+    if (button) { button.click(); }
+  }
+
+  function escalate(row) {
+    var dialog = document.getElementById("escalate-dialog");
+    if (!dialog || !row.querySelector("[data-action=escalate]")) { return; }
+    dialog.querySelector("[data-role=member]").textContent = "Member " + row.dataset.member;
+    dialog.querySelector("textarea").value = "";
+    dialog.returnValue = "";
+    dialog.onclose = function () {
+      if (dialog.returnValue !== "ok") { return; }
+      htmx.ajax("POST", row.dataset.quick, {
+        source: row,
+        target: row,
+        swap: "outerHTML",
+        values: {
+          verdict: "escalate",
+          reason: dialog.querySelector("select[name=reason]").value,
+          comment: dialog.querySelector("textarea").value
+        }
+      });
+    };
+    dialog.showModal();
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-action=escalate]");
+    if (button) { escalate(button.closest("tr.qrow")); return; }
+    var row = event.target.closest("tr.qrow");
+    if (row && !event.target.closest("button, a, input")) {
+      select(rows().indexOf(row));
+    }
+  });
+
+  document.addEventListener("change", function (event) {
+    if (event.target.matches("tr.qrow input[name=review]")) { updateSelectedCount(); }
+  });
+
+  // A decided row is removed: keep the selection on the row that took its place.
+  document.addEventListener("htmx:afterSettle", function () {
+    if (selected >= 0 && rows().length) { select(selected); }
+    updateSelectedCount();
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (!document.querySelector("tr.qrow")) { return; }
+    if (event.ctrlKey || event.metaKey || event.altKey) { return; }
+    if (event.target.closest("input, select, textarea, dialog")) { return; }
+    var row = current();
+    switch (event.key) {
+      case "j": select(selected + 1); break;
+      case "k": select(selected < 0 ? 0 : selected - 1); break;
+      case "Enter":
+      case "o": if (row) { window.location.href = row.dataset.href; } break;
+      case "a": if (row) { approve(row); } break;
+      case "e": if (row) { escalate(row); } break;
+      case "x":
+        if (row) {
+          var box = row.querySelector("input[name=review]");
+          box.checked = !box.checked;
+          updateSelectedCount();
+        }
+        break;
+      default: return;
+    }
+    event.preventDefault();
+  });
+
+  // --- member page: one decision form at a time ----------------------------------------------
+  function showVerdict(verdict) {
+    document.querySelectorAll(".vtab").forEach(function (tab) {
+      tab.classList.toggle("active", tab.dataset.verdict === verdict);
+      tab.setAttribute("aria-selected", tab.dataset.verdict === verdict ? "true" : "false");
+    });
+    document.querySelectorAll("form.dform").forEach(function (form) {
+      form.hidden = form.dataset.verdict !== verdict;
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var active = document.querySelector(".vtab.active");
+    if (active) { showVerdict(active.dataset.verdict); }
+    document.querySelectorAll(".vtab").forEach(function (tab) {
+      tab.addEventListener("click", function () { showVerdict(tab.dataset.verdict); });
+    });
+  });
+})();

@@ -1,0 +1,301 @@
+"""Policy changes: re-routing undecided reviews, and the settings page that saves versions."""
+
+from dataclasses import asdict, replace
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+
+from loyalty.models import AuditRecord
+from reviews.models import EscalationPolicy, Review
+from reviews.services.decisions import approve_prediction, escalate_review
+from reviews.services.policy import PolicySettings, change_policy
+from reviews.services.rerouting import reroute_undecided
+from reviews.services.routing import route_new_predictions
+from tests.conftest import TEST_PASSWORD
+from tests.factories import ModelVersionFactory, PredictionFactory
+
+pytestmark = pytest.mark.django_db
+
+# No audit sample and no risk band: every route follows from confidence alone.
+EXACT = PolicySettings(
+    auto_approve_confidence=0.9,
+    expert_confidence=0.5,
+    expert_value_quantile=0.95,
+    human_risk_low=None,
+    human_risk_high=None,
+    audit_sample_rate=0.0,
+)
+CONFIDENCES = {
+    "auto_high": 0.97,
+    "auto_mid": 0.92,
+    "analyst_a": 0.85,
+    "analyst_b": 0.7,
+    "expert": 0.3,
+    "decided": 0.8,
+    "escalated": 0.75,
+}
+FIELDS = ("route", "state", "route_reason", "policy_id", "routed_at", "due_at")
+
+
+@pytest.fixture
+def population(reason_codes, make_user):
+    """Seven churn reviews under policy v2 (EXACT): two auto, two analyst, one expert, one
+    decided by an analyst, one escalated by an analyst."""
+    change_policy(kind="churn", settings=EXACT, actor=None, reason="exact test policy")
+    version = ModelVersionFactory()
+    predictions = {
+        name: PredictionFactory(model_version=version, confidence=confidence, score=0.1)
+        for name, confidence in CONFIDENCES.items()
+    }
+    route_new_predictions(kind="churn")
+    reviews = {name: Review.objects.get(prediction=p) for name, p in predictions.items()}
+    analyst = make_user("analyst")
+    approve_prediction(review_id=reviews["decided"].pk, actor=analyst, reason_code="model-correct")
+    escalate_review(review_id=reviews["escalated"].pk, actor=analyst, reason_code="needs-expert")
+    return {name: Review.objects.get(pk=review.pk) for name, review in reviews.items()}
+
+
+def _snapshot(reviews: dict) -> dict:
+    return {
+        name: tuple(getattr(Review.objects.get(pk=r.pk), field) for field in FIELDS)
+        for name, r in reviews.items()
+    }
+
+
+def test_raising_thresholds_reroutes_only_undecided_unescalated_reviews(population):
+    before = _snapshot(population)
+    stricter = replace(EXACT, auto_approve_confidence=0.95, expert_confidence=0.8)
+    v3 = change_policy(kind="churn", settings=stricter, actor=None, reason="stricter")
+
+    result = reroute_undecided(kind="churn")
+
+    assert (result.policy_version, result.considered) == (3, 5)
+    assert result.moves == {("auto", "analyst"): 1, ("analyst", "expert"): 1}
+    assert result.by_route == {"auto": 1, "analyst": 2, "expert": 2}
+    assert result.describe_moves() == "analyst → expert 1, auto-approved → analyst 1"
+    after = {name: Review.objects.get(pk=r.pk) for name, r in population.items()}
+    assert {name: (r.route, r.state) for name, r in after.items()} == {
+        "auto_high": ("auto", "auto_approved"),
+        "auto_mid": ("analyst", "pending"),
+        "analyst_a": ("analyst", "pending"),
+        "analyst_b": ("expert", "pending"),
+        "expert": ("expert", "pending"),
+        "decided": ("analyst", "decided"),
+        "escalated": ("expert", "pending"),
+    }
+    for name in ("auto_high", "auto_mid", "analyst_a", "analyst_b", "expert"):
+        assert after[name].policy_id == v3.pk
+    assert after["auto_mid"].route_reason == (
+        "confidence 0.92 between expert 0.80 and auto-approve 0.95"
+    )
+    # Pulled back to people: its wait starts now; moved between people: its wait goes on.
+    assert after["auto_mid"].routed_at > before["auto_mid"][4]
+    assert after["auto_mid"].due_at == after["auto_mid"].routed_at + timedelta(hours=48)
+    assert after["analyst_b"].routed_at == before["analyst_b"][4]
+    assert after["analyst_b"].due_at == before["analyst_b"][5]
+    # What people decided or escalated keeps its route, reason and version.
+    assert _snapshot({"d": population["decided"]})["d"] == before["decided"]
+    assert _snapshot({"e": population["escalated"]})["e"] == before["escalated"]
+    assert after["escalated"].route_reason == (
+        "escalated by analyst-user: Needs an expert's judgement"
+    )
+    record = AuditRecord.objects.get(subject="policy:churn:v3:reroute")
+    assert record.details == {
+        "considered": 5,
+        "moved": 2,
+        "moves": {"auto → analyst": 1, "analyst → expert": 1},
+    }
+
+
+def test_rerouting_twice_moves_and_writes_nothing_more(population):
+    change_policy(
+        kind="churn",
+        settings=replace(EXACT, auto_approve_confidence=0.95),
+        actor=None,
+        reason="stricter",
+    )
+    reroute_undecided(kind="churn")
+    once = _snapshot(population)
+    audit_count = AuditRecord.objects.count()
+
+    again = reroute_undecided(kind="churn")
+
+    assert (again.considered, again.moves) == (5, {})
+    assert _snapshot(population) == once
+    assert AuditRecord.objects.count() == audit_count
+
+
+def test_lowering_the_auto_threshold_auto_approves_analyst_items(population):
+    change_policy(
+        kind="churn",
+        settings=replace(EXACT, auto_approve_confidence=0.8),
+        actor=None,
+        reason="trust the model more",
+    )
+
+    result = reroute_undecided(kind="churn")
+
+    assert result.moves == {("analyst", "auto"): 1}
+    review = Review.objects.get(pk=population["analyst_a"].pk)
+    assert (review.route, review.state, review.due_at) == ("auto", "auto_approved", None)
+    assert review.route_reason == "confidence 0.85 ≥ auto-approve threshold 0.80"
+
+
+def test_the_value_rule_uses_the_quantile_of_the_reviews_being_rerouted(reason_codes):
+    change_policy(kind="churn", settings=EXACT, actor=None, reason="exact")
+    version = ModelVersionFactory()
+    for spend in (100, 100, 100, 100, 5000, 5000):
+        PredictionFactory(model_version=version, confidence=0.97, score=0.1, spend=spend)
+    route_new_predictions(kind="churn")
+    change_policy(
+        kind="churn",
+        settings=replace(EXACT, expert_value_quantile=0.5),
+        actor=None,
+        reason="value",
+    )
+
+    result = reroute_undecided(kind="churn")
+
+    # Their 0.95 quantile is 5000, which no one exceeds; their median is 100, which two do.
+    assert result.moves == {("auto", "expert"): 2}
+    assert set(Review.objects.filter(member_value=5000).values_list("route_reason", flat=True)) == {
+        "member value in top 50 %"
+    }
+
+
+# --- the settings page ---------------------------------------------------------------------
+
+
+def _form(settings: PolicySettings, reason: str = "Fewer auto-approvals after Q3 audit") -> dict:
+    data = {key: value for key, value in asdict(settings).items() if value is not None}
+    data.pop("segment_overrides", None)
+    for tier, override in (settings.segment_overrides or {}).items():
+        if "auto_approve_confidence" in override:
+            data[f"tier_{tier}_auto"] = override["auto_approve_confidence"]
+        if "expert_confidence" in override:
+            data[f"tier_{tier}_expert"] = override["expert_confidence"]
+    data["reason"] = reason
+    return data
+
+
+@pytest.fixture
+def admin_client(client, make_user):
+    client.login(username=make_user("admin").username, password=TEST_PASSWORD)
+    return client
+
+
+@pytest.mark.parametrize("kind", ["churn", "next_action"])
+def test_admin_sees_the_current_version_and_its_simulation(admin_client, kind):
+    response = admin_client.get(reverse("reviews:policy", args=[kind]))
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Version 1" in page and "Save as version 2" in page
+    assert 'data-testid="simulated-counts"' in page
+    assert "plotly/plotly.min.js" in page and "Plotly.newPlot" in page
+    assert ("Churn risk that always needs a person" in page) is (kind == "churn")
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("reviews:policy", ["churn"]),
+        ("reviews:policy_simulate", ["churn"]),
+        ("reviews:audit_log", []),
+    ],
+)
+def test_an_analyst_is_refused(client, make_user, name, args):
+    client.login(username=make_user("analyst").username, password=TEST_PASSWORD)
+
+    response = (client.post if name.endswith("simulate") else client.get)(reverse(name, args=args))
+
+    assert response.status_code == 403
+
+
+def test_an_unknown_kind_is_not_found(admin_client):
+    assert admin_client.get(reverse("reviews:policy", args=["loyalty"])).status_code == 404
+
+
+def test_saving_creates_the_next_version_audits_it_and_reroutes(population, admin_client):
+    stricter = replace(
+        EXACT,
+        auto_approve_confidence=0.95,
+        segment_overrides={"gold": {"auto_approve_confidence": 0.99}},
+    )
+
+    response = admin_client.post(
+        reverse("reviews:policy", args=["churn"]), _form(stricter), follow=True
+    )
+
+    assert response.status_code == 200
+    policy = EscalationPolicy.objects.get(kind="churn", version=3)
+    assert PolicySettings.of(policy) == stricter
+    assert (policy.created_by.username, policy.change_reason) == (
+        "admin-user",
+        "Fewer auto-approvals after Q3 audit",
+    )
+    change = AuditRecord.objects.get(kind="policy_change", subject="policy:churn:v3")
+    assert (change.actor_name, change.details["after"]["auto_approve_confidence"]) == (
+        "admin-user",
+        0.95,
+    )
+    assert Review.objects.get(pk=population["auto_mid"].pk).route == "analyst"
+    messages = [str(message) for message in response.context["messages"]]
+    assert messages == ["Saved as version 3; 1 item re-routed (auto-approved → analyst 1)."]
+    assert "Version 3" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "error"),
+    [
+        ({"expert_confidence": 0.95}, "expert_confidence", "Must not exceed the auto-approve"),
+        ({"audit_sample_rate": 1.5}, "audit_sample_rate", "less than or equal to 1"),
+        ({"expert_value_quantile": 1.0}, "expert_value_quantile", "strictly between 0 and 1"),
+        ({"human_risk_low": 0.8, "human_risk_high": 0.7}, "human_risk_high", "at least the band"),
+        ({"tier_gold_expert": 0.95}, "tier_gold_expert", "gold: expert threshold 0.95 exceeds"),
+        ({"reason": ""}, "reason", "This field is required."),
+    ],
+)
+def test_invalid_settings_show_errors_and_change_nothing(
+    population, admin_client, change, field, error
+):
+    policies, audits = EscalationPolicy.objects.count(), AuditRecord.objects.count()
+    before = _snapshot(population)
+    data = {**_form(replace(EXACT, auto_approve_confidence=0.93)), **change}
+
+    response = admin_client.post(reverse("reviews:policy", args=["churn"]), data)
+
+    assert response.status_code == 400
+    assert any(error in message for message in response.context["form"].errors[field])
+    assert error.split(":")[0] in response.content.decode()
+    assert (EscalationPolicy.objects.count(), AuditRecord.objects.count()) == (policies, audits)
+    assert _snapshot(population) == before
+
+
+def test_saving_the_current_settings_again_is_refused(population, admin_client):
+    response = admin_client.post(reverse("reviews:policy", args=["churn"]), _form(EXACT))
+
+    assert response.status_code == 400
+    assert "nothing to save" in response.content.decode()
+    assert EscalationPolicy.objects.filter(kind="churn").count() == 2
+
+
+def test_the_simulation_fragment_follows_the_submitted_thresholds(population, admin_client):
+    data = _form(replace(EXACT, auto_approve_confidence=0.95), reason="")
+
+    response = admin_client.post(reverse("reviews:policy_simulate", args=["churn"]), data)
+
+    assert response.status_code == 200
+    assert response.context["simulation"].counts == {"auto": 1, "analyst": 3, "expert": 1}
+    assert "<html" not in response.content.decode()
+    assert EscalationPolicy.objects.filter(kind="churn").count() == 2
+
+
+def test_the_simulation_fragment_names_invalid_settings(population, admin_client):
+    data = _form(replace(EXACT, expert_confidence=0.95), reason="")
+
+    response = admin_client.post(reverse("reviews:policy_simulate", args=["churn"]), data)
+
+    assert response.status_code == 200
+    assert "Fix the highlighted settings" in response.content.decode()

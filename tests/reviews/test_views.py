@@ -1,0 +1,355 @@
+"""The review pages through Django's test client: queues, member page, decisions, what-if."""
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from predictions.models import Prediction
+from reviews.models import Decision, Review
+from tests.conftest import TEST_PASSWORD
+from tests.factories import PredictionFactory
+from tests.predictions.conftest import (  # noqa: F401  (fixtures that train a real model)
+    CUTOFF,
+    active_churn_version,
+    generated_members,
+)
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+EXPLANATION = {
+    "base_value": -1.2,
+    "margin": 0.4,
+    "top": [
+        {
+            "feature": "days_since_last_purchase",
+            "name": "Days since last purchase",
+            "value": 41.0,
+            "contribution": 1.1,
+        },
+        {
+            "feature": "spend_365",
+            "name": "Spend, last 365 days",
+            "value": 820.5,
+            "contribution": -0.3,
+        },
+    ],
+    "remainder": 0.8,
+}
+
+
+@pytest.fixture
+def analyst_client(client, make_user):
+    client.login(username=make_user("analyst").username, password=TEST_PASSWORD)
+    return client
+
+
+@pytest.fixture
+def expert_client(client, make_user):
+    client.login(username=make_user("expert").username, password=TEST_PASSWORD)
+    return client
+
+
+def test_the_analyst_queue_lists_analyst_items_only(analyst_client, routed):
+    response = analyst_client.get(reverse("reviews:queue"))
+
+    assert response.status_code == 200
+    listed = [row.review_id for row in response.context["page"].rows]
+    assert listed == [routed["analyst"].pk]
+    html = response.content.decode()
+    assert routed["analyst"].member.external_id in html
+    assert routed["expert"].member.external_id not in html
+    assert 'src="/static/js/review.js"' in html
+
+
+def test_an_analyst_cannot_open_the_expert_queue(analyst_client, routed):
+    assert analyst_client.get(reverse("reviews:expert_queue")).status_code == 403
+
+
+def test_the_expert_queue_lists_expert_items(expert_client, routed):
+    response = expert_client.get(reverse("reviews:expert_queue"))
+
+    assert [row.review_id for row in response.context["page"].rows] == [routed["expert"].pk]
+
+
+def test_filters_are_kept_on_the_next_page_link(analyst_client, reason_codes):
+    for _ in range(51):
+        PredictionFactory(confidence=0.8, score=0.7)
+    from reviews.services.routing import route_new_predictions
+
+    route_new_predictions(kind="churn")
+
+    response = analyst_client.get(reverse("reviews:queue"), {"kind": "churn", "risk": "high"})
+
+    assert len(response.context["page"].rows) == 50
+    next_url = response.context["next_url"]
+    assert next_url.startswith("/reviews/?kind=churn&risk=high&after=")
+    second = analyst_client.get(next_url)
+    assert len(second.context["page"].rows) == Review.objects.filter(route="analyst").count() - 50
+
+
+def test_an_expert_item_is_403_for_an_analyst_on_the_page_and_on_post(analyst_client, routed):
+    review = routed["expert"]
+
+    page = analyst_client.get(reverse("reviews:review", args=[review.pk]))
+    decide = analyst_client.post(
+        reverse("reviews:decide", args=[review.pk]),
+        {"verdict": "approve", "reason": "model-correct"},
+    )
+    quick = analyst_client.post(
+        reverse("reviews:quick_decide", args=[review.pk]), {"verdict": "approve"}, **HTMX
+    )
+
+    assert (page.status_code, decide.status_code, quick.status_code) == (403, 403, 403)
+    assert "Only an expert can decide this review." in quick.content.decode()
+    assert not Decision.objects.exists()
+
+
+def test_approving_from_the_queue_twice_gives_the_same_decision(analyst_client, routed):
+    review = routed["analyst"]
+    url = reverse("reviews:quick_decide", args=[review.pk])
+
+    first = analyst_client.post(url, {"verdict": "approve"}, **HTMX)
+    again = analyst_client.post(url, {"verdict": "approve"}, **HTMX)
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert "Approved " in first.content.decode()
+    decision = Decision.objects.get(review=review)
+    assert (decision.verdict, decision.reason.code) == ("approve", "model-correct")
+
+
+def test_a_conflicting_second_decision_is_409_with_the_message(analyst_client, routed):
+    review = routed["analyst"]
+    analyst_client.post(
+        reverse("reviews:quick_decide", args=[review.pk]), {"verdict": "approve"}, **HTMX
+    )
+
+    htmx = analyst_client.post(
+        reverse("reviews:quick_decide", args=[review.pk]),
+        {"verdict": "approve", "reason": "known-customer"},
+        **HTMX,
+    )
+    page = analyst_client.post(
+        reverse("reviews:decide", args=[review.pk]),
+        {"verdict": "override", "reason": "wrong-churn-call", "churn_label": "churn"},
+    )
+
+    message = "This review was already decided (approve) by analyst-user."
+    assert htmx.status_code == 409
+    assert htmx["HX-Retarget"] == "#queue-flash"
+    assert message in htmx.content.decode()
+    assert page.status_code == 409
+    assert message in page.content.decode()
+    assert Decision.objects.get(review=review).verdict == "approve"
+
+
+def test_overriding_on_the_member_page_opens_the_next_item(analyst_client, reason_codes):
+    predictions = [PredictionFactory(confidence=0.8, score=s) for s in (0.1, 0.2, 0.3)]
+    from reviews.services.routing import route_new_predictions
+
+    route_new_predictions(kind="churn")
+    order = list(
+        Review.objects.filter(route="analyst")
+        .order_by("-priority", "pk")
+        .values_list("pk", flat=True)
+    )
+    assert len(order) == len(predictions)
+
+    response = analyst_client.post(
+        reverse("reviews:decide", args=[order[0]]),
+        {
+            "verdict": "override",
+            "reason": "wrong-churn-call",
+            "churn_label": "churn",
+            "comment": "Moved abroad",
+        },
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse("reviews:review", args=[order[1]])
+    decision = Decision.objects.get(review_id=order[0])
+    assert (decision.verdict, decision.churn_label, decision.comment) == (
+        "override",
+        True,
+        "Moved abroad",
+    )
+
+
+def test_an_override_without_the_right_call_is_refused(analyst_client, routed):
+    review = routed["analyst"]
+
+    response = analyst_client.post(
+        reverse("reviews:decide", args=[review.pk]),
+        {"verdict": "override", "reason": "wrong-churn-call"},
+    )
+
+    assert response.status_code == 400
+    assert "Say what the right call is" in response.content.decode()
+    assert not Decision.objects.exists()
+
+
+def test_escalating_from_the_queue_moves_the_item_to_the_experts(analyst_client, routed):
+    review = routed["analyst"]
+
+    response = analyst_client.post(
+        reverse("reviews:quick_decide", args=[review.pk]),
+        {"verdict": "escalate", "reason": "high-stakes", "comment": "VIP"},
+        **HTMX,
+    )
+
+    assert response.status_code == 200
+    review.refresh_from_db()
+    assert (review.route, review.escalation_reason.code, review.escalation_comment) == (
+        "expert",
+        "high-stakes",
+        "VIP",
+    )
+
+
+def test_bulk_approve_reports_approvals_and_conflicts(expert_client, routed, make_user):
+    from reviews.services.decisions import override_prediction
+
+    override_prediction(
+        review_id=routed["expert"].pk,
+        actor=make_user("expert", username="ann"),
+        reason_code="wrong-churn-call",
+        churn_label=True,
+    )
+
+    response = expert_client.post(
+        reverse("reviews:bulk_approve"),
+        {"route": "analyst", "review": [routed["analyst"].pk, routed["expert"].pk]},
+        **HTMX,
+    )
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Approved 1 of 2 selected." in html
+    assert "This review was already decided (override) by ann." in html
+    assert Decision.objects.get(review=routed["analyst"]).verdict == "approve"
+
+
+def test_the_member_page_shows_the_figures_with_local_plotly(analyst_client, reason_codes):
+    PredictionFactory(confidence=0.8, score=0.45, explanation=EXPLANATION)
+    from reviews.services.routing import route_new_predictions
+
+    route_new_predictions(kind="churn")
+    review = Review.objects.get()
+
+    response = analyst_client.get(reverse("reviews:review", args=[review.pk]))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert '<script src="/static/plotly/plotly.min.js"></script>' in html
+    assert "cdn" not in html.lower()
+    assert 'id="interval-fig"' in html and 'id="waterfall-fig"' in html
+    assert '"type":"waterfall"' in html
+    assert "Days since last purchase = 41" in html
+    assert "Other features" in html
+    assert "35-44" not in html and "north" not in html
+    assert 'data-testid="form-approve"' in html and 'data-testid="form-escalate"' in html
+
+
+def test_an_analyst_reads_an_auto_approved_review_without_forms(analyst_client, routed):
+    response = analyst_client.get(reverse("reviews:review", args=[routed["auto"].pk]))
+
+    assert response.status_code == 200
+    assert 'data-testid="form-approve"' not in response.content.decode()
+
+
+def test_the_next_action_page_shows_the_action_chart(expert_client, next_action_review):
+    response = expert_client.get(reverse("reviews:review", args=[next_action_review.pk]))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="actions-fig"' in html
+    assert 'name="action"' in html
+
+
+RECENCY = "days_since_last_event"
+
+
+def counts():
+    return (Prediction.objects.count(), Review.objects.count(), Decision.objects.count())
+
+
+@pytest.fixture
+def scored_review(active_churn_version):  # noqa: F811
+    from predictions.services.scoring import score_chunk, start_scoring_run
+    from reviews.services.reason_codes import seed_reason_codes
+    from reviews.services.routing import route_new_predictions
+
+    seed_reason_codes()
+    run = start_scoring_run(kind="churn", cutoff=CUTOFF, member_limit=30, enqueue=False)
+    for chunk_id in run.chunks.values_list("pk", flat=True):
+        score_chunk(chunk_id=chunk_id)
+    route_new_predictions(kind="churn")
+    # The least risky member whose explanation lists recency: making them inactive must move it.
+    return next(
+        review
+        for review in Review.objects.select_related("prediction").order_by("risk", "pk")
+        if RECENCY in [item["feature"] for item in review.prediction.explanation["top"][:8]]
+    )
+
+
+def test_what_if_returns_a_changed_score_and_stores_nothing(client, make_user, scored_review):
+    client.login(username=make_user("expert").username, password=TEST_PASSWORD)
+    prediction = scored_review.prediction
+    url = reverse("reviews:what_if", args=[scored_review.pk])
+    stored = {
+        f"f_{item['feature']}": f"{prediction.feature_values[item['feature']]:g}"
+        for item in prediction.explanation["top"][:8]
+        if prediction.feature_values.get(item["feature"]) is not None
+    }
+    before = counts()
+
+    same = client.post(url, stored, **HTMX)
+    changed = client.post(url, {**stored, f"f_{RECENCY}": "400"}, **HTMX)
+
+    def score(response):
+        return re.search(r'data-testid="what-if-score">([^<]+)<', response.content.decode())[1]
+
+    assert (same.status_code, changed.status_code) == (200, 200)
+    assert score(same) == f"{prediction.score * 100:.0f} %"
+    assert score(changed) != score(same)
+    assert "Days since last activity → <strong>400</strong>" in changed.content.decode()
+    assert 'id="whatif-fig"' in changed.content.decode()
+    assert counts() == before
+
+
+@pytest.mark.parametrize("bad", ["abc", "inf", "nan", ""])
+def test_what_if_refuses_a_value_that_is_not_a_finite_number(client, make_user, scored_review, bad):
+    client.login(username=make_user("expert").username, password=TEST_PASSWORD)
+    before = counts()
+
+    response = client.post(
+        reverse("reviews:what_if", args=[scored_review.pk]),
+        {f"f_{RECENCY}": bad},
+        **HTMX,
+    )
+
+    assert response.status_code == 400
+    assert "Days since last activity:" in response.content.decode()
+    assert counts() == before
+
+
+def test_the_queue_page_costs_the_same_queries_for_50_rows_as_for_1(
+    analyst_client, reason_codes, django_assert_max_num_queries
+):
+    from reviews.services.routing import route_new_predictions
+
+    PredictionFactory(confidence=0.8, score=0.7)
+    route_new_predictions(kind="churn")
+    analyst_client.get(reverse("reviews:queue"))  # session and permission caches warm
+    with django_assert_max_num_queries(100) as one:
+        analyst_client.get(reverse("reviews:queue"))
+    for _ in range(60):
+        PredictionFactory(confidence=0.8, score=0.7)
+    route_new_predictions(kind="churn")
+
+    with django_assert_max_num_queries(len(one.captured_queries)) as many:
+        response = analyst_client.get(reverse("reviews:queue"))
+
+    assert len(response.context["page"].rows) == 50
+    assert len(many.captured_queries) == len(one.captured_queries)
