@@ -1,6 +1,8 @@
-"""Synthetic members: deterministic per seed, truth stored for each, events agree with it."""
+"""Synthetic members: deterministic per seed, truth stored for each, events agree with it, the
+truth is a calibrated probability, and churn works the same way before the cutoff as after it."""
 
-from datetime import UTC, date, datetime
+import math
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -12,6 +14,9 @@ from loyalty.services.synthetic import generate_members
 pytestmark = pytest.mark.django_db
 
 CUTOFF = datetime(2026, 1, 1, tzinfo=UTC)
+HORIZON = timedelta(days=90)
+# Enough members for a calibration check; few enough to generate in seconds.
+CALIBRATION_MEMBERS = 4_000
 
 
 def snapshot() -> tuple[list, list, list]:
@@ -129,3 +134,46 @@ def test_generate_members_command_prints_a_summary(capsys):
     assert out.startswith("seed 4: 20 members, events from 2025-01-01 to the cutoff 2026-01-01")
     assert "truth: 20 rows created" in out
     assert SyntheticTruth.objects.filter(horizon_days=60).count() == 20
+
+
+def purchasers(start: datetime, end: datetime) -> set[int]:
+    """Ids of the members with a purchase in [start, end)."""
+    purchases = Event.objects.filter(kind="purchase", occurred_at__gte=start, occurred_at__lt=end)
+    return set(purchases.values_list("member_id", flat=True))
+
+
+def test_the_truth_is_a_calibrated_probability():
+    generate_members(members=CALIBRATION_MEMBERS, seed=21)
+
+    rows = sorted(SyntheticTruth.objects.values_list("churn_probability", "churned"))
+    probabilities = [p for p, _ in rows]
+    assert len(rows) == CALIBRATION_MEMBERS
+    assert abs(sum(probabilities) - sum(c for _, c in rows)) / len(rows) < 0.03
+    # A realistic churn rate, and a spread of true probabilities from near 0 to near 1.
+    assert 0.15 < sum(probabilities) / len(rows) < 0.30
+    assert probabilities[len(rows) // 100] < 0.01
+    assert probabilities[-len(rows) // 100] > 0.99
+    # Binned by true probability (quintiles), the realized rate is within four standard errors
+    # of the bin's mean probability.
+    size = len(rows) // 5
+    for first in range(0, len(rows), size):
+        bin_rows = rows[first : first + size]
+        expected = sum(p for p, _ in bin_rows) / len(bin_rows)
+        realized = sum(c for _, c in bin_rows) / len(bin_rows)
+        standard_error = math.sqrt(expected * (1 - expected) / len(bin_rows))
+        assert abs(realized - expected) < 4 * standard_error, (expected, realized)
+
+
+def test_members_churn_the_same_way_before_the_cutoff_as_after_it():
+    """Leaving happens throughout the timeline, not only at the cutoff: among members who
+    bought in the 60 days before a date, the share who then buy nothing for 90 days is the
+    same half a year before the cutoff as at it (a model trains on such past windows)."""
+    generate_members(members=CALIBRATION_MEMBERS, seed=21)
+
+    shares = []
+    for cutoff in (CUTOFF - timedelta(days=180), CUTOFF):
+        recent = purchasers(cutoff - timedelta(days=60), cutoff)
+        returned = purchasers(cutoff, cutoff + HORIZON)
+        shares.append(len(recent - returned) / len(recent))
+
+    assert abs(shares[0] - shares[1]) < 0.03, shares
