@@ -26,6 +26,7 @@ run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_complete_journey --skip-if-loaded $(if $(HOUSEHOLDS),--households $(HOUSEHOLDS))
 	$(PY) manage.py bootstrap_models
+	$(PY) manage.py route_predictions
 	$(PY) manage.py create_demo_users
 	@echo ""
 	@echo "Loyalty Review is starting at http://$(HOST):$(PORT)/  (Ctrl-C stops web, worker and beat)"

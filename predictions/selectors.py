@@ -1,13 +1,20 @@
 """Reads for the prediction engine: the program's data as the DataFrames predictions.ml takes."""
 
-from datetime import datetime
+import dataclasses
+import io
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from django.conf import settings
 from django.db import connection
+from django.db.models import Min
 
-from loyalty.models import Member
+from loyalty.models import Event, Member
+from predictions.ml.features import MAX_LOOKBACK_DAYS, PreparedEvents, prepare_events
 
 EVENT_COLUMNS = [
     "member_id",
@@ -21,41 +28,180 @@ EVENT_COLUMNS = [
     "dwell_seconds",
     "product_id",
 ]
+# What build_features reads: quantity and product_id feed no feature, so scoring skips them.
+FEATURE_EVENT_COLUMNS = [
+    "member_id",
+    "occurred_at",
+    "kind",
+    "amount",
+    "category",
+    "channel",
+    "session_id",
+    "dwell_seconds",
+]
+EVENT_FLOAT_COLUMNS = ("amount", "quantity", "dwell_seconds")
+EVENT_STRING_COLUMNS = ("kind", "category", "channel", "session_id", "product_id")
 MEMBER_COLUMNS = ["member_id", "joined_on", "tier", "points_balance", "tier_rank"]
+NS_PER_MICROSECOND = 1000
+# PostgreSQL hands COPY output over in pieces of about this size; 1 MiB keeps the calls few.
+COPY_READ_SIZE = 1 << 20
 
 
 def events_frame(
     *,
     before: datetime | None = None,
+    since: datetime | None = None,
     member_id_range: tuple[int, int] | None = None,
+    member_ids: Sequence[int] | None = None,
+    columns: Sequence[str] = EVENT_COLUMNS,
 ) -> pd.DataFrame:
-    """Events as the ML contract wants them, optionally only those strictly before `before`
-    and of members whose id lies in an inclusive range (a scoring chunk)."""
+    """Events as the ML contract wants them: optionally only those strictly before `before`,
+    at or after `since`, of members whose id lies in an inclusive range (a scoring chunk) and
+    of the listed members.
+
+    Columns are `columns` (a subset of EVENT_COLUMNS, in that order): member_id int64,
+    occurred_at datetime64[ns, UTC], strings with '' for empty, floats with NaN for empty.
+    Rows come in the order the database returns them, the same on every path.
+    """
+    unknown = set(columns) - set(EVENT_COLUMNS)
+    if unknown or "member_id" not in columns or "occurred_at" not in columns:
+        raise ValueError(f"columns must be EVENT_COLUMNS with member_id and occurred_at: {columns}")
+    columns = [column for column in EVENT_COLUMNS if column in columns]
     where, params = [], []
     if before is not None:
         where.append("occurred_at < %s")
         params.append(before)
+    if since is not None:
+        where.append("occurred_at >= %s")
+        params.append(since)
     if member_id_range is not None:
         where.append("member_id BETWEEN %s AND %s")
         params.extend(member_id_range)
-    sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM loyalty_event"
+    if connection.vendor == "postgresql":
+        frame = _events_by_copy(columns=columns, where=where, params=params)
+    else:
+        frame = _events_by_cursor(columns=columns, where=where, params=params)
+    if member_ids is not None:
+        # Filtered here, not in SQL: the query (and so the row order) stays the range scan.
+        frame = frame[frame["member_id"].isin(member_ids)].reset_index(drop=True)
+    return frame
+
+
+def _events_by_cursor(*, columns: list[str], where: list[str], params: list) -> pd.DataFrame:
+    sql = f"SELECT {', '.join(columns)} FROM loyalty_event"
     if where:
         sql += " WHERE " + " AND ".join(where)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    frame = pd.DataFrame.from_records(rows, columns=EVENT_COLUMNS)
-    return _typed_events(frame)
-
-
-def _typed_events(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(rows, columns=columns)
     frame["member_id"] = frame["member_id"].astype(np.int64)
-    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True)
-    for column in ("amount", "quantity", "dwell_seconds"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
-    for column in ("kind", "category", "channel", "session_id", "product_id"):
-        frame[column] = frame[column].fillna("").astype(str)
+    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True).dt.as_unit("ns")
+    for column in EVENT_FLOAT_COLUMNS:
+        if column in frame.columns:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    for column in EVENT_STRING_COLUMNS:
+        if column in frame.columns:
+            frame[column] = frame[column].fillna("").astype(str)
     return frame
+
+
+def _events_by_copy(*, columns: list[str], where: list[str], params: list) -> pd.DataFrame:
+    """PostgreSQL: COPY ... TO STDOUT as CSV, parsed by pyarrow with fixed types.
+
+    Times travel as integer microseconds since the epoch (exact, unlike a float epoch, and
+    cheaper to parse than text). Numeric amounts travel as their decimal text, which pyarrow
+    parses to the nearest double, as float(Decimal) did on the cursor path.
+    """
+    selected = [
+        "(EXTRACT(EPOCH FROM occurred_at) * 1000000)::bigint" if column == "occurred_at" else column
+        for column in columns
+    ]
+    sql = f"SELECT {', '.join(selected)} FROM loyalty_event"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    buffer = io.BytesIO()
+    with connection.cursor() as cursor:
+        query = cursor.cursor.mogrify(sql, params).decode()
+        cursor.cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH CSV", buffer, COPY_READ_SIZE)
+    types = {column: pa.string() for column in EVENT_STRING_COLUMNS}
+    types |= {column: pa.float64() for column in EVENT_FLOAT_COLUMNS}
+    types |= {"member_id": pa.int64(), "occurred_at": pa.int64()}
+    if buffer.tell() == 0:  # pyarrow refuses an empty CSV file
+        schema = pa.schema([(column, types[column]) for column in columns])
+        return _typed_arrow_events(schema.empty_table())
+    table = pa_csv.read_csv(
+        pa.BufferReader(buffer.getbuffer()),
+        read_options=pa_csv.ReadOptions(column_names=columns),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={column: types[column] for column in columns},
+            null_values=[""],
+            # COPY writes NULL unquoted and '' as "": both mean empty for the string columns.
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    return _typed_arrow_events(table)
+
+
+def _typed_arrow_events(table: pa.Table) -> pd.DataFrame:
+    frame = table.to_pandas()
+    micros = frame["occurred_at"].to_numpy(dtype="int64")
+    frame["occurred_at"] = pd.DatetimeIndex(
+        (micros * NS_PER_MICROSECOND).view("datetime64[ns]"), tz="UTC"
+    )
+    for column in EVENT_STRING_COLUMNS:
+        if column in frame.columns and frame[column].dtype != object:
+            frame[column] = frame[column].astype(object)
+    return frame
+
+
+def feature_events(*, cutoff: datetime, member_ids: Sequence[int]) -> PreparedEvents:
+    """What build_features needs to score these members at `cutoff`, prepared once.
+
+    Features look back at most MAX_LOOKBACK_DAYS, except that tenure and the observed span use
+    each member's first event ever. Without events older than the window (a year or two of
+    data) this filters exactly as before. With older events, only the window is loaded and
+    the first events come from one aggregate query; the features are then the same, bit for
+    bit, as from all events whenever the rows come in the same relative order
+    (tests/predictions/test_scoring.py checks it). Sums over events at one instant round by
+    order, and the database returns rows in its plan's order, on either path.
+    """
+    window_start = cutoff - timedelta(days=MAX_LOOKBACK_DAYS)
+    # One probe of the occurred_at index: is there anything older than any window?
+    oldest = Event.objects.order_by("occurred_at").values_list("occurred_at", flat=True).first()
+    if oldest is None or oldest >= window_start:
+        events = events_frame(before=cutoff, **_chunk_filter(member_ids))
+        return prepare_events(events)
+    events = events_frame(before=cutoff, since=window_start, **_chunk_filter(member_ids))
+    prepared = prepare_events(events)
+    return dataclasses.replace(
+        prepared, first_ns=first_event_times(before=cutoff, member_ids=member_ids)
+    )
+
+
+def _chunk_filter(member_ids: Sequence[int]) -> dict:
+    ids = sorted(member_ids)
+    member_id_range = (ids[0], ids[-1]) if ids else (0, -1)
+    return {"member_id_range": member_id_range, "member_ids": ids, "columns": FEATURE_EVENT_COLUMNS}
+
+
+def first_event_times(*, before: datetime, member_ids: Sequence[int]) -> pd.Series:
+    """Each member's first event strictly before `before`, in nanoseconds since the epoch,
+    indexed by member_id: what `PreparedEvents.first_ns` holds. Members without one are absent."""
+    ids = sorted(member_ids)
+    if not ids:
+        return pd.Series([], dtype="int64", index=pd.Index([], dtype="int64", name="member_id"))
+    rows = (
+        Event.objects.filter(occurred_at__lt=before, member_id__in=ids)
+        .values("member_id")
+        .annotate(first=Min("occurred_at"))
+        .values_list("member_id", "first")
+    )
+    pairs = sorted(rows)
+    index = pd.Index(np.array([pk for pk, _ in pairs], dtype="int64"), name="member_id")
+    stamps = pd.to_datetime([first for _, first in pairs], utc=True).as_unit("ns")
+    return pd.Series(stamps.asi8, index=index, name="t_ns")
 
 
 def members_frame(*, member_ids: list[int] | None = None) -> pd.DataFrame:

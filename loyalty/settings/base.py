@@ -197,6 +197,10 @@ LOGGING = {
 # are written there when beat starts.
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "loyalty.record_worker_heartbeat_task", "schedule": 60.0},
+    "route-unrouted-predictions": {
+        "task": "reviews.route_unrouted_predictions_task",
+        "schedule": 5 * 60.0,
+    },
     "resend-stale-scoring-chunks": {
         "task": "predictions.resend_stale_chunks_task",
         "schedule": 5 * 60.0,

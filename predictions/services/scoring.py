@@ -22,18 +22,25 @@ from loyalty.selectors import scorable_members
 from predictions.exceptions import NoActiveModelError
 from predictions.ml import artifacts
 from predictions.ml.churn import predict_churn
-from predictions.ml.contracts import ChurnBundle, MLError, NextActionBundle
+from predictions.ml.contracts import (
+    CHURN_LABELS,
+    ChurnBundle,
+    Explanation,
+    MLError,
+    NextActionBundle,
+)
 from predictions.ml.features import FEATURE_NAMES, build_features
 from predictions.ml.nba import predict_next_action
-from predictions.models import ModelVersion, Prediction, PredictionKind, ScoringChunk, ScoringRun
-from predictions.selectors import events_frame, members_frame
+from predictions.models import ModelVersion, PredictionKind, ScoringChunk, ScoringRun
+from predictions.selectors import feature_events, members_frame
+from predictions.services.prediction_writer import write_predictions
+from predictions.signals import scoring_run_finished
 
 # Big enough that per-task overhead is small, small enough that a chunk's events fit in memory
 # and a killed chunk costs little to redo.
 DEFAULT_CHUNK_SIZE = 2000
 # A chunk sent this long ago and still pending has lost its worker: send it again.
 STALE_CHUNK_AFTER = timedelta(minutes=15)
-WRITE_BATCH_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -120,11 +127,10 @@ def score_chunk(*, chunk_id: int) -> ChunkOutcome:
     return _write_chunk(chunk_id=chunk.pk, rows=rows, skipped=len(chunk.member_ids) - len(rows))
 
 
-def _predict_rows(*, version: ModelVersion, member_ids: list[int], cutoff) -> list[Prediction]:
+def _predict_rows(*, version: ModelVersion, member_ids: list[int], cutoff) -> list[dict]:
     if not member_ids:
         return []
-    events = events_frame(before=cutoff, member_id_range=(member_ids[0], member_ids[-1]))
-    events = events[events["member_id"].isin(member_ids)]
+    events = feature_events(cutoff=cutoff, member_ids=member_ids)
     members = members_frame(member_ids=member_ids)
     features = build_features(events=events, members=members, cutoff=cutoff)
     bundle = load_bundle(version.pk, tuple(sorted(version.artifact_checksums.items())))
@@ -133,50 +139,137 @@ def _predict_rows(*, version: ModelVersion, member_ids: list[int], cutoff) -> li
     return _next_action_rows(version, bundle, features, members, cutoff)
 
 
-def _churn_rows(version, bundle: ChurnBundle, features: pd.DataFrame, cutoff) -> list[Prediction]:
+def _churn_rows(version, bundle: ChurnBundle, features: pd.DataFrame, cutoff) -> list[dict]:
+    """Prediction rows (write_predictions mappings), built column-wise from the arrays: the
+    same values as `ChurnPrediction.records`, without a Python object per cell on the way."""
     result = predict_churn(bundle=bundle, features=features)
-    seen = _feature_values(features, bundle.feature_codes)
+    columns = zip(
+        result.member_ids.tolist(),
+        result.probability.tolist(),
+        result.low.tolist(),
+        result.high.tolist(),
+        _label_lists(result.label_sets, CHURN_LABELS),
+        result.confidence.tolist(),
+        _explanations(result.explanation, len(result.member_ids)),
+        _feature_values(features, bundle.feature_codes),
+        strict=True,
+    )
     return [
-        Prediction(
-            member_id=record["member_id"],
-            model_version=version,
-            kind=PredictionKind.CHURN,
-            cutoff=cutoff,
-            score=record["probability"],
-            interval_low=record["low"],
-            interval_high=record["high"],
-            label_set=record["label_set"],
-            confidence=record["confidence"],
-            explanation=record["explanation"],
-            feature_values=seen[i],
-        )
-        for i, record in enumerate(result.records(names=FEATURE_NAMES))
+        {
+            "member_id": member_id,
+            "model_version_id": version.pk,
+            "kind": PredictionKind.CHURN.value,
+            "cutoff": cutoff,
+            "score": probability,
+            "probabilities": None,
+            "interval_low": low,
+            "interval_high": high,
+            "label_set": label_set,
+            "recommended_action_id": None,
+            "confidence": confidence,
+            "explanation": explanation,
+            "feature_values": seen,
+        }
+        for member_id, probability, low, high, label_set, confidence, explanation, seen in columns
     ]
 
 
 def _next_action_rows(
     version, bundle: NextActionBundle, features: pd.DataFrame, members: pd.DataFrame, cutoff
-) -> list[Prediction]:
+) -> list[dict]:
     eligibility = action_eligibility(member_ids=list(features.index), codes=bundle.action_codes)
     result = predict_next_action(bundle=bundle, features=features, eligibility=eligibility)
     action_ids = dict(Action.objects.values_list("code", "pk"))
-    seen = _feature_values(features, bundle.feature_codes)
+    codes = result.action_codes
+    columns = zip(
+        result.member_ids.tolist(),
+        result.recommended_probability.tolist(),
+        [dict(zip(codes, row, strict=True)) for row in result.probabilities.tolist()],
+        _label_lists(result.action_sets, codes),
+        [action_ids.get(str(code)) for code in result.recommended.tolist()],
+        result.confidence.tolist(),
+        _explanations(result.explanation, len(result.member_ids)),
+        _feature_values(features, bundle.feature_codes),
+        strict=True,
+    )
     return [
-        Prediction(
-            member_id=record["member_id"],
-            model_version=version,
-            kind=PredictionKind.NEXT_ACTION,
-            cutoff=cutoff,
-            score=record["probability"],
-            probabilities=record["probabilities"],
-            label_set=record["action_set"],
-            recommended_action_id=action_ids.get(record["recommended"]),
-            confidence=record["confidence"],
-            explanation=record["explanation"],
-            feature_values=seen[i],
-        )
-        for i, record in enumerate(result.records(names=FEATURE_NAMES))
+        {
+            "member_id": member_id,
+            "model_version_id": version.pk,
+            "kind": PredictionKind.NEXT_ACTION.value,
+            "cutoff": cutoff,
+            "score": probability,
+            "probabilities": probabilities,
+            "interval_low": None,
+            "interval_high": None,
+            "label_set": action_set,
+            "recommended_action_id": action_id,
+            "confidence": confidence,
+            "explanation": explanation,
+            "feature_values": seen,
+        }
+        for (
+            member_id,
+            probability,
+            probabilities,
+            action_set,
+            action_id,
+            confidence,
+            explanation,
+            seen,
+        ) in columns
     ]
+
+
+def _label_lists(kept: np.ndarray, labels: tuple[str, ...]) -> list[list[str]]:
+    """Per row, the labels whose flag is set, in label order."""
+    return [
+        [label for label, flag in zip(labels, row, strict=True) if flag]
+        for row in np.asarray(kept, dtype=bool).tolist()
+    ]
+
+
+def _explanations(explanation: Explanation | None, n: int) -> list[dict]:
+    """`Explanation.row(i, names=FEATURE_NAMES)` for every row, from whole arrays at once."""
+    if explanation is None:
+        return [{} for _ in range(n)]
+    codes = np.asarray(explanation.feature_codes, dtype=object)
+    names = np.asarray([FEATURE_NAMES.get(code, code) for code in codes], dtype=object)
+    index = np.asarray(explanation.top_index, dtype="int64")
+    values = _json_cells(np.asarray(explanation.top_value, dtype="float64"))
+    tops = zip(
+        codes[index].tolist(),
+        values,
+        np.asarray(explanation.top_contribution, dtype="float64").tolist(),
+        names[index].tolist(),
+        strict=True,
+    )
+    rows = zip(
+        np.asarray(explanation.base_value, dtype="float64").tolist(),
+        np.asarray(explanation.margin, dtype="float64").tolist(),
+        tops,
+        np.asarray(explanation.remainder, dtype="float64").tolist(),
+        strict=True,
+    )
+    return [
+        {
+            "base_value": base,
+            "margin": margin,
+            "top": [
+                {"feature": code, "value": value, "contribution": contribution, "name": name}
+                for code, value, contribution, name in zip(*top, strict=True)
+            ],
+            "remainder": remainder,
+        }
+        for base, margin, top, remainder in rows
+    ]
+
+
+def _json_cells(values: np.ndarray) -> list[list]:
+    """Rows of Python floats, None where a value is NaN or infinite (not JSON)."""
+    cells = values.astype(object)
+    cells[~np.isfinite(values)] = None
+    return cells.tolist()
 
 
 def action_eligibility(*, member_ids: list[int], codes: tuple[str, ...]) -> pd.DataFrame:
@@ -204,20 +297,24 @@ def action_eligibility(*, member_ids: list[int], codes: tuple[str, ...]) -> pd.D
 
 
 def _feature_values(features: pd.DataFrame, codes: tuple[str, ...]) -> list[dict]:
-    values = features.loc[:, list(codes)].to_numpy(dtype="float64")
-    rounded = np.round(values, 6)
-    return [
-        {code: (None if np.isnan(v) else float(v)) for code, v in zip(codes, row, strict=True)}
-        for row in rounded
-    ]
+    """What the model saw, per member: rounded to 6 decimals, None for NaN."""
+    rounded = np.round(features.loc[:, list(codes)].to_numpy(dtype="float64"), 6)
+    cells = rounded.astype(object)
+    cells[np.isnan(rounded)] = None
+    return [dict(zip(codes, row, strict=True)) for row in cells.tolist()]
 
 
 @transaction.atomic
-def _write_chunk(*, chunk_id: int, rows: list[Prediction], skipped: int) -> ChunkOutcome:
+def _write_chunk(*, chunk_id: int, rows: list[dict], skipped: int) -> ChunkOutcome:
+    # The run row is locked first: chunks finishing at the same moment take turns, so exactly
+    # one of them sees every other chunk done and finishes the run.
+    run_id = ScoringChunk.objects.values_list("run_id", flat=True).get(pk=chunk_id)
+    run = ScoringRun.objects.select_for_update().select_related("model_version").get(pk=run_id)
     chunk = ScoringChunk.objects.select_for_update().get(pk=chunk_id)
     if chunk.status == ScoringChunk.Status.DONE:  # a duplicate delivery finished first
         return ChunkOutcome(chunk.pk, chunk.scored, chunk.skipped_no_consent, already_done=True)
-    Prediction.objects.bulk_create(rows, batch_size=WRITE_BATCH_SIZE, ignore_conflicts=True)
+    # In this transaction: the predictions and the chunk's "done" commit together or not at all.
+    write_predictions(rows=rows)
     chunk.status = ScoringChunk.Status.DONE
     chunk.scored = len(rows)
     chunk.skipped_no_consent = skipped
@@ -230,6 +327,12 @@ def _write_chunk(*, chunk_id: int, rows: list[Prediction], skipped: int) -> Chun
     if not ScoringChunk.objects.filter(run_id=chunk.run_id).exclude(status="done").exists():
         ScoringRun.objects.filter(pk=chunk.run_id).update(
             status=ScoringRun.Status.DONE, finished_at=timezone.now()
+        )
+        scoring_run_finished.send(
+            sender=ScoringRun,
+            run_id=run.pk,
+            kind=run.model_version.kind,
+            model_version_id=run.model_version_id,
         )
     return ChunkOutcome(chunk.pk, len(rows), skipped, already_done=False)
 

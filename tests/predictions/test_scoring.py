@@ -1,11 +1,44 @@
 """Scoring: one prediction per member, version and cutoff; consent is read at scoring time."""
 
-import pytest
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
-from loyalty.models import Member
+import numpy as np
+import pandas as pd
+import pytest
+from django.db import connection
+
+from loyalty.models import Action, Member
 from loyalty.services.members import set_consent
+from predictions.ml.churn import predict_churn
+from predictions.ml.features import (
+    FEATURE_NAMES,
+    MAX_LOOKBACK_DAYS,
+    build_features,
+    prepare_events,
+)
+from predictions.ml.nba import predict_next_action
 from predictions.models import Prediction, ScoringRun
-from predictions.services.scoring import score_chunk, start_scoring_run
+from predictions.selectors import (
+    EVENT_COLUMNS,
+    FEATURE_EVENT_COLUMNS,
+    _events_by_copy,
+    _events_by_cursor,
+    events_frame,
+    feature_events,
+    first_event_times,
+    members_frame,
+)
+from predictions.services.prediction_writer import write_predictions
+from predictions.services.scoring import (
+    _predict_rows,
+    action_eligibility,
+    load_bundle,
+    score_chunk,
+    start_scoring_run,
+)
+from tests.factories import EventFactory, MemberFactory, ModelVersionFactory, PredictionFactory
 from tests.predictions.conftest import CUTOFF
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -81,3 +114,227 @@ def test_next_action_recommends_only_eligible_actions(active_next_action_version
         action = prediction.recommended_action
         assert action is not None and action.is_eligible(prediction.member)
         assert sum(prediction.probabilities.values()) == pytest.approx(1.0)
+
+
+# --- the bulk paths: event loading, row building, prediction writing --------------------------
+
+WRITE_CUTOFF = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _row(member, version, **values):
+    return {
+        "member_id": member.pk,
+        "model_version_id": version.pk,
+        "kind": "churn",
+        "cutoff": WRITE_CUTOFF,
+        "score": 0.1,
+        "interval_low": 0.05,
+        "interval_high": 0.2,
+        "label_set": ["stay"],
+        "confidence": 0.85,
+        "explanation": {"base_value": -1.5, "top": [{"feature": "spend_30", "value": None}]},
+        "feature_values": {"spend_30": 12.345678, "gap_cv": None, "note": 'a "quoted" \\ \t'},
+        **values,
+    }
+
+
+def test_write_predictions_skips_a_stored_key_and_writes_the_others():
+    version = ModelVersionFactory()
+    stored, new_one, new_two = MemberFactory.create_batch(3)
+    PredictionFactory(member=stored, model_version=version, cutoff=WRITE_CUTOFF, score=0.9)
+    rows = [
+        _row(stored, version, score=0.2),
+        _row(new_one, version),
+        # A Prediction instance is written the same way as a mapping.
+        Prediction(
+            member=new_two,
+            model_version=version,
+            kind="churn",
+            cutoff=WRITE_CUTOFF,
+            score=1 / 3,
+            confidence=0.5,
+            label_set=["stay", "churn"],
+        ),
+    ]
+
+    inserted = write_predictions(rows=rows)
+    again = write_predictions(rows=rows)
+
+    assert (inserted, again) == (2, 0)
+    assert Prediction.objects.count() == 3
+    assert Prediction.objects.get(member=stored).score == 0.9  # the stored row is untouched
+    first = Prediction.objects.get(member=new_one)
+    assert (first.kind, first.cutoff, first.model_version_id) == ("churn", WRITE_CUTOFF, version.pk)
+    assert (first.score, first.interval_low, first.interval_high) == (0.1, 0.05, 0.2)
+    assert (first.label_set, first.confidence, first.probabilities) == (["stay"], 0.85, None)
+    assert first.recommended_action_id is None
+    assert first.explanation == _row(new_one, version)["explanation"]
+    assert first.feature_values == _row(new_one, version)["feature_values"]
+    second = Prediction.objects.get(member=new_two)
+    assert (second.score, second.label_set, second.interval_low) == (1 / 3, ["stay", "churn"], None)
+    assert (second.explanation, second.feature_values) == ({}, {})
+    assert first.scored_at is not None and second.scored_at is not None
+
+
+def test_write_predictions_with_nothing_to_write_writes_nothing():
+    assert write_predictions(rows=[]) == 0
+    assert Prediction.objects.count() == 0
+
+
+def test_events_frame_keeps_the_contract_and_equals_the_cursor_path():
+    member = MemberFactory()
+    other = MemberFactory()
+    at = datetime(2025, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
+    EventFactory(member=member, occurred_at=at, amount=Decimal("0.10"), dwell_seconds=12.5)
+    EventFactory(
+        member=member,
+        occurred_at=at + timedelta(days=1),
+        kind="view",
+        amount=None,
+        quantity=None,
+        category="",
+        channel="NA",  # pandas reads "NA" as missing unless told not to
+        session_id='s,"1"',
+        product_id="é",
+    )
+    EventFactory(member=other, occurred_at=at, amount=Decimal("99999999.99"))
+
+    frame = events_frame(before=at + timedelta(days=2), member_ids=[member.pk])
+
+    assert list(frame.columns) == EVENT_COLUMNS
+    assert {column: str(dtype) for column, dtype in frame.dtypes.items()} == {
+        "member_id": "int64",
+        "occurred_at": "datetime64[ns, UTC]",
+        "kind": "object",
+        "amount": "float64",
+        "quantity": "float64",
+        "category": "object",
+        "channel": "object",
+        "session_id": "object",
+        "dwell_seconds": "float64",
+        "product_id": "object",
+    }
+    frame = frame.sort_values("occurred_at", ignore_index=True)
+    assert frame["member_id"].tolist() == [member.pk, member.pk]
+    assert frame["occurred_at"].tolist() == [pd.Timestamp(at), pd.Timestamp(at + timedelta(days=1))]
+    assert frame["kind"].tolist() == ["purchase", "view"]
+    assert frame["amount"].tolist()[0] == 0.1 and np.isnan(frame["amount"].tolist()[1])
+    assert frame["category"].tolist() == ["GROCERY", ""]
+    assert frame["channel"].tolist() == ["store", "NA"]
+    assert frame["session_id"].tolist()[1] == 's,"1"'
+    assert frame["product_id"].tolist() == ["", "é"]
+    assert frame["dwell_seconds"].tolist()[0] == 12.5 and np.isnan(frame["dwell_seconds"][1])
+    # Scoring reads only the feature columns, with the same types; no rows keeps the types.
+    narrow = events_frame(member_ids=[member.pk], columns=FEATURE_EVENT_COLUMNS)
+    assert list(narrow.columns) == FEATURE_EVENT_COLUMNS
+    assert narrow.dtypes.to_dict() == frame.dtypes[FEATURE_EVENT_COLUMNS].to_dict()
+    nothing = events_frame(before=at - timedelta(days=1))
+    assert len(nothing) == 0
+    assert nothing.dtypes.to_dict() == frame.dtypes.to_dict()
+    if connection.vendor == "postgresql":  # COPY and the plain cursor give the same frame
+        where = ["occurred_at < %s"]
+        params = [at + timedelta(days=2)]
+        by_copy = _events_by_copy(columns=EVENT_COLUMNS, where=where, params=params)
+        by_cursor = _events_by_cursor(columns=EVENT_COLUMNS, where=where, params=params)
+        assert len(by_copy) == 3
+        pd.testing.assert_frame_equal(by_copy, by_cursor, check_exact=True)
+
+
+def test_features_from_the_lookback_window_equal_features_from_all_events():
+    cutoff = datetime(2026, 1, 1, tzinfo=UTC)
+    old = cutoff - timedelta(days=MAX_LOOKBACK_DAYS + 100)
+    recent = cutoff - timedelta(days=40)
+    unknown_join = MemberFactory(joined_on=None)  # tenure comes from the first event
+    only_old = MemberFactory(joined_on=None)  # every event outside the window
+    regular = MemberFactory()
+    for day in range(0, 1000, 45):
+        EventFactory(member=unknown_join, occurred_at=old + timedelta(days=day, hours=3))
+        EventFactory(member=regular, occurred_at=old + timedelta(days=day + 7), kind="login")
+    EventFactory(member=only_old, occurred_at=old)
+    EventFactory(member=unknown_join, occurred_at=recent, kind="return", amount=Decimal("3.30"))
+    EventFactory(member=regular, occurred_at=cutoff, kind="purchase")  # at the cutoff: unseen
+    # One basket of three lines at one instant: its amount is a sum whose rounding depends on
+    # the order of the lines, so equal features also mean the order was kept.
+    for line, amount in enumerate(["0.10", "0.20", "0.70"]):
+        EventFactory(
+            member=regular,
+            occurred_at=recent,
+            session_id="basket",
+            category=f"C{line}",
+            product_id=f"P{line}",
+            amount=Decimal(amount),
+        )
+    ids = [unknown_join.pk, only_old.pk, regular.pk]
+    members = members_frame(member_ids=ids)
+    every_row = events_frame(before=cutoff, member_ids=ids)
+
+    windowed = feature_events(cutoff=cutoff, member_ids=ids)
+
+    every_event = prepare_events(every_row)
+    assert len(windowed.t_ns) < len(every_event.t_ns)  # the window did leave events out
+    pd.testing.assert_series_equal(windowed.first_ns, every_event.first_ns, check_exact=True)
+    from_window = build_features(events=windowed, members=members, cutoff=cutoff)
+    from_all = build_features(events=every_event, members=members, cutoff=cutoff)
+    pd.testing.assert_frame_equal(from_window, from_all, check_exact=True)
+    assert from_window.loc[only_old.pk, "tenure_days"] == MAX_LOOKBACK_DAYS + 100
+    # The same rows in the same order, cut to the window here rather than in SQL.
+    window_start = pd.Timestamp(cutoff - timedelta(days=MAX_LOOKBACK_DAYS))
+    cut_here = dataclasses.replace(
+        prepare_events(every_row[every_row["occurred_at"] >= window_start]),
+        first_ns=first_event_times(before=cutoff, member_ids=ids),
+    )
+    pd.testing.assert_frame_equal(
+        build_features(events=cut_here, members=members, cutoff=cutoff), from_all, check_exact=True
+    )
+
+
+def _rows_from_records(version, bundle, features, cutoff):
+    """The rows as scoring built them before the column-wise path: from `records()`."""
+    if version.kind == "churn":
+        result = predict_churn(bundle=bundle, features=features)
+    else:
+        eligibility = action_eligibility(member_ids=list(features.index), codes=bundle.action_codes)
+        result = predict_next_action(bundle=bundle, features=features, eligibility=eligibility)
+    action_ids = dict(Action.objects.values_list("code", "pk"))
+    values = features.loc[:, list(bundle.feature_codes)].to_numpy(dtype="float64")
+    rows = []
+    for record, seen in zip(result.records(names=FEATURE_NAMES), np.round(values, 6), strict=True):
+        rows.append(
+            {
+                "member_id": record["member_id"],
+                "score": record["probability"],
+                "interval_low": record.get("low"),
+                "interval_high": record.get("high"),
+                "probabilities": record.get("probabilities"),
+                "label_set": record.get("label_set", record.get("action_set")),
+                "recommended_action_id": action_ids.get(record.get("recommended")),
+                "confidence": record["confidence"],
+                "explanation": record["explanation"],
+                "feature_values": {
+                    code: (None if np.isnan(v) else float(v))
+                    for code, v in zip(bundle.feature_codes, seen, strict=True)
+                },
+            }
+        )
+    return rows
+
+
+@pytest.mark.parametrize("kind", ["churn", "next_action"])
+def test_prediction_rows_hold_exactly_what_the_ml_records_hold(kind, request):
+    version = request.getfixturevalue(f"active_{kind}_version")
+    ids = list(
+        Member.objects.filter(consent_profiling=True).order_by("pk").values_list("pk", flat=True)
+    )
+    bundle = load_bundle(version.pk, tuple(sorted(version.artifact_checksums.items())))
+    members = members_frame(member_ids=ids)
+    features = build_features(
+        events=feature_events(cutoff=CUTOFF, member_ids=ids), members=members, cutoff=CUTOFF
+    )
+
+    rows = _predict_rows(version=version, member_ids=ids, cutoff=CUTOFF)
+
+    expected = _rows_from_records(version, bundle, features, CUTOFF)
+    assert len(rows) == len(expected) == len(ids)
+    for row, want in zip(rows, expected, strict=True):
+        assert {key: row[key] for key in want} == want
+        assert (row["model_version_id"], row["kind"], row["cutoff"]) == (version.pk, kind, CUTOFF)
