@@ -57,8 +57,40 @@ def celery_worker_session(django_db_setup, django_db_blocker):
 
 @pytest.fixture
 def celery_worker(celery_worker_session, transactional_db):
-    """Use with tests that commit (tasks run in another thread and must see the rows)."""
-    return celery_worker_session
+    """Use with tests that commit (tasks run in another thread and must see the rows).
+
+    Before, stray messages are purged; after, it waits until the worker has been idle for a
+    moment: a task the test set off last (routing after scoring, say) must not run into the
+    table flush that follows.
+    """
+    # Tests without a worker may have queued tasks on commit (routing after scoring); they
+    # belong to no one now and must not run inside this test.
+    _wait_until_worker_idle()
+    celery_worker_session.control.purge()
+    yield celery_worker_session
+    _wait_until_worker_idle()
+
+
+# Idle this long with nothing active or reserved: anything queued on commit has been taken.
+WORKER_QUIET_SECONDS = 1.0
+WORKER_IDLE_TIMEOUT = 60.0
+
+
+def _wait_until_worker_idle() -> None:
+    import time
+
+    from celery.worker import state
+
+    deadline = time.monotonic() + WORKER_IDLE_TIMEOUT
+    quiet_since = None
+    while time.monotonic() < deadline:
+        if state.active_requests or state.reserved_requests:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= WORKER_QUIET_SECONDS:
+            return
+        time.sleep(0.05)
 
 
 def output_dir(request) -> Path:
