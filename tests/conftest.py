@@ -37,38 +37,25 @@ def api_client():
     return APIClient()
 
 
-@pytest.fixture(scope="session")
-def celery_worker_session(django_db_setup, django_db_blocker):
-    """A real worker thread on the project's own Celery app and configured broker.
+@pytest.fixture
+def celery_worker(transactional_db):
+    """A real worker thread on the project's own Celery app and configured broker, for tests
+    that commit (tasks run in another thread and must see the rows).
 
-    Started once per session against the test database; the broker is purged first so that
-    nothing queued by an earlier run leaks in.
+    One per test, not per session: a worker left running between tests would take tasks that
+    other tests queued on commit (routing after scoring) and run them into the table flush at
+    their teardown. Stray messages are purged before it starts; on teardown it waits until
+    the worker has been idle for a moment before stopping.
     """
     from celery.contrib.testing.worker import start_worker
 
     from loyalty.celery import app, ensure_broker_folders
 
     ensure_broker_folders()
-    with django_db_blocker.unblock():
-        app.control.purge()
-        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
-            yield app
-
-
-@pytest.fixture
-def celery_worker(celery_worker_session, transactional_db):
-    """Use with tests that commit (tasks run in another thread and must see the rows).
-
-    Before, stray messages are purged; after, it waits until the worker has been idle for a
-    moment: a task the test set off last (routing after scoring, say) must not run into the
-    table flush that follows.
-    """
-    # Tests without a worker may have queued tasks on commit (routing after scoring); they
-    # belong to no one now and must not run inside this test.
-    _wait_until_worker_idle()
-    celery_worker_session.control.purge()
-    yield celery_worker_session
-    _wait_until_worker_idle()
+    app.control.purge()
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+        yield app
+        _wait_until_worker_idle()
 
 
 # Idle this long with nothing active or reserved: anything queued on commit has been taken.
