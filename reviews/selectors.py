@@ -397,7 +397,9 @@ def review_page(*, review_id: int, now: datetime | None = None) -> ReviewPage:
         headline_detail = f"probability {format_percent(prediction.score)}"
         size = len(prediction.label_set or ())
         set_text = f"{size} action{'s' if size != 1 else ''} the model cannot rule out"
-    tenure = (now.date() - member.joined_on).days if member.joined_on else None
+    # As of the data the model saw: a historical import must not age its members to today.
+    as_of = min(now, prediction.cutoff).date()
+    tenure = (as_of - member.joined_on).days if member.joined_on else None
     facts = (
         Fact("Member", member.external_id),
         Fact("Tier", (member.tier or "—").title()),
