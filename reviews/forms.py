@@ -59,6 +59,19 @@ class DecisionForm(forms.Form):
                 self.add_error("action", "Pick the action that fits better.")
         return data
 
+    def proposal(self) -> dict | None:
+        """What an escalating analyst would have done (optional), for the expert to see."""
+        if self.cleaned_data.get("verdict") != "escalate":
+            return None
+        if self.review.kind == PredictionKind.CHURN and self.cleaned_data.get("churn_label"):
+            return {
+                "verdict": "override",
+                "churn_label": self.cleaned_data["churn_label"] == "churn",
+            }
+        if self.review.kind == PredictionKind.NEXT_ACTION and self.cleaned_data.get("action"):
+            return {"verdict": "override", "action": self.cleaned_data["action"]}
+        return None
+
     def override_answer(self) -> dict:
         """The keyword arguments override_prediction needs for this review's kind."""
         if self.review.kind == PredictionKind.CHURN:

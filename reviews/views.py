@@ -281,7 +281,7 @@ def decide(request, review_id: int):
             override_prediction(**common, **form.override_answer())
             done = "Overrode"
         else:
-            escalate_review(**common)
+            escalate_review(**common, proposal=form.proposal())
             done = "Escalated"
     except DomainError as error:
         page = review_page(review_id=review_obj.pk)

@@ -353,3 +353,28 @@ def test_the_queue_page_costs_the_same_queries_for_50_rows_as_for_1(
 
     assert len(response.context["page"].rows) == 50
     assert len(many.captured_queries) == len(one.captured_queries)
+
+
+def test_escalating_from_the_member_page_carries_the_analyst_proposal(
+    analyst_client, routed, make_user
+):
+    from django.test import Client
+
+    review = routed["analyst"]
+
+    response = analyst_client.post(
+        reverse("reviews:decide", args=[review.pk]),
+        {"verdict": "escalate", "reason": "needs-expert", "churn_label": "churn", "comment": ""},
+    )
+
+    assert response.status_code == 302
+    review.refresh_from_db()
+    assert (review.route, review.escalated_by.username, review.analyst_proposal) == (
+        "expert",
+        "analyst-user",
+        {"verdict": "override", "churn_label": True},
+    )
+    expert = Client()
+    expert.login(username=make_user("expert").username, password=TEST_PASSWORD)
+    page = expert.get(reverse("reviews:expert_queue")).content.decode()
+    assert "Override: will churn" in page
