@@ -34,7 +34,7 @@ from reviews.selectors import (
     format_interval,
     format_percent,
     next_pending_review,
-    pending_counts,
+    pending_count_labels,
     pending_reviews_for,
     reason_choices,
     review_page,
@@ -148,7 +148,7 @@ def quick_decide(request, review_id: int):
         {
             "message": text,
             "level": "success",
-            "counts": pending_counts(),
+            "counts": pending_count_labels(),
             "show_expert": can_open_queue(request.user, Review.Route.EXPERT),
         },
     )

@@ -209,3 +209,12 @@ def test_the_member_page_never_shows_age_band_or_region(routed):
     assert len(page.timeline) == 3
     assert page.timeline[0].when >= page.timeline[-1].when
     assert [item.review_id for item in page.history] == [review.pk]
+
+
+@pytest.mark.django_db
+def test_queue_counts_stop_at_the_cap_and_say_so(routed):
+    from reviews.selectors import pending_count_labels
+
+    assert pending_counts(cap=1) == {"analyst": 1, "expert": 1}
+    assert pending_count_labels(cap=1) == {"analyst": "1", "expert": "1"}
+    assert pending_count_labels(cap=0) == {"analyst": "0+", "expert": "0+"}
