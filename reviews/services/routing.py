@@ -28,6 +28,9 @@ from reviews.services.policy import PolicySettings, current_policy
 
 ROUTING_BATCH_SIZE = 5000
 VALUE_FEATURE = "spend_365"
+# Only the one key is read from the stored feature values (a JSON key lookup in the database),
+# not the whole ~1.5 KB document per prediction.
+VALUE_LOOKUP = f"feature_values__{VALUE_FEATURE}"
 NO_RISK = 0.5
 
 
@@ -121,9 +124,9 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
         batch = list(
             unrouted.filter(pk__gt=last_id)
             .order_by("pk")
-            .values_list(
-                "pk", "member_id", "score", "confidence", "feature_values", "member__tier"
-            )[:ROUTING_BATCH_SIZE]
+            .values_list("pk", "member_id", "score", "confidence", VALUE_LOOKUP, "member__tier")[
+                :ROUTING_BATCH_SIZE
+            ]
         )
         if not batch:
             break
@@ -137,12 +140,11 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
 
 
 def _member_values(predictions) -> np.ndarray:
-    values = predictions.values_list("feature_values", flat=True).iterator(chunk_size=5000)
-    return np.array([_value(features) for features in values], dtype="float64")
+    values = predictions.values_list(VALUE_LOOKUP, flat=True).iterator(chunk_size=5000)
+    return np.array([_value(value) for value in values], dtype="float64")
 
 
-def _value(features: dict | None) -> float:
-    value = (features or {}).get(VALUE_FEATURE)
+def _value(value: float | str | None) -> float:
     return float(value) if value is not None else 0.0
 
 
@@ -154,8 +156,8 @@ def _review(
     threshold: float | None,
     sorted_values: np.ndarray,
 ) -> Review:
-    prediction_id, member_id, score, confidence, features, tier = row
-    value = _value(features)
+    prediction_id, member_id, score, confidence, raw_value, tier = row
+    value = _value(raw_value)
     risk = score if kind == PredictionKind.CHURN else None
     choice = choose_route(
         settings=settings,
