@@ -59,7 +59,11 @@ def role_of(user) -> str | None:
     """The highest role a user holds, for display; None for a user with no role."""
     if not user.is_authenticated:
         return None
-    names = set(user.groups.values_list("name", flat=True))
+    # Every page asks (the nav shows it): one query per request, not one per call.
+    names = getattr(user, "_role_names", None)
+    if names is None:
+        names = set(user.groups.values_list("name", flat=True))
+        user._role_names = names
     for role in (ADMIN, EXPERT, ANALYST, INTEGRATOR):
         if role in names:
             return role
