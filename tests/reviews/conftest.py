@@ -1,7 +1,10 @@
 """Fixtures for the review workflow."""
 
+from dataclasses import replace
+
 import pytest
 
+from reviews.services.policy import PolicySettings, change_policy, current_policy
 from reviews.services.reason_codes import seed_reason_codes
 from reviews.services.routing import route_new_predictions
 from tests.factories import ActionFactory, ModelVersionFactory, PredictionFactory
@@ -14,9 +17,17 @@ def reason_codes(db):
 
 @pytest.fixture
 def routed(reason_codes):
-    """Three churn reviews: one per route (auto, analyst, expert)."""
+    """Three churn reviews: one per route (auto, analyst, expert). No audit sample: with the
+    default 2 % one, whether the 'auto' prediction is sampled depends on its database id."""
     from reviews.models import Review
 
+    defaults = PolicySettings.of(current_policy("churn"))
+    change_policy(
+        kind="churn",
+        settings=replace(defaults, audit_sample_rate=0.0),
+        actor=None,
+        reason="no audit sample in tests",
+    )
     version = ModelVersionFactory()
     auto = PredictionFactory(model_version=version, confidence=0.99, score=0.1)
     analyst = PredictionFactory(model_version=version, confidence=0.8, score=0.3)
