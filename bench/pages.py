@@ -3,25 +3,29 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_pages \\
         .venv/bin/python bench/pages.py --predictions 1000000 [--duration 20] [--clients 50]
 
-Setup (idempotent, skipped when the rows are there): N members, one active churn ModelVersion,
-N churn predictions and N reviews (about 60 % auto-approved, 30 % analyst pending, 10 % expert
-pending), generated server-side with `INSERT ... SELECT ... generate_series` and random(); then
-VACUUM (ANALYZE), reason codes, the demo users (analyst / analyst-demo) and an API token for
-the analyst.
+Setup (idempotent, skipped when the rows are there): migrations, N members, one active churn
+ModelVersion, N churn predictions and N reviews (about 60 % auto-approved, 30 % analyst pending,
+10 % expert pending), generated server-side with `INSERT ... SELECT ... generate_series` and
+random(); then VACUUM (ANALYZE), reason codes, the demo users (analyst / analyst-demo) and an
+API token for the analyst. The first run on an empty database takes about two minutes.
 
-Then serves the app with gunicorn (sync workers) on a free loopback port and measures, as the
-logged-in analyst: the queue's first page, queue page 500 (keyset cursor computed in SQL), a
-member page (random pending analyst reviews) and the approve API (token auth, a distinct
-pending analyst review per request). Each: p50/p95 of ~200 sequential requests from one client,
-then `--clients` concurrent connections for `--duration` seconds with wrk (a Lua script: cookie
-or token header, per-thread id slices, 409s and other non-2xx counted apart).
+Then serves the app with gunicorn on a free loopback port and measures, as the logged-in
+analyst: the queue's first page, queue page 500 (keyset cursor computed in SQL), a member page
+(random pending analyst reviews) and the approve API (token auth, a distinct pending analyst
+review per request). Each: p50/p95 of 200 sequential requests from one client, then `--clients`
+concurrent clients for `--duration` seconds from the built-in load generator (asyncio, raw
+HTTP/1.1, closed loop like wrk: nothing to install), 409s and other non-2xx counted apart.
+Beside the latencies it prints what a request costs in CPU (gunicorn workers and PostgreSQL
+backends, measured from /proc), what the load generator itself used, and how busy the whole
+machine was: on a shared 2-core machine, anything else running shows up there.
 """
 
 import argparse
+import asyncio
 import json
 import os
 import random
-import shutil
+import resource
 import signal
 import socket
 import statistics
@@ -30,6 +34,8 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.client import HTTPConnection
 from http.cookies import SimpleCookie
@@ -44,6 +50,12 @@ WARMUP_REQUESTS = 20
 QUEUE_PAGE = 500
 TARGET_SINGLE_P95_MS = 100
 TARGET_CONCURRENT_P95_MS = 300
+# Sync workers, as production runs them (docker/compose.yml: 3): on 2 cores, 3 keep both busy
+# while one waits on PostgreSQL; gthread with keep-alive pinned most of 50 connections to one
+# worker and had the worst tail (RECIPES.md).
+DEFAULT_WORKERS = 3
+BENCH_BROKER_URL = "redis://127.0.0.1:6379/14"
+BENCH_CACHE_URL = "redis://127.0.0.1:6379/13"
 # Five features every explanation names, with how their values are drawn.
 TOP_FEATURES = (
     "days_since_last_purchase",
@@ -52,11 +64,19 @@ TOP_FEATURES = (
     "tenure_days",
     "return_share_365",
 )
+# The bench model's features, in the order its predictions store their values.
+MODEL_FEATURES = (*TOP_FEATURES, "sessions_30")
 
 
 def setup_django() -> None:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loyalty.settings.base")
+    # A decision queues its labeling task on commit: to a Redis database of the bench's own, as
+    # in production, not into the development broker folder. No worker runs; purged at the end.
+    os.environ.setdefault("CELERY_BROKER_URL", BENCH_BROKER_URL)
+    # Sessions from a shared cache, as in production (loyalty/settings/base.py, CACHE_URL);
+    # CACHE_URL= (empty) measures without.
+    os.environ.setdefault("CACHE_URL", BENCH_CACHE_URL)
     import django
 
     django.setup()
@@ -81,7 +101,7 @@ ON CONFLICT (external_id) DO NOTHING
 PREDICTIONS_SQL = """
 INSERT INTO predictions_prediction (member_id, model_version_id, kind, cutoff, scored_at, score,
     probabilities, interval_low, interval_high, label_set, recommended_action_id, confidence,
-    explanation, feature_values)
+    explanation, feature_values, member_value)
 SELECT id, %(version)s, 'churn', %(cutoff)s, now(), s, NULL,
        greatest(s - w, 0.0), least(s + w, 1.0),
        CASE WHEN s + w < 0.5 THEN '["stay"]' WHEN s - w > 0.5 THEN '["churn"]'
@@ -104,9 +124,8 @@ SELECT id, %(version)s, 'churn', %(cutoff)s, now(), s, NULL,
                jsonb_build_object('feature', 'return_share_365', 'name', %(n5)s,
                                   'value', rshare, 'contribution', c5)),
            'remainder', ln(s / (1 - s)) - b - c1 - c2 - c3 - c4 - c5),
-       jsonb_build_object('days_since_last_purchase', dslp, 'spend_365', spend,
-                          'logins_30', logins, 'tenure_days', tenure,
-                          'return_share_365', rshare, 'sessions_30', sessions)
+       jsonb_build_array(dslp, spend, logins, tenure, rshare, sessions),
+       spend
 FROM (
     SELECT m.id, 0.02 + 0.96 * random() AS s, 0.02 + 0.15 * random() AS w, random() AS u,
            -1.5 + 0.5 * random() AS b,
@@ -147,7 +166,7 @@ SELECT id, member_id, 'churn', route,
        NULL, NULL, NULL, '', NULL, NULL
 FROM (
     SELECT p.id, p.member_id, p.score, p.confidence, m.tier,
-           (p.feature_values ->> 'spend_365')::float AS value,
+           p.member_value AS value,
            now() - random() * interval '72 hours' AS routed_at,
            CASE WHEN p.confidence >= 0.9 THEN 'auto' WHEN p.confidence >= 0.5 THEN 'analyst'
                 ELSE 'expert' END AS route
@@ -159,6 +178,7 @@ FROM (
 
 
 def ensure_data(n: int) -> dict:
+    from django.core.management import call_command
     from django.db import connection
 
     from loyalty.services.catalog import seed_action_catalog
@@ -167,6 +187,7 @@ def ensure_data(n: int) -> dict:
     from reviews.models import Review
     from reviews.services.policy import current_policy
 
+    call_command("migrate", verbosity=0)
     seed_action_catalog()
     version = ModelVersion.objects.filter(kind="churn", status="active").first()
     if version is None:
@@ -176,6 +197,10 @@ def ensure_data(n: int) -> dict:
             algorithm="bench",
             evaluation_cutoff=CUTOFF,
             data_fingerprint="bench-pages",
+            features=[
+                {"code": code, "name": FEATURE_NAMES.get(code, code), "description": ""}
+                for code in MODEL_FEATURES
+            ],
             artifact_path="bench/pages/none",
             promoted_at=CUTOFF,
         )
@@ -284,7 +309,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(port: int, workers: int, log_path: Path) -> subprocess.Popen:
+def start_gunicorn(port: int, args: argparse.Namespace, log_path: Path) -> subprocess.Popen:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "loyalty.settings.base",
@@ -295,9 +320,11 @@ def start_gunicorn(port: int, workers: int, log_path: Path) -> subprocess.Popen:
         str(Path(sys.executable).parent / "gunicorn"),
         "loyalty.wsgi:application",
         "--workers",
-        str(workers),
+        str(args.workers),
         "--worker-class",
-        "sync",
+        args.worker_class,
+        "--threads",
+        str(args.threads),
         "--bind",
         f"127.0.0.1:{port}",
         "--timeout",
@@ -408,127 +435,238 @@ def single_client(send, paths: list[str]) -> dict:
     }
 
 
-WRK_LUA = """
-local threads = {}
-local counter = 0
-local paths_file = %(paths_file)s
-local nthreads = %(nthreads)d
-local method = %(method)s
-local body = %(body)s
-local headers = %(headers)s
+# --- the load generator ---------------------------------------------------------------------
+# Closed loop, no think time: each client sends its next request as soon as the answer to its
+# last one has arrived, as wrk does. Raw HTTP/1.1 on asyncio streams, requests pre-encoded, so
+# that the client costs little of the two cores it shares with the server (printed per case).
 
-function setup(thread)
-  thread:set("tid", counter)
-  counter = counter + 1
-  table.insert(threads, thread)
-end
-
-function init(args)
-  paths = {}
-  position = 0
-  c409 = 0
-  cbad = 0
-  local n = 0
-  for line in io.lines(paths_file) do
-    if n %% nthreads == tid then table.insert(paths, line) end
-    n = n + 1
-  end
-end
-
-function request()
-  position = position + 1
-  if position > #paths then position = 1 end
-  return wrk.format(method, paths[position], headers, body)
-end
-
-function response(status, headers, body)
-  if status == 409 then c409 = c409 + 1
-  elseif status < 200 or status >= 300 then cbad = cbad + 1 end
-end
-
-function done(summary, latency, requests)
-  local t409, tbad = 0, 0
-  for _, t in ipairs(threads) do
-    t409 = t409 + t:get("c409")
-    tbad = tbad + t:get("cbad")
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'BENCHJSON {"requests": %%d, "duration_us": %%d, "p50": %%f, "p95": %%f, "p99": %%f, ' ..
-    '"max": %%f, "c409": %%d, "bad": %%d, "socket_errors": %%d}\\n',
-    summary.requests, summary.duration, latency:percentile(50) / 1000,
-    latency:percentile(95) / 1000, latency:percentile(99) / 1000, latency.max / 1000,
-    t409, tbad, e.connect + e.read + e.write + e.timeout))
-end
-"""
+RESPONSE_TIMEOUT_S = 10.0
 
 
-def lua_string(text: str) -> str:
-    return json.dumps(text)  # a JSON string literal is a valid Lua string literal here
+@dataclass
+class LoadTally:
+    """What the clients of one run saw."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+    socket_errors: int = 0
+
+
+def encode_request(
+    method: str, path: str, port: int, headers: dict[str, str], body: str | None
+) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    payload = (body or "").encode()
+    if body is not None:
+        lines.append(f"Content-Length: {len(payload)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Read one response; its status and whether the server keeps the connection open."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    length, is_chunked, keeps_alive = None, False, True
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name, value = name.strip().lower(), value.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            is_chunked = b"chunked" in value
+        elif name == b"connection":
+            keeps_alive = value != b"close"
+    if is_chunked:
+        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+            await reader.readexactly(size + 2)
+        await reader.readuntil(b"\r\n")
+    elif length is not None:
+        await reader.readexactly(length)
+    else:
+        await reader.read()
+        keeps_alive = False
+    return status, keeps_alive
+
+
+async def run_client(port: int, requests: list[bytes], deadline: float, tally: LoadTally) -> None:
+    """One client: its requests in turn until the deadline, reconnecting when the server
+    closes (sync gunicorn workers close after every answer, as they do for a real browser)."""
+    reader = writer = None
+    position = 0
+    while time.perf_counter() < deadline:
+        request = requests[position % len(requests)]
+        position += 1
+        started = time.perf_counter()
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            status, keeps_alive = await asyncio.wait_for(read_response(reader), RESPONSE_TIMEOUT_S)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+            tally.socket_errors += 1
+            keeps_alive, status = False, None
+        else:
+            tally.latencies_ms.append((time.perf_counter() - started) * 1000)
+            tally.statuses[status] += 1
+        if not keeps_alive and writer is not None:
+            writer.close()
+            reader = writer = None
+    if writer is not None:
+        writer.close()
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
+    idle = fields[3] + fields[4]
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(parent: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                children.append(int(stat.parent.name))
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+    return children
+
+
+def database_backend_pids() -> list[int]:
+    """PostgreSQL backends serving this database, other than the bench's own connection."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+@dataclass
+class ServerCpu:
+    """CPU seconds of the gunicorn workers and of the database backends serving them, so that
+    the cost of a request can be read whatever else the machine is doing at the time."""
+
+    server_pid: int
+    app: dict[int, float] = field(default_factory=dict)
+    database: dict[int, float] = field(default_factory=dict)
+
+    def sample(self) -> tuple[dict[int, float], dict[int, float]]:
+        app = {pid: process_cpu_seconds(pid) for pid in child_pids(self.server_pid)}
+        database = {pid: process_cpu_seconds(pid) for pid in database_backend_pids()}
+        return app, database
+
+    def start(self) -> None:
+        self.app, self.database = self.sample()
+
+    def spent(self) -> tuple[float, float]:
+        """(app, database) CPU seconds since start()."""
+        app, database = self.sample()
+        return (
+            sum(cpu - self.app.get(pid, 0.0) for pid, cpu in app.items()),
+            sum(cpu - self.database.get(pid, 0.0) for pid, cpu in database.items()),
+        )
 
 
 def concurrent(
-    base: str,
+    port: int,
     paths: list[str],
     *,
     clients: int,
     duration: int,
     headers: dict[str, str],
+    server_cpu: ServerCpu,
     method: str = "GET",
     body: str | None = None,
-    workdir: Path,
-    name: str,
 ) -> dict:
-    """`clients` connections for `duration` seconds with wrk (closed loop, no think time)."""
-    threads = min(2, clients)
-    paths_file = workdir / f"{name}.paths"
-    paths_file.write_text("\n".join(paths) + "\n")
-    lua_headers = (
-        "{" + ", ".join(f"[{lua_string(k)}] = {lua_string(v)}" for k, v in headers.items()) + "}"
-    )
-    script = workdir / f"{name}.lua"
-    script.write_text(
-        WRK_LUA
-        % {
-            "paths_file": lua_string(str(paths_file)),
-            "nthreads": threads,
-            "method": lua_string(method),
-            "body": lua_string(body) if body is not None else "nil",
-            "headers": lua_headers,
-        }
-    )
-    command = [
-        "wrk",
-        f"-t{threads}",
-        f"-c{clients}",
-        f"-d{duration}s",
-        "--timeout",
-        "10s",
-        "-s",
-        str(script),
-        base,
-    ]
-    output = subprocess.run(
-        command, capture_output=True, text=True, timeout=duration + 60, check=True
-    ).stdout
-    line = next(line for line in output.splitlines() if line.startswith("BENCHJSON "))
-    result = json.loads(line.removeprefix("BENCHJSON "))
-    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
-    return result
+    """`clients` concurrent clients for `duration` seconds; client `i` takes every
+    `clients`-th path from `i`, so no two clients send the same id (the decide endpoint)."""
+    encoded = [encode_request(method, path, port, headers, body) for path in paths]
+    slices = [encoded[i::clients] or encoded for i in range(clients)]
+    tally = LoadTally()
+
+    async def run_all() -> None:
+        deadline = time.perf_counter() + duration
+        await asyncio.gather(*(run_client(port, part, deadline, tally) for part in slices))
+
+    server_cpu.start()
+    cpu_before, (busy_before, total_before) = cpu_seconds(), machine_busy_seconds()
+    started = time.perf_counter()
+    asyncio.run(run_all())
+    elapsed = time.perf_counter() - started
+    client_cpu = cpu_seconds() - cpu_before
+    busy_after, total_after = machine_busy_seconds()
+    app_cpu, database_cpu = server_cpu.spent()
+    served = max(len(tally.latencies_ms), 1)
+    machine_busy = busy_after - busy_before
+    machine_total = max(total_after - total_before, 1e-9)
+    others = max(machine_busy - app_cpu - database_cpu - client_cpu, 0.0)
+    latencies = tally.latencies_ms or [float("nan")]
+    ok = sum(n for status, n in tally.statuses.items() if 200 <= status < 300)
+    return {
+        "requests": len(tally.latencies_ms),
+        "rps": len(tally.latencies_ms) / elapsed,
+        "p50": percentile(latencies, 50),
+        "p95": percentile(latencies, 95),
+        "p99": percentile(latencies, 99),
+        "max": max(latencies),
+        "c409": tally.statuses.get(409, 0),
+        "bad": len(tally.latencies_ms) - ok - tally.statuses.get(409, 0),
+        "socket_errors": tally.socket_errors,
+        "client_cpu_share": client_cpu / elapsed,
+        "app_cpu_ms": app_cpu / served * 1000,
+        "database_cpu_ms": database_cpu / served * 1000,
+        "machine_busy_share": machine_busy / machine_total,
+        "others_share": others / machine_total,
+    }
 
 
-def main() -> None:
+CASES = ("queue", "page500", "member", "approve")
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictions", type=int, default=1_000_000)
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    parser.add_argument("--worker-class", choices=("sync", "gthread"), default="sync")
+    parser.add_argument("--threads", type=int, default=1, help="per worker, gthread only")
+    parser.add_argument(
+        "--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}"
+    )
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of page 500")
     args = parser.parse_args()
+    args.cases = [case for case in args.cases.split(",") if case]
+    if unknown := set(args.cases) - set(CASES):
+        parser.error(f"unknown cases: {', '.join(sorted(unknown))}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("Set DATABASE_URL to a PostgreSQL database (this benchmark is for PostgreSQL).")
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is missing: apt-get install -y wrk")
     setup_django()
     from reviews.selectors import QUEUE_PAGE_SIZE
 
@@ -546,7 +684,7 @@ def main() -> None:
     member_ids = pending_analyst_ids(2000)
     # Enough distinct pending reviews for every decide request, none reused.
     decide_budget = SINGLE_REQUESTS + WARMUP_REQUESTS + max(2000, 400 * args.duration)
-    decide_ids = pending_analyst_ids(decide_budget)
+    decide_ids = pending_analyst_ids(decide_budget) if "approve" in args.cases else []
     single_decide, warm_decide = decide_ids[:SINGLE_REQUESTS], decide_ids[-WARMUP_REQUESTS:]
     load_decide = decide_ids[SINGLE_REQUESTS:-WARMUP_REQUESTS]
 
@@ -554,12 +692,12 @@ def main() -> None:
 
     connections.close_all()
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
     workdir = Path(tempfile.mkdtemp(prefix="bench-pages-"))
-    server = start_gunicorn(port, args.workers, workdir / "gunicorn.log")
+    server = start_gunicorn(port, args, workdir / "gunicorn.log")
     rows = []
     try:
         wait_for(port, server)
+        server_cpu = ServerCpu(server.pid)
         cookie = f"sessionid={login(port)}"
         approve = json.dumps({"reason_code": "model-correct"})
         api_headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
@@ -575,57 +713,74 @@ def main() -> None:
         if status != 200 or "/reviews/" not in text:
             raise RuntimeError(f"queue page {queue_page} answered {status}")
         members = [f"/reviews/{pk}/" for pk in member_ids]
-        cases = [
-            ("queue page 1    GET /reviews/", ["/reviews/"], get),
-            (f"queue page {queue_page}".ljust(14) + "  GET /reviews/?after=", [page500], get),
-            ("member page     GET /reviews/<id>/", members, get),
-        ]
-        for label, paths, send in cases:
+        cases = {
+            "queue": ("queue page 1    GET /reviews/", ["/reviews/"]),
+            "page500": (f"queue page {queue_page}".ljust(14) + "  GET /reviews/?after=", [page500]),
+            "member": ("member page     GET /reviews/<id>/", members),
+        }
+        for case in args.cases:
+            if case not in cases:
+                continue
+            label, paths = cases[case]
             for path in (paths * WARMUP_REQUESTS)[:WARMUP_REQUESTS]:
-                send(path)
-            single = single_client(send, (paths * SINGLE_REQUESTS)[:SINGLE_REQUESTS])
+                get(path)
+            single = single_client(get, (paths * SINGLE_REQUESTS)[:SINGLE_REQUESTS])
             load = concurrent(
-                base,
+                port,
                 paths,
                 clients=args.clients,
                 duration=args.duration,
                 headers={"Cookie": cookie},
-                workdir=workdir,
-                name=f"case{len(rows)}",
+                server_cpu=server_cpu,
             )
             rows.append((label, single, load))
-            print(f"measured {label.split('  ')[0].strip()}", flush=True)
+            print(f"measured {case}", flush=True)
 
-        label = "approve         POST /api/reviews/<id>/approve/"
-        for pk in warm_decide:
-            post(f"/api/reviews/{pk}/approve/")
-        single = single_client(post, [f"/api/reviews/{pk}/approve/" for pk in single_decide])
-        load = concurrent(
-            base,
-            [f"/api/reviews/{pk}/approve/" for pk in load_decide],
-            clients=args.clients,
-            duration=args.duration,
-            headers=api_headers,
-            method="POST",
-            body=approve,
-            workdir=workdir,
-            name="decide",
-        )
-        if load["requests"] > len(load_decide):
-            print(f"note: {load['requests']} decide requests > {len(load_decide)} ids: ids reused")
-        rows.append((label, single, load))
+        if "approve" in args.cases:
+            label = "approve         POST /api/reviews/<id>/approve/"
+            for pk in warm_decide:
+                post(f"/api/reviews/{pk}/approve/")
+            single = single_client(post, [f"/api/reviews/{pk}/approve/" for pk in single_decide])
+            load = concurrent(
+                port,
+                [f"/api/reviews/{pk}/approve/" for pk in load_decide],
+                clients=args.clients,
+                duration=args.duration,
+                headers=api_headers,
+                server_cpu=server_cpu,
+                method="POST",
+                body=approve,
+            )
+            if load["requests"] > len(load_decide):
+                print(f"note: {load['requests']} decide requests > {len(load_decide)} ids reused")
+            rows.append((label, single, load))
+            print("measured approve", flush=True)
     finally:
         stop_gunicorn(server)
+    purge_broker()
+    report(rows, args, workdir)
 
+
+def purge_broker() -> None:
+    from loyalty.celery import app
+
+    purged = app.control.purge()
+    print(f"broker {os.environ['CELERY_BROKER_URL']}: purged {purged} queued task(s)")
+
+
+def report(rows: list, args: argparse.Namespace, workdir: Path) -> None:
+    threads = f" x {args.threads} threads" if args.worker_class == "gthread" else ""
     print()
     print(
-        f"gunicorn: {args.workers} sync workers; machine: {os.cpu_count()} cores; "
-        f"{args.clients} concurrent clients (wrk, closed loop) for {args.duration} s; "
-        f"{SINGLE_REQUESTS} sequential requests single-client"
+        f"gunicorn: {args.workers} {args.worker_class} workers{threads}; machine: "
+        f"{os.cpu_count()} cores; {args.clients} concurrent clients (built-in asyncio client, "
+        f"closed loop) for {args.duration} s; {SINGLE_REQUESTS} sequential requests single-client"
     )
     header = (
         f"{'endpoint':<48} | {'single p50':>10} | {'single p95':>10} | "
-        f"{'conc req/s':>10} | {'p50':>7} | {'p95':>7} | {'p99':>7} | {'errors':>6} | {'409':>4}"
+        f"{'conc req/s':>10} | {'p50':>7} | {'p95':>7} | {'p99':>7} | {'errors':>6} | "
+        f"{'409':>4} | {'app CPU/req':>11} | {'db CPU/req':>10} | {'client CPU':>10} | "
+        f"{'machine busy':>12} | {'other load':>10}"
     )
     print(header)
     print("-" * len(header))
@@ -634,9 +789,17 @@ def main() -> None:
         print(
             f"{label:<48} | {single['p50']:>7.1f} ms | {single['p95']:>7.1f} ms | "
             f"{load['rps']:>10.1f} | {load['p50']:>4.0f} ms | {load['p95']:>4.0f} ms | "
-            f"{load['p99']:>4.0f} ms | {errors:>6} | "
-            f"{load['c409']:>4}"
+            f"{load['p99']:>4.0f} ms | {errors:>6} | {load['c409']:>4} | "
+            f"{load['app_cpu_ms']:>8.1f} ms | {load['database_cpu_ms']:>7.1f} ms | "
+            f"{load['client_cpu_share'] * 100:>8.1f} % | "
+            f"{load['machine_busy_share'] * 100:>10.1f} % | {load['others_share'] * 100:>8.1f} %"
         )
+    print(
+        "app / db CPU/req: CPU time of the gunicorn workers / of the PostgreSQL backends serving "
+        "them, per request at load; client CPU: the load generator's own, in % of one core; "
+        "machine busy: all cores, in % of the machine; other load: the part of it that was "
+        "neither gunicorn, its database backends nor the load generator (another job running)"
+    )
     print(
         f"targets: single-client p95 < {TARGET_SINGLE_P95_MS} ms; "
         f"p95 at {args.clients} concurrent < {TARGET_CONCURRENT_P95_MS} ms"
@@ -651,7 +814,7 @@ def main() -> None:
             f"  {label.split('  ')[0].strip():<16} "
             + ("MISSED: " + ", ".join(missed) if missed else "met")
         )
-    print(f"(gunicorn log and wrk scripts in {workdir})")
+    print(f"(gunicorn log in {workdir})")
 
 
 if __name__ == "__main__":

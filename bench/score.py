@@ -11,6 +11,9 @@ mappings), the database write (write_predictions, rolled back), end to end (the 
 `score_chunk` path over a real run, commits included), and bare XGBoost `pred_contribs` on the
 same matrix; and the ratio of end-to-end throughput to bare `pred_contribs` throughput.
 `--repeat N` runs every stage N times and reports the median, for a shared, noisy machine.
+`--served ensemble` scores with the tree + sequence ensemble (the admin's scoring setting, set
+here for the run): the prediction rows then come from the ensemble, with the stored sequence
+attribution, and two stages are added: encoding the sequences and the ensemble rows.
 """
 
 import argparse
@@ -81,6 +84,18 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="run each stage this many times, report the median"
     )
+    parser.add_argument(
+        "--served",
+        choices=["trees", "ensemble"],
+        default="trees",
+        help="which model scores (sets the churn scoring setting for this run)",
+    )
+    parser.add_argument(
+        "--attribution-events",
+        default=None,
+        help="ensemble: occlude each member's latest N events for the stored sequence events, "
+        "or 'all' (default: scoring's SEQUENCE_ATTRIBUTION_RECENT_EVENTS)",
+    )
     args = parser.parse_args()
     setup_django()
 
@@ -96,6 +111,7 @@ def main() -> None:
     from predictions.selectors import FEATURE_EVENT_COLUMNS, events_frame, members_frame
     from predictions.services import scoring
     from predictions.services.prediction_writer import write_predictions
+    from predictions.services.scoring_settings import set_scoring_model
 
     ensure_members(args.members)
     cutoff = datetime.combine(START + timedelta(days=DAYS), datetime.min.time(), tzinfo=UTC)
@@ -166,6 +182,34 @@ def main() -> None:
         stages,
         args.repeat,
     )
+    set_scoring_model(kind="churn", model=args.served, actor=None)
+    if args.attribution_events is not None:
+        recent = None if args.attribution_events == "all" else int(args.attribution_events)
+        scoring.SEQUENCE_ATTRIBUTION_RECENT_EVENTS = recent
+    if args.served == "ensemble":
+        if bundle.ensemble is None:
+            raise SystemExit(f"version {version.pk} has no ensemble: train a new one first")
+        from predictions.ml.churn_sequence import encode_members
+        from predictions.selectors import feature_event_frame
+
+        frame, _ = feature_event_frame(cutoff=cutoff, member_ids=ids)
+        sequences = timed(
+            "sequence encoding",
+            n,
+            lambda: encode_members(
+                ensemble=bundle.ensemble, events=frame, member_ids=features.index, cutoff=cutoff
+            ),
+            stages,
+            args.repeat,
+        )
+        # The ensemble's score, interval, set, SHAP + sequence share, top-5 events (occlusion).
+        rows = timed(
+            "ensemble prediction rows",
+            n,
+            lambda: scoring._churn_rows(version, bundle, features, cutoff, sequences=sequences),
+            stages,
+            args.repeat,
+        )
 
     def write_and_roll_back():
         with transaction.atomic():
@@ -216,6 +260,10 @@ def main() -> None:
     e2e = stages["end to end (score_chunk)"]
     ratio = (e2e[0] / e2e[1]) / (bare[0] / bare[1])
     print(f"end-to-end / bare pred_contribs throughput: {ratio:.2f} (target >= 0.5)")
+    print(
+        f"served by: {args.served} (sequence events from the latest "
+        f"{scoring.SEQUENCE_ATTRIBUTION_RECENT_EVENTS or 'all'} events)"
+    )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,12 @@ _READ_PROGRAM = [
 
 _REVIEW = ["reviews.view_review", "reviews.view_decision", "reviews.decide_review"]
 
+# The learning loop's page (labels, retraining runs, calibration and drift).
+_WATCH_LOOP = ["reviews.view_retrainingrun", "reviews.view_labeledexample"]
+
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     ANALYST: _READ_PROGRAM + _REVIEW,
-    EXPERT: _READ_PROGRAM + _REVIEW + ["reviews.decide_escalated"],
+    EXPERT: _READ_PROGRAM + _REVIEW + ["reviews.decide_escalated"] + _WATCH_LOOP,
     ADMIN: _READ_PROGRAM
     + [
         "loyalty.add_member",
@@ -48,7 +51,11 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "reviews.view_reasoncode",
         "reviews.add_reasoncode",
         "reviews.change_reasoncode",
-    ],
+        "reviews.view_gatepolicy",
+        "reviews.change_gatepolicy",
+        "reviews.add_retrainingrun",
+    ]
+    + _WATCH_LOOP,
     # Systems that push members and events in and pull decisions out, through the API.
     INTEGRATOR: _READ_PROGRAM
     + ["loyalty.add_member", "loyalty.change_member", "loyalty.add_event", "reviews.view_decision"],

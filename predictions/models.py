@@ -1,6 +1,7 @@
 """The model registry, scoring runs and the predictions they store."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -68,6 +69,54 @@ class ModelVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} v{self.pk} ({self.status})"
 
+    @property
+    def feature_codes(self) -> tuple[str, ...]:
+        """The model's feature codes, in the order its predictions store their values."""
+        return tuple(feature["code"] for feature in self.features)
+
+
+class ScoringSetting(models.Model):
+    """Which of a version's models scoring serves, per prediction kind (one row per kind; no
+    row means the default). Changed only through `services.settings.set_scoring_model`, which
+    audits every change; a change applies to scoring runs started after it.
+
+    - trees: the trees alone (the version's winner among the models that need no event
+      sequences: XGBoost or a baseline), whatever else the version holds;
+    - selected (default): the tree + sequence ensemble where the version's own selection rule
+      picked it over the trees, the trees elsewhere;
+    - ensemble: the ensemble wherever the version has one, even where the trees won the
+      selection (an admin's call after comparing the two in the registry).
+    The next-best-action model has no sequence model: it is always served by its trees.
+    """
+
+    class Choice(models.TextChoices):
+        TREES = "trees", "Trees alone"
+        SELECTED = "selected", "The ensemble where it won the version's selection, else trees"
+        ENSEMBLE = "ensemble", "The tree + sequence ensemble wherever the version has one"
+
+    kind = models.CharField(max_length=20, choices=PredictionKind.choices, unique=True)
+    model = models.CharField(max_length=20, choices=Choice.choices, default=Choice.SELECTED)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["kind"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.get_model_display()}"
+
+    def clean(self) -> None:
+        if self.kind == PredictionKind.NEXT_ACTION and self.model == self.Choice.ENSEMBLE:
+            raise ValidationError(
+                {"model": "The next-best-action model has no sequence model: only its trees."}
+            )
+
 
 class ScoringRun(models.Model):
     """One scoring pass of a model version over members, split into chunks.
@@ -84,6 +133,12 @@ class ScoringRun(models.Model):
 
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="runs")
     cutoff = models.DateTimeField(help_text="Features see events strictly before this time.")
+    served_model = models.CharField(
+        max_length=20,
+        default="trees",
+        help_text="Which of the version's models scores this run ('trees' or 'ensemble'), "
+        "resolved from the scoring setting when the run starts: every chunk uses the same.",
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     chunk_size = models.IntegerField()
     members_total = models.IntegerField(default=0)
@@ -137,7 +192,11 @@ class Prediction(models.Model):
     interval, `label_set` the conformal set of {stay, churn}. Next action: `probabilities` maps
     action code to probability, `label_set` the conformal set of action codes,
     `recommended_action` the most probable eligible action. `explanation` holds the base value,
-    the top SHAP contributions and the remainder; `feature_values` what the model saw.
+    the top SHAP contributions and the remainder. `feature_values` is what the model saw: a
+    list in the order of `model_version.features` (the keys are not repeated in every row: a
+    list is a third of the size of the mapping, and writing it is most of the scoring write);
+    `features_seen` gives it as a mapping. `member_value` is the member's value at the cutoff
+    (spend over the last 365 days), the one feature that routing and the queue read.
     """
 
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="predictions")
@@ -157,7 +216,10 @@ class Prediction(models.Model):
     )
     confidence = models.FloatField()
     explanation = models.JSONField(default=dict)
-    feature_values = models.JSONField(default=dict)
+    feature_values = models.JSONField(
+        default=list, help_text="Values in the order of the model version's features."
+    )
+    member_value = models.FloatField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -172,3 +234,9 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} for {self.member_id} by v{self.model_version_id}"
+
+    @property
+    def features_seen(self) -> dict[str, float | None]:
+        """{feature code: value the model saw}; None where the value was missing."""
+        codes = self.model_version.feature_codes
+        return dict(zip(codes, self.feature_values or [], strict=False))

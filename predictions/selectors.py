@@ -167,17 +167,27 @@ def feature_events(*, cutoff: datetime, member_ids: Sequence[int]) -> PreparedEv
     (tests/predictions/test_scoring.py checks it). Sums over events at one instant round by
     order, and the database returns rows in its plan's order, on either path.
     """
+    events, first_ns = feature_event_frame(cutoff=cutoff, member_ids=member_ids)
+    prepared = prepare_events(events)
+    if first_ns is None:
+        return prepared
+    return dataclasses.replace(prepared, first_ns=first_ns)
+
+
+def feature_event_frame(
+    *, cutoff: datetime, member_ids: Sequence[int]
+) -> tuple[pd.DataFrame, pd.Series | None]:
+    """The events frame behind `feature_events` (the lookback window of these members before
+    `cutoff`, or all their events when none is older), and each member's first event time
+    when the window left older events out (None otherwise). The sequence model encodes the
+    same frame: its sequences look back no further than the features do."""
     window_start = cutoff - timedelta(days=MAX_LOOKBACK_DAYS)
     # One probe of the occurred_at index: is there anything older than any window?
     oldest = Event.objects.order_by("occurred_at").values_list("occurred_at", flat=True).first()
     if oldest is None or oldest >= window_start:
-        events = events_frame(before=cutoff, **_chunk_filter(member_ids))
-        return prepare_events(events)
+        return events_frame(before=cutoff, **_chunk_filter(member_ids)), None
     events = events_frame(before=cutoff, since=window_start, **_chunk_filter(member_ids))
-    prepared = prepare_events(events)
-    return dataclasses.replace(
-        prepared, first_ns=first_event_times(before=cutoff, member_ids=member_ids)
-    )
+    return events, first_event_times(before=cutoff, member_ids=member_ids)
 
 
 def _chunk_filter(member_ids: Sequence[int]) -> dict:

@@ -8,3 +8,7 @@ from django.dispatch import Signal
 # Sent inside the transaction that finishes a scoring run, with `run_id`, `kind` and
 # `model_version_id`. Receivers that queue work must do it with transaction.on_commit.
 scoring_run_finished = Signal()
+
+# Sent inside the transaction of a promotion or rollback, with `kind` and `model_version_id`
+# (the version that is active now).
+model_version_activated = Signal()

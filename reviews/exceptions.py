@@ -17,3 +17,7 @@ class ReviewNotYours(PermissionDeniedError):
 
 class InvalidDecision(DomainError):
     """The decision is missing what its verdict needs (an override without the right answer)."""
+
+
+class NotAwaitingApproval(ConflictError):
+    """Approving a retrained candidate that did not pass the gate or was decided already."""

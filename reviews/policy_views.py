@@ -1,6 +1,5 @@
 """Pages of the escalation policy: settings with a live simulation, versions, saving."""
 
-import plotly.graph_objects as go
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -10,15 +9,15 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from loyalty.exceptions import DomainError
 from predictions.models import PredictionKind
+from reviews.figures import figure_html, workload_figure
 from reviews.models import EscalationPolicy, Review
 from reviews.policy_forms import PolicyForm
 from reviews.services.policy import PolicySettings, change_policy, current_policy
-from reviews.services.rerouting import reroute_undecided
+from reviews.services.rerouting import awaiting_rerouting, request_rerouting
 from reviews.services.simulation import Simulation, simulate_policy
 
 MANAGE_POLICY = "reviews.add_escalationpolicy"
 HISTORY_SHOWN = 20
-ROUTE_COLORS = {"auto": "#067647", "analyst": "#2952cc", "expert": "#b54708"}
 
 
 def _allowed(request, kind: str) -> None:
@@ -55,13 +54,12 @@ def policy_settings(request, kind: str):
     except DomainError as error:
         raise PermissionDenied(error.message) from error
     # change_policy's transaction has committed here (no ATOMIC_REQUESTS): the new version is
-    # saved and audited whatever happens to the re-routing, which is idempotent and can rerun.
-    result = reroute_undecided(kind=kind, actor=request.user)
-    moves = f" ({result.describe_moves()})" if result.moved else ""
+    # saved and audited; a worker re-routes the undecided reviews (minutes at a million).
+    request_rerouting(kind=kind, actor=request.user)
     messages.success(
         request,
-        f"Saved as version {new.version}; {result.moved} item{'s' if result.moved != 1 else ''} "
-        f"re-routed{moves}.",
+        f"Saved as version {new.version}. The undecided reviews are being re-routed in the "
+        "background; each keeps its current route until the re-routing reaches it.",
     )
     return redirect("reviews:policy", kind=kind)
 
@@ -98,6 +96,7 @@ def _page(request, kind, policy, form, simulation, status: int = 200):
         "kind_label": PredictionKind(kind).label,
         "policy": policy,
         "history": [_version_row(version) for version in history],
+        "awaiting_rerouting": awaiting_rerouting(kind),
         "form": form,
         **_simulation_context(kind, simulation, PolicySettings.of(policy)),
     }
@@ -135,57 +134,12 @@ def _percent(share: float | None) -> str:
 
 
 def _workload_chart(simulation: Simulation, settings: PolicySettings) -> str:
-    curve = simulation.curve
-    figure = go.Figure()
-    for route, label in Review.Route.choices:
-        figure.add_trace(
-            go.Scatter(
-                x=curve.thresholds,
-                y=getattr(curve, route),
-                name=label,
-                mode="lines",
-                line={"color": ROUTE_COLORS[route], "width": 2},
-                hovertemplate=f"{label}: %{{y:,}}<extra></extra>",
-            )
-        )
-    figure.add_trace(
-        go.Scatter(
-            x=curve.thresholds,
-            y=[None if rate is None else rate * 100 for rate in curve.expected_error_rate],
-            name="Expected error among auto-approved (%)",
-            mode="lines",
-            line={"color": "#b42318", "width": 1.5, "dash": "dot"},
-            yaxis="y2",
-            hovertemplate="expected error %{y:.1f} %<extra></extra>",
-        )
+    figure = workload_figure(
+        simulation.curve,
+        chosen_threshold=settings.auto_approve_confidence,
+        route_labels=Review.Route.choices,
     )
-    figure.add_vline(
-        x=settings.auto_approve_confidence,
-        line={"color": "#1d2330", "width": 1.5, "dash": "dash"},
-        annotation_text=f"chosen {settings.auto_approve_confidence:.2f}",
-        annotation_position="top",
-    )
-    figure.update_layout(
-        height=340,
-        margin={"l": 50, "r": 50, "t": 30, "b": 40},
-        hovermode="x unified",
-        legend={"orientation": "h", "y": -0.22},
-        plot_bgcolor="#fff",
-        xaxis={"title": "auto-approve threshold", "gridcolor": "#e4e7ec", "range": [0.5, 0.99]},
-        yaxis={"title": "reviews", "gridcolor": "#e4e7ec", "rangemode": "tozero"},
-        yaxis2={
-            "title": "expected error %",
-            "overlaying": "y",
-            "side": "right",
-            "rangemode": "tozero",
-            "showgrid": False,
-        },
-    )
-    return figure.to_html(
-        full_html=False,
-        include_plotlyjs=False,
-        config={"displaylogo": False, "responsive": True},
-    )
+    return figure_html(figure, "workload-fig")
 
 
 def _version_row(policy: EscalationPolicy) -> dict:

@@ -7,10 +7,15 @@ template filters on 50 rows cost twice the CPU of the query and the page togethe
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -22,6 +27,17 @@ from reviews.models import Decision, ReasonCode, Review
 QUEUE_PAGE_SIZE = 50
 TIMELINE_EVENTS = 50
 MEMBER_HISTORY = 20
+# What a model version records about its training: kilobytes of JSON that the member page
+# never shows, left in the database.
+MODEL_VERSION_BULK = (
+    "training_cutoffs",
+    "row_counts",
+    "hyperparameters",
+    "library_versions",
+    "metrics",
+    "global_importance",
+    "artifact_checksums",
+)
 # Risk bands of a churn probability, as loyalty managers talk about them.
 RISK_BANDS = {"low": (0.0, 0.3), "medium": (0.3, 0.6), "high": (0.6, None)}
 # Reason categories map to how routing words its reasons (reviews.services.routing).
@@ -41,6 +57,7 @@ REASON_LABELS = {
 }
 DECIDE = "reviews.decide_review"
 DECIDE_ESCALATED = "reviews.decide_escalated"
+VIEW_REVIEW = "reviews.view_review"
 
 
 # --- who may open and decide ----------------------------------------------------------------
@@ -61,19 +78,41 @@ def can_open_queue(user, route: str) -> bool:
     return user.has_perm(DECIDE)
 
 
-def can_open_review(user, review: Review) -> bool:
-    """Experts open any review; analysts analyst items and (read-only) auto-approved ones."""
+# What an analyst reads: their own queue's items, and the auto-approved ones read-only (an
+# analyst checks what the automation decided; deciding it again is an expert's call).
+ANALYST_READABLE_ROUTES = (Review.Route.ANALYST.value, Review.Route.AUTO.value)
+
+
+def readable_routes(user) -> tuple[str, ...] | None:
+    """The routes whose reviews a user may read, on the member page and in the API alike:
+    None for every route (experts; admins, who read but do not decide), the analyst queue and
+    the auto-approved items for analysts, nothing for anyone else."""
     if user.has_perm(DECIDE_ESCALATED):
-        return True
-    return user.has_perm(DECIDE) and review.route in (Review.Route.ANALYST, Review.Route.AUTO)
+        return None
+    if user.has_perm(DECIDE):
+        return ANALYST_READABLE_ROUTES
+    return None if user.has_perm(VIEW_REVIEW) else ()
+
+
+def can_open_review(user, review: Review) -> bool:
+    """May the user read this review (see readable_routes)?"""
+    routes = readable_routes(user)
+    return routes is None or review.route in routes
 
 
 def can_decide_review(user, review: Review) -> bool:
-    if review.state != Review.State.PENDING:
+    """May the user decide it now: experts any undecided review, an auto-approval included
+    (overriding the automation is theirs to do); analysts pending items of their queue. The
+    decision services enforce the same (ReviewNotYours)."""
+    if review.state == Review.State.DECIDED:
         return False
     if user.has_perm(DECIDE_ESCALATED):
         return True
-    return user.has_perm(DECIDE) and review.route == Review.Route.ANALYST
+    return (
+        user.has_perm(DECIDE)
+        and review.route == Review.Route.ANALYST
+        and review.state == Review.State.PENDING
+    )
 
 
 # --- the queue ------------------------------------------------------------------------------
@@ -191,16 +230,25 @@ class QueuePage:
 PENDING_COUNT_CAP = 1000
 
 
+QUEUE_ROUTES = (Review.Route.ANALYST.value, Review.Route.EXPERT.value)
+
+
 def pending_counts(*, cap: int = PENDING_COUNT_CAP) -> dict[str, int]:
     """Pending reviews per route, counted up to `cap + 1`: each count reads at most that many
-    entries of the (route, state, ...) queue index, whatever the queue's size."""
-    return {
-        route: Review.objects.filter(route=route, state=Review.State.PENDING)
+    entries of the (route, state, ...) queue index, whatever the queue's size. Both counts in
+    one statement: a round trip costs more than either count."""
+    capped = [
+        Review.objects.filter(route=route, state=Review.State.PENDING)
         .order_by()
         .values("pk")[: cap + 1]
-        .count()
-        for route in (Review.Route.ANALYST.value, Review.Route.EXPERT.value)
-    }
+        .query.sql_with_params()
+        for route in QUEUE_ROUTES
+    ]
+    sql = "SELECT " + ", ".join(f"(SELECT COUNT(*) FROM ({part}) AS capped)" for part, _ in capped)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [param for _, params in capped for param in params])
+        counts = cursor.fetchone()
+    return dict(zip(QUEUE_ROUTES, counts, strict=True))
 
 
 def pending_count_labels(*, cap: int = PENDING_COUNT_CAP) -> dict[str, str]:
@@ -221,6 +269,9 @@ def _after(reviews, cursor: Cursor):
     )
 
 
+# Three tables, not six: the planner's time grows with every join (a six-table join cost
+# ~1.6 ms to plan against 0.4 ms to run, bench/pages.py), so the few escalations and action
+# names of a page are looked up by id afterwards, one small query each and only when needed.
 QUEUE_FIELDS = (
     "pk",
     "kind",
@@ -231,16 +282,52 @@ QUEUE_FIELDS = (
     "confidence",
     "routed_at",
     "due_at",
+    "escalated_by_id",
+    "escalation_reason_id",
     "escalation_comment",
     "analyst_proposal",
     "member__external_id",
     "prediction__score",
     "prediction__interval_low",
     "prediction__interval_high",
-    "prediction__recommended_action__name",
-    "escalated_by__username",
-    "escalation_reason__label",
+    "prediction__recommended_action_id",
 )
+
+
+@dataclass(frozen=True)
+class _RowLabels:
+    """Names that queue rows refer to by id or code, fetched once per page."""
+
+    usernames: dict[int, str] = field(default_factory=dict)
+    reason_labels: dict[int, str] = field(default_factory=dict)
+    action_names_by_id: dict[int, str] = field(default_factory=dict)
+    action_names_by_code: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_rows(cls, rows: list[dict]) -> _RowLabels:
+        user_ids = {row["escalated_by_id"] for row in rows} - {None}
+        reason_ids = {row["escalation_reason_id"] for row in rows} - {None}
+        needs_actions = any(
+            row["prediction__recommended_action_id"] or row["analyst_proposal"] for row in rows
+        )
+        actions = list(Action.objects.values_list("pk", "code", "name")) if needs_actions else []
+        return cls(
+            usernames=_usernames(user_ids),
+            reason_labels=dict(
+                ReasonCode.objects.filter(pk__in=reason_ids).values_list("pk", "label")
+            )
+            if reason_ids
+            else {},
+            action_names_by_id={pk: name for pk, _, name in actions},
+            action_names_by_code={code: name for _, code, name in actions},
+        )
+
+
+def _usernames(user_ids: set[int]) -> dict[int, str]:
+    if not user_ids:
+        return {}
+    users = get_user_model().objects.filter(pk__in=user_ids)
+    return {user.pk: user.get_username() for user in users.only("pk", "username")}
 
 
 def pending_reviews_for(
@@ -262,8 +349,8 @@ def pending_reviews_for(
     values = list(reviews.order_by("-priority", "pk").values(*QUEUE_FIELDS)[: limit + 1])
     has_more = len(values) > limit
     values = values[:limit]
-    action_names = _action_names() if route == Review.Route.EXPERT else {}
-    rows = tuple(_queue_row(row, now, action_names) for row in values)
+    labels = _RowLabels.for_rows(values)
+    rows = tuple(_queue_row(row, now, labels) for row in values)
     next_cursor = str(Cursor(values[-1]["priority"], values[-1]["pk"])) if has_more else None
     return QueuePage(
         route=route,
@@ -275,11 +362,7 @@ def pending_reviews_for(
     )
 
 
-def _action_names() -> dict[str, str]:
-    return dict(Action.objects.values_list("code", "name"))
-
-
-def _queue_row(row: dict, now: datetime, action_names: dict[str, str]) -> QueueRow:
+def _queue_row(row: dict, now: datetime, labels: _RowLabels) -> QueueRow:
     kind = row["kind"]
     if kind == PredictionKind.CHURN:
         call = format_percent(row["prediction__score"])
@@ -287,7 +370,8 @@ def _queue_row(row: dict, now: datetime, action_names: dict[str, str]) -> QueueR
             row["prediction__interval_low"], row["prediction__interval_high"]
         )
     else:
-        call = row["prediction__recommended_action__name"] or "No eligible action"
+        action_id = row["prediction__recommended_action_id"]
+        call = labels.action_names_by_id.get(action_id) or "No eligible action"
         call_detail = f"p = {format_percent(row['prediction__score'])}"
     due_at = row["due_at"]
     return QueueRow(
@@ -303,10 +387,10 @@ def _queue_row(row: dict, now: datetime, action_names: dict[str, str]) -> QueueR
         reason=row["route_reason"],
         waiting=format_age(now - row["routed_at"]),
         is_overdue=due_at is not None and due_at < now,
-        escalation=row["escalation_reason__label"] or "",
+        escalation=labels.reason_labels.get(row["escalation_reason_id"], ""),
         escalation_comment=row["escalation_comment"] or "",
-        escalated_by=row["escalated_by__username"] or "",
-        proposal=format_proposal(row["analyst_proposal"], action_names),
+        escalated_by=labels.usernames.get(row["escalated_by_id"], ""),
+        proposal=format_proposal(row["analyst_proposal"], labels.action_names_by_code),
     )
 
 
@@ -336,6 +420,9 @@ class TimelineItem:
     what: str
     detail: str
     css: str
+    # Set on the events the sequence model's occlusion picked (ensemble predictions only):
+    # how far removing the event would move the score, in the ensemble's log-odds.
+    sequence_effect: str = ""
 
 
 @dataclass(frozen=True)
@@ -386,13 +473,14 @@ class ReviewPage:
 def review_page(*, review_id: int, now: datetime | None = None) -> ReviewPage:
     """Everything the member page shows about one review. Raises Review.DoesNotExist."""
     now = now or timezone.now()
-    review = Review.objects.select_related(
-        "member",
-        "prediction__recommended_action",
-        "prediction__model_version",
-        "escalated_by",
-        "escalation_reason",
-    ).get(pk=review_id)
+    # Joined: what every page shows. Read lazily, one small query each and only where there
+    # is one: the recommended action (next-action pages), who escalated and why (escalated
+    # reviews). Every join costs the planner time on every page view.
+    review = (
+        Review.objects.select_related("member", "prediction__model_version")
+        .defer(*(f"prediction__model_version__{name}" for name in MODEL_VERSION_BULK))
+        .get(pk=review_id)
+    )
     prediction, member = review.prediction, review.member
     if review.kind == PredictionKind.CHURN:
         headline = format_percent(prediction.score)
@@ -433,7 +521,10 @@ def review_page(*, review_id: int, now: datetime | None = None) -> ReviewPage:
         decision=_decision_facts(review),
         actions=_action_probabilities(prediction),
         explanation=prediction.explanation or {},
-        timeline=member_timeline(member_id=member.pk),
+        timeline=member_timeline(
+            member_id=member.pk,
+            marked=(prediction.explanation or {}).get("sequence_events") or (),
+        ),
         history=member_history(member_id=member.pk, current=review.pk),
     )
 
@@ -454,6 +545,8 @@ def _escalation_facts(review: Review) -> tuple[Fact, ...]:
 
 
 def _decision_facts(review: Review) -> tuple[Fact, ...]:
+    if review.state != Review.State.DECIDED:
+        return ()  # a review gets its decision and the state decided in one transaction
     decision = (
         Decision.objects.select_related("decided_by", "reason", "action")
         .filter(review=review)
@@ -499,97 +592,203 @@ def _action_probabilities(prediction) -> tuple[ActionProbability, ...]:
 EVENT_LABELS = {kind.value: kind.label.replace("_", " ").capitalize() for kind in Event.Kind}
 
 
-def member_timeline(*, member_id: int, limit: int = TIMELINE_EVENTS) -> tuple[TimelineItem, ...]:
-    """The member's most recent events, newest first."""
-    events = (
+def member_timeline(
+    *, member_id: int, marked: Sequence[dict] = (), limit: int = TIMELINE_EVENTS
+) -> tuple[TimelineItem, ...]:
+    """The member's most recent events, newest first. `marked`: the events the sequence model
+    attributed most to (an ensemble explanation's "sequence_events"); each is flagged with
+    its effect, and shown even when it is older than the `limit` most recent."""
+    effects = _sequence_effects(marked)
+    columns = ("occurred_at", "kind", "amount", "category", "channel")
+    rows = list(
         Event.objects.filter(member_id=member_id)
         .order_by("-occurred_at", "-pk")
-        .values_list("occurred_at", "kind", "amount", "category", "channel")[:limit]
+        .values_list(*columns)[:limit]
     )
-    items = []
-    for occurred_at, kind, amount, category, channel in events:
-        detail = " · ".join(
-            part
-            for part in (
-                format_money(float(amount)) if amount is not None else "",
-                category.title() if category else "",
-                channel,
-            )
-            if part
+    missing = set(effects) - {(row[0], row[1]) for row in rows}
+    if missing:
+        older = Event.objects.filter(
+            member_id=member_id, occurred_at__in={when for when, _ in missing}
+        ).values_list(*columns)
+        rows += [row for row in older if (row[0], row[1]) in missing]
+        rows.sort(key=lambda row: row[0], reverse=True)
+    return tuple(_timeline_item(row, effects) for row in rows)
+
+
+def _sequence_effects(marked: Sequence[dict]) -> dict[tuple[datetime, str], float]:
+    effects = {}
+    for event in marked:
+        try:
+            when = datetime.fromisoformat(event["occurred_at"])
+            effects[(when, event["kind"])] = float(event["attribution"])
+        except (KeyError, TypeError, ValueError):
+            continue  # an explanation stored by another version: show the timeline unmarked
+    return effects
+
+
+def _timeline_item(row: tuple, effects: dict[tuple[datetime, str], float]) -> TimelineItem:
+    occurred_at, kind, amount, category, channel = row
+    detail = " · ".join(
+        part
+        for part in (
+            format_money(float(amount)) if amount is not None else "",
+            category.title() if category else "",
+            channel,
         )
-        items.append(
-            TimelineItem(
-                when=format_datetime(occurred_at),
-                what=EVENT_LABELS.get(kind, kind),
-                detail=detail,
-                css=f"ev-{kind}",
-            )
-        )
-    return tuple(items)
+        if part
+    )
+    effect = effects.get((occurred_at, kind))
+    css = f"ev-{kind}"
+    if effect is not None:
+        css += " seq-up" if effect > 0 else " seq-down"
+    return TimelineItem(
+        when=format_datetime(occurred_at),
+        what=EVENT_LABELS.get(kind, kind),
+        detail=detail,
+        css=css,
+        sequence_effect="" if effect is None else f"{effect:+.3f}",
+    )
 
 
 def member_history(
     *, member_id: int, current: int | None = None, limit: int = MEMBER_HISTORY
 ) -> tuple[HistoryItem, ...]:
     """The member's past predictions with their reviews and decisions, newest first."""
-    reviews = (
+    reviews = list(
         Review.objects.filter(member_id=member_id)
-        .select_related(
-            "prediction__recommended_action", "decision__decided_by", "decision__reason"
-        )
-        .order_by("-created_at", "-pk")[:limit]
+        .order_by("-created_at", "-pk")
+        .values(
+            "pk",
+            "kind",
+            "route",
+            "state",
+            "confidence",
+            "prediction__score",
+            "prediction__cutoff",
+            "prediction__recommended_action_id",
+        )[:limit]
     )
-    items = []
-    for review in reviews:
-        prediction = review.prediction
-        if review.kind == PredictionKind.CHURN:
-            call = f"{format_percent(prediction.score)} churn risk"
-        else:
-            action = prediction.recommended_action
-            call = action.name if action else "No eligible action"
-        decision = getattr(review, "decision", None)
-        if decision is not None:
-            status = decision.get_verdict_display()
-            by, reason = decision.decided_by.get_username(), decision.reason.label
-        else:
-            status = {
-                Review.State.PENDING: f"Waiting ({review.get_route_display().lower()})",
-                Review.State.AUTO_APPROVED: "Auto-approved",
-            }.get(review.state, review.state)
-            by, reason = "", ""
-        items.append(
-            HistoryItem(
-                review_id=review.pk,
-                when=format_datetime(prediction.cutoff, with_time=False),
-                kind_label="Churn" if review.kind == PredictionKind.CHURN else "Next action",
-                call=call,
-                confidence=format_percent(review.confidence),
-                status=status,
-                by=by,
-                reason=reason,
-                is_current=review.pk == current,
-            )
-        )
-    return tuple(items)
+    decisions = _decisions_of(
+        [row["pk"] for row in reviews if row["state"] == Review.State.DECIDED]
+    )
+    action_ids = {row["prediction__recommended_action_id"] for row in reviews} - {None}
+    action_names = (
+        dict(Action.objects.filter(pk__in=action_ids).values_list("pk", "name"))
+        if action_ids
+        else {}
+    )
+    return tuple(
+        _history_item(row, decisions.get(row["pk"]), action_names, current) for row in reviews
+    )
+
+
+def _decisions_of(review_ids: list[int]) -> dict[int, dict]:
+    if not review_ids:
+        return {}
+    decisions = Decision.objects.filter(review_id__in=review_ids).values(
+        "review_id", "verdict", "decided_by__username", "reason__label"
+    )
+    return {decision["review_id"]: decision for decision in decisions}
+
+
+ROUTE_LABELS = dict(Review.Route.choices)
+VERDICT_LABELS = dict(Decision.Verdict.choices)
+
+
+def _history_item(
+    row: dict, decision: dict | None, action_names: dict[int, str], current: int | None
+) -> HistoryItem:
+    is_churn = row["kind"] == PredictionKind.CHURN
+    if is_churn:
+        call = f"{format_percent(row['prediction__score'])} churn risk"
+    else:
+        call = action_names.get(row["prediction__recommended_action_id"], "No eligible action")
+    if decision is not None:
+        status = VERDICT_LABELS.get(decision["verdict"], decision["verdict"])
+        by, reason = decision["decided_by__username"], decision["reason__label"]
+    else:
+        status = {
+            Review.State.PENDING: f"Waiting ({ROUTE_LABELS[row['route']].lower()})",
+            Review.State.AUTO_APPROVED: "Auto-approved",
+        }.get(row["state"], row["state"])
+        by, reason = "", ""
+    return HistoryItem(
+        review_id=row["pk"],
+        when=format_datetime(row["prediction__cutoff"], with_time=False),
+        kind_label="Churn" if is_churn else "Next action",
+        call=call,
+        confidence=format_percent(row["confidence"]),
+        status=status,
+        by=by,
+        reason=reason,
+        is_current=row["pk"] == current,
+    )
+
+
+@dataclass
+class _Catalogs:
+    """The active reason codes and actions, read once for a block of code (catalogs_read_once)."""
+
+    reason_codes: list[tuple[str, str, str]] | None = None  # (treatment, code, label)
+    actions: list[tuple[str, str]] | None = None  # (code, name)
+
+
+_catalogs: ContextVar[_Catalogs | None] = ContextVar("review_catalogs", default=None)
+
+
+@contextmanager
+def catalogs_read_once():
+    """Within the block, reason_choices and override_action_choices read their catalog from
+    the database once and answer every later call from it: the member page builds three
+    decision forms, each asking for both (six queries become two)."""
+    token = _catalogs.set(_Catalogs())
+    try:
+        yield
+    finally:
+        _catalogs.reset(token)
+
+
+def _active_reason_codes() -> list[tuple[str, str, str]]:
+    return list(
+        ReasonCode.objects.filter(is_active=True)
+        .order_by("treatment", "label")
+        .values_list("treatment", "code", "label")
+    )
+
+
+def _active_actions() -> list[tuple[str, str]]:
+    return list(Action.objects.filter(is_active=True).order_by("name").values_list("code", "name"))
 
 
 def reason_choices(treatments: tuple[str, ...]) -> list[tuple[str, str]]:
     """Active reason codes of the given treatments, as (code, label) choices."""
-    return list(
-        ReasonCode.objects.filter(is_active=True, treatment__in=treatments)
-        .order_by("treatment", "label")
-        .values_list("code", "label")
-    )
+    catalogs = _catalogs.get()
+    if catalogs is None:
+        return list(
+            ReasonCode.objects.filter(is_active=True, treatment__in=treatments)
+            .order_by("treatment", "label")
+            .values_list("code", "label")
+        )
+    if catalogs.reason_codes is None:
+        catalogs.reason_codes = _active_reason_codes()
+    return [
+        (code, label) for treatment, code, label in catalogs.reason_codes if treatment in treatments
+    ]
 
 
 def override_action_choices(*, exclude: str = "") -> list[tuple[str, str]]:
     """Active actions a next-action override can pick (all but the model's own answer)."""
-    return list(
-        Action.objects.filter(is_active=True)
-        .exclude(code=exclude)
-        .order_by("name")
-        .values_list("code", "name")
-    )
+    catalogs = _catalogs.get()
+    if catalogs is None:
+        return list(
+            Action.objects.filter(is_active=True)
+            .exclude(code=exclude)
+            .order_by("name")
+            .values_list("code", "name")
+        )
+    if catalogs.actions is None:
+        catalogs.actions = _active_actions()
+    return [(code, name) for code, name in catalogs.actions if code != exclude]
 
 
 def feature_name(code: str) -> str:

@@ -3,7 +3,7 @@
 from django.db import transaction
 from django.dispatch import receiver
 
-from predictions.signals import scoring_run_finished
+from predictions.signals import model_version_activated, scoring_run_finished
 
 
 @receiver(scoring_run_finished, dispatch_uid="reviews.route_finished_run")
@@ -11,3 +11,13 @@ def route_finished_run(sender, *, kind: str, model_version_id: int, **kwargs) ->
     from reviews.tasks import route_new_predictions_task
 
     transaction.on_commit(lambda: route_new_predictions_task.delay(kind, model_version_id))
+
+
+@receiver(model_version_activated, dispatch_uid="reviews.resume_after_promotion")
+def resume_after_promotion(sender, *, kind: str, model_version_id: int, **kwargs) -> None:
+    """A new active version ends a monitor's pause of auto-approval: it is judged afresh."""
+    from reviews.services.monitoring import resume_auto_approval
+
+    resume_auto_approval(
+        kind=kind, actor=None, reason=f"model version {model_version_id} became active"
+    )

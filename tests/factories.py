@@ -75,4 +75,4 @@ class PredictionFactory(factory.django.DjangoModelFactory):
     label_set = factory.LazyFunction(lambda: ["stay"])
     confidence = 0.8
     explanation = factory.LazyFunction(dict)
-    feature_values = factory.LazyAttribute(lambda o: {"spend_365": o.spend})
+    member_value = factory.SelfAttribute("spend")

@@ -69,6 +69,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "loyalty.context_processors.roles",
+                "reviews.context_processors.workflow",
             ],
         },
     },
@@ -90,6 +91,15 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache and sessions ----------------------------------------------------------------------
+# CACHE_URL names a cache that every web process shares (redis://...): sessions are then read
+# from it and written through to the database (cached_db), one query less on every page
+# (bench/pages.py). Unset (embedded), each process would hold a cache of its own, where a
+# session ended in one process lives on in the others: sessions stay in the database alone.
+if env("CACHE_URL", default=""):
+    CACHES = {"default": env.cache_url("CACHE_URL")}
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -205,7 +215,35 @@ CELERY_BEAT_SCHEDULE = {
         "task": "predictions.resend_stale_chunks_task",
         "schedule": 5 * 60.0,
     },
+    "sweep-unlabeled-decisions": {
+        "task": "reviews.sweep_unlabeled_decisions_task",
+        "schedule": 10 * 60.0,
+    },
+    "record-outcomes": {"task": "reviews.record_outcomes_task", "schedule": 6 * 60 * 60.0},
+    "escalate-overdue-reviews": {"task": "reviews.escalate_overdue_task", "schedule": 5 * 60.0},
+    "weekly-churn-retraining": {
+        "task": "reviews.scheduled_retraining_task",
+        "schedule": 7 * 24 * 60 * 60.0,
+        "kwargs": {"kind": "churn"},
+    },
+    "weekly-next-action-retraining": {
+        "task": "reviews.scheduled_retraining_task",
+        "schedule": 7 * 24 * 60 * 60.0,
+        "kwargs": {"kind": "next_action"},
+    },
+    "monitor-calibration-and-drift": {"task": "reviews.monitor_task", "schedule": 6 * 60 * 60.0},
+    "recover-stalled-retraining": {
+        "task": "reviews.recover_stalled_retraining_task",
+        "schedule": 10 * 60.0,
+    },
 }
+
+# Notifications by email (SLA escalations, retraining results); the console in development.
+# EMAIL_URL picks another backend, e.g. smtp://user:password@mail.example.com:587/?tls=True.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="loyalty-review@localhost")
+# The address links in emails point to.
+SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 
 # Trained model artifacts (the registry keeps their checksums and verifies them on load).
 MODEL_ARTIFACT_DIR = Path(env("MODEL_ARTIFACT_DIR", default=str(VAR_DIR / "models")))

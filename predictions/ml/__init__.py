@@ -13,6 +13,18 @@ The public interface, in the order the Django side uses it:
 and likewise `train_next_action` / `predict_next_action` with `build_feature_panel`,
 `bootstrap_rule_labels` and `observed_outcome_labels`. Inputs and outputs are declared in
 `contracts.py`.
+
+Churn training also fits a GRU over each member's last events and the tree + sequence
+ensemble when `ChurnConfig.sequence` is on (`result.bundle.ensemble`, see `churn_sequence`);
+scoring with it needs the members' encoded events:
+
+    sequences = churn_sequence.encode_members(ensemble=bundle.ensemble, events=frame,
+                                              member_ids=features.index, cutoff=now)
+    prediction = predict_churn(bundle=bundle, features=features, candidate="ensemble",
+                               sequences=sequences, sequence_events=5)
+
+Those modules import torch, so this package does not import them: `import predictions.ml`
+stays light for processes that only use the trees.
 """
 
 from .artifacts import (

@@ -5,6 +5,12 @@ thresholds, baseline coefficients, which candidate is selected) and one XGBoost 
 booster. No pickle: loading parses JSON and XGBoost's own format, so it cannot run code.
 `save_*` returns {filename: sha256}; the registry stores it, and `load_*` verifies every file
 against it before reading anything, raising CorruptArtifactError on any difference.
+
+A churn bundle with a tree + sequence ensemble also has a `sequence/` subdirectory holding the
+GRU and the stacker (`sequence_model.save_sequence_model`); its files appear in the same
+checksum mapping as `sequence/<file>`, and the ensemble's calibrators and conformal
+thresholds sit in the churn manifest under "ensemble". torch is imported only to load or save
+such a bundle.
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ from .contracts import (
     ChurnBundle,
     ChurnCandidate,
     ChurnConfig,
+    ChurnEnsemble,
     CorruptArtifactError,
     NextActionBundle,
     NextActionConfig,
+    SequenceModelConfig,
 )
 from .scorers import LinearScorer, TreeScorer
 
@@ -35,6 +43,7 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 CHURN_FORMAT = "loyalty-review/churn"
 NEXT_ACTION_FORMAT = "loyalty-review/next-action"
+SEQUENCE_DIRECTORY = "sequence"
 
 
 def save_churn_bundle(*, bundle: ChurnBundle, directory: str | Path) -> dict[str, str]:
@@ -65,19 +74,46 @@ def save_churn_bundle(*, bundle: ChurnBundle, directory: str | Path) -> dict[str
         "trained_cutoff": bundle.trained_cutoff,
         "training_cutoffs": list(bundle.training_cutoffs),
         "candidates": candidates,
+        "ensemble": None if bundle.ensemble is None else _ensemble_json(bundle.ensemble),
     }
-    files[MANIFEST] = _json_bytes(manifest)
-    return _write(directory, files)
+    sequence_checksums = {}
+    if bundle.ensemble is not None:
+        from .sequence_model import save_sequence_model
+
+        sequence_checksums = save_sequence_model(
+            model=bundle.ensemble.sequence_model,
+            directory=Path(directory) / SEQUENCE_DIRECTORY,
+            stacker=bundle.ensemble.stacker,
+        )
+    files[MANIFEST] = json_bytes(manifest)
+    checksums = write_files(directory, files)
+    for name, digest in sequence_checksums.items():
+        checksums[f"{SEQUENCE_DIRECTORY}/{name}"] = digest
+    return dict(sorted(checksums.items()))
 
 
 def load_churn_bundle(*, directory: str | Path, checksums: dict[str, str]) -> ChurnBundle:
-    """Verify every file against `checksums`, then rebuild the bundle."""
-    files = _verified(directory, checksums)
-    manifest = _manifest(files, CHURN_FORMAT)
+    """Verify every file against `checksums`, then rebuild the bundle (and its ensemble)."""
+    own, sequence_checksums = _split_checksums(checksums)
+    files = verified_files(directory, own)
+    manifest = read_manifest(files, CHURN_FORMAT)
+    ensemble_data = manifest.get("ensemble")
+    if ensemble_data is not None and not sequence_checksums:
+        raise CorruptArtifactError(
+            f"{MANIFEST} names a sequence model, but the checksums cover no "
+            f"{SEQUENCE_DIRECTORY}/ file"
+        )
+    if ensemble_data is None and sequence_checksums:
+        raise CorruptArtifactError(
+            f"the checksums cover {sorted(sequence_checksums)} in {SEQUENCE_DIRECTORY}/, "
+            f"which {MANIFEST} does not name"
+        )
     config = dict(manifest["config"])
     config["booster"] = BoosterParams(**config["booster"])
     config["qualifying_kinds"] = tuple(config["qualifying_kinds"])
     config["excluded_features"] = tuple(config["excluded_features"])
+    if "sequence_model" in config:
+        config["sequence_model"] = SequenceModelConfig(**config["sequence_model"])
     n_jobs = config["booster"].n_jobs
     candidates = {}
     for name, data in manifest["candidates"].items():
@@ -99,7 +135,63 @@ def load_churn_bundle(*, directory: str | Path, checksums: dict[str, str]) -> Ch
         horizon_days=int(manifest["horizon_days"]),
         trained_cutoff=manifest["trained_cutoff"],
         training_cutoffs=tuple(manifest["training_cutoffs"]),
+        ensemble=None
+        if ensemble_data is None
+        else _ensemble_from(ensemble_data, Path(directory), sequence_checksums),
     )
+
+
+def _split_checksums(checksums: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The bundle's own files, and those of its sequence/ subdirectory (names without it)."""
+    own, sequence = {}, {}
+    for name, digest in checksums.items():
+        head, _, rest = name.partition("/")
+        if not rest:
+            own[name] = digest
+        elif head == SEQUENCE_DIRECTORY and "/" not in rest:
+            sequence[rest] = digest
+        else:
+            raise CorruptArtifactError(f"{name!r} is not a plain file name (nor sequence/<file>)")
+    return own, sequence
+
+
+def _ensemble_json(ensemble: ChurnEnsemble) -> dict[str, Any]:
+    return {
+        "directory": SEQUENCE_DIRECTORY,
+        "calibrator": ensemble.calibrator.to_json(),
+        "conformal": ensemble.conformal.to_json(),
+        "bootstrap_calibrators": [c.to_json() for c in ensemble.bootstrap_calibrators],
+        "sequence_calibrator": ensemble.sequence_calibrator.to_json(),
+        "sequence_conformal": ensemble.sequence_conformal.to_json(),
+        "lookback_days": ensemble.lookback_days,
+        "selected": ensemble.selected,
+    }
+
+
+def _ensemble_from(
+    data: dict[str, Any], directory: Path, checksums: dict[str, str]
+) -> ChurnEnsemble:
+    from .sequence_model import load_sequence_model
+
+    loaded = load_sequence_model(directory=directory / SEQUENCE_DIRECTORY, checksums=checksums)
+    if loaded.stacker is None:
+        raise CorruptArtifactError(f"{SEQUENCE_DIRECTORY}/{MANIFEST} holds no stacker")
+    try:
+        return ChurnEnsemble(
+            sequence_model=loaded.model,
+            stacker=loaded.stacker,
+            calibrator=Calibrator.from_json(data["calibrator"]),
+            conformal=MondrianBinary.from_json(data["conformal"]),
+            bootstrap_calibrators=tuple(
+                Calibrator.from_json(c) for c in data["bootstrap_calibrators"]
+            ),
+            sequence_calibrator=Calibrator.from_json(data["sequence_calibrator"]),
+            sequence_conformal=MondrianBinary.from_json(data["sequence_conformal"]),
+            lookback_days=int(data["lookback_days"]),
+            selected=bool(data["selected"]),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise CorruptArtifactError(f"the ensemble in {MANIFEST} is unusable: {error}") from error
 
 
 def save_next_action_bundle(*, bundle: NextActionBundle, directory: str | Path) -> dict[str, str]:
@@ -115,16 +207,16 @@ def save_next_action_bundle(*, bundle: NextActionBundle, directory: str | Path) 
         "booster": "next_action.ubj",
         "config": _config_json(bundle.config),
     }
-    files[MANIFEST] = _json_bytes(manifest)
-    return _write(directory, files)
+    files[MANIFEST] = json_bytes(manifest)
+    return write_files(directory, files)
 
 
 def load_next_action_bundle(
     *, directory: str | Path, checksums: dict[str, str]
 ) -> NextActionBundle:
     """Verify every file against `checksums`, then rebuild the bundle."""
-    files = _verified(directory, checksums)
-    manifest = _manifest(files, NEXT_ACTION_FORMAT)
+    files = verified_files(directory, checksums)
+    manifest = read_manifest(files, NEXT_ACTION_FORMAT)
     config = dict(manifest["config"])
     config["booster"] = BoosterParams(**config["booster"])
     return NextActionBundle(
@@ -174,11 +266,11 @@ def _config_json(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(config)))
 
 
-def _json_bytes(data: dict[str, Any]) -> bytes:
+def json_bytes(data: dict[str, Any]) -> bytes:
     return json.dumps(data, indent=1, sort_keys=True, allow_nan=False).encode("utf-8")
 
 
-def _write(directory: str | Path, files: dict[str, bytes]) -> dict[str, str]:
+def write_files(directory: str | Path, files: dict[str, bytes]) -> dict[str, str]:
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
@@ -186,7 +278,7 @@ def _write(directory: str | Path, files: dict[str, bytes]) -> dict[str, str]:
     return {name: sha256_of(data) for name, data in sorted(files.items())}
 
 
-def _verified(directory: str | Path, checksums: dict[str, str]) -> dict[str, bytes]:
+def verified_files(directory: str | Path, checksums: dict[str, str]) -> dict[str, bytes]:
     """Read every checksummed file once and compare; the bytes read are the bytes used."""
     root = Path(directory)
     if MANIFEST not in checksums:
@@ -208,7 +300,7 @@ def _verified(directory: str | Path, checksums: dict[str, str]) -> dict[str, byt
     return files
 
 
-def _manifest(files: dict[str, bytes], expected_format: str) -> dict[str, Any]:
+def read_manifest(files: dict[str, bytes], expected_format: str) -> dict[str, Any]:
     try:
         manifest = json.loads(files[MANIFEST])
     except ValueError as error:

@@ -19,6 +19,18 @@ Training (`train_churn`):
    the model offered for promotion, baseline or not.
 6. Evaluation out of time at `cutoff` with labels from [cutoff, cutoff + horizon), for every
    candidate, when the data reaches that far; otherwise the report says why it is empty.
+7. With `config.sequence` (and enough rows), a GRU over each member's last events and the
+   tree + sequence ensemble are trained on the same split rows (`churn_sequence`): the
+   stacker on the validation split only, the ensemble calibrated on the calibration split.
+   The ensemble enters the selection as the most complex candidate (a tie keeps the trees);
+   `bundle.selected` stays the winner among the others, which need no event sequences, and
+   `bundle.ensemble.selected` says whether the ensemble won. The report's `sequence` (the GRU
+   alone, calibrated) and `ensemble` entries are evaluated out of time like `model`.
+
+Labeled examples (`labeled`, from people's decisions and observed outcomes) join the training
+rows only, with their weights (history rows weigh 1): early stopping, calibration, selection
+and the out-of-time evaluation stay on history alone, so a reviewed sample that is not like
+the population cannot bend the probability scale or the figures the gate compares.
 
 Class imbalance: the trees minimize unweighted log loss (a proper scoring rule, so
 probabilities stay meaningful) and early-stop on it; no resampling or class weights, which
@@ -27,8 +39,8 @@ would distort probabilities that routing and calibration rely on.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -65,11 +77,18 @@ from .scorers import (
     training_matrix,
 )
 
+if TYPE_CHECKING:  # torch is imported only when a sequence model is trained or scored
+    from .sequences import EncodedSequences, SequenceEvents
+
 XGBOOST = "xgboost"
 RECENCY = "recency"
 RFM_LOGISTIC = "rfm_logistic"
+ENSEMBLE = "ensemble"
+SEQUENCE = "sequence"
 # Simplest first: on a tie within the tolerance the earlier one wins.
 CANDIDATES = (RECENCY, RFM_LOGISTIC, XGBOOST)
+# The order the selection rule reads, the tree + sequence ensemble last (the most complex).
+SELECTION_ORDER = (*CANDIDATES, ENSEMBLE)
 MIN_CUTOFF_STEP_DAYS = 14
 CUTOFFS_PER_HORIZON = 3
 # Inverse L2 strength of the baselines on standardized inputs: mild, they have 1-4 columns.
@@ -86,6 +105,33 @@ class _Rows:
     y: np.ndarray
     member_id: np.ndarray
     cutoff: np.ndarray
+    w: np.ndarray
+
+
+@dataclass(frozen=True)
+class LabeledRows:
+    """Training rows that carry their own features, label and weight (people's decisions and
+    observed outcomes): `features` has a row per example and feature codes as columns (a
+    missing column is missing data); `churned`, `weight`, `member_id` and `cutoff` align."""
+
+    features: pd.DataFrame
+    churned: np.ndarray
+    weight: np.ndarray
+    member_id: np.ndarray
+    cutoff: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.churned)
+
+    def rows(self, codes: tuple[str, ...]) -> _Rows:
+        frame = self.features.reindex(columns=list(codes))
+        return _Rows(
+            x=np.ascontiguousarray(frame.to_numpy(dtype="float32")),
+            y=np.asarray(self.churned, dtype="int64"),
+            member_id=np.asarray(self.member_id, dtype="int64"),
+            cutoff=np.asarray(self.cutoff, dtype=object),
+            w=np.asarray(self.weight, dtype="float64"),
+        )
 
 
 def training_cutoffs(
@@ -119,8 +165,14 @@ def train_churn(
     cutoff: object,
     horizon_days: int,
     config: ChurnConfig | None = None,
+    labeled: LabeledRows | None = None,
+    sequence_events: SequenceEvents | None = None,
 ) -> ChurnTrainingResult:
     """Train, select, calibrate and evaluate churn models (see the module docstring).
+
+    The sequence model needs the events frame (or `sequence_events`, from
+    `sequences.prepare_sequence_events`): with `events` given as PreparedEvents alone it is
+    not trained, and the report says why.
 
     Raises InsufficientHistoryError when fewer than two training cutoffs fit in the data,
     SingleClassError when a split holds one class only.
@@ -128,6 +180,10 @@ def train_churn(
     config = config or ChurnConfig()
     if config.bootstrap_models < 2:
         raise ValueError("bootstrap_models must be at least 2 for an interval")
+    if config.sequence and sequence_events is None and not isinstance(events, PreparedEvents):
+        from .sequences import prepare_sequence_events
+
+        sequence_events = prepare_sequence_events(events)
     prepared = events if isinstance(events, PreparedEvents) else prepare_events(events)
     roster = frames.normalize_members(members)
     cutoff_ts = frames.to_utc_timestamp(cutoff)
@@ -144,6 +200,9 @@ def train_churn(
     codes = model_feature_codes(config)
     panel = [_rows_at(prepared, roster, c, horizon_days, config, codes) for c in cutoffs]
     splits = _split(panel, seed=config.seed, held_out_share=config.validation_member_share)
+    history = splits
+    if labeled is not None and len(labeled):
+        splits = _with_labeled(splits, labeled.rows(codes))
     train, calib = splits.train, splits.calibration
     for name, rows in (
         ("train", splits.train),
@@ -153,16 +212,23 @@ def train_churn(
     ):
         _require_both_classes(name, rows)
 
-    scorers, dtrain = _fit_scorers(splits, codes, config)
+    scorers, dtrain, stopped = _fit_scorers(splits, codes, config)
     candidates, selection = {}, {}
     for name in CANDIDATES:
         candidates[name], selection[name] = _finish_candidate(
             name, scorers[name], train, dtrain, calib, config
         )
+    ensemble, sequence_report = _fit_ensemble(
+        config, sequence_events, history, cutoffs, candidates[XGBOOST], stopped, selection
+    )
+    log_losses = {name: selection[name]["log_loss"] for name in selection}
     selected = select_candidate(
-        log_losses={name: selection[name]["log_loss"] for name in CANDIDATES},
+        log_losses={name: log_losses[name] for name in CANDIDATES},
         tolerance=config.selection_tolerance,
     )
+    overall = select_candidate(log_losses=log_losses, tolerance=config.selection_tolerance)
+    if ensemble is not None:
+        ensemble = replace(ensemble, selected=overall == ENSEMBLE)
 
     bundle = ChurnBundle(
         feature_codes=codes,
@@ -172,23 +238,29 @@ def train_churn(
         horizon_days=horizon_days,
         trained_cutoff=cutoff_ts.isoformat(),
         training_cutoffs=tuple(c.isoformat() for c in cutoffs),
+        ensemble=ensemble,
     )
     evaluation, eval_rows, reason = _evaluate(
-        bundle, prepared, roster, cutoff_ts, last_event, horizon_days, config
+        bundle, prepared, roster, cutoff_ts, last_event, horizon_days, config, sequence_events
     )
     importance = _importance(candidates[XGBOOST], calib, codes, config)
     report = {
         "model": evaluation.get(XGBOOST, {}),
         "baselines": {name: evaluation.get(name, {}) for name in (RECENCY, RFM_LOGISTIC)},
-        "selected": selected,
+        "sequence": evaluation.get(SEQUENCE, {}),
+        "ensemble": evaluation.get(ENSEMBLE, {}),
+        "selected": overall,
+        "selected_without_sequence": selected,
         "selection": {
             "rule": "lowest cross-fitted log loss of calibrated probabilities on the "
-            "calibration split (time-latest); the simplest candidate within the tolerance wins",
+            "calibration split (time-latest); the simplest candidate within the tolerance "
+            "wins (order: " + ", ".join(SELECTION_ORDER) + ")",
             "tolerance": config.selection_tolerance,
-            "log_loss": {name: selection[name]["log_loss"] for name in CANDIDATES},
-            "roc_auc": {name: selection[name]["roc_auc"] for name in CANDIDATES},
-            "calibration": {name: selection[name]["calibration"] for name in CANDIDATES},
+            "log_loss": log_losses,
+            "roc_auc": {name: selection[name]["roc_auc"] for name in selection},
+            "calibration": {name: selection[name]["calibration"] for name in selection},
         },
+        "sequence_model": sequence_report,
         "evaluation": {
             "available": reason is None,
             "reason": reason,
@@ -202,6 +274,8 @@ def train_churn(
             "validation": len(splits.validation.y),
             "calibration": len(calib.y),
             "evaluation": eval_rows,
+            "labeled": 0 if labeled is None else len(labeled),
+            "labeled_weight": 0.0 if labeled is None else float(np.sum(labeled.weight)),
             "train_churn_rate": float(train.y.mean()),
             "validation_churn_rate": float(splits.validation.y.mean()),
             "calibration_churn_rate": float(calib.y.mean()),
@@ -222,6 +296,13 @@ def train_churn(
             "label_sets": "class-conditional (Mondrian) split conformal on the margin, "
             "fitted on the calibration split",
             "label_set_coverage": config.label_set_coverage,
+            "ensemble_interval": "the xgboost candidate's half-sample replicas stacked with "
+            "the sequence share held fixed (the GRU is not refit per replica), each with a "
+            "calibrator refit on half the calibration rows: it covers the trees' and the "
+            "calibration's sampling spread, not the GRU's, so it is narrower than a full "
+            "refit of both would give",
+            "ensemble_label_sets": "Mondrian split conformal on the ensemble margin, fitted on "
+            "the calibration split",
         },
         "feature_importance_of": XGBOOST,
         "feature_importance": importance,
@@ -237,12 +318,33 @@ def predict_churn(
     candidate: str | None = None,
     explain_top_k: int = DEFAULT_TOP_K,
     with_interval: bool = True,
+    sequences: EncodedSequences | None = None,
+    sequence_events: int = 0,
+    attribution_recent_events: int | None = None,
 ) -> ChurnPrediction:
     """Score a feature matrix (from `build_features`, index member_id) with one candidate.
 
     The selected candidate unless `candidate` names another. `explain_top_k=0` skips SHAP.
     `with_interval=False` skips the bootstrap replicas: low = high = probability.
+    `candidate="ensemble"` scores with the tree + sequence ensemble and needs `sequences`
+    (`churn_sequence.encode_members` of the same members, same order, same cutoff);
+    `sequence_events` > 0 then also names the events that moved it most, per member, among
+    its latest `attribution_recent_events` (all when None).
     """
+    if candidate == ENSEMBLE:
+        if sequences is None:
+            raise ValueError("the ensemble scores event sequences: pass `sequences`")
+        from .churn_sequence import predict_churn_ensemble
+
+        return predict_churn_ensemble(
+            bundle=bundle,
+            features=features,
+            sequences=sequences,
+            explain_top_k=explain_top_k,
+            with_interval=with_interval,
+            sequence_events=sequence_events,
+            attribution_recent_events=attribution_recent_events,
+        )
     chosen = bundle.candidates[candidate or bundle.selected]
     x = _matrix(features, bundle.feature_codes)
     margin = chosen.scorer.margin(x)
@@ -329,6 +431,7 @@ def _rows_at(
         y=y.to_numpy(dtype="int64"),
         member_id=active,
         cutoff=np.full(len(active), cutoff.date().isoformat(), dtype=object),
+        w=np.ones(len(active), dtype="float64"),
     )
 
 
@@ -338,11 +441,12 @@ def _concat(parts: list[_Rows]) -> _Rows:
         y=np.concatenate([p.y for p in parts]),
         member_id=np.concatenate([p.member_id for p in parts]),
         cutoff=np.concatenate([p.cutoff for p in parts]),
+        w=np.concatenate([p.w for p in parts]),
     )
 
 
 def _take(rows: _Rows, mask: np.ndarray) -> _Rows:
-    return _Rows(rows.x[mask], rows.y[mask], rows.member_id[mask], rows.cutoff[mask])
+    return _Rows(rows.x[mask], rows.y[mask], rows.member_id[mask], rows.cutoff[mask], rows.w[mask])
 
 
 @dataclass(frozen=True)
@@ -380,6 +484,20 @@ def _split(panel: list[_Rows], *, seed: int, held_out_share: float) -> _Splits:
     )
 
 
+def _with_labeled(splits: _Splits, labeled: _Rows) -> _Splits:
+    """Labeled examples train (the final fit, and the early-stopping fit for members that
+    validation does not hold out); validation and calibration stay history only."""
+    held = np.unique(splits.validation.member_id)
+    return _Splits(
+        train=_concat([splits.train, labeled]),
+        early_stopping=_concat(
+            [splits.early_stopping, _take(labeled, ~np.isin(labeled.member_id, held))]
+        ),
+        validation=splits.validation,
+        calibration=splits.calibration,
+    )
+
+
 def _require_both_classes(split: str, rows: _Rows) -> None:
     if len(rows.y) == 0:
         raise InsufficientHistoryError(f"no member is active at the {split} cutoff(s)")
@@ -406,8 +524,10 @@ def _baseline_layout(codes: tuple[str, ...], names: tuple[str, ...]) -> dict[str
 
 def _fit_scorers(
     splits: _Splits, codes: tuple[str, ...], config: ChurnConfig
-) -> tuple[dict[str, Any], xgb.DMatrix]:
-    """The three candidates fitted on the training rows, and the trees' training matrix.
+) -> tuple[dict[str, Any], xgb.DMatrix, TreeScorer]:
+    """The three candidates fitted on the training rows, the trees' training matrix, and the
+    early-stopping booster (fitted without the validation members: its margins there are
+    honest, which the ensemble's stacker needs).
 
     The number of boosting rounds comes from early stopping on the member-disjoint,
     time-later validation rows; the trees are then refit with that many rounds on every
@@ -417,10 +537,10 @@ def _fit_scorers(
         config.booster, seed=config.seed, objective="binary:logistic", eval_metric="logloss"
     )
     fit, valid, train = splits.early_stopping, splits.validation, splits.train
-    dfit = training_matrix(params=config.booster, x=fit.x, y=fit.y)
+    dfit = training_matrix(params=config.booster, x=fit.x, y=fit.y, weights=fit.w)
     dvalid = training_matrix(params=config.booster, x=valid.x, y=valid.y, reference=dfit)
     stopped = fit_booster(params=config.booster, settings=settings, train=dfit, valid=dvalid)
-    dtrain = training_matrix(params=config.booster, x=train.x, y=train.y)
+    dtrain = training_matrix(params=config.booster, x=train.x, y=train.y, weights=train.w)
     booster = fit_booster(
         params=config.booster,
         settings=settings,
@@ -433,17 +553,56 @@ def _fit_scorers(
         RECENCY: fit_linear(
             x=train.x,
             y=train.y,
+            weights=train.w,
             regularization_c=BASELINE_C,
             **_baseline_layout(codes, ("days_since_last_purchase",)),
         ),
         RFM_LOGISTIC: fit_linear(
             x=train.x,
             y=train.y,
+            weights=train.w,
             regularization_c=BASELINE_C,
             **_baseline_layout(codes, RFM_COLUMNS),
         ),
     }
-    return scorers, dtrain
+    return scorers, dtrain, TreeScorer(stopped)
+
+
+def _fit_ensemble(
+    config: ChurnConfig,
+    sequence_events: SequenceEvents | None,
+    history: _Splits,
+    cutoffs: list[pd.Timestamp],
+    trees: ChurnCandidate,
+    stopped: TreeScorer,
+    selection: dict[str, dict[str, Any]],
+) -> tuple[Any, dict[str, Any]]:
+    """The tree + sequence ensemble on the history rows of the splits (labeled examples carry
+    no event sequence), or None and why not. Adds its selection figures to `selection`."""
+    if not config.sequence:
+        return None, {"trained": False, "reason": "disabled (config.sequence is False)"}
+    if sequence_events is None:
+        reason = "no events frame to encode sequences from (events were given prepared)"
+        return None, {"trained": False, "reason": reason}
+    from .churn_sequence import fit_churn_ensemble
+
+    fitted = fit_churn_ensemble(
+        events=sequence_events,
+        train=history.early_stopping,
+        validation=history.validation,
+        calibration_rows=history.calibration,
+        cutoff_of={c.date().isoformat(): c for c in cutoffs},
+        trees=trees,
+        stopped_trees=stopped,
+        config=config,
+    )
+    if fitted.ensemble is not None:
+        selection[ENSEMBLE] = {
+            "log_loss": fitted.selection_log_loss,
+            "roc_auc": fitted.selection_roc_auc,
+            "calibration": fitted.calibration_method,
+        }
+    return fitted.ensemble, fitted.report
 
 
 def _refit(scorer: Any, half: _Rows, dtrain: xgb.DMatrix, config: ChurnConfig, replica: int) -> Any:
@@ -455,7 +614,9 @@ def _refit(scorer: Any, half: _Rows, dtrain: xgb.DMatrix, config: ChurnConfig, r
             objective="binary:logistic",
             eval_metric="logloss",
         )
-        matrix = training_matrix(params=config.booster, x=half.x, y=half.y, reference=dtrain)
+        matrix = training_matrix(
+            params=config.booster, x=half.x, y=half.y, weights=half.w, reference=dtrain
+        )
         booster = fit_booster(
             params=config.booster,
             settings=settings,
@@ -468,6 +629,7 @@ def _refit(scorer: Any, half: _Rows, dtrain: xgb.DMatrix, config: ChurnConfig, r
     return fit_linear(
         x=half.x,
         y=half.y,
+        weights=half.w,
         columns=scorer.columns,
         signed_log=scorer.signed_log,
         fill=scorer.fill,
@@ -527,13 +689,13 @@ def _auc(y: np.ndarray, score: np.ndarray) -> float | None:
 
 
 def select_candidate(*, log_losses: dict[str, float], tolerance: float) -> str:
-    """The simplest candidate (CANDIDATES order) whose loss is within `tolerance` of the best.
+    """The simplest candidate (SELECTION_ORDER) whose loss is within `tolerance` of the best.
 
     `tolerance` is relative: 0.002 lets a baseline win when the trees improve log loss by less
     than 0.2 %, a difference that does not survive the next retraining.
     """
     best = min(log_losses.values())
-    for name in CANDIDATES:
+    for name in SELECTION_ORDER:
         if name in log_losses and log_losses[name] <= best * (1 + tolerance):
             return name
     return min(log_losses, key=log_losses.__getitem__)
@@ -547,8 +709,10 @@ def _evaluate(
     last_event: pd.Timestamp,
     horizon_days: int,
     config: ChurnConfig,
+    sequence_events: SequenceEvents | None = None,
 ) -> tuple[dict[str, dict[str, Any]], int, str | None]:
-    """Out-of-time metrics per candidate at `cutoff`, or why there are none."""
+    """Out-of-time metrics per candidate (and of the GRU alone and the ensemble, when there is
+    one) at `cutoff`, or why there are none."""
     window_end = cutoff + pd.Timedelta(days=horizon_days)
     # The last day of the label window must be in the data, or absence means nothing.
     if last_event < window_end - pd.Timedelta(days=1):
@@ -575,6 +739,17 @@ def _evaluate(
             high=prediction.high,
         )
         out[name]["calibration"] = bundle.candidates[name].calibrator.method
+    if bundle.ensemble is not None and sequence_events is not None:
+        from .churn_sequence import evaluate_sequence_models
+
+        out |= evaluate_sequence_models(
+            bundle=bundle,
+            features=features,
+            events=sequence_events,
+            cutoff=cutoff,
+            labels=rows.y,
+            nominal_coverage=config.label_set_coverage,
+        )
     return out, len(rows.y), None
 
 

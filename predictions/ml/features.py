@@ -287,6 +287,9 @@ FEATURES: tuple[FeatureInfo, ...] = (
 )
 FEATURE_CODES: tuple[str, ...] = tuple(info.code for info in FEATURES)
 FEATURE_NAMES: dict[str, str] = {info.code: info.name for info in FEATURES}
+# The member's value to the program, as routing ("member value in the top 5 %") and the queue's
+# priority read it: what they spent over the last year.
+MEMBER_VALUE_FEATURE = "spend_365"
 # Member attributes known only as of today: using them at past training cutoffs leaks the future.
 SNAPSHOT_FEATURES: tuple[str, ...] = ("points_balance", "tier_rank")
 

@@ -9,15 +9,20 @@ from loyalty.models import AuditRecord
 from loyalty.services.audit import record_audit
 from predictions.exceptions import NothingToRollBackToError
 from predictions.models import ModelVersion
+from predictions.signals import model_version_activated
 
 PROMOTE_PERMISSION = "predictions.promote_modelversion"
 
 
 @transaction.atomic
-def promote_model_version(*, version_id: int, actor: AbstractBaseUser | None) -> ModelVersion:
+def promote_model_version(
+    *, version_id: int, actor: AbstractBaseUser | None, rescore: bool = False
+) -> ModelVersion:
     """Make a version the active one of its kind; the version active before is retired.
 
-    Promoting the version that is already active returns it unchanged.
+    Promoting the version that is already active returns it unchanged. `rescore`: once this
+    commits, score every member with the new version (routing then gives the new predictions
+    their reviews, and replaces the undecided reviews of older predictions).
     """
     require_permission(actor, PROMOTE_PERMISSION)
     version = ModelVersion.objects.select_for_update().get(pk=version_id)
@@ -41,12 +46,20 @@ def promote_model_version(*, version_id: int, actor: AbstractBaseUser | None) ->
             "retired": previous.pk if previous else None,
         },
     )
+    model_version_activated.send(
+        sender=ModelVersion, kind=version.kind, model_version_id=version.pk
+    )
+    if rescore:
+        _rescore_after_commit(version.kind)
     return version
 
 
 @transaction.atomic
-def rollback_model_version(*, kind: str, actor: AbstractBaseUser | None) -> ModelVersion:
-    """Retire the active version of a kind and re-activate the one that was active before it."""
+def rollback_model_version(
+    *, kind: str, actor: AbstractBaseUser | None, rescore: bool = False
+) -> ModelVersion:
+    """Retire the active version of a kind and re-activate the one that was active before it
+    (`rescore` as for promotion)."""
     require_permission(actor, PROMOTE_PERMISSION)
     current = _lock_active(kind=kind)
     earlier = (
@@ -71,7 +84,16 @@ def rollback_model_version(*, kind: str, actor: AbstractBaseUser | None) -> Mode
         subject=f"model_version:{earlier.pk}",
         details={"kind": kind, "restored": earlier.pk, "retired": current.pk if current else None},
     )
+    model_version_activated.send(sender=ModelVersion, kind=kind, model_version_id=earlier.pk)
+    if rescore:
+        _rescore_after_commit(kind)
     return earlier
+
+
+def _rescore_after_commit(kind: str) -> None:
+    from predictions.services.scoring import start_scoring_run
+
+    transaction.on_commit(lambda: start_scoring_run(kind=kind))
 
 
 def _lock_active(*, kind: str) -> ModelVersion | None:

@@ -4,8 +4,17 @@ A run is split into chunks of member ids when it starts; each chunk is one Celer
 chunk's state lives in the database: rerunning a chunk writes nothing twice (one prediction per
 member, version and cutoff, enforced by a unique constraint), and a sweep re-sends chunks whose
 worker died, so every run finishes.
+
+Churn with the tree + sequence ensemble (the admin's ScoringSetting, resolved once per run into
+`ScoringRun.served_model`): score, interval, label set and confidence come from the calibrated
+ensemble; the explanation is the trees' SHAP times the tree weight plus one "behavior_sequence"
+item, adding up to the ensemble margin, with "model": "ensemble" and, under
+"sequence_events", the SEQUENCE_EVENTS_STORED events whose removal moved the ensemble margin
+most (exact occlusion): [{"occurred_at", "kind", "category", "channel", "attribution"}], largest
+|attribution| first, attribution in the ensemble's log-odds (positive: pushed the risk up).
 """
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,19 +30,29 @@ from loyalty.models import Action, Event, Member
 from loyalty.selectors import scorable_members
 from predictions.exceptions import NoActiveModelError
 from predictions.ml import artifacts
-from predictions.ml.churn import predict_churn
+from predictions.ml.churn import ENSEMBLE, predict_churn
 from predictions.ml.contracts import (
+    ATTRIBUTION_RECENT_EVENTS,
     CHURN_LABELS,
+    EXPLANATION_ITEM_NAMES,
+    STORED_SEQUENCE_EVENTS,
     ChurnBundle,
     Explanation,
     MLError,
     NextActionBundle,
 )
-from predictions.ml.features import FEATURE_NAMES, build_features
+from predictions.ml.features import (
+    FEATURE_NAMES,
+    MEMBER_VALUE_FEATURE,
+    build_features,
+    prepare_events,
+)
 from predictions.ml.nba import predict_next_action
 from predictions.models import ModelVersion, PredictionKind, ScoringChunk, ScoringRun
-from predictions.selectors import feature_events, members_frame
+from predictions.selectors import feature_event_frame, members_frame
 from predictions.services.prediction_writer import write_predictions
+from predictions.services.scoring_settings import ENSEMBLE as SERVE_ENSEMBLE
+from predictions.services.scoring_settings import scoring_model_setting, served_model
 from predictions.signals import scoring_run_finished
 
 # Big enough that per-task overhead is small, small enough that a chunk's events fit in memory
@@ -41,6 +60,11 @@ from predictions.signals import scoring_run_finished
 DEFAULT_CHUNK_SIZE = 2000
 # A chunk sent this long ago and still pending has lost its worker: send it again.
 STALE_CHUNK_AFTER = timedelta(minutes=15)
+# Events per ensemble prediction that the member page marks on the timeline, and how many of
+# each member's latest events occlusion looks at (see contracts.ATTRIBUTION_RECENT_EVENTS).
+SEQUENCE_EVENTS_STORED = STORED_SEQUENCE_EVENTS
+SEQUENCE_ATTRIBUTION_RECENT_EVENTS = ATTRIBUTION_RECENT_EVENTS
+EXPLANATION_NAMES = {**EXPLANATION_ITEM_NAMES, **FEATURE_NAMES}
 
 
 @dataclass(frozen=True)
@@ -89,6 +113,7 @@ def start_scoring_run(
     run = ScoringRun.objects.create(
         model_version=version,
         cutoff=cutoff,
+        served_model=version_served_model(version),
         chunk_size=chunk_size,
         members_total=len(member_ids),
         status=ScoringRun.Status.RUNNING if member_ids else ScoringRun.Status.DONE,
@@ -120,29 +145,82 @@ def score_chunk(*, chunk_id: int) -> ChunkOutcome:
         scorable_members().filter(pk__in=chunk.member_ids).values_list("pk", flat=True)
     )
     try:
-        rows = _predict_rows(version=version, member_ids=member_ids, cutoff=run.cutoff)
+        rows = _predict_rows(
+            version=version, member_ids=member_ids, cutoff=run.cutoff, served=run.served_model
+        )
     except MLError as error:  # bad data or a corrupted artifact: retrying cannot help
         _fail_chunk(chunk_id=chunk.pk, reason=f"{type(error).__name__}: {error}")
         raise
     return _write_chunk(chunk_id=chunk.pk, rows=rows, skipped=len(chunk.member_ids) - len(rows))
 
 
-def _predict_rows(*, version: ModelVersion, member_ids: list[int], cutoff) -> list[dict]:
+def version_served_model(version: ModelVersion) -> str:
+    """'ensemble' or 'trees': which of the version's models the scoring setting serves now.
+
+    Read from the version's registered report (what training found), not its artifacts, so
+    that starting a run (after a promotion, in a web process too) loads no model; a chunk
+    that is told to use an ensemble its artifacts lack fails loudly."""
+    if version.kind != PredictionKind.CHURN:
+        return "trees"
+    metrics = version.metrics or {}
+    return served_model(
+        has_ensemble=bool((metrics.get("sequence_model") or {}).get("trained")),
+        ensemble_won=metrics.get("selected") == ENSEMBLE,
+        setting=scoring_model_setting(version.kind),
+    )
+
+
+def _predict_rows(
+    *, version: ModelVersion, member_ids: list[int], cutoff, served: str | None = None
+) -> list[dict]:
+    """Prediction rows of these members; `served` ('trees' or 'ensemble', a run's
+    `served_model`) defaults to what the scoring setting serves now."""
     if not member_ids:
         return []
-    events = feature_events(cutoff=cutoff, member_ids=member_ids)
+    frame, first_ns = feature_event_frame(cutoff=cutoff, member_ids=member_ids)
+    events = prepare_events(frame)
+    if first_ns is not None:
+        events = dataclasses.replace(events, first_ns=first_ns)
     members = members_frame(member_ids=member_ids)
     features = build_features(events=events, members=members, cutoff=cutoff)
     bundle = load_bundle(version.pk, tuple(sorted(version.artifact_checksums.items())))
     if version.kind == PredictionKind.CHURN:
-        return _churn_rows(version, bundle, features, cutoff)
+        served = served or version_served_model(version)
+        sequences = None
+        if served == SERVE_ENSEMBLE:
+            if bundle.ensemble is None:
+                raise MLError(f"model version {version.pk} has no ensemble to serve")
+            from predictions.ml.churn_sequence import encode_members  # imports torch
+
+            sequences = encode_members(
+                ensemble=bundle.ensemble, events=frame, member_ids=features.index, cutoff=cutoff
+            )
+        return _churn_rows(version, bundle, features, cutoff, sequences=sequences)
     return _next_action_rows(version, bundle, features, members, cutoff)
 
 
-def _churn_rows(version, bundle: ChurnBundle, features: pd.DataFrame, cutoff) -> list[dict]:
+def _churn_rows(
+    version, bundle: ChurnBundle, features: pd.DataFrame, cutoff, sequences=None
+) -> list[dict]:
     """Prediction rows (write_predictions mappings), built column-wise from the arrays: the
-    same values as `ChurnPrediction.records`, without a Python object per cell on the way."""
-    result = predict_churn(bundle=bundle, features=features)
+    same values as `ChurnPrediction.records`, without a Python object per cell on the way.
+    With `sequences` (the members' encoded events), the ensemble scores them."""
+    if sequences is None:
+        result = predict_churn(bundle=bundle, features=features)
+        explanations = _explanations(result.explanation, len(result.member_ids))
+    else:
+        result = predict_churn(
+            bundle=bundle,
+            features=features,
+            candidate=ENSEMBLE,
+            sequences=sequences,
+            sequence_events=SEQUENCE_EVENTS_STORED,
+            attribution_recent_events=SEQUENCE_ATTRIBUTION_RECENT_EVENTS,
+        )
+        explanations = _explanations(result.explanation, len(result.member_ids))
+        for explanation, events in zip(explanations, result.sequence_events, strict=True):
+            explanation["model"] = ENSEMBLE
+            explanation["sequence_events"] = events
     columns = zip(
         result.member_ids.tolist(),
         result.probability.tolist(),
@@ -150,8 +228,9 @@ def _churn_rows(version, bundle: ChurnBundle, features: pd.DataFrame, cutoff) ->
         result.high.tolist(),
         _label_lists(result.label_sets, CHURN_LABELS),
         result.confidence.tolist(),
-        _explanations(result.explanation, len(result.member_ids)),
+        explanations,
         _feature_values(features, bundle.feature_codes),
+        _member_values(features),
         strict=True,
     )
     return [
@@ -169,8 +248,19 @@ def _churn_rows(version, bundle: ChurnBundle, features: pd.DataFrame, cutoff) ->
             "confidence": confidence,
             "explanation": explanation,
             "feature_values": seen,
+            "member_value": value,
         }
-        for member_id, probability, low, high, label_set, confidence, explanation, seen in columns
+        for (
+            member_id,
+            probability,
+            low,
+            high,
+            label_set,
+            confidence,
+            explanation,
+            seen,
+            value,
+        ) in columns
     ]
 
 
@@ -190,6 +280,7 @@ def _next_action_rows(
         result.confidence.tolist(),
         _explanations(result.explanation, len(result.member_ids)),
         _feature_values(features, bundle.feature_codes),
+        _member_values(features),
         strict=True,
     )
     return [
@@ -207,6 +298,7 @@ def _next_action_rows(
             "confidence": confidence,
             "explanation": explanation,
             "feature_values": seen,
+            "member_value": value,
         }
         for (
             member_id,
@@ -217,6 +309,7 @@ def _next_action_rows(
             confidence,
             explanation,
             seen,
+            value,
         ) in columns
     ]
 
@@ -234,7 +327,7 @@ def _explanations(explanation: Explanation | None, n: int) -> list[dict]:
     if explanation is None:
         return [{} for _ in range(n)]
     codes = np.asarray(explanation.feature_codes, dtype=object)
-    names = np.asarray([FEATURE_NAMES.get(code, code) for code in codes], dtype=object)
+    names = np.asarray([EXPLANATION_NAMES.get(code, code) for code in codes], dtype=object)
     index = np.asarray(explanation.top_index, dtype="int64")
     values = _json_cells(np.asarray(explanation.top_value, dtype="float64"))
     tops = zip(
@@ -296,12 +389,22 @@ def action_eligibility(*, member_ids: list[int], codes: tuple[str, ...]) -> pd.D
     return pd.DataFrame(matrix, index=pd.Index(member_ids, name="member_id"), columns=list(codes))
 
 
-def _feature_values(features: pd.DataFrame, codes: tuple[str, ...]) -> list[dict]:
-    """What the model saw, per member: rounded to 6 decimals, None for NaN."""
+def _feature_values(features: pd.DataFrame, codes: tuple[str, ...]) -> list[list]:
+    """What the model saw, per member, in `codes` order: rounded to 6 decimals, None for NaN."""
     rounded = np.round(features.loc[:, list(codes)].to_numpy(dtype="float64"), 6)
     cells = rounded.astype(object)
     cells[np.isnan(rounded)] = None
-    return [dict(zip(codes, row, strict=True)) for row in cells.tolist()]
+    return cells.tolist()
+
+
+def _member_values(features: pd.DataFrame) -> list[float | None]:
+    """Per member, the value routing and the queue use (None where it is unknown)."""
+    if MEMBER_VALUE_FEATURE not in features.columns:
+        return [None] * len(features)
+    values = features[MEMBER_VALUE_FEATURE].to_numpy(dtype="float64")
+    cells = values.astype(object)
+    cells[~np.isfinite(values)] = None
+    return cells.tolist()
 
 
 @transaction.atomic

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import metadata
@@ -17,14 +18,14 @@ from django.db import transaction
 from loyalty.models import Action
 from predictions.exceptions import TrainingDataError
 from predictions.ml import artifacts
-from predictions.ml.churn import train_churn
+from predictions.ml.churn import LabeledRows, train_churn
 from predictions.ml.contracts import ChurnConfig, MLError, NextActionConfig
 from predictions.ml.features import FEATURES, build_feature_panel, prepare_events
 from predictions.ml.nba import bootstrap_rule_labels, observed_outcome_labels, train_next_action
 from predictions.models import ModelVersion, PredictionKind
 from predictions.selectors import events_frame, members_frame
 
-LIBRARIES = ("xgboost-cpu", "scikit-learn", "numpy", "pandas", "shap", "Django")
+LIBRARIES = ("xgboost-cpu", "scikit-learn", "numpy", "pandas", "shap", "torch", "Django")
 # Next action: one labeled snapshot every four weeks over the last year of history; an outcome
 # counts when it happens within four weeks of the snapshot.
 NEXT_ACTION_SNAPSHOTS = 12
@@ -44,23 +45,33 @@ def train_churn_version(
     horizon_days: int,
     actor: AbstractBaseUser | None = None,
     config: ChurnConfig | None = None,
+    labeled: LabeledRows | None = None,
+    on_registered: Callable[[ModelVersion], None] | None = None,
 ) -> TrainingOutcome:
     """Train churn models on label windows that end by `cutoff`, evaluate them out of time at
-    `cutoff`, and register the winner as a candidate version."""
+    `cutoff`, and register the winner as a candidate version. `labeled`: people's decisions
+    and observed outcomes, trained on with their weights beside the history."""
     events = events_frame()
     members = members_frame()
     try:
         result = train_churn(
-            events=events, members=members, cutoff=cutoff, horizon_days=horizon_days, config=config
+            events=events,
+            members=members,
+            cutoff=cutoff,
+            horizon_days=horizon_days,
+            config=config,
+            labeled=labeled,
         )
     except MLError as error:
         raise TrainingDataError(str(error)) from error
     directory = _new_artifact_directory(PredictionKind.CHURN)
+    # The trees' files, and the sequence model's under sequence/, in one checksum mapping.
     checksums = artifacts.save_churn_bundle(bundle=result.bundle, directory=directory)
     report = result.report
     version = _register(
         kind=PredictionKind.CHURN,
-        algorithm=result.bundle.selected,
+        # The ensemble when it won the selection; the registry shows both side by side.
+        algorithm=report["selected"],
         cutoff=cutoff,
         training_cutoffs=report["cutoffs"],
         horizon_days=horizon_days,
@@ -73,6 +84,7 @@ def train_churn_version(
         directory=directory,
         checksums=checksums,
         actor=actor,
+        on_registered=on_registered,
     )
     return TrainingOutcome(version=version, report=report)
 
@@ -83,11 +95,15 @@ def train_next_action_version(
     actor: AbstractBaseUser | None = None,
     config: NextActionConfig | None = None,
     extra_labels: pd.DataFrame | None = None,
+    extra_features: pd.DataFrame | None = None,
+    on_registered: Callable[[ModelVersion], None] | None = None,
 ) -> TrainingOutcome:
     """Train the next-best-action model over the active catalog and register a candidate.
 
     Labels: observed outcomes and bootstrap rules at monthly snapshots before `cutoff`, plus
-    `extra_labels` (human decisions, once reviews exist), each row with its source's weight.
+    `extra_labels` (people's decisions and observed outcomes of past predictions), each row
+    with its source's weight. `extra_features` (indexed by cutoff and member id, like the
+    panel) holds what the model saw for those rows, when they are not at a snapshot.
     """
     codes = list(Action.objects.filter(is_active=True).values_list("code", flat=True))
     if not codes:
@@ -99,6 +115,10 @@ def train_next_action_version(
     if not snapshots:
         raise TrainingDataError("No history before the cutoff to build training snapshots from.")
     panel = build_feature_panel(events=prepared, members=members, cutoffs=snapshots)
+    if extra_features is not None and len(extra_features):
+        extra = extra_features[~extra_features.index.isin(panel.index)]
+        extra = extra[~extra.index.duplicated()]
+        panel = pd.concat([panel, extra.reindex(columns=panel.columns)])
     labels = []
     for snapshot in snapshots:
         labels.append(
@@ -139,6 +159,7 @@ def train_next_action_version(
         directory=directory,
         checksums=checksums,
         actor=actor,
+        on_registered=on_registered,
     )
     return TrainingOutcome(version=version, report=report)
 
@@ -243,25 +264,33 @@ def _register(
     directory: Path,
     checksums: dict[str, str],
     actor: AbstractBaseUser | None,
+    on_registered: Callable[[ModelVersion], None] | None = None,
 ) -> ModelVersion:
+    """Create the candidate version (its artifacts are written already). `on_registered` runs
+    in the same transaction: a caller that records the version elsewhere (a retraining run)
+    records it together with the version or not at all."""
     info = {feature.code: feature for feature in FEATURES}
-    return ModelVersion.objects.create(
-        kind=kind,
-        algorithm=algorithm,
-        evaluation_cutoff=cutoff,
-        training_cutoffs=training_cutoffs,
-        horizon_days=horizon_days,
-        row_counts=row_counts,
-        data_fingerprint=fingerprint,
-        features=[
-            {"code": code, "name": info[code].name, "description": info[code].description}
-            for code in feature_codes
-        ],
-        hyperparameters=hyperparameters,
-        library_versions=_library_versions(),
-        metrics=report,
-        global_importance=importance,
-        artifact_path=str(directory),
-        artifact_checksums=checksums,
-        created_by=actor if actor is not None and actor.is_authenticated else None,
-    )
+    with transaction.atomic():
+        version = ModelVersion.objects.create(
+            kind=kind,
+            algorithm=algorithm,
+            evaluation_cutoff=cutoff,
+            training_cutoffs=training_cutoffs,
+            horizon_days=horizon_days,
+            row_counts=row_counts,
+            data_fingerprint=fingerprint,
+            features=[
+                {"code": code, "name": info[code].name, "description": info[code].description}
+                for code in feature_codes
+            ],
+            hyperparameters=hyperparameters,
+            library_versions=_library_versions(),
+            metrics=report,
+            global_importance=importance,
+            artifact_path=str(directory),
+            artifact_checksums=checksums,
+            created_by=actor if actor is not None and actor.is_authenticated else None,
+        )
+        if on_registered is not None:
+            on_registered(version)
+    return version

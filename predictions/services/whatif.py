@@ -1,7 +1,9 @@
 """What-if: score one member's stored features with a few values changed. Stores nothing.
 
-The active model version of the prediction's kind answers, so a reviewer sees what the model
-in production would say today about the changed member.
+The active model version of the prediction's kind answers, with the model the scoring setting
+serves (trees alone or the tree + sequence ensemble), so a reviewer sees what the model in
+production would say today about the changed member. The ensemble's sequence share comes from
+the member's events before the prediction's cutoff, which a what-if does not change.
 """
 
 from __future__ import annotations
@@ -14,12 +16,18 @@ import numpy as np
 import pandas as pd
 
 from loyalty.exceptions import DomainError
-from predictions.ml.churn import predict_churn
+from predictions.ml.churn import ENSEMBLE, predict_churn
 from predictions.ml.contracts import CHURN_LABELS
 from predictions.ml.features import FEATURE_NAMES
 from predictions.ml.nba import predict_next_action
 from predictions.models import Prediction, PredictionKind
-from predictions.services.scoring import action_eligibility, active_version, load_bundle
+from predictions.selectors import feature_event_frame
+from predictions.services.scoring import (
+    action_eligibility,
+    active_version,
+    load_bundle,
+    version_served_model,
+)
 
 
 class WhatIfInputError(DomainError):
@@ -67,13 +75,32 @@ def what_if(*, prediction: Prediction, changes: Mapping[str, object]) -> WhatIfR
             f"The active model does not use {', '.join(unknown)}.", features=unknown
         )
     edits = {code: parse_value(code, raw) for code, raw in changes.items()}
-    stored = prediction.feature_values or {}
+    stored = prediction.features_seen
     row = {code: edits.get(code, _stored(stored.get(code))) for code in codes}
     features = pd.DataFrame(
         [row], index=pd.Index([prediction.member_id], name="member_id"), columns=list(codes)
     ).astype("float64")
     if prediction.kind == PredictionKind.CHURN:
-        result = predict_churn(bundle=bundle, features=features)
+        sequences = None
+        if version_served_model(version) == ENSEMBLE:
+            # The member's events are not edited: the sequence share stays what it was.
+            from predictions.ml.churn_sequence import encode_members  # imports torch
+
+            frame, _ = feature_event_frame(
+                cutoff=prediction.cutoff, member_ids=[prediction.member_id]
+            )
+            sequences = encode_members(
+                ensemble=bundle.ensemble,
+                events=frame,
+                member_ids=[prediction.member_id],
+                cutoff=prediction.cutoff,
+            )
+        result = predict_churn(
+            bundle=bundle,
+            features=features,
+            candidate=ENSEMBLE if sequences is not None else None,
+            sequences=sequences,
+        )
         return WhatIfResult(
             kind=prediction.kind,
             model_version_id=version.pk,

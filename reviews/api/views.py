@@ -1,9 +1,11 @@
 """Review API views: authenticate, check the role, validate with a serializer, call one service.
 
-Visibility: a user who may decide analyst items only (the analyst role: `decide_review`
-without `decide_escalated`) sees reviews routed to analysts and nothing else; experts and
-admins see every review. An analyst asking for another route's review by id gets 403 (not 404):
-the id is no secret to someone who was handed it, and 403 says why the answer is no.
+Visibility is the member page's rule (`reviews.selectors.readable_routes`): analysts read the
+reviews routed to analysts and the auto-approved ones, the latter read-only; experts and admins
+read every review. Deciding is the services' rule: analysts decide pending analyst items,
+experts any undecided review, an auto-approval included (403 otherwise). An analyst asking for
+an expert's review by id gets 403 (not 404): the id is no secret to someone who was handed it,
+and 403 says why the answer is no.
 """
 
 from django.db import transaction
@@ -27,9 +29,9 @@ from reviews.api.serializers import (
 )
 from reviews.exceptions import ReviewNotYours
 from reviews.models import Decision, Review
+from reviews.selectors import can_open_review, readable_routes
 from reviews.services.decisions import (
     DECIDE,
-    DECIDE_ESCALATED,
     approve_prediction,
     escalate_review,
     override_prediction,
@@ -43,7 +45,7 @@ FORBIDDEN = OpenApiResponse(ErrorOutputSerializer, description="The user's role 
 NOT_THEIRS = OpenApiResponse(
     ErrorOutputSerializer,
     description="The user's role may not do this, or the review is routed to another role "
-    "(an analyst asking for an expert's or an auto-approved item).",
+    "(an analyst asking for an expert's item, or deciding an auto-approved one).",
 )
 NOT_FOUND = OpenApiResponse(ErrorOutputSerializer, description="No review has this id.")
 INVALID = OpenApiResponse(
@@ -76,28 +78,24 @@ class CanDecideReviews(BasePermission):
         return bool(user and user.is_authenticated and user.has_perm(DECIDE))
 
 
-def _sees_analyst_items_only(user) -> bool:
-    return user.has_perm(DECIDE) and not user.has_perm(DECIDE_ESCALATED)
-
-
 def _reviews() -> QuerySet[Review]:
     return Review.objects.select_related(*_REVIEW_RELATIONS)
 
 
 def _visible_reviews(user) -> QuerySet[Review]:
     reviews = _reviews()
-    if _sees_analyst_items_only(user):
-        reviews = reviews.filter(route=Review.Route.ANALYST)
-    return reviews
+    routes = readable_routes(user)
+    return reviews if routes is None else reviews.filter(route__in=routes)
 
 
 def _visible_review(user, review_id: int, reviews: QuerySet[Review]) -> Review:
-    """The review, 404 if there is none, 403 (ReviewNotYours) if the user may not see it.
+    """The review, 404 if there is none, 403 (ReviewNotYours) if the user may not read it.
     `reviews` holds every route, so that another route's review answers 403, not 404."""
     review = get_object_or_404(reviews, pk=review_id)
-    if _sees_analyst_items_only(user) and review.route != Review.Route.ANALYST:
+    if not can_open_review(user, review):
         raise ReviewNotYours(
-            "Analysts see only reviews routed to analysts; this one is not.",
+            "Analysts read reviews routed to analysts and auto-approved ones; this one is "
+            f"routed to {review.get_route_display().lower()}s.",
             review_id=review.pk,
             route=review.route,
         )
@@ -117,7 +115,8 @@ class ReviewListApi(GenericAPIView):
         summary="List reviews",
         description="Highest priority first, then oldest; keyset-paginated on (priority, id), "
         "so a page boundary inside equal priorities neither skips nor repeats a review. "
-        "Analysts see reviews routed to analysts only; experts and admins see all.",
+        "Analysts see reviews routed to analysts and auto-approved ones (read-only); experts "
+        "and admins see all.",
         responses={
             200: ReviewOutputSerializer(many=True),
             400: INVALID,
@@ -132,7 +131,7 @@ class ReviewListApi(GenericAPIView):
 
 
 class ReviewDetailApi(GenericAPIView):
-    """One review (GET, needs view_review; analysts only their route's)."""
+    """One review (GET, needs view_review; analysts their route's and auto-approved ones)."""
 
     queryset = Review.objects.all()
     serializer_class = ReviewOutputSerializer
@@ -170,9 +169,12 @@ class _DecideApi(GenericAPIView):
             review = _visible_review(request.user, review_id, Review.objects.select_for_update())
             serializer = self.serializer_class(data=request.data, context={"kind": review.kind})
             serializer.is_valid(raise_exception=True)
-            is_repeat = Decision.objects.filter(review=review).exists()
+            # A review is marked decided in the transaction that stores its decision.
+            is_repeat = review.state == Review.State.DECIDED
             decision = service(review_id=review.pk, actor=request.user, **serializer.validated_data)
-        decision = Decision.objects.select_related(*_DECISION_RELATIONS).get(pk=decision.pk)
+        if is_repeat:
+            decision = Decision.objects.select_related(*_DECISION_RELATIONS).get(pk=decision.pk)
+        # else: the service's new decision already holds its reason, action and decider.
         answer = status.HTTP_200_OK if is_repeat else status.HTTP_201_CREATED
         return Response(DecisionOutputSerializer(decision).data, status=answer)
 
@@ -281,8 +283,9 @@ class DecisionListApi(GenericAPIView):
         operation_id="decisions_list",
         summary="List decisions",
         description="Oldest first, keyset-paginated by id. To pull new decisions later, keep "
-        "the highest id received and ask with `after_id`. Analysts see decisions on analyst "
-        "items only. Auto-approved reviews carry no decision.",
+        "the highest id received and ask with `after_id`. Analysts see the decisions on the "
+        "reviews they can read (analyst items and auto-approved ones). An auto-approved "
+        "review carries a decision only when an expert decided it afterwards.",
         responses={
             200: DecisionOutputSerializer(many=True),
             400: INVALID,
@@ -292,7 +295,8 @@ class DecisionListApi(GenericAPIView):
     )
     def get(self, request):
         decisions = Decision.objects.select_related(*_DECISION_RELATIONS)
-        if _sees_analyst_items_only(request.user):
-            decisions = decisions.filter(review__route=Review.Route.ANALYST)
+        routes = readable_routes(request.user)
+        if routes is not None:
+            decisions = decisions.filter(review__route__in=routes)
         page = self.paginate_queryset(self.filter_queryset(decisions))
         return self.get_paginated_response(DecisionOutputSerializer(page, many=True).data)

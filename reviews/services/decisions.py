@@ -91,6 +91,12 @@ def _decide(
 ) -> Decision:
     review = _lock(review_id)
     role = _role_for(review, actor)
+    if review.state == Review.State.SUPERSEDED:
+        raise ReviewNotOpen(
+            "A newer prediction replaced this one before anyone decided it; "
+            "decide the member's current review instead.",
+            review_id=review.pk,
+        )
     reason = _reason(reason_code)
     action = _override_answer(review, verdict, churn_label, action_code)
     earlier = Decision.objects.filter(review=review).first()
@@ -126,6 +132,7 @@ def _decide(
     review.state = Review.State.DECIDED
     review.decided_at = timezone.now()
     review.save(update_fields=["state", "decided_at"])
+    _label_after_commit(decision.pk)
     record_audit(
         kind=AuditRecord.Kind.DECISION,
         actor=actor,
@@ -141,6 +148,14 @@ def _decide(
         },
     )
     return decision
+
+
+def _label_after_commit(decision_id: int) -> None:
+    """Queue the decision's labeling once the decision is committed. `robust`: a broker that is
+    down must not fail a decision already stored; the periodic sweep labels it later."""
+    from reviews import tasks
+
+    transaction.on_commit(lambda: tasks.label_decision_task.delay(decision_id), robust=True)
 
 
 def _override_answer(

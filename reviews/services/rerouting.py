@@ -19,6 +19,14 @@ that changes between automatic and human handling is routed now (`routed_at` = n
 
 Idempotent: rows whose route, state, reason, version and clocks already match are not written,
 so a second run changes nothing and moves nothing.
+
+Where it runs: saving a policy only queues it (`request_rerouting`, on commit); a Celery worker
+re-routes in batches (`tasks.reroute_undecided_task`): over a million undecided reviews it takes
+minutes, far past a web request. What is still to do lives in the database itself: every review
+the re-routing has reached carries the current policy version, so `awaiting_rerouting` counts
+the rest (the page shows it), and the sweep `reroute_stale` re-runs a re-routing that a lost
+message or a killed worker left unfinished. A run that finds a newer version in force stops:
+the newer version's own run re-routes everything.
 """
 
 from dataclasses import dataclass, field
@@ -32,7 +40,8 @@ from django.utils import timezone
 from loyalty.exceptions import require_permission
 from loyalty.models import AuditRecord
 from loyalty.services.audit import record_audit
-from reviews.models import Review
+from predictions.models import PredictionKind
+from reviews.models import EscalationPolicy, Review
 from reviews.services.policy import PolicySettings, current_policy
 from reviews.services.routing import choose_route
 
@@ -40,6 +49,10 @@ from reviews.services.routing import choose_route
 # the batch waits well under a second (SQLite serializes every write transaction).
 REROUTE_BATCH_SIZE = 2000
 UNDECIDED_STATES = (Review.State.PENDING, Review.State.AUTO_APPROVED)
+MANAGE_POLICY = "reviews.add_escalationpolicy"
+# A re-routing still unfinished this long after its version was saved was lost (a worker killed,
+# a message dropped): a million reviews take a few minutes, so this is well past a slow run.
+STALE_REROUTING_AFTER = timedelta(minutes=30)
 _UPDATED_FIELDS = ["route", "state", "route_reason", "policy", "routed_at", "due_at"]
 
 
@@ -52,6 +65,7 @@ class ReroutingResult:
     considered: int
     moves: dict[tuple[str, str], int] = field(default_factory=dict)
     by_route: dict[str, int] = field(default_factory=dict)
+    superseded: bool = False  # stopped: a newer version is in force and re-routes on its own
 
     @property
     def moved(self) -> int:
@@ -72,16 +86,62 @@ def reroutable_reviews(kind: str):
     return Review.objects.filter(kind=kind, state__in=UNDECIDED_STATES, escalated_at__isnull=True)
 
 
+def awaiting_rerouting(kind: str) -> int:
+    """Reroutable reviews that the current version's re-routing has not reached yet."""
+    return reroutable_reviews(kind).exclude(policy=current_policy(kind)).count()
+
+
+def request_rerouting(*, kind: str, actor: AbstractBaseUser | None = None) -> None:
+    """Queue the re-routing of `kind` under its current version, once the caller's transaction
+    (the policy change) has committed; a worker runs `reroute_undecided`."""
+    require_permission(actor, MANAGE_POLICY)
+    from reviews import tasks
+
+    version = current_policy(kind).version
+    actor_id = actor.pk if actor is not None else None
+    transaction.on_commit(
+        lambda: tasks.reroute_undecided_task.delay(
+            kind=kind, policy_version=version, actor_id=actor_id
+        )
+    )
+
+
+def reroute_stale(*, older_than: timedelta = STALE_REROUTING_AFTER) -> list[str]:
+    """The sweep: queue the re-routing again for every kind whose current version was saved
+    more than `older_than` ago and still has reviews awaiting it. The kinds queued."""
+    queued = []
+    for kind in PredictionKind.values:
+        policy = current_policy(kind)
+        if policy.created_at > timezone.now() - older_than or not awaiting_rerouting(kind):
+            continue
+        request_rerouting(kind=kind)
+        queued.append(kind)
+    return queued
+
+
+def _is_current(policy: EscalationPolicy) -> bool:
+    newest = EscalationPolicy.objects.filter(kind=policy.kind).order_by("-version")
+    return newest.values_list("pk", flat=True).first() == policy.pk
+
+
 def value_threshold_of(values: np.ndarray, quantile: float) -> float | None:
     """The member value above which an expert decides, as routing computes it."""
     return float(np.quantile(values, quantile)) if len(values) else None
 
 
-def reroute_undecided(*, kind: str, actor: AbstractBaseUser | None = None) -> ReroutingResult:
+def reroute_undecided(
+    *, kind: str, actor: AbstractBaseUser | None = None, policy_version: int | None = None
+) -> ReroutingResult:
     """Apply the current policy of `kind` to every reroutable review, in batches of
-    REROUTE_BATCH_SIZE, one transaction each. Records one audit record when anything moved."""
-    require_permission(actor, "reviews.add_escalationpolicy")
+    REROUTE_BATCH_SIZE, one transaction each. Records one audit record when anything moved.
+    With `policy_version` (a queued run), does nothing unless that version is still current;
+    a run stops between batches as soon as a newer version is saved (`superseded`)."""
+    require_permission(actor, MANAGE_POLICY)
     policy = current_policy(kind)
+    if policy_version is not None and policy.version != policy_version:
+        return ReroutingResult(
+            kind=kind, policy_version=policy_version, considered=0, superseded=True
+        )
     settings = PolicySettings.of(policy)
     values = np.fromiter(
         reroutable_reviews(kind).values_list("member_value", flat=True).iterator(chunk_size=10000),
@@ -92,7 +152,11 @@ def reroute_undecided(*, kind: str, actor: AbstractBaseUser | None = None) -> Re
     by_route: dict[str, int] = {}
     considered = 0
     last_id = 0
+    superseded = False
     while True:
+        if not _is_current(policy):
+            superseded = True
+            break
         with transaction.atomic():
             batch = list(
                 reroutable_reviews(kind)
@@ -134,6 +198,7 @@ def reroute_undecided(*, kind: str, actor: AbstractBaseUser | None = None) -> Re
         considered=considered,
         moves=moves,
         by_route=by_route,
+        superseded=superseded,
     )
     if result.moved:
         record_audit(

@@ -9,6 +9,8 @@ confidence thresholds):
    lies in the band that always needs a person, or the prediction falls in the audit sample
    (a deterministic hash of its id, so routing twice gives the same answer) -> analyst;
 4. otherwise -> analyst.
+While the calibration monitor has paused auto-approval of the kind, what rule 3 would
+auto-approve goes to an analyst instead, saying so.
 
 Priority (higher first in the queues) = churn risk x (1 + value percentile) x (1.1 - confidence):
 risky, valuable, uncertain members first. Next-action reviews carry no risk and use 0.5.
@@ -20,17 +22,16 @@ from datetime import timedelta
 
 import numpy as np
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from predictions.models import Prediction, PredictionKind
-from reviews.models import EscalationPolicy, Review
+from reviews.models import AutomationPause, EscalationPolicy, Review
 from reviews.services.policy import PolicySettings, current_policy
 
 ROUTING_BATCH_SIZE = 5000
-VALUE_FEATURE = "spend_365"
-# Only the one key is read from the stored feature values (a JSON key lookup in the database),
-# not the whole ~1.5 KB document per prediction.
-VALUE_LOOKUP = f"feature_values__{VALUE_FEATURE}"
+# The member value scoring stored beside the prediction (spend over the last 365 days).
+VALUE_LOOKUP = "member_value"
 NO_RISK = 0.5
 
 
@@ -56,8 +57,11 @@ def choose_route(
     value: float,
     value_threshold: float | None,
     tier: str,
+    paused: str = "",
 ) -> RouteChoice:
-    """The route of one prediction and why (the rules in the module docstring)."""
+    """The route of one prediction and why (the rules in the module docstring). `paused`:
+    why auto-approval is paused for this kind (empty when it is not): a would-be
+    auto-approval then goes to an analyst."""
     auto, expert = _thresholds(settings, tier)
     # Strictly above: when many members share one value, none of them is 'the top'.
     if value_threshold is not None and value > value_threshold:
@@ -80,6 +84,8 @@ def choose_route(
             return RouteChoice(
                 Review.Route.ANALYST, f"audit sample ({settings.audit_sample_rate:.0%})"
             )
+        if paused:
+            return RouteChoice(Review.Route.ANALYST, f"auto-approval paused: {paused}"[:300])
         return RouteChoice(
             Review.Route.AUTO, f"confidence {confidence:.2f} ≥ auto-approve threshold {auto:.2f}"
         )
@@ -111,6 +117,8 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
     """Give every prediction of `kind` that has no review yet its review. Idempotent: a
     prediction routed already is skipped; reruns route nothing twice (unique prediction)."""
     policy = current_policy(kind)
+    pause = AutomationPause.objects.filter(kind=kind, resumed_at__isnull=True).first()
+    paused = pause.reason if pause is not None else ""
     unrouted = Prediction.objects.filter(kind=kind, review__isnull=True)
     if model_version_id is not None:
         unrouted = unrouted.filter(model_version_id=model_version_id)
@@ -131,12 +139,31 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
         if not batch:
             break
         last_id = batch[-1][0]
-        reviews = [_review(policy, settings, kind, row, threshold, sorted_values) for row in batch]
+        reviews = [
+            _review(policy, settings, kind, row, threshold, sorted_values, paused) for row in batch
+        ]
         with transaction.atomic():
             Review.objects.bulk_create(reviews, ignore_conflicts=True)
+            supersede_older_reviews(kind=kind, member_ids=[row[1] for row in batch])
         for review in reviews:
             counts[review.route] = counts.get(review.route, 0) + 1
     return RoutingResult(routed=sum(counts.values()), by_route=counts)
+
+
+def supersede_older_reviews(*, kind: str, member_ids: list[int]) -> int:
+    """Undecided reviews of these members that a newer prediction of the same kind replaced
+    (a re-score, a new model version) leave the queues: nobody should decide on stale
+    numbers. Decided and auto-approved reviews stay as the history they are."""
+    newer = Review.objects.filter(
+        kind=kind,
+        member_id=OuterRef("member_id"),
+        prediction__scored_at__gt=OuterRef("prediction__scored_at"),
+    )
+    return (
+        Review.objects.filter(kind=kind, state=Review.State.PENDING, member_id__in=member_ids)
+        .filter(Exists(newer))
+        .update(state=Review.State.SUPERSEDED)
+    )
 
 
 def _member_values(predictions) -> np.ndarray:
@@ -155,6 +182,7 @@ def _review(
     row: tuple,
     threshold: float | None,
     sorted_values: np.ndarray,
+    paused: str = "",
 ) -> Review:
     prediction_id, member_id, score, confidence, raw_value, tier = row
     value = _value(raw_value)
@@ -168,6 +196,7 @@ def _review(
         value=value,
         value_threshold=threshold,
         tier=tier or "",
+        paused=paused,
     )
     percentile = (
         float(np.searchsorted(sorted_values, value, side="right")) / len(sorted_values)

@@ -40,6 +40,14 @@
     label.textContent = n ? n + " selected" : "";
   }
 
+  // A row's member, page and quick-decide URL are read from its link and its approve button,
+  // not repeated in data attributes (each repeated value costs rendering time on every row).
+  function memberLink(row) { return row.querySelector("a.member"); }
+
+  function quickDecideUrl(row) {
+    return row.querySelector("[data-action=approve]").getAttribute("hx-post");
+  }
+
   function approve(row) {
     var button = row.querySelector("[data-action=approve]");
     if (button) { button.click(); }
@@ -48,12 +56,12 @@
   function escalate(row) {
     var dialog = document.getElementById("escalate-dialog");
     if (!dialog || !row.querySelector("[data-action=escalate]")) { return; }
-    dialog.querySelector("[data-role=member]").textContent = "Member " + row.dataset.member;
+    dialog.querySelector("[data-role=member]").textContent = "Member " + memberLink(row).textContent;
     dialog.querySelector("textarea").value = "";
     dialog.returnValue = "";
     dialog.onclose = function () {
       if (dialog.returnValue !== "ok") { return; }
-      htmx.ajax("POST", row.dataset.quick, {
+      htmx.ajax("POST", quickDecideUrl(row), {
         source: row,
         target: row,
         swap: "outerHTML",
@@ -95,7 +103,7 @@
       case "j": select(selected + 1); break;
       case "k": select(selected < 0 ? 0 : selected - 1); break;
       case "Enter":
-      case "o": if (row) { window.location.href = row.dataset.href; } break;
+      case "o": if (row) { window.location.href = memberLink(row).href; } break;
       case "a": if (row) { approve(row); } break;
       case "e": if (row) { escalate(row); } break;
       case "x":

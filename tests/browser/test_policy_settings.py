@@ -1,16 +1,21 @@
 """An admin moves the auto-approve threshold in chromium, watches the simulation follow, saves."""
 
+import time
+
 import pytest
 from playwright.sync_api import expect
 
 from loyalty.services.users import create_demo_users
 from reviews.models import EscalationPolicy, Review
 from reviews.services.policy import PolicySettings, change_policy
+from reviews.services.rerouting import awaiting_rerouting
 from reviews.services.routing import route_new_predictions
 from tests.conftest import output_dir
 from tests.factories import ModelVersionFactory, PredictionFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+REROUTE_DEADLINE_S = 60
 
 
 def _seed_reviews() -> None:
@@ -32,7 +37,7 @@ def _seed_reviews() -> None:
 
 
 def test_admin_moves_the_threshold_sees_the_simulation_change_and_saves(
-    live_server, page, log_in, request
+    live_server, page, log_in, request, celery_worker
 ):
     create_demo_users()
     _seed_reviews()
@@ -57,9 +62,17 @@ def test_admin_moves_the_threshold_sees_the_simulation_change_and_saves(
     page.wait_for_load_state("networkidle")
 
     message = page.locator(".messages li.success")
-    expect(message).to_contain_text("Saved as version 3;")
-    expect(message).to_contain_text("re-routed (analyst → auto-approved")
+    expect(message).to_contain_text("Saved as version 3.")
+    expect(message).to_contain_text("re-routed in the background")
     assert EscalationPolicy.objects.get(kind="churn", version=3).auto_approve_confidence == 0.8
-    assert Review.objects.filter(route="auto").count() == int(after)
     expect(page.get_by_test_id("current-version")).to_contain_text("Version 3")
     page.screenshot(path=str(output_dir(request) / "policy-saved.png"), full_page=True)
+
+    # The worker re-routes; once it is done the page no longer says it is under way.
+    deadline = time.monotonic() + REROUTE_DEADLINE_S
+    while awaiting_rerouting("churn") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    page.reload()
+    expect(page.get_by_test_id("current-version")).to_contain_text("Version 3")
+    expect(page.get_by_test_id("rerouting")).to_have_count(0)
+    assert Review.objects.filter(route="auto").count() == int(after)

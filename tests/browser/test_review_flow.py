@@ -8,6 +8,10 @@ from reviews.services.reason_codes import seed_reason_codes
 from reviews.services.routing import route_new_predictions
 from tests.conftest import output_dir
 from tests.factories import EventFactory, MemberFactory, PredictionFactory
+from tests.predictions.conftest import (  # noqa: F401  (fixtures that train a real model)
+    active_churn_version,
+    generated_members,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -127,6 +131,34 @@ def test_keyboard_j_then_a_approves_the_first_row(live_server, page, log_in, req
     page.screenshot(path=str(output_dir(request) / "queue-after-approve.png"), full_page=True)
 
 
+def test_keyboard_e_escalates_the_selected_row_with_a_comment(live_server, page, log_in):
+    create_demo_users()
+    reviews = queue_in_order()
+    second = reviews[1]
+    log_in(page, "analyst", "analyst-demo")
+    page.goto(f"{live_server.url}/reviews/")
+    page.locator("tr.qrow").first.wait_for()
+
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    page.keyboard.press("e")
+    dialog = page.locator("#escalate-dialog")
+    dialog.wait_for()
+    assert dialog.locator("[data-role=member]").inner_text() == (
+        f"Member {second.member.external_id}"
+    )
+    dialog.locator("textarea").fill("Asked for a call back")
+    dialog.get_by_role("button", name="Escalate").click()
+
+    page.locator(f"#review-row-{second.pk}").wait_for(state="detached")
+    second.refresh_from_db()
+    assert (second.route, second.escalated_by.username, second.escalation_comment) == (
+        "expert",
+        "analyst",
+        "Asked for a call back",
+    )
+
+
 def test_a_conflict_shows_a_clear_message_in_the_queue(live_server, page, log_in):
     from django.contrib.auth import get_user_model
 
@@ -149,3 +181,41 @@ def test_a_conflict_shows_a_clear_message_in_the_queue(live_server, page, log_in
     flash = page.get_by_test_id("flash")
     flash.wait_for()
     assert flash.inner_text() == "This review was already decided (override) by expert."
+
+
+RECENCY = "days_since_last_event"
+
+
+def test_what_if_draws_the_recomputed_waterfall(
+    live_server,
+    page,
+    log_in,
+    active_churn_version,  # noqa: F811  (the imported fixture: a real trained model)
+):
+    from predictions.services.scoring import score_chunk, start_scoring_run
+    from tests.predictions.conftest import CUTOFF
+
+    create_demo_users()
+    seed_reason_codes()
+    run = start_scoring_run(kind="churn", cutoff=CUTOFF, member_limit=10, enqueue=False)
+    for chunk_id in run.chunks.values_list("pk", flat=True):
+        score_chunk(chunk_id=chunk_id)
+    route_new_predictions(kind="churn")
+    review = next(
+        review
+        for review in Review.objects.select_related("prediction").order_by("pk")
+        if RECENCY in [item["feature"] for item in review.prediction.explanation["top"][:8]]
+    )
+    log_in(page, "expert", "expert-demo")
+    page.goto(f"{live_server.url}/reviews/{review.pk}/")
+    page.locator("#waterfall-chart .js-plotly-plot .main-svg").first.wait_for()
+
+    page.locator(f"input[name=f_{RECENCY}]").fill("400")
+    page.get_by_role("button", name="Score again").click()
+
+    result = page.get_by_test_id("what-if-result")
+    result.wait_for()
+    # The fragment's figure is drawn by static/js/figures.js when htmx swaps it in.
+    result.locator(".js-plotly-plot .main-svg").first.wait_for()
+    assert result.locator("g.point").count() >= 3
+    assert "→ 400" in result.inner_text()

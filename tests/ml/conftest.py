@@ -144,8 +144,13 @@ def make_loyalty_data(
 FAST_BOOSTER = BoosterParams(
     learning_rate=0.1, num_boost_round=300, early_stopping_rounds=30, n_jobs=1
 )
+# Trees and baselines only: the sequence model has tests of its own (test_churn_sequence.py).
 FAST_CONFIG = replace(
-    ChurnConfig(), max_training_cutoffs=6, bootstrap_models=6, booster=FAST_BOOSTER
+    ChurnConfig(),
+    max_training_cutoffs=6,
+    bootstrap_models=6,
+    booster=FAST_BOOSTER,
+    sequence=False,
 )
 
 

@@ -12,6 +12,7 @@ from predictions.ml.churn import (
     CANDIDATES,
     RECENCY,
     XGBOOST,
+    LabeledRows,
     predict_churn,
     select_candidate,
     train_churn,
@@ -258,3 +259,44 @@ def test_early_stopping_validates_on_members_the_fit_never_saw(synthetic):
     assert len(splits.train.y) == len(panel[0].y) + len(panel[1].y)
     share = len(np.unique(splits.validation.member_id)) / len(np.unique(panel[2].member_id))
     assert share == pytest.approx(0.2, abs=0.04)
+
+
+def test_labeled_examples_train_with_their_weight_and_stay_out_of_calibration():
+    """People say that members who buy often but hold many points churn anyway: with enough
+    weight, the trees learn it; validation and calibration rows are unchanged."""
+    data = make_loyalty_data(n_members=500, seed=7, rich=False)
+    features = build_features(events=data.events, members=data.members, cutoff=CUTOFF)
+    plain = train_churn(
+        events=data.events,
+        members=data.members,
+        cutoff=CUTOFF,
+        horizon_days=HORIZON,
+        config=TINY_CONFIG,
+    )
+    low_recency = features[features["days_since_last_purchase"] <= 7]
+    labeled = LabeledRows(
+        features=low_recency,
+        churned=np.ones(len(low_recency), dtype=bool),
+        weight=np.full(len(low_recency), 5.0),
+        member_id=low_recency.index.to_numpy(),
+        cutoff=np.full(len(low_recency), CUTOFF.isoformat(), dtype=object),
+    )
+    taught = train_churn(
+        events=data.events,
+        members=data.members,
+        cutoff=CUTOFF,
+        horizon_days=HORIZON,
+        config=TINY_CONFIG,
+        labeled=labeled,
+    )
+
+    rows, plain_rows = taught.report["rows"], plain.report["rows"]
+    assert (rows["labeled"], rows["labeled_weight"]) == (len(low_recency), 5.0 * len(low_recency))
+    assert rows["train"] == plain_rows["train"] + len(low_recency)
+    for split in ("validation", "calibration", "evaluation"):
+        assert rows[split] == plain_rows[split]
+    # The raw tree margin of the examples' members rises (calibration may still rescale it).
+    x = low_recency.loc[:, list(taught.bundle.feature_codes)].to_numpy(dtype="float32")
+    taught_margin = taught.bundle.candidates[XGBOOST].scorer.margin(x).mean()
+    plain_margin = plain.bundle.candidates[XGBOOST].scorer.margin(x).mean()
+    assert taught_margin > plain_margin + 1.0

@@ -14,12 +14,13 @@ START = date(2025, 1, 1)
 DAYS = 365
 HORIZON = 90
 CUTOFF = datetime(2026, 1, 1, tzinfo=UTC)  # START + DAYS: the generator's own cutoff
-# Small and fast: a test trains in about a second.
+# Small and fast: a test trains in about a second. Trees only (see test_ensemble_scoring.py).
 FAST_CHURN = ChurnConfig(
     seed=0,
     bootstrap_models=3,
     max_training_cutoffs=4,
     booster=BoosterParams(num_boost_round=60, early_stopping_rounds=10, n_jobs=1),
+    sequence=False,
 )
 
 

@@ -7,14 +7,16 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from loyalty.models import AuditRecord
-from predictions.models import ModelVersion, Prediction
+from predictions.models import ModelVersion, Prediction, ScoringRun
 from tests.factories import EventFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 METRICS = {"roc_auc", "pr_auc", "log_loss", "brier", "ece"}
 
 
-def test_train_json_reports_the_model_and_both_baselines(generated_members):
+def test_train_json_reports_the_model_the_sequence_model_the_ensemble_and_both_baselines(
+    generated_members,
+):
     out = StringIO()
 
     call_command(
@@ -36,8 +38,17 @@ def test_train_json_reports_the_model_and_both_baselines(generated_members):
         assert METRICS <= set(baseline)
     assert report["model"]["nominal_coverage"] == 0.9
     assert 0.5 < report["model"]["roc_auc"] <= 1.0
+    # The default configuration trains the sequence model on this much data.
+    assert report["sequence_model"]["trained"] is True
+    assert METRICS <= set(report["sequence"])
+    assert METRICS | {"coverage", "nominal_coverage"} <= set(report["ensemble"])
+    assert report["ensemble"]["n"] == report["model"]["n"] == report["sequence"]["n"]
     version = ModelVersion.objects.get(pk=report["version"])
     assert (version.kind, version.status) == ("churn", "candidate")
+    assert version.algorithm == report["selected"]
+    assert {"sequence/manifest.json", "sequence/sequence_weights.bin"} <= set(
+        version.artifact_checksums
+    )
 
 
 def test_train_on_too_little_history_fails_with_a_clear_message():
@@ -66,10 +77,13 @@ def test_promote_and_rollback_commands(active_churn_version):
         artifact_path="/nonexistent",
     )
 
-    call_command("promote", str(newer.pk), stdout=out)
+    call_command("promote", str(newer.pk), "--no-rescore", stdout=out)
+    assert not ScoringRun.objects.exists()
     call_command("promote", "--rollback", "--kind", "churn", stdout=out)
 
     active = ModelVersion.objects.get(kind="churn", status="active")
     assert active.pk == active_churn_version.pk
     assert AuditRecord.objects.filter(kind__in=["promotion", "rollback"]).count() == 3
-    assert f"Active churn version: {active.pk}" in out.getvalue().splitlines()[-1]
+    assert f"Active churn version: {active.pk}" in out.getvalue().splitlines()[-2]
+    # The rollback re-scores everybody with the restored version, once it has committed.
+    assert list(ScoringRun.objects.values_list("model_version_id", flat=True)) == [active.pk]

@@ -73,6 +73,26 @@ def test_scoring_stores_one_churn_prediction_per_scorable_member(active_churn_ve
     assert all(item["name"] for item in explanation["top"])
 
 
+def test_a_prediction_keeps_the_feature_values_its_model_saw(active_churn_version):
+    _score_inline("churn")
+    prediction = Prediction.objects.select_related("model_version").filter(kind="churn").first()
+    ids = [prediction.member_id]
+    features = build_features(
+        events=feature_events(cutoff=CUTOFF, member_ids=ids),
+        members=members_frame(member_ids=ids),
+        cutoff=CUTOFF,
+    ).loc[prediction.member_id]
+
+    seen = prediction.features_seen
+
+    assert list(seen) == list(active_churn_version.feature_codes)
+    assert len(prediction.feature_values) == len(seen)
+    for code, value in seen.items():
+        expected = features[code]
+        assert value is None if np.isnan(expected) else value == pytest.approx(expected, abs=1e-6)
+    assert prediction.member_value == pytest.approx(features["spend_365"])
+
+
 def test_rescoring_the_same_cutoff_adds_no_second_prediction(active_churn_version):
     first = _score_inline("churn")
     count = Prediction.objects.count()
@@ -133,7 +153,8 @@ def _row(member, version, **values):
         "label_set": ["stay"],
         "confidence": 0.85,
         "explanation": {"base_value": -1.5, "top": [{"feature": "spend_30", "value": None}]},
-        "feature_values": {"spend_30": 12.345678, "gap_cv": None, "note": 'a "quoted" \\ \t'},
+        "feature_values": [12.345678, None, 'a "quoted" \\ \t'],
+        "member_value": 12.345678,
         **values,
     }
 
@@ -170,9 +191,10 @@ def test_write_predictions_skips_a_stored_key_and_writes_the_others():
     assert first.recommended_action_id is None
     assert first.explanation == _row(new_one, version)["explanation"]
     assert first.feature_values == _row(new_one, version)["feature_values"]
+    assert first.member_value == 12.345678
     second = Prediction.objects.get(member=new_two)
     assert (second.score, second.label_set, second.interval_low) == (1 / 3, ["stay", "churn"], None)
-    assert (second.explanation, second.feature_values) == ({}, {})
+    assert (second.explanation, second.feature_values, second.member_value) == ({}, [], None)
     assert first.scored_at is not None and second.scored_at is not None
 
 
@@ -310,10 +332,8 @@ def _rows_from_records(version, bundle, features, cutoff):
                 "recommended_action_id": action_ids.get(record.get("recommended")),
                 "confidence": record["confidence"],
                 "explanation": record["explanation"],
-                "feature_values": {
-                    code: (None if np.isnan(v) else float(v))
-                    for code, v in zip(bundle.feature_codes, seen, strict=True)
-                },
+                "feature_values": [None if np.isnan(v) else float(v) for v in seen],
+                "member_value": float(features.loc[record["member_id"], "spend_365"]),
             }
         )
     return rows

@@ -81,11 +81,11 @@ def test_anonymous_requests_get_401_and_change_nothing(api_client, routed):
     assert _state(review) == ("analyst", "pending", False)
 
 
-def test_analyst_lists_only_reviews_routed_to_analysts(client_as, routed):
+def test_analyst_lists_analyst_and_auto_approved_reviews_not_the_experts(client_as, routed):
     response = client_as("analyst").get(REVIEWS_URL)
 
     assert response.status_code == 200
-    assert _ids(response) == [routed["analyst"].pk]
+    assert _ids(response) == [routed["analyst"].pk, routed["auto"].pk]
 
 
 @pytest.mark.parametrize("role", ["expert", "admin"])
@@ -138,14 +138,53 @@ def test_analyst_reads_an_analyst_review_with_its_prediction(client_as, routed):
     assert body["due_at"] is not None
 
 
-@pytest.mark.parametrize("name", ["expert", "auto"])
-def test_analyst_asking_for_another_routes_review_gets_403(client_as, routed, name):
-    response = client_as("analyst").get(_review_url(routed[name]))
+def test_analyst_asking_for_an_experts_review_gets_403(client_as, routed):
+    response = client_as("analyst").get(_review_url(routed["expert"]))
 
     assert response.status_code == 403
     assert response.json()["detail"] == (
-        "Analysts see only reviews routed to analysts; this one is not."
+        "Analysts read reviews routed to analysts and auto-approved ones; this one is routed "
+        "to experts."
     )
+
+
+def test_analyst_reads_an_auto_approved_review_but_cannot_decide_it(client_as, routed):
+    """The member page's rule (tests/reviews/test_views.py): read-only for analysts."""
+    review = routed["auto"]
+    analyst = client_as("analyst")
+
+    read = analyst.get(_review_url(review))
+    approve = analyst.post(_review_url(review, "approve"), {"reason_code": "model-correct"})
+    override = analyst.post(
+        _review_url(review, "override"),
+        {"reason_code": "wrong-churn-call", "churn_label": True},
+        format="json",
+    )
+
+    assert read.status_code == 200
+    assert (read.json()["id"], read.json()["route"], read.json()["state"]) == (
+        review.pk,
+        "auto",
+        "auto_approved",
+    )
+    assert (approve.status_code, override.status_code) == (403, 403)
+    assert approve.json()["detail"] == "Only an expert can decide this review."
+    assert _state(review) == ("auto", "auto_approved", False)
+    assert AuditRecord.objects.filter(kind=AuditRecord.Kind.DECISION).count() == 0
+
+
+def test_an_expert_overrides_an_auto_approval(client_as, routed):
+    review = routed["auto"]
+
+    response = client_as("expert").post(
+        _review_url(review, "override"),
+        {"reason_code": "wrong-churn-call", "churn_label": True},
+        format="json",
+    )
+
+    assert response.status_code == 201
+    assert (response.json()["verdict"], response.json()["decided_as"]) == ("override", "expert")
+    assert _state(review) == ("auto", "decided", True)
 
 
 def test_unknown_review_is_404(client_as, routed):
@@ -432,7 +471,7 @@ def test_escalation_routes_the_review_to_the_experts(client_as, routed):
         "proposal": {"verdict": "override", "churn_label": True},
     }
     assert _state(review) == ("expert", "pending", False)
-    assert _ids(analyst.get(REVIEWS_URL)) == []
+    assert _ids(analyst.get(REVIEWS_URL)) == [routed["auto"].pk]  # the escalated one is gone
     assert analyst.get(_review_url(review)).status_code == 403
     expert = client_as("expert")
     decided = expert.post(_review_url(review, "approve"), {"reason_code": "model-correct"})
@@ -533,12 +572,20 @@ def test_decisions_pages_by_id(client_as, decided):
     assert item["decided_at"] == "2026-02-01T00:00:00Z"
 
 
-def test_analyst_sees_decisions_on_analyst_items_only(client_as, decided):
+def test_analyst_sees_decisions_on_the_reviews_they_can_read(client_as, decided, routed, make_user):
+    auto = override_prediction(
+        review_id=routed["auto"].pk,
+        actor=make_user("expert", "auditor"),
+        reason_code="wrong-churn-call",
+        churn_label=True,
+    )
+
     response = client_as("analyst").get(DECISIONS_URL)
 
     assert response.status_code == 200
-    # The next-action review was routed to analysts too; only the churn override was an expert's.
-    assert _ids(response) == [decided["approval"].pk, decided["action"].pk]
+    # The next-action review was routed to analysts too; the churn override was an expert's
+    # item; the expert's override of an auto-approval is on a review analysts can read.
+    assert _ids(response) == [decided["approval"].pk, decided["action"].pk, auto.pk]
 
 
 def test_decisions_need_view_decision(client_as, decided):

@@ -5,12 +5,18 @@ from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from loyalty.models import AuditRecord
 from reviews.models import EscalationPolicy, Review
 from reviews.services.decisions import approve_prediction, escalate_review
 from reviews.services.policy import PolicySettings, change_policy
-from reviews.services.rerouting import reroute_undecided
+from reviews.services.rerouting import (
+    STALE_REROUTING_AFTER,
+    awaiting_rerouting,
+    reroute_stale,
+    reroute_undecided,
+)
 from reviews.services.routing import route_new_predictions
 from tests.conftest import TEST_PASSWORD
 from tests.factories import ModelVersionFactory, PredictionFactory
@@ -193,7 +199,8 @@ def test_admin_sees_the_current_version_and_its_simulation(admin_client, kind):
     page = response.content.decode()
     assert "Version 1" in page and "Save as version 2" in page
     assert 'data-testid="simulated-counts"' in page
-    assert "plotly/plotly.min.js" in page and "Plotly.newPlot" in page
+    assert "plotly/plotly.min.js" in page and "js/figures.js" in page
+    assert '<script id="workload-fig-spec" type="application/json">' in page
     assert ("Churn risk that always needs a person" in page) is (kind == "churn")
 
 
@@ -217,16 +224,20 @@ def test_an_unknown_kind_is_not_found(admin_client):
     assert admin_client.get(reverse("reviews:policy", args=["loyalty"])).status_code == 404
 
 
-def test_saving_creates_the_next_version_audits_it_and_reroutes(population, admin_client):
+def test_saving_creates_the_next_version_audits_it_and_leaves_the_rerouting_to_a_worker(
+    population, admin_client, django_capture_on_commit_callbacks
+):
     stricter = replace(
         EXACT,
         auto_approve_confidence=0.95,
         segment_overrides={"gold": {"auto_approve_confidence": 0.99}},
     )
+    before = _snapshot(population)
 
-    response = admin_client.post(
-        reverse("reviews:policy", args=["churn"]), _form(stricter), follow=True
-    )
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        response = admin_client.post(
+            reverse("reviews:policy", args=["churn"]), _form(stricter), follow=True
+        )
 
     assert response.status_code == 200
     policy = EscalationPolicy.objects.get(kind="churn", version=3)
@@ -240,10 +251,79 @@ def test_saving_creates_the_next_version_audits_it_and_reroutes(population, admi
         "admin-user",
         0.95,
     )
-    assert Review.objects.get(pk=population["auto_mid"].pk).route == "analyst"
     messages = [str(message) for message in response.context["messages"]]
-    assert messages == ["Saved as version 3; 1 item re-routed (auto-approved → analyst 1)."]
-    assert "Version 3" in response.content.decode()
+    assert messages == [
+        "Saved as version 3. The undecided reviews are being re-routed in the background; "
+        "each keeps its current route until the re-routing reaches it."
+    ]
+    # The request only queued the re-routing (one task, sent on commit): nothing moved yet,
+    # and the page says what is still to do.
+    assert len(queued) == 1
+    assert _snapshot(population) == before
+    page = response.content.decode()
+    assert "Version 3" in page
+    assert "Re-routing to version 3 is under way: <strong>5</strong> undecided reviews" in page
+
+
+def test_the_page_follows_the_rerouting_until_it_is_done(population, admin_client):
+    change_policy(
+        kind="churn",
+        settings=replace(EXACT, auto_approve_confidence=0.95),
+        actor=None,
+        reason="stricter",
+    )
+    assert awaiting_rerouting("churn") == 5
+
+    result = reroute_undecided(kind="churn", policy_version=3)  # what the worker runs
+
+    assert (result.considered, result.moves, result.superseded) == (
+        5,
+        {("auto", "analyst"): 1},
+        False,
+    )
+    assert awaiting_rerouting("churn") == 0
+    page = admin_client.get(reverse("reviews:policy", args=["churn"])).content.decode()
+    assert 'data-testid="rerouting"' not in page
+
+
+def test_a_queued_rerouting_of_an_older_version_does_nothing(population):
+    change_policy(
+        kind="churn", settings=replace(EXACT, auto_approve_confidence=0.95), actor=None, reason="v3"
+    )
+    change_policy(
+        kind="churn", settings=replace(EXACT, auto_approve_confidence=0.8), actor=None, reason="v4"
+    )
+    before = _snapshot(population)
+
+    stale = reroute_undecided(kind="churn", policy_version=3)
+
+    assert (stale.considered, stale.moves, stale.superseded) == (0, {}, True)
+    assert _snapshot(population) == before
+    assert awaiting_rerouting("churn") == 5
+
+
+def test_the_sweep_queues_only_a_rerouting_left_unfinished_for_long(
+    population, django_capture_on_commit_callbacks
+):
+    v3 = change_policy(
+        kind="churn",
+        settings=replace(EXACT, auto_approve_confidence=0.95),
+        actor=None,
+        reason="saved, but its re-routing message was lost",
+    )
+
+    with django_capture_on_commit_callbacks(execute=False) as recent:
+        assert reroute_stale() == []
+    EscalationPolicy.objects.filter(pk=v3.pk).update(
+        created_at=timezone.now() - STALE_REROUTING_AFTER - timedelta(minutes=1)
+    )
+    with django_capture_on_commit_callbacks(execute=False) as old:
+        assert reroute_stale() == ["churn"]
+    reroute_undecided(kind="churn")
+    with django_capture_on_commit_callbacks(execute=False) as done:
+        assert reroute_stale() == []
+
+    assert (len(recent), len(old), len(done)) == (0, 1, 0)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,8 @@
 """The review pages through Django's test client: queues, member page, decisions, what-if."""
 
+import json
 import re
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
@@ -8,7 +10,7 @@ from django.urls import reverse
 from predictions.models import Prediction
 from reviews.models import Decision, Review
 from tests.conftest import TEST_PASSWORD
-from tests.factories import PredictionFactory
+from tests.factories import EventFactory, MemberFactory, PredictionFactory
 from tests.predictions.conftest import (  # noqa: F401  (fixtures that train a real model)
     CUTOFF,
     active_churn_version,
@@ -241,21 +243,79 @@ def test_the_member_page_shows_the_figures_with_local_plotly(analyst_client, rea
 
     html = response.content.decode()
     assert response.status_code == 200
-    assert '<script src="/static/plotly/plotly.min.js"></script>' in html
+    assert '<script src="/static/plotly/plotly.min.js" defer></script>' in html
+    assert '<script src="/static/js/figures.js" defer></script>' in html
     assert "cdn" not in html.lower()
     assert 'id="interval-fig"' in html and 'id="waterfall-fig"' in html
-    assert '"type":"waterfall"' in html
+    waterfall = _figure_spec(html, "waterfall-fig")
+    assert waterfall["data"][0]["type"] == "waterfall"
+    assert waterfall["data"][0]["x"] == [-1.2, 1.1, -0.3, pytest.approx(0.8), 0.4]
+    assert _figure_spec(html, "interval-fig")["data"][0]["x"] == [45.0]
     assert "Days since last purchase = 41" in html
     assert "Other features" in html
     assert "35-44" not in html and "north" not in html
     assert 'data-testid="form-approve"' in html and 'data-testid="form-escalate"' in html
 
 
-def test_an_analyst_reads_an_auto_approved_review_without_forms(analyst_client, routed):
-    response = analyst_client.get(reverse("reviews:review", args=[routed["auto"].pk]))
+def _figure_spec(html: str, div_id: str) -> dict:
+    """The JSON spec that static/js/figures.js draws into the div `div_id`."""
+    match = re.search(rf'<script id="{div_id}-spec" type="application/json">(.*?)</script>', html)
+    return json.loads(match[1])
 
-    assert response.status_code == 200
-    assert 'data-testid="form-approve"' not in response.content.decode()
+
+def test_an_analyst_reads_an_auto_approved_review_but_cannot_decide_it(analyst_client, routed):
+    """The API's rule (tests/reviews/test_api.py): read-only for analysts."""
+    review = routed["auto"]
+
+    page = analyst_client.get(reverse("reviews:review", args=[review.pk]))
+    decide = analyst_client.post(
+        reverse("reviews:decide", args=[review.pk]),
+        {"verdict": "override", "reason": "wrong-churn-call", "churn_label": "churn"},
+    )
+    quick = analyst_client.post(
+        reverse("reviews:quick_decide", args=[review.pk]), {"verdict": "approve"}, **HTMX
+    )
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'data-testid="form-approve"' not in html and "Auto-approved: read-only." in html
+    assert (decide.status_code, quick.status_code) == (403, 403)
+    assert "Only an expert can decide this review." in decide.content.decode()
+    assert "Only an expert can decide this review." in quick.content.decode()
+    review.refresh_from_db()
+    assert (review.route, review.state) == ("auto", "auto_approved")
+    assert not Decision.objects.exists()
+
+
+def test_an_expert_overrides_an_auto_approval_on_its_page(expert_client, routed):
+    review = routed["auto"]
+
+    page = expert_client.get(reverse("reviews:review", args=[review.pk])).content.decode()
+    response = expert_client.post(
+        reverse("reviews:decide", args=[review.pk]),
+        {"verdict": "override", "reason": "wrong-churn-call", "churn_label": "churn"},
+    )
+
+    assert 'data-testid="form-override"' in page and 'data-testid="form-escalate"' not in page
+    assert (response.status_code, response["Location"]) == (
+        302,
+        reverse("reviews:review", args=[review.pk]),
+    )
+    decision = Decision.objects.get(review=review)
+    assert (decision.verdict, decision.churn_label, decision.decided_as) == (
+        "override",
+        True,
+        "expert",
+    )
+
+
+def test_an_admin_reads_review_pages_as_the_api_lets_them(client, make_user, routed):
+    client.login(username=make_user("admin").username, password=TEST_PASSWORD)
+
+    pages = [client.get(reverse("reviews:review", args=[routed[n].pk])) for n in routed]
+
+    assert [page.status_code for page in pages] == [200, 200, 200]
+    assert all('data-testid="decide"' not in page.content.decode() for page in pages)
 
 
 def test_the_next_action_page_shows_the_action_chart(expert_client, next_action_review):
@@ -263,7 +323,8 @@ def test_the_next_action_page_shows_the_action_chart(expert_client, next_action_
 
     html = response.content.decode()
     assert response.status_code == 200
-    assert 'id="actions-fig"' in html
+    actions = _figure_spec(html, "actions-fig")["data"][0]
+    assert (actions["type"], actions["x"]) == ("bar", [60.0, 40.0])
     assert 'name="action"' in html
 
 
@@ -297,10 +358,11 @@ def test_what_if_returns_a_changed_score_and_stores_nothing(client, make_user, s
     client.login(username=make_user("expert").username, password=TEST_PASSWORD)
     prediction = scored_review.prediction
     url = reverse("reviews:what_if", args=[scored_review.pk])
+    seen = prediction.features_seen
     stored = {
-        f"f_{item['feature']}": f"{prediction.feature_values[item['feature']]:g}"
+        f"f_{item['feature']}": f"{seen[item['feature']]:g}"
         for item in prediction.explanation["top"][:8]
-        if prediction.feature_values.get(item["feature"]) is not None
+        if seen.get(item["feature"]) is not None
     }
     before = counts()
 
@@ -316,6 +378,34 @@ def test_what_if_returns_a_changed_score_and_stores_nothing(client, make_user, s
     assert "Days since last activity → <strong>400</strong>" in changed.content.decode()
     assert 'id="whatif-fig"' in changed.content.decode()
     assert counts() == before
+
+
+def test_what_if_as_shown_changes_nothing_when_values_are_missing(client, make_user, scored_review):
+    client.login(username=make_user("expert").username, password=TEST_PASSWORD)
+    # A member the model saw with missing values among those the form shows (empty boxes).
+    review = next(
+        review
+        for review in Review.objects.select_related("prediction__model_version").order_by("pk")
+        if any(
+            review.prediction.features_seen.get(item["feature"]) is None
+            for item in review.prediction.explanation["top"][:8]
+        )
+    )
+    seen = review.prediction.features_seen
+    as_shown = {
+        f"f_{item['feature']}": ""
+        if seen.get(item["feature"]) is None
+        else f"{seen[item['feature']]:g}"
+        for item in review.prediction.explanation["top"][:8]
+    }
+
+    response = client.post(reverse("reviews:what_if", args=[review.pk]), as_shown, **HTMX)
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "nothing (the active model on the stored values)" in html
+    score = re.search(r'data-testid="what-if-score">([^<]+)<', html)[1]
+    assert score == f"{review.prediction.score * 100:.0f} %"
 
 
 @pytest.mark.parametrize("bad", ["abc", "inf", "nan", ""])
@@ -378,3 +468,129 @@ def test_escalating_from_the_member_page_carries_the_analyst_proposal(
     expert.login(username=make_user("expert").username, password=TEST_PASSWORD)
     page = expert.get(reverse("reviews:expert_queue")).content.decode()
     assert "Override: will churn" in page
+
+
+def _tables_read(queries) -> list[str]:
+    return [
+        table
+        for query in queries
+        for table in ("reviews_reasoncode", "loyalty_action", "reviews_decision")
+        if f'FROM "{table}"' in query["sql"]
+    ]
+
+
+def test_the_member_page_reads_each_catalog_once_whatever_the_history(
+    expert_client, next_action_review, django_assert_max_num_queries
+):
+    from reviews.services.routing import route_new_predictions
+    from tests.factories import ModelVersionFactory
+
+    url = reverse("reviews:review", args=[next_action_review.pk])
+    expert_client.get(url)  # session and permission caches warm
+    with django_assert_max_num_queries(100) as alone:
+        expert_client.get(url)
+    version = ModelVersionFactory(kind="next_action")
+    for months in range(1, 6):  # earlier predictions of the same member, each with its review
+        PredictionFactory(
+            member=next_action_review.member,
+            model_version=version,
+            cutoff=next_action_review.prediction.cutoff - timedelta(days=30 * months),
+            kind="next_action",
+            score=0.6,
+            confidence=0.8,
+            probabilities={"bonus_points": 0.6, "win_back_email": 0.4},
+        )
+    route_new_predictions(kind="next_action")
+
+    with django_assert_max_num_queries(len(alone.captured_queries)) as with_history:
+        response = expert_client.get(url)
+
+    assert len(response.context["p"].history) == 6
+    assert len(with_history.captured_queries) == len(alone.captured_queries)
+    # The action names of the chart, then three decision forms reading each catalog once; no
+    # decision to read while the review is pending.
+    assert sorted(_tables_read(with_history.captured_queries)) == [
+        "loyalty_action",
+        "loyalty_action",
+        "reviews_reasoncode",
+    ]
+
+
+def test_an_ensemble_page_shows_the_sequence_share_and_marks_its_events(
+    analyst_client, reason_codes
+):
+    """The behavior-sequence step sits in the waterfall without a made-up value, and the
+    events the occlusion picked are flagged on the timeline with their effect, even one older
+    than the 50 most recent events the timeline lists."""
+    from reviews.services.routing import route_new_predictions
+
+    member = MemberFactory()
+    oldest = EventFactory(member=member, kind="support_contact", amount=None)
+    events = EventFactory.create_batch(60, member=member)
+    newest = events[-1]
+    explanation = {
+        **EXPLANATION,
+        "model": "ensemble",
+        "top": [
+            {
+                "feature": "behavior_sequence",
+                "name": "Behavior sequence",
+                "value": None,
+                "contribution": 0.6,
+            },
+            *EXPLANATION["top"],
+        ],
+        "margin": EXPLANATION["margin"] + 0.6,
+        "sequence_events": [
+            {
+                "occurred_at": oldest.occurred_at.isoformat(),
+                "kind": "support_contact",
+                "category": "",
+                "channel": "store",
+                "attribution": 0.412,
+            },
+            {
+                "occurred_at": newest.occurred_at.isoformat(),
+                "kind": "purchase",
+                "category": "GROCERY",
+                "channel": "store",
+                "attribution": -0.05,
+            },
+        ],
+    }
+    PredictionFactory(member=member, confidence=0.8, score=0.45, explanation=explanation)
+    route_new_predictions(kind="churn")
+
+    response = analyst_client.get(reverse("reviews:review", args=[Review.objects.get().pk]))
+
+    html = response.content.decode()
+    waterfall = _figure_spec(html, "waterfall-fig")["data"][0]
+    assert waterfall["y"][1] == "Behavior sequence (sequence model's share)"
+    assert waterfall["x"][1] == 0.6
+    assert "“Behavior sequence” is the sequence model&#x27;s share" in html
+    marked = re.findall(r'<li class="([^"]*)" data-testid="sequence-event"[^>]*>(.*?)</li>', html)
+    assert [(css, re.search(r"[▲▼] [+-]\d\.\d{3}", body)[0]) for css, body in marked] == [
+        ("ev-purchase seq-down", "▼ -0.050"),
+        ("ev-support_contact seq-up", "▲ +0.412"),
+    ]
+    assert html.count('<li class="ev-') == 51  # the 50 newest, and the older marked one
+    assert 'data-testid="sequence-legend"' in html
+
+
+def test_a_sequence_explanation_from_another_version_leaves_the_timeline_unmarked(
+    analyst_client, reason_codes
+):
+    from reviews.services.routing import route_new_predictions
+
+    member = MemberFactory()
+    EventFactory.create_batch(3, member=member)
+    explanation = {**EXPLANATION, "sequence_events": [{"when": "yesterday"}, "not a dict"]}
+    PredictionFactory(member=member, confidence=0.8, score=0.45, explanation=explanation)
+    route_new_predictions(kind="churn")
+
+    response = analyst_client.get(reverse("reviews:review", args=[Review.objects.get().pk]))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count('<li class="ev-purchase"') == 3
+    assert 'data-testid="sequence-event"' not in html

@@ -14,15 +14,23 @@ class Command(BaseCommand):
         parser.add_argument("version", nargs="?", type=int, help="model version id to promote")
         parser.add_argument("--rollback", action="store_true")
         parser.add_argument("--kind", choices=PredictionKind.values)
+        parser.add_argument(
+            "--no-rescore",
+            action="store_true",
+            help="do not score the members with the newly active version",
+        )
 
     def handle(self, *args, **options) -> None:
+        rescore = not options["no_rescore"]
         try:
             if options["rollback"]:
                 if not options["kind"]:
                     raise CommandError("--rollback needs --kind.")
-                version = rollback_model_version(kind=options["kind"], actor=None)
+                version = rollback_model_version(kind=options["kind"], actor=None, rescore=rescore)
             elif options["version"]:
-                version = promote_model_version(version_id=options["version"], actor=None)
+                version = promote_model_version(
+                    version_id=options["version"], actor=None, rescore=rescore
+                )
             else:
                 raise CommandError("Give a version id to promote, or --rollback --kind KIND.")
         except ModelVersion.DoesNotExist as error:
@@ -30,3 +38,5 @@ class Command(BaseCommand):
         except DomainError as error:
             raise CommandError(error.message) from error
         self.stdout.write(f"Active {version.kind} version: {version.pk} ({version.algorithm}).")
+        if rescore:
+            self.stdout.write("Scoring every member with it in the background (Celery).")

@@ -21,7 +21,8 @@ NEXT_ACTION_ROWS = ("top1", "top3", "log_loss", "coverage", "mean_set_size", "n"
 class Command(BaseCommand):
     help = (
         "Train on data before --cutoff, evaluate out of time at --cutoff, register a candidate "
-        "version, and print the model's and the baselines' metrics."
+        "version, and print the metrics of the model, the sequence model and the ensemble (churn, "
+        "when trained) and the baselines."
     )
 
     def add_arguments(self, parser) -> None:
@@ -61,12 +62,17 @@ class Command(BaseCommand):
             self._print_rows(entries, NEXT_ACTION_ROWS)
             return
         entries = {"model": report.get("model", {})}
+        # The sequence model and the ensemble, when this version trained them.
+        entries.update({k: report[k] for k in ("ensemble", "sequence") if report.get(k)})
         entries.update(report.get("baselines", {}))
         if not any(entries.values()):
             reason = report.get("evaluation", {}).get("reason", "no evaluation")
             self.stdout.write(f"No out-of-time evaluation: {reason}")
             return
         self._print_rows(entries, METRIC_ROWS)
+        sequence = report.get("sequence_model") or {}
+        if sequence and not sequence.get("trained"):
+            self.stdout.write(f"No sequence model: {sequence.get('reason')}")
 
     def _print_rows(self, entries: dict, metrics: tuple[str, ...]) -> None:
         self.stdout.write(f"{'metric':<14}" + "".join(f"{name:>14}" for name in entries))

@@ -1,0 +1,415 @@
+"""A small GRU over members' event sequences for churn, trained deterministically in PyTorch.
+
+The whole sequence path, in the order a training service uses it (rows and splits as churn.py
+makes them: oldest cutoffs train, the member-disjoint time-later split validates):
+
+    vocabulary = learn_vocabulary(events=prepared, cutoff=latest_training_cutoff)  # sequences
+    train = encode_sequences(events=prepared, member_ids=..., cutoff=..., vocabulary=vocabulary)
+    valid = encode_sequences(..., cutoff=later, vocabulary=vocabulary)
+    model = train_sequence_churn(
+        train=train, train_labels=y_train, validation=valid, validation_labels=y_valid
+    )
+    stacker = fit_stacker(                                                          # ensemble
+        tree_margin=..., sequence_margin=model.predict_margin(valid), y=y_valid
+    )
+    checksums = save_sequence_model(model=model, directory=..., stacker=stacker)
+    bundle = load_sequence_model(directory=..., checksums=checksums)  # .model, .stacker
+    margin = bundle.model.predict_margin(encode_sequences(..., vocabulary=bundle.model.vocabulary))
+    occlusion_attribution(model=bundle.model, encoded=...)            # sequence_attribution
+
+The network: embeddings of kind, category and channel beside the standardized numeric
+channels, one GRU layer, and a linear head on the GRU state after the member's last real
+event. Padding never enters the GRU: full rows run as they are, the others have their real
+events moved to the front and are packed to their own length. So the state depends on the
+events alone, not on how much padding preceded them, and an event masked out (occlusion) is
+truly absent.
+
+Training minimizes (weighted) log loss with Adam in shuffled mini-batches and stops when the
+time-later validation split's log loss has not improved for `patience` epochs, keeping the best
+epoch's weights. `predict_proba` is the raw sigmoid of the margin: calibrate the stacked
+ensemble margin as the trees are (calibration.py), not this.
+
+Determinism: a seeded run inside `torch.random.fork_rng` (the caller's global RNG is left as it
+was), `torch.use_deterministic_algorithms(True)` and `config.threads` intra-op threads (1 by
+default, as for XGBoost: parallelism comes from Celery workers), restored afterwards. Two runs
+with the same data and config give bit-identical weights and predictions.
+
+Artifacts follow artifacts.py: a directory with `manifest.json` (format, config, vocabulary,
+tensor layout, training history, optional stacker) and `sequence_weights.bin` (the float32
+tensors, little-endian, back to back). No pickle and no zip: loading parses JSON and reads raw
+floats, after every file's SHA-256 was checked (CorruptArtifactError on any difference). Keep
+it in its own directory (e.g. beside the churn bundle's), since both use `manifest.json`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from . import artifacts
+from .calibration import log_loss_of
+from .contracts import CorruptArtifactError, SequenceModelConfig, SingleClassError
+from .ensemble import Stacker
+from .sequences import NUMERIC_CHANNELS, EncodedSequences, SequenceVocabulary
+
+SEQUENCE_FORMAT = "loyalty-review/sequence-churn"
+WEIGHTS_FILE = "sequence_weights.bin"
+WEIGHTS_DTYPE = "<f4"
+PREDICT_BATCH = 2048
+# Numeric channels whose spread on the training events is below this are only centred.
+MIN_SCALE = 1e-6
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One training epoch: mean training loss (weighted, over its batches), validation log loss,
+    and the seconds of the training pass and of the validation pass."""
+
+    epoch: int
+    train_log_loss: float
+    validation_log_loss: float
+    train_seconds: float
+    validation_seconds: float
+
+
+class ChurnGRU(nn.Module):
+    """Embeddings + numeric channels -> one GRU layer -> linear head on the last real state."""
+
+    def __init__(self, *, vocabulary: SequenceVocabulary, config: SequenceModelConfig):
+        super().__init__()
+        self.kind = nn.Embedding(vocabulary.kind_codes, config.kind_dim, padding_idx=0)
+        self.category = nn.Embedding(vocabulary.category_codes, config.category_dim, padding_idx=0)
+        self.channel = nn.Embedding(vocabulary.channel_codes, config.channel_dim, padding_idx=0)
+        width = config.kind_dim + config.category_dim + config.channel_dim + len(NUMERIC_CHANNELS)
+        self.gru = nn.GRU(width, config.hidden_size, num_layers=1, batch_first=True)
+        self.head = nn.Linear(config.hidden_size, 1)
+        self.register_buffer("numeric_mean", torch.zeros(len(NUMERIC_CHANNELS)))
+        self.register_buffer("numeric_scale", torch.ones(len(NUMERIC_CHANNELS)))
+
+    def forward(
+        self,
+        kind: torch.Tensor,
+        category: torch.Tensor,
+        channel: torch.Tensor,
+        numeric: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        steps = self.steps(kind, category, channel, numeric, mask)
+        return self.head(self._last_state(steps, mask)).squeeze(-1)
+
+    def steps(
+        self,
+        kind: torch.Tensor,
+        category: torch.Tensor,
+        channel: torch.Tensor,
+        numeric: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """The GRU's input per position: embeddings and standardized numeric channels (all
+        zero on padding: the embeddings' padding rows are zero and the numeric part masked)."""
+        standardized = (numeric - self.numeric_mean) / self.numeric_scale
+        return torch.cat(
+            [
+                self.kind(kind),
+                self.category(category),
+                self.channel(channel),
+                standardized * mask.unsqueeze(-1),
+            ],
+            dim=-1,
+        )
+
+    def _last_state(self, steps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """GRU state after each row's last real event, as if padding were not there.
+
+        Full rows run through the fused GRU as they are. The others have their real events
+        moved to the front (in order) and are packed to their own lengths, which is exact but
+        about 3x slower to train on CPU; an empty row runs one all-zero step.
+        """
+        lengths = mask.sum(dim=1)
+        full = lengths == mask.shape[1]
+        if bool(full.all()):
+            return self.gru(steps)[1][0]
+        out = steps.new_zeros(len(steps), self.gru.hidden_size)
+        if bool(full.any()):
+            rows = full.nonzero().squeeze(1)
+            out = out.index_copy(0, rows, self.gru(steps[rows])[1][0])
+        rows = (~full).nonzero().squeeze(1)
+        partial, partial_mask = steps[rows], mask[rows]
+        order = torch.argsort((~partial_mask).to(torch.int8), dim=1, stable=True)
+        partial = partial.gather(1, order.unsqueeze(-1).expand_as(partial))
+        packed = pack_padded_sequence(
+            partial, lengths[rows].clamp(min=1), batch_first=True, enforce_sorted=False
+        )
+        return out.index_copy(0, rows, self.gru(packed)[1][0])
+
+
+@dataclass(frozen=True)
+class SequenceChurnModel:
+    """A fitted sequence churn model: the network, its vocabulary and how training went."""
+
+    network: ChurnGRU
+    vocabulary: SequenceVocabulary
+    config: SequenceModelConfig
+    length: int
+    best_epoch: int
+    history: tuple[EpochRecord, ...] = field(default=())
+
+    def predict_margin(
+        self, encoded: EncodedSequences, *, batch_size: int = PREDICT_BATCH
+    ) -> np.ndarray:
+        """Log-odds of churn per row of `encoded` (float64)."""
+        self._check(encoded)
+        with _deterministic(self.config.threads):
+            return _margins(self.network, encoded, batch_size)
+
+    def predict_proba(
+        self, encoded: EncodedSequences, *, batch_size: int = PREDICT_BATCH
+    ) -> np.ndarray:
+        """Uncalibrated P(churn): the sigmoid of `predict_margin`."""
+        margin = self.predict_margin(encoded, batch_size=batch_size)
+        return 0.5 * (1.0 + np.tanh(0.5 * margin))
+
+    def _check(self, encoded: EncodedSequences) -> None:
+        if encoded.vocabulary != self.vocabulary:
+            raise ValueError("the sequences were encoded with another vocabulary than the model's")
+
+
+@dataclass(frozen=True)
+class SequenceBundle:
+    """What `load_sequence_model` returns: the model and, when saved with it, the stacker."""
+
+    model: SequenceChurnModel
+    stacker: Stacker | None
+
+
+def train_sequence_churn(
+    *,
+    train: EncodedSequences,
+    train_labels: np.ndarray,
+    validation: EncodedSequences,
+    validation_labels: np.ndarray,
+    config: SequenceModelConfig | None = None,
+    train_weights: np.ndarray | None = None,
+) -> SequenceChurnModel:
+    """Fit the GRU on `train`, early-stopped on `validation`'s log loss (module docstring).
+
+    `validation` should be time-later than `train` (and member-disjoint, as churn.py does), and
+    share its vocabulary. Raises SingleClassError when either split holds one class.
+    """
+    config = config or SequenceModelConfig()
+    y_train = _labels("train", train, train_labels)
+    y_valid = _labels("validation", validation, validation_labels)
+    if validation.vocabulary != train.vocabulary or validation.length != train.length:
+        raise ValueError("validation must be encoded with the training vocabulary and length")
+    weights = np.ones(len(y_train)) if train_weights is None else np.asarray(train_weights)
+    if weights.shape != y_train.shape:
+        raise ValueError(f"train_weights has shape {weights.shape}, expected {y_train.shape}")
+    with _deterministic(config.threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        network = ChurnGRU(vocabulary=train.vocabulary, config=config)
+        _set_numeric_scaling(network, train)
+        history, best_epoch = _fit(network, train, y_train, weights, validation, y_valid, config)
+    return SequenceChurnModel(
+        network=network,
+        vocabulary=train.vocabulary,
+        config=config,
+        length=train.length,
+        best_epoch=best_epoch,
+        history=tuple(history),
+    )
+
+
+def save_sequence_model(
+    *, model: SequenceChurnModel, directory: str | Path, stacker: Stacker | None = None
+) -> dict[str, str]:
+    """Write the model (and the stacker, if given) into `directory`; return {filename: sha256}."""
+    state = {name: tensor.detach().cpu() for name, tensor in model.network.state_dict().items()}
+    layout, chunks, offset = [], [], 0
+    for name in sorted(state):
+        data = state[name].numpy().astype(WEIGHTS_DTYPE).tobytes()
+        layout.append({"name": name, "shape": list(state[name].shape), "offset": offset})
+        chunks.append(data)
+        offset += len(data)
+    manifest = {
+        "format": SEQUENCE_FORMAT,
+        "format_version": artifacts.FORMAT_VERSION,
+        "config": asdict(model.config),
+        "vocabulary": model.vocabulary.to_json(),
+        "numeric_channels": list(NUMERIC_CHANNELS),
+        "length": model.length,
+        "best_epoch": model.best_epoch,
+        "history": [asdict(record) for record in model.history],
+        "weights": {"file": WEIGHTS_FILE, "dtype": WEIGHTS_DTYPE, "tensors": layout},
+        "stacker": None if stacker is None else stacker.to_json(),
+    }
+    files = {artifacts.MANIFEST: artifacts.json_bytes(manifest), WEIGHTS_FILE: b"".join(chunks)}
+    return artifacts.write_files(directory, files)
+
+
+def load_sequence_model(*, directory: str | Path, checksums: dict[str, str]) -> SequenceBundle:
+    """Verify every file against `checksums`, then rebuild the model (and stacker)."""
+    files = artifacts.verified_files(directory, checksums)
+    manifest = artifacts.read_manifest(files, SEQUENCE_FORMAT)
+    try:
+        config = SequenceModelConfig(**manifest["config"])
+        vocabulary = SequenceVocabulary.from_json(manifest["vocabulary"])
+        if tuple(manifest["numeric_channels"]) != NUMERIC_CHANNELS:
+            raise CorruptArtifactError(
+                f"numeric channels {manifest['numeric_channels']} differ from this code's "
+                f"{list(NUMERIC_CHANNELS)}"
+            )
+        network = ChurnGRU(vocabulary=vocabulary, config=config)
+        network.load_state_dict(_state_from(manifest["weights"], files))
+        stacker = manifest["stacker"]
+        return SequenceBundle(
+            model=SequenceChurnModel(
+                network=network.eval(),
+                vocabulary=vocabulary,
+                config=config,
+                length=int(manifest["length"]),
+                best_epoch=int(manifest["best_epoch"]),
+                history=tuple(EpochRecord(**record) for record in manifest["history"]),
+            ),
+            stacker=None if stacker is None else Stacker.from_json(stacker),
+        )
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise CorruptArtifactError(f"the sequence model manifest is unusable: {error}") from error
+
+
+def _state_from(weights: dict[str, Any], files: dict[str, bytes]) -> dict[str, torch.Tensor]:
+    if weights["file"] not in files:
+        raise CorruptArtifactError(
+            f"{weights['file']} is named by the manifest but not checksummed"
+        )
+    if weights["dtype"] != WEIGHTS_DTYPE:
+        raise CorruptArtifactError(f"weights of dtype {weights['dtype']!r}, expected float32")
+    blob = files[weights["file"]]
+    state = {}
+    for tensor in weights["tensors"]:
+        count = int(np.prod(tensor["shape"], dtype="int64"))
+        values = np.frombuffer(blob, dtype=WEIGHTS_DTYPE, count=count, offset=tensor["offset"])
+        state[tensor["name"]] = torch.from_numpy(values.astype("float32").reshape(tensor["shape"]))
+    return state
+
+
+@contextmanager
+def _deterministic(threads: int) -> Iterator[None]:
+    """Deterministic kernels on `threads` intra-op threads, restoring the caller's settings."""
+    previous_threads = torch.get_num_threads()
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous_deterministic)
+        torch.set_num_threads(previous_threads)
+
+
+def _labels(split: str, encoded: EncodedSequences, labels: np.ndarray) -> np.ndarray:
+    y = np.asarray(labels, dtype="float64")
+    if y.shape != (len(encoded),):
+        raise ValueError(f"{split} labels have shape {y.shape}, expected ({len(encoded)},)")
+    present = np.unique(y)
+    if len(present) < 2:
+        label = "churn" if len(present) and present[0] == 1 else "stay"
+        raise SingleClassError(split=split, label=label, rows=len(y))
+    return y
+
+
+def _tensors(encoded: EncodedSequences, rows: slice | np.ndarray) -> tuple[torch.Tensor, ...]:
+    return (
+        torch.from_numpy(np.ascontiguousarray(encoded.kind[rows])),
+        torch.from_numpy(np.ascontiguousarray(encoded.category[rows])),
+        torch.from_numpy(np.ascontiguousarray(encoded.channel[rows])),
+        torch.from_numpy(np.ascontiguousarray(encoded.numeric[rows])),
+        torch.from_numpy(np.ascontiguousarray(encoded.mask[rows])),
+    )
+
+
+def _set_numeric_scaling(network: ChurnGRU, train: EncodedSequences) -> None:
+    """Mean and spread of each numeric channel over the training set's real events."""
+    values = train.numeric[train.mask].astype("float64")
+    if len(values) == 0:
+        return
+    scale = values.std(axis=0)
+    network.numeric_mean.copy_(torch.from_numpy(values.mean(axis=0)).float())
+    network.numeric_scale.copy_(torch.from_numpy(np.where(scale > MIN_SCALE, scale, 1.0)).float())
+
+
+def _fit(
+    network: ChurnGRU,
+    train: EncodedSequences,
+    y_train: np.ndarray,
+    weights: np.ndarray,
+    validation: EncodedSequences,
+    y_valid: np.ndarray,
+    config: SequenceModelConfig,
+) -> tuple[list[EpochRecord], int]:
+    """Mini-batch Adam epochs with early stopping; leaves the best epoch's weights in place."""
+    optimizer = torch.optim.Adam(
+        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    targets = torch.from_numpy(y_train).float()
+    row_weights = torch.from_numpy(weights / weights.mean()).float()
+    history: list[EpochRecord] = []
+    best_loss, best_epoch, best_state = np.inf, 0, copy.deepcopy(network.state_dict())
+    for epoch in range(1, config.max_epochs + 1):
+        started = time.perf_counter()
+        network.train()
+        order = torch.randperm(len(y_train)).numpy()
+        total = 0.0
+        for start in range(0, len(order), config.batch_size):
+            rows = np.sort(order[start : start + config.batch_size])
+            optimizer.zero_grad()
+            loss = nn.functional.binary_cross_entropy_with_logits(
+                network(*_tensors(train, rows)), targets[rows], weight=row_weights[rows]
+            )
+            loss.backward()
+            nn.utils.clip_grad_norm_(network.parameters(), config.gradient_clip)
+            optimizer.step()
+            total += float(loss.detach()) * len(rows)
+        trained = time.perf_counter()
+        valid_loss = _validation_loss(network, validation, y_valid)
+        history.append(
+            EpochRecord(
+                epoch=epoch,
+                train_log_loss=total / len(order),
+                validation_log_loss=valid_loss,
+                train_seconds=trained - started,
+                validation_seconds=time.perf_counter() - trained,
+            )
+        )
+        if valid_loss < best_loss:
+            best_loss, best_epoch = valid_loss, epoch
+            best_state = copy.deepcopy(network.state_dict())
+        elif epoch - best_epoch >= config.patience:
+            break
+    network.load_state_dict(best_state)
+    network.eval()
+    return history, best_epoch
+
+
+def _validation_loss(network: ChurnGRU, validation: EncodedSequences, y: np.ndarray) -> float:
+    margin = _margins(network, validation, PREDICT_BATCH)
+    return log_loss_of(labels=y, probability=0.5 * (1.0 + np.tanh(0.5 * margin)))
+
+
+def _margins(network: ChurnGRU, encoded: EncodedSequences, batch_size: int) -> np.ndarray:
+    network.eval()
+    out = np.empty(len(encoded))
+    with torch.inference_mode():
+        for start in range(0, len(encoded), batch_size):
+            rows = slice(start, start + batch_size)
+            out[rows] = network(*_tensors(encoded, rows)).double().numpy()
+    return out

@@ -1,0 +1,79 @@
+"""Admin of the review workflow: reason codes and the gate are edited here; policies,
+reviews, decisions, labels and retraining runs are shown read-only (they change only through
+their services, which audit them)."""
+
+from django.contrib import admin
+
+from reviews.models import (
+    Decision,
+    EscalationPolicy,
+    GatePolicy,
+    LabeledExample,
+    Notification,
+    ReasonCode,
+    RetrainingRun,
+    Review,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ReasonCode)
+class ReasonCodeAdmin(admin.ModelAdmin):
+    list_display = ["code", "label", "treatment", "is_active"]
+    list_filter = ["treatment", "is_active"]
+    search_fields = ["code", "label"]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # decisions point at their reason: deactivate instead
+
+
+@admin.register(GatePolicy)
+class GatePolicyAdmin(admin.ModelAdmin):
+    list_display = ["kind", "max_auc_drop", "max_ece", "coverage_tolerance", "auto_promote"]
+
+
+@admin.register(EscalationPolicy)
+class EscalationPolicyAdmin(ReadOnlyAdmin):
+    list_display = ["kind", "version", "auto_approve_confidence", "expert_confidence", "created_at"]
+    list_filter = ["kind"]
+
+
+@admin.register(Review)
+class ReviewAdmin(ReadOnlyAdmin):
+    list_display = ["id", "kind", "route", "state", "member", "confidence", "routed_at"]
+    list_filter = ["kind", "route", "state"]
+    raw_id_fields = ["prediction", "member"]
+
+
+@admin.register(Decision)
+class DecisionAdmin(ReadOnlyAdmin):
+    list_display = ["id", "review", "verdict", "reason", "decided_by", "decided_at"]
+    list_filter = ["verdict", "reason"]
+
+
+@admin.register(LabeledExample)
+class LabeledExampleAdmin(ReadOnlyAdmin):
+    list_display = ["id", "kind", "source", "churn_label", "action", "weight", "excluded"]
+    list_filter = ["kind", "source", "excluded", "agrees_with_model"]
+    raw_id_fields = ["prediction", "decision", "member"]
+
+
+@admin.register(RetrainingRun)
+class RetrainingRunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "kind", "status", "verdict", "trigger", "candidate", "created_at"]
+    list_filter = ["kind", "status", "verdict"]
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    list_display = ["id", "recipient", "subject", "created_at", "read_at"]

@@ -1,0 +1,274 @@
+"""Turning decisions and observed outcomes into labeled examples: what retraining learns from.
+
+Decision examples, by the reason code's treatment:
+- confirm: the model's own answer is the label (an approval), weight CONFIRM_WEIGHT;
+- relabel: the person's answer is the label (an override), weight RELABEL_WEIGHT: a correction
+  is the most informative row there is;
+- exclude: bad data; the example is stored `excluded` (so the sweep knows the decision was
+  handled) and never trained on.
+The churn "answer" of the model is its call: churns when the probability is at least 0.5 (the
+same call the policy simulation counts errors against).
+
+Outcome examples: once the data reach a prediction's cutoff + horizon, what the member did:
+churned (no qualifying event in the window) or not; for a next action, whether a response
+that vindicates an action was observed (`predictions.ml.nba.observed_outcome_labels`). The
+"data clock" is the latest imported event, not the wall clock: an import that lags does not
+turn every member into a churner.
+
+Every function here is idempotent: a unique constraint per decision and per prediction's
+outcome stands behind it, so a task run twice or a sweep racing a task creates one row.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pandas as pd
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, Max, OuterRef, Q
+from django.utils import timezone
+
+from loyalty.models import Action, Event
+from predictions.ml.nba import DECISION_WEIGHT, OUTCOME_WEIGHT, observed_outcome_labels
+from predictions.models import ModelVersion, Prediction, PredictionKind
+from predictions.selectors import events_frame
+from reviews.models import Decision, LabeledExample, ReasonCode, Review
+
+CHURN_CALL_THRESHOLD = 0.5
+RELABEL_WEIGHT = DECISION_WEIGHT
+CONFIRM_WEIGHT = DECISION_WEIGHT / 2
+SWEEP_BATCH = 500
+OUTCOME_BATCH = 5000
+OUTCOME_KINDS = ("campaign_received", "coupon_redeemed")
+
+
+@dataclass(frozen=True)
+class OutcomeResult:
+    recorded: int
+    by_kind: dict[str, int]
+    data_clock: datetime | None
+
+
+def model_churn_call(score: float | None) -> bool | None:
+    """The model's churn call for a probability: True (churns) at or above 0.5."""
+    return None if score is None else score >= CHURN_CALL_THRESHOLD
+
+
+def label_decision(*, decision_id: int) -> LabeledExample:
+    """The decision's example, created if it is not there yet. Safe to call any number of
+    times, concurrently too: the second caller gets the first caller's row."""
+    existing = LabeledExample.objects.filter(
+        decision_id=decision_id, source=LabeledExample.Source.DECISION
+    ).first()
+    if existing is not None:
+        return existing
+    decision = Decision.objects.select_related("reason", "review__prediction").get(pk=decision_id)
+    example = _decision_example(decision)
+    try:
+        with transaction.atomic():
+            example.save()
+    except IntegrityError:
+        return LabeledExample.objects.get(
+            decision_id=decision_id, source=LabeledExample.Source.DECISION
+        )
+    return example
+
+
+def _decision_example(decision: Decision) -> LabeledExample:
+    review: Review = decision.review
+    prediction: Prediction = review.prediction
+    treatment = decision.reason.treatment
+    approved = decision.verdict == Decision.Verdict.APPROVE
+    churn_label, action_id = None, None
+    if review.kind == PredictionKind.CHURN:
+        model_call = model_churn_call(prediction.score)
+        churn_label = model_call if approved else decision.churn_label
+        agrees = churn_label == model_call
+    else:
+        action_id = prediction.recommended_action_id if approved else decision.action_id
+        agrees = action_id == prediction.recommended_action_id
+    excluded = treatment == ReasonCode.Treatment.EXCLUDE
+    weight = 0.0 if excluded else _decision_weight(treatment, approved)
+    return LabeledExample(
+        source=LabeledExample.Source.DECISION,
+        kind=review.kind,
+        prediction=prediction,
+        decision=decision,
+        member_id=review.member_id,
+        model_version_id=prediction.model_version_id,
+        cutoff=prediction.cutoff,
+        churn_label=churn_label,
+        action_id=action_id,
+        treatment=treatment,
+        agrees_with_model=agrees,
+        weight=weight,
+        excluded=excluded,
+        feature_values=prediction.feature_values,
+        observed_at=decision.decided_at,
+    )
+
+
+def _decision_weight(treatment: str, approved: bool) -> float:
+    if treatment == ReasonCode.Treatment.RELABEL and not approved:
+        return RELABEL_WEIGHT
+    return CONFIRM_WEIGHT
+
+
+def unlabeled_decisions():
+    """Decisions that have no example yet (their task never ran or failed)."""
+    labeled = LabeledExample.objects.filter(
+        decision_id=OuterRef("pk"), source=LabeledExample.Source.DECISION
+    )
+    return Decision.objects.filter(~Exists(labeled))
+
+
+def sweep_unlabeled_decisions(*, limit: int | None = None) -> int:
+    """Create every missing decision example; returns how many were created."""
+    created = 0
+    ids = unlabeled_decisions().order_by("pk").values_list("pk", flat=True)
+    for decision_id in ids[:limit] if limit else ids.iterator(chunk_size=SWEEP_BATCH):
+        label_decision(decision_id=decision_id)
+        created += 1
+    return created
+
+
+def data_clock() -> datetime | None:
+    """The time the imported data reach: the latest event."""
+    return Event.objects.aggregate(last=Max("occurred_at"))["last"]
+
+
+def predictions_due_for_outcome(*, clock: datetime):
+    """Predictions whose horizon has passed by `clock` and whose outcome is not recorded."""
+    recorded = LabeledExample.objects.filter(
+        prediction_id=OuterRef("pk"), source=LabeledExample.Source.OUTCOME
+    )
+    # cutoff + horizon <= clock, one term per distinct horizon (a plain comparison of the
+    # cutoff, the same on every database, where date arithmetic is not).
+    horizons = (
+        ModelVersion.objects.filter(horizon_days__isnull=False)
+        .values_list("horizon_days", flat=True)
+        .distinct()
+    )
+    passed = Q(pk__in=[])
+    for horizon in horizons:
+        window_ended = clock - timedelta(days=horizon)
+        passed |= Q(model_version__horizon_days=horizon, cutoff__lte=window_ended)
+    return Prediction.objects.filter(passed).filter(~Exists(recorded))
+
+
+def record_outcomes(*, clock: datetime | None = None, limit: int | None = None) -> OutcomeResult:
+    """Record the outcome of every prediction whose horizon the data have passed."""
+    clock = clock or data_clock()
+    if clock is None:
+        return OutcomeResult(recorded=0, by_kind={}, data_clock=None)
+    counts: dict[str, int] = {}
+    last_id = 0
+    remaining = limit
+    while remaining is None or remaining > 0:
+        size = OUTCOME_BATCH if remaining is None else min(OUTCOME_BATCH, remaining)
+        batch = pd.DataFrame.from_records(
+            predictions_due_for_outcome(clock=clock)
+            .filter(pk__gt=last_id)
+            .order_by("pk")
+            .values(
+                "pk",
+                "kind",
+                "member_id",
+                "model_version_id",
+                "model_version__horizon_days",
+                "model_version__hyperparameters",
+                "cutoff",
+                "score",
+                "recommended_action_id",
+                "feature_values",
+            )[:size]
+        )
+        if batch.empty:
+            break
+        last_id = int(batch["pk"].max())
+        examples = _outcome_examples(batch, clock)
+        with transaction.atomic():
+            LabeledExample.objects.bulk_create(examples, ignore_conflicts=True)
+        for example in examples:
+            counts[example.kind] = counts.get(example.kind, 0) + 1
+        if remaining is not None:
+            remaining -= len(batch)
+    return OutcomeResult(recorded=sum(counts.values()), by_kind=counts, data_clock=clock)
+
+
+def _outcome_examples(batch: pd.DataFrame, clock: datetime) -> list[LabeledExample]:
+    decisions = dict(
+        Decision.objects.filter(review__prediction_id__in=batch["pk"].tolist()).values_list(
+            "review__prediction_id", "pk"
+        )
+    )
+    examples = []
+    for (kind, horizon, cutoff), group in batch.groupby(
+        ["kind", "model_version__horizon_days", "cutoff"], sort=False
+    ):
+        end = cutoff + timedelta(days=int(horizon))
+        if kind == PredictionKind.CHURN:
+            labels = _churned(group, cutoff, end)
+        else:
+            labels = _vindicated_actions(group, cutoff, int(horizon))
+        for row, label in zip(group.itertuples(index=False), labels, strict=True):
+            examples.append(_outcome_example(row, label, end, decisions.get(row.pk)))
+    return examples
+
+
+def _churned(group: pd.DataFrame, start: datetime, end: datetime) -> list[bool]:
+    """Per prediction: no qualifying event in [cutoff, cutoff + horizon)."""
+    kinds = set()
+    for config in group["model_version__hyperparameters"]:
+        kinds.update((config or {}).get("qualifying_kinds") or ["purchase"])
+    members = group["member_id"].tolist()
+    active = set(
+        Event.objects.filter(member_id__in=members, kind__in=sorted(kinds))
+        .filter(occurred_at__gte=start, occurred_at__lt=end)
+        .values_list("member_id", flat=True)
+        .distinct()
+    )
+    return [member not in active for member in members]
+
+
+def _vindicated_actions(group: pd.DataFrame, start: datetime, window_days: int) -> list:
+    """Per prediction: the id of the action an observed response vindicates, or None."""
+    members = group["member_id"].tolist()
+    events = events_frame(
+        since=start,
+        before=start + timedelta(days=window_days),
+        member_ids=members,
+        columns=("member_id", "occurred_at", "kind"),
+    )
+    events = events[events["kind"].isin(OUTCOME_KINDS)]
+    labels = observed_outcome_labels(events=events, cutoff=start, window_days=window_days)
+    codes = dict(zip(labels["member_id"].tolist(), labels["action_code"].tolist(), strict=True))
+    action_ids = dict(Action.objects.values_list("code", "pk"))
+    return [action_ids.get(codes.get(member)) for member in members]
+
+
+def _outcome_example(row, label, observed_at: datetime, decision_id: int | None):
+    churn = row.kind == PredictionKind.CHURN
+    if churn:
+        agrees = bool(label) == model_churn_call(row.score)
+        excluded = False
+    else:
+        recommended = None if pd.isna(row.recommended_action_id) else row.recommended_action_id
+        agrees = label is not None and label == recommended
+        excluded = label is None
+    return LabeledExample(
+        source=LabeledExample.Source.OUTCOME,
+        kind=row.kind,
+        prediction_id=int(row.pk),
+        decision_id=decision_id,
+        member_id=int(row.member_id),
+        model_version_id=int(row.model_version_id),
+        cutoff=row.cutoff,
+        churn_label=bool(label) if churn else None,
+        action_id=None if churn else label,
+        treatment="",
+        agrees_with_model=agrees,
+        weight=0.0 if excluded else OUTCOME_WEIGHT,
+        excluded=excluded,
+        feature_values=row.feature_values,
+        observed_at=min(observed_at, timezone.now()),
+    )

@@ -1,0 +1,55 @@
+"""Data migrations keep what was stored before them."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BEFORE = [("predictions", "0001_initial")]
+AFTER = [("predictions", "0002_compact_feature_values")]
+
+
+@pytest.fixture
+def migrator():
+    """Migrates as a test asks, then back to the latest state whatever the test did."""
+    yield _migrate
+    _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+def _migrate(targets):
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+    return executor.loader.project_state(targets).apps
+
+
+def test_feature_value_mappings_become_lists_in_the_versions_feature_order(migrator):
+    old = migrator(BEFORE)
+    member = old.get_model("loyalty", "Member").objects.create(
+        external_id="m-1", joined_on=datetime(2020, 1, 1).date()
+    )
+    version = old.get_model("predictions", "ModelVersion").objects.create(
+        kind="churn",
+        algorithm="xgboost",
+        evaluation_cutoff=datetime(2025, 10, 1, tzinfo=UTC),
+        data_fingerprint="0" * 64,
+        artifact_path="/nonexistent",
+        features=[{"code": "spend_365"}, {"code": "gap_cv"}, {"code": "logins_30"}],
+    )
+    old.get_model("predictions", "Prediction").objects.create(
+        member=member,
+        model_version=version,
+        kind="churn",
+        cutoff=datetime(2026, 1, 1, tzinfo=UTC),
+        confidence=0.8,
+        feature_values={"logins_30": 3.0, "spend_365": 250.5, "gap_cv": None},
+    )
+
+    new = migrator(AFTER)
+    prediction = new.get_model("predictions", "Prediction").objects.get()
+
+    assert prediction.feature_values == [250.5, None, 3.0]
+    assert prediction.member_value == 250.5
