@@ -44,10 +44,9 @@ run in a child process:
   (retraining on history alone at the same cutoff refits v0 exactly: same data, seeded).
 - random: K reviews drawn uniformly among every undecided current prediction (any route,
   auto-approved ones too), then the same retraining as the loop.
-- loop_eq, random_eq (diagnostics, `--arms` leaves them out): as loop and random, but every
-  decision example is rewritten to the approvals' weight before retraining. As built an
-  override weighs RELABEL_WEIGHT = 2 x CONFIRM_WEIGHT, which tilts the reviewed rows towards
-  "the model was wrong"; these arms separate the routing question from that weighting.
+Every decision example weighs the same (labels.HUMAN_LABEL_WEIGHT). An earlier build weighed
+overrides twice as much as approvals; this bench showed that tilting the reviewed rows towards
+"the model was wrong" put the loop below random routing, and the weights were made equal.
 Holdout: 20 % of the scored members by a stable hash of their external id, never reviewed in
 any arm. Per round: the active version's ROC AUC and ECE (10 bins, the gate's definition) on
 them against their realized churn, beside the oracle's AUC (the true probability); over all
@@ -82,12 +81,8 @@ START = date(2025, 1, 1)
 DAYS = 365
 HORIZON = 90
 HOLDOUT_SHARE = 0.2
-# The three arms the question needs, then two diagnostics: the loop and random routing with
-# every decision example weighted alike (see the module docstring).
-ARMS = ("loop", "no_feedback", "random", "loop_eq", "random_eq")
-ARM_SUFFIX = {"loop": "a", "no_feedback": "b", "random": "c", "loop_eq": "d", "random_eq": "e"}
-RANDOM_ARMS = ("random", "random_eq")
-EQUAL_WEIGHT_ARMS = ("loop_eq", "random_eq")
+ARMS = ("loop", "no_feedback", "random")
+ARM_SUFFIX = {"loop": "a", "no_feedback": "b", "random": "c"}
 EXPERT_USERNAME = "bench-loop-expert"
 RESULT_MARK = "LOOP-RESULT "
 BOOTSTRAP_SAMPLES = 2000
@@ -105,19 +100,12 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=3, help="run the whole bench for seeds seed, seed+1, ..."
     )
-    parser.add_argument(
-        "--arms",
-        default=",".join(ARMS),
-        help=f"comma-separated, from {', '.join(ARMS)} (loop, no_feedback and random at least)",
-    )
     parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # one arm, in a child
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
         sys.exit("Set DATABASE_URL to a PostgreSQL database, e.g. postgres://...:5432/bench_loop")
-    args.arm_names = [arm for arm in args.arms.split(",") if arm]
-    if not {"loop", "no_feedback", "random"} <= set(args.arm_names) <= set(ARMS):
-        sys.exit(f"--arms: loop, no_feedback and random, and any of {', '.join(ARMS)}")
+    args.arm_names = list(ARMS)
     if args.arm:
         _setup_django()
         result = run_arm(args)
@@ -342,15 +330,13 @@ def run_arm(args) -> dict:
     _print_round(args.arm, rounds[-1])
     for number in range(1, args.rounds + 1):
         started = time.perf_counter()
-        if args.arm in RANDOM_ARMS:
+        if args.arm == "random":
             rng = np.random.default_rng([args.seed, number])
             picked = random_reviews(cutoff, args.reviews_per_round, holdout | decided, rng)
         else:
             picked = priority_reviews(cutoff, args.reviews_per_round, holdout | decided)
         overrides = decide(picked, expert, truth, args.seed, args.reviewer_accuracy)
         decided |= {member_id for _, member_id, _ in picked}
-        if args.arm in EQUAL_WEIGHT_ARMS:
-            weigh_decisions_alike()
         totals["reviews"] += len(picked)
         totals["overrides"] += overrides
         decided_seconds = time.perf_counter() - started
@@ -368,17 +354,6 @@ def run_arm(args) -> dict:
         _print_round(args.arm, rounds[-1])
     final = holdout_scores(cutoff, truth, holdout)
     return {"arm": args.arm, "rounds": rounds, "holdout": final}
-
-
-def weigh_decisions_alike() -> None:
-    """Diagnostic arms: every decision example gets the approvals' weight (overrides weigh
-    RELABEL_WEIGHT = 2 x CONFIRM_WEIGHT as built), rewritten in this arm's own database."""
-    from reviews.models import LabeledExample
-    from reviews.services.labels import CONFIRM_WEIGHT
-
-    LabeledExample.objects.filter(source=LabeledExample.Source.DECISION, excluded=False).update(
-        weight=CONFIRM_WEIGHT
-    )
 
 
 def holdout_bucket(external_id: str) -> float:
@@ -666,8 +641,6 @@ def summarize(args, runs: list[dict]) -> None:
         f"its members ({BOOTSTRAP_SAMPLES} resamples), 95 % interval; pooled = mean over seeds =="
     )
     pairs = [("loop", "random"), ("loop", "no_feedback"), ("random", "no_feedback")]
-    if {"loop_eq", "random_eq"} <= set(arms):
-        pairs += [("loop_eq", "random_eq"), ("loop_eq", "no_feedback")]
     pooled = {}
     print(f"{'':<10} {'arms':<22} {'AUC':<44} ECE")
     for left, right in pairs:
@@ -743,17 +716,11 @@ def _verdict(pooled: dict, per_arm: dict, seeds: int) -> str:
         f"AUC change per 100 reviews: loop {gain['loop']:+.4f}, random {gain['random']:+.4f}, "
         f"no feedback {gain['no_feedback']:+.4f}"
     )
-    never = [arm for arm in ("random", "random_eq") if arm in per_arm]
-    never = [arm for arm in never if not any(row[12] for row in per_arm[arm])]
+    never = [arm for arm in ("random",) if not any(row[12] for row in per_arm[arm])]
     if never:
         text += (
             f" ({' and '.join(never)}: every candidate failed the gate, "
             "its final model is the first)"
-        )
-    if ("loop_eq", "random_eq") in pooled:
-        text += (
-            f". With every decision weighted alike it {said(('loop_eq', 'random_eq'))}; "
-            f"per 100 reviews loop_eq {gain['loop_eq']:+.4f}, random_eq {gain['random_eq']:+.4f}"
         )
     return text + "."
 

@@ -2,6 +2,7 @@
 
 from django import forms
 
+from predictions.ml.contracts import SEQUENCE_ITEM
 from predictions.models import PredictionKind
 from reviews.models import ReasonCode, Review
 from reviews.selectors import format_feature_value, override_action_choices, reason_choices
@@ -80,9 +81,11 @@ class DecisionForm(forms.Form):
 
 
 def what_if_features(explanation: dict, feature_values: dict) -> list[dict]:
-    """The top features of the explanation with the member's stored values, for the form."""
+    """The top features of the explanation with the member's stored values, for the form.
+    The ensemble's behavior-sequence item is not a value anyone can type: it is left out."""
     fields = []
-    for item in (explanation or {}).get("top", [])[:WHAT_IF_FEATURES]:
+    top = [item for item in (explanation or {}).get("top", []) if item["feature"] != SEQUENCE_ITEM]
+    for item in top[:WHAT_IF_FEATURES]:
         code = item["feature"]
         value = feature_values.get(code, item.get("value"))
         fields.append(

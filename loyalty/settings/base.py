@@ -236,6 +236,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reviews.recover_stalled_retraining_task",
         "schedule": 10 * 60.0,
     },
+    # A policy change's re-routing whose message or worker was lost is queued again.
+    "reroute-stale": {"task": "reviews.reroute_stale_task", "schedule": 10 * 60.0},
 }
 
 # Notifications by email (SLA escalations, retraining results); the console in development.

@@ -1,12 +1,13 @@
 """Fixtures for the prediction engine's Django side: generated members and trained versions."""
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
 
 from loyalty.services.catalog import seed_action_catalog
 from loyalty.services.synthetic import generate_members
-from predictions.ml.contracts import BoosterParams, ChurnConfig
+from predictions.ml.contracts import BoosterParams, ChurnConfig, SequenceModelConfig
 from predictions.services.registry import promote_model_version
 from predictions.services.training import train_churn_version, train_next_action_version
 
@@ -14,7 +15,7 @@ START = date(2025, 1, 1)
 DAYS = 365
 HORIZON = 90
 CUTOFF = datetime(2026, 1, 1, tzinfo=UTC)  # START + DAYS: the generator's own cutoff
-# Small and fast: a test trains in about a second. Trees only (see test_ensemble_scoring.py).
+# Small and fast: a test trains in about a second. Trees only (FAST_ENSEMBLE adds a GRU).
 FAST_CHURN = ChurnConfig(
     seed=0,
     bootstrap_models=3,
@@ -40,4 +41,26 @@ def active_churn_version(generated_members):
 @pytest.fixture
 def active_next_action_version(generated_members):
     outcome = train_next_action_version(cutoff=CUTOFF)
+    return promote_model_version(version_id=outcome.version.pk, actor=None)
+
+
+# The trees of FAST_CHURN and a small GRU: a version trains in a couple of seconds. On this
+# data (seed 7) the stacker gives the sequence a positive weight and the ensemble wins.
+FAST_ENSEMBLE = replace(
+    FAST_CHURN,
+    sequence=True,
+    sequence_length=32,
+    sequence_min_rows=200,
+    validation_member_share=0.3,
+    sequence_model=SequenceModelConfig(
+        hidden_size=24, learning_rate=0.01, batch_size=128, max_epochs=6, patience=2
+    ),
+)
+
+
+@pytest.fixture
+def ensemble_version(generated_members):
+    outcome = train_churn_version(cutoff=CUTOFF, horizon_days=HORIZON, config=FAST_ENSEMBLE)
+    assert outcome.report["sequence_model"]["trained"] is True
+    assert outcome.report["sequence_model"]["stacker"]["sequence_weight"] > 0
     return promote_model_version(version_id=outcome.version.pk, actor=None)

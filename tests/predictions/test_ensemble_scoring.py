@@ -1,6 +1,5 @@
 """Scoring with the tree + sequence ensemble, the admin setting that picks it, and the registry."""
 
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -11,11 +10,10 @@ from loyalty.exceptions import PermissionDeniedError
 from loyalty.models import AuditRecord, Event, Member
 from predictions.ml.churn import ENSEMBLE, predict_churn
 from predictions.ml.churn_sequence import encode_members
-from predictions.ml.contracts import SEQUENCE_ITEM, CorruptArtifactError, SequenceModelConfig
+from predictions.ml.contracts import SEQUENCE_ITEM, CorruptArtifactError
 from predictions.ml.features import build_features
 from predictions.models import ModelVersion, Prediction, ScoringRun, ScoringSetting
 from predictions.selectors import feature_event_frame, feature_events, members_frame
-from predictions.services.registry import promote_model_version
 from predictions.services.scoring import (
     SEQUENCE_EVENTS_STORED,
     load_bundle,
@@ -23,33 +21,12 @@ from predictions.services.scoring import (
     start_scoring_run,
 )
 from predictions.services.scoring_settings import ScoringSettingError, set_scoring_model
-from predictions.services.training import train_churn_version
 from predictions.services.whatif import what_if
-from tests.predictions.conftest import CUTOFF, FAST_CHURN, HORIZON
+from tests.predictions.conftest import CUTOFF
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# The trees of FAST_CHURN and a small GRU: a version trains in a couple of seconds. On this
-# data (seed 7) the stacker gives the sequence a positive weight and the ensemble wins.
-FAST_ENSEMBLE = replace(
-    FAST_CHURN,
-    sequence=True,
-    sequence_length=32,
-    sequence_min_rows=200,
-    validation_member_share=0.3,
-    sequence_model=SequenceModelConfig(
-        hidden_size=24, learning_rate=0.01, batch_size=128, max_epochs=6, patience=2
-    ),
-)
 EVENT_KEYS = {"occurred_at", "kind", "category", "channel", "attribution"}
-
-
-@pytest.fixture
-def ensemble_version(generated_members):
-    outcome = train_churn_version(cutoff=CUTOFF, horizon_days=HORIZON, config=FAST_ENSEMBLE)
-    assert outcome.report["sequence_model"]["trained"] is True
-    assert outcome.report["sequence_model"]["stacker"]["sequence_weight"] > 0
-    return promote_model_version(version_id=outcome.version.pk, actor=None)
 
 
 def _score(**options) -> ScoringRun:

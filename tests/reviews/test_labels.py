@@ -5,12 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from predictions.ml.nba import OUTCOME_WEIGHT, RULE_WEIGHT
 from predictions.models import Prediction
 from reviews.models import Decision, LabeledExample
 from reviews.services.decisions import approve_prediction, override_prediction
 from reviews.services.labels import (
-    CONFIRM_WEIGHT,
-    RELABEL_WEIGHT,
+    HUMAN_LABEL_WEIGHT,
     label_decision,
     record_outcomes,
     sweep_unlabeled_decisions,
@@ -45,14 +45,14 @@ def test_an_approved_churn_call_labels_the_model_call(routed, make_user):
         True,
         False,
     )
-    assert (example.treatment, example.weight) == ("confirm", CONFIRM_WEIGHT)
+    assert (example.treatment, example.weight) == ("confirm", HUMAN_LABEL_WEIGHT)
     assert example.model_version_id == review.prediction.model_version_id
     assert example.cutoff == review.prediction.cutoff
     assert example.feature_values == review.prediction.feature_values
 
 
 @pytest.mark.django_db
-def test_an_override_labels_the_human_answer_with_the_highest_weight(routed, make_user):
+def test_an_override_labels_the_human_answer_weighted_as_an_approval(routed, make_user):
     decision = override_prediction(
         review_id=routed["analyst"].pk,
         actor=make_user("analyst"),
@@ -63,8 +63,9 @@ def test_an_override_labels_the_human_answer_with_the_highest_weight(routed, mak
     example = label_decision(decision_id=decision.pk)
 
     assert (example.churn_label, example.agrees_with_model) == (True, False)
-    assert (example.treatment, example.weight) == ("relabel", RELABEL_WEIGHT)
-    assert RELABEL_WEIGHT > CONFIRM_WEIGHT
+    assert (example.treatment, example.weight) == ("relabel", HUMAN_LABEL_WEIGHT)
+    # A person's label outweighs an observed outcome, which outweighs a bootstrap rule.
+    assert HUMAN_LABEL_WEIGHT > OUTCOME_WEIGHT > RULE_WEIGHT
 
 
 @pytest.mark.django_db
