@@ -66,11 +66,10 @@ def role_of(user) -> str | None:
     """The highest role a user holds, for display; None for a user with no role."""
     if not user.is_authenticated:
         return None
-    # Every page asks (the nav shows it): one query per request, not one per call.
-    names = getattr(user, "_role_names", None)
-    if names is None:
-        names = set(user.groups.values_list("name", flat=True))
-        user._role_names = names
+    from loyalty.access import user_access
+
+    # Every page asks (the nav shows it): read once per request, cached across requests.
+    names = user_access(user).groups
     for role in (ADMIN, EXPERT, ANALYST, INTEGRATOR):
         if role in names:
             return role

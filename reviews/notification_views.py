@@ -2,10 +2,10 @@
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from reviews.models import Notification
+from reviews.services import notifications as notifications_service
 
 SHOWN = 100
 
@@ -19,7 +19,5 @@ def notifications(request):
 @login_required
 @require_POST
 def mark_all_read(request):
-    Notification.objects.filter(recipient=request.user, read_at__isnull=True).update(
-        read_at=timezone.now()
-    )
+    notifications_service.mark_all_read(request.user)
     return redirect("reviews:notifications")

@@ -19,6 +19,7 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
+from loyalty import shared_cache
 from loyalty.models import Action, Event
 from predictions.ml.features import FEATURE_NAMES
 from predictions.models import PredictionKind
@@ -748,47 +749,55 @@ def catalogs_read_once():
         _catalogs.reset(token)
 
 
+REASON_CODES_KEY = "catalog:reason-codes"
+ACTIONS_KEY = "catalog:actions"
+
+
 def _active_reason_codes() -> list[tuple[str, str, str]]:
-    return list(
-        ReasonCode.objects.filter(is_active=True)
-        .order_by("treatment", "label")
-        .values_list("treatment", "code", "label")
+    """(treatment, code, label) of the active reason codes; in the shared cache when there is
+    one (forgotten when a reason code is saved, reviews.signals)."""
+    return shared_cache.remembered(
+        REASON_CODES_KEY,
+        lambda: list(
+            ReasonCode.objects.filter(is_active=True)
+            .order_by("treatment", "label")
+            .values_list("treatment", "code", "label")
+        ),
     )
 
 
 def _active_actions() -> list[tuple[str, str]]:
-    return list(Action.objects.filter(is_active=True).order_by("name").values_list("code", "name"))
+    """(code, name) of the active actions, cached as the reason codes are."""
+    return shared_cache.remembered(
+        ACTIONS_KEY,
+        lambda: list(
+            Action.objects.filter(is_active=True).order_by("name").values_list("code", "name")
+        ),
+    )
 
 
 def reason_choices(treatments: tuple[str, ...]) -> list[tuple[str, str]]:
     """Active reason codes of the given treatments, as (code, label) choices."""
     catalogs = _catalogs.get()
     if catalogs is None:
-        return list(
-            ReasonCode.objects.filter(is_active=True, treatment__in=treatments)
-            .order_by("treatment", "label")
-            .values_list("code", "label")
-        )
-    if catalogs.reason_codes is None:
-        catalogs.reason_codes = _active_reason_codes()
-    return [
-        (code, label) for treatment, code, label in catalogs.reason_codes if treatment in treatments
-    ]
+        codes = _active_reason_codes()
+    else:
+        if catalogs.reason_codes is None:
+            catalogs.reason_codes = _active_reason_codes()
+        codes = catalogs.reason_codes
+    return [(code, label) for treatment, code, label in codes if treatment in treatments]
 
 
 def override_action_choices(*, exclude: str = "") -> list[tuple[str, str]]:
     """Active actions a next-action override can pick (all but the model's own answer)."""
     catalogs = _catalogs.get()
     if catalogs is None:
-        return list(
-            Action.objects.filter(is_active=True)
-            .exclude(code=exclude)
-            .order_by("name")
-            .values_list("code", "name")
-        )
-    if catalogs.actions is None:
-        catalogs.actions = _active_actions()
-    return [(code, name) for code, name in catalogs.actions if code != exclude]
+        actions = _active_actions()
+    else:
+        if catalogs.actions is None:
+            catalogs.actions = _active_actions()
+        actions = catalogs.actions
+    return [(code, name) for code, name in actions if code != exclude]
 
 
 def feature_name(code: str) -> str:

@@ -1,9 +1,14 @@
 """Reactions of the review workflow to what lower layers announce."""
 
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from loyalty import shared_cache
+from loyalty.models import Action
 from predictions.signals import model_version_activated, scoring_run_finished
+from reviews.models import ReasonCode
+from reviews.selectors import ACTIONS_KEY, REASON_CODES_KEY
 
 
 @receiver(scoring_run_finished, dispatch_uid="reviews.route_finished_run")
@@ -21,3 +26,13 @@ def resume_after_promotion(sender, *, kind: str, model_version_id: int, **kwargs
     resume_auto_approval(
         kind=kind, actor=None, reason=f"model version {model_version_id} became active"
     )
+
+
+@receiver([post_save, post_delete], sender=ReasonCode, dispatch_uid="reviews.forget_reason_codes")
+def forget_reason_codes(sender, **kwargs) -> None:
+    shared_cache.forget(REASON_CODES_KEY)
+
+
+@receiver([post_save, post_delete], sender=Action, dispatch_uid="reviews.forget_actions")
+def forget_actions(sender, **kwargs) -> None:
+    shared_cache.forget(ACTIONS_KEY)

@@ -97,9 +97,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # from it and written through to the database (cached_db), one query less on every page
 # (bench/pages.py). Unset (embedded), each process would hold a cache of its own, where a
 # session ended in one process lives on in the others: sessions stay in the database alone.
-if env("CACHE_URL", default=""):
+# With it, a few facts every page reads come from the cache too (loyalty/shared_cache.py).
+SHARED_CACHE = bool(env("CACHE_URL", default=""))
+if SHARED_CACHE:
     CACHES = {"default": env.cache_url("CACHE_URL")}
     SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
+# Django's ModelBackend, with each user's permissions read through the shared cache.
+AUTHENTICATION_BACKENDS = ["loyalty.access.CachedPermissionBackend"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -19,6 +19,7 @@ from django.db.models import Max
 from django.urls import reverse
 from django.utils import timezone
 
+from loyalty import shared_cache
 from loyalty.exceptions import require_permission
 from loyalty.models import AuditRecord
 from loyalty.services.audit import record_audit
@@ -39,9 +40,16 @@ def open_pause(kind: str) -> AutomationPause | None:
     return AutomationPause.objects.filter(kind=kind, resumed_at__isnull=True).first()
 
 
+PAUSES_KEY = "automation:open-pauses"
+
+
 def open_pauses() -> list[AutomationPause]:
-    """Every open pause (the banner on every queue page reads this)."""
-    return list(AutomationPause.objects.filter(resumed_at__isnull=True).order_by("kind"))
+    """Every open pause (the banner on every queue page reads this; from the shared cache when
+    there is one: pausing and resuming forget it). Routing reads the database itself."""
+    return shared_cache.remembered(
+        PAUSES_KEY,
+        lambda: list(AutomationPause.objects.filter(resumed_at__isnull=True).order_by("kind")),
+    )
 
 
 def run_monitor(*, kind: str) -> MonitorReport | None:
@@ -138,6 +146,7 @@ def pause_auto_approval(
     try:
         with transaction.atomic():
             pause = AutomationPause.objects.create(kind=kind, reason=reason, report=report)
+            shared_cache.forget(PAUSES_KEY)
             record_audit(
                 kind=AuditRecord.Kind.POLICY_CHANGE,
                 actor=None,
@@ -173,6 +182,7 @@ def resume_auto_approval(
         pause.resumed_by = actor if actor is not None and actor.is_authenticated else None
         pause.resume_reason = reason[:300]
         pause.save(update_fields=["resumed_at", "resumed_by", "resume_reason"])
+        shared_cache.forget(PAUSES_KEY)
         record_audit(
             kind=AuditRecord.Kind.POLICY_CHANGE,
             actor=actor,

@@ -10,7 +10,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db.models import QuerySet
+from django.utils import timezone
 
+from loyalty import shared_cache
 from reviews.models import Notification
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ def notify(*, recipients, subject: str, body: str = "", link: str = "") -> list[
     notes = Notification.objects.bulk_create(
         Notification(recipient=user, subject=subject, body=body, link=link) for user in recipients
     )
+    shared_cache.forget(*(_unread_key(user.pk) for user in recipients))
     addresses = [user.email for user in recipients if user.email]
     if addresses:
         text = f"{body}\n\n{settings.SITE_URL}{link}" if link else body
@@ -46,4 +49,20 @@ def notify(*, recipients, subject: str, body: str = "", link: str = "") -> list[
 
 
 def unread_count(user) -> int:
-    return Notification.objects.filter(recipient=user, read_at__isnull=True).count()
+    """The count in the nav of every page: from the shared cache when there is one."""
+    return shared_cache.remembered(
+        _unread_key(user.pk),
+        lambda: Notification.objects.filter(recipient=user, read_at__isnull=True).count(),
+    )
+
+
+def mark_all_read(user) -> int:
+    marked = Notification.objects.filter(recipient=user, read_at__isnull=True).update(
+        read_at=timezone.now()
+    )
+    shared_cache.forget(_unread_key(user.pk))
+    return marked
+
+
+def _unread_key(user_id: int) -> str:
+    return f"notifications:unread:{user_id}"
