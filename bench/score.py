@@ -37,6 +37,9 @@ def setup_django() -> None:
     import django
 
     django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)  # a fresh database works too
 
 
 def ensure_members(count: int) -> None:
