@@ -44,9 +44,10 @@ run in a child process:
   (retraining on history alone at the same cutoff refits v0 exactly: same data, seeded).
 - random: K reviews drawn uniformly among every undecided current prediction (any route,
   auto-approved ones too), then the same retraining as the loop.
-Every decision example weighs the same (labels.HUMAN_LABEL_WEIGHT). An earlier build weighed
-overrides twice as much as approvals; this bench showed that tilting the reviewed rows towards
-"the model was wrong" put the loop below random routing, and the weights were made equal.
+Every churn decision example weighs the same as a history row (labels.DECISION_LABEL_WEIGHT).
+Earlier builds weighed overrides twice as much as approvals, then every decision 2.5; this
+bench showed both costing the candidates out-of-time AUC (the docstring of reviews/services/
+labels.py has the figures).
 Holdout: 20 % of the scored members by a stable hash of their external id, never reviewed in
 any arm. Per round: the active version's ROC AUC and ECE (10 bins, the gate's definition) on
 them against their realized churn, beside the oracle's AUC (the true probability); over all

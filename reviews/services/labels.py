@@ -3,11 +3,15 @@
 Decision examples, by the reason code's treatment:
 - confirm: the model's own answer is the label (an approval);
 - relabel: the person's answer is the label (an override);
-  both weigh HUMAN_LABEL_WEIGHT, above an observed outcome. Alike on purpose: the reviewed
-  members are already a chosen sample, and weighting corrections above approvals tilted the
-  labels towards "the model was wrong": in bench/loop.py (2x for overrides) the loop ended
-  0.014 AUC below random routing, 95 % [-0.026, -0.003]; with equal weights the two were
-  within noise;
+  both weigh DECISION_LABEL_WEIGHT of their kind. Approvals and corrections alike on purpose:
+  the reviewed members are already a chosen sample, and weighting corrections above approvals
+  tilted the labels towards "the model was wrong" (in bench/loop.py, 2x for overrides put the
+  loop 0.014 AUC below random review, 95 % [-0.026, -0.003]). Per kind: a churn call is a
+  person's guess about the coming horizon, where every history row is a realized outcome, so
+  it weighs as one history row (1); at 2.5, reviewers who are right 90 % of the time cost a
+  candidate 0.011 out-of-time AUC in bench/loop.py's data, at 1 it lost 0.002 and gained 0.010
+  in log loss. A next-action history has no realized answer, only outcomes and bootstrap rules,
+  and a person's choice is its best label: the highest weight there;
 - exclude: bad data; the example is stored `excluded` (so the sweep knows the decision was
   handled) and never trained on.
 The churn "answer" of the model is its call: churns when the probability is at least 0.5 (the
@@ -38,7 +42,10 @@ from predictions.selectors import events_frame
 from reviews.models import Decision, LabeledExample, ReasonCode, Review
 
 CHURN_CALL_THRESHOLD = 0.5
-HUMAN_LABEL_WEIGHT = DECISION_WEIGHT / 2
+DECISION_LABEL_WEIGHT = {
+    PredictionKind.CHURN: 1.0,
+    PredictionKind.NEXT_ACTION: DECISION_WEIGHT / 2,
+}
 SWEEP_BATCH = 500
 OUTCOME_BATCH = 5000
 OUTCOME_KINDS = ("campaign_received", "coupon_redeemed")
@@ -102,7 +109,7 @@ def _decision_example(decision: Decision) -> LabeledExample:
         action_id=action_id,
         treatment=treatment,
         agrees_with_model=agrees,
-        weight=0.0 if excluded else HUMAN_LABEL_WEIGHT,
+        weight=0.0 if excluded else DECISION_LABEL_WEIGHT[review.kind],
         excluded=excluded,
         feature_values=prediction.feature_values,
         observed_at=decision.decided_at,

@@ -10,7 +10,7 @@ from predictions.models import Prediction
 from reviews.models import Decision, LabeledExample
 from reviews.services.decisions import approve_prediction, override_prediction
 from reviews.services.labels import (
-    HUMAN_LABEL_WEIGHT,
+    DECISION_LABEL_WEIGHT,
     label_decision,
     record_outcomes,
     sweep_unlabeled_decisions,
@@ -45,10 +45,32 @@ def test_an_approved_churn_call_labels_the_model_call(routed, make_user):
         True,
         False,
     )
-    assert (example.treatment, example.weight) == ("confirm", HUMAN_LABEL_WEIGHT)
+    assert (example.treatment, example.weight) == ("confirm", 1.0)
     assert example.model_version_id == review.prediction.model_version_id
     assert example.cutoff == review.prediction.cutoff
     assert example.feature_values == review.prediction.feature_values
+
+
+@pytest.mark.django_db
+def test_an_approved_next_action_is_the_heaviest_label_of_its_kind(next_action_review, make_user):
+    from loyalty.models import Action
+
+    prediction = next_action_review.prediction
+    prediction.recommended_action = Action.objects.get(code="bonus_points")
+    prediction.save(update_fields=["recommended_action"])
+    decision = approve_prediction(
+        review_id=next_action_review.pk, actor=make_user("analyst"), reason_code="model-correct"
+    )
+
+    example = label_decision(decision_id=decision.pk)
+
+    assert (example.kind, example.action_id, example.churn_label) == (
+        "next_action",
+        prediction.recommended_action_id,
+        None,
+    )
+    assert example.action_id is not None
+    assert example.weight == DECISION_LABEL_WEIGHT["next_action"] == 2.5
 
 
 @pytest.mark.django_db
@@ -63,9 +85,10 @@ def test_an_override_labels_the_human_answer_weighted_as_an_approval(routed, mak
     example = label_decision(decision_id=decision.pk)
 
     assert (example.churn_label, example.agrees_with_model) == (True, False)
-    assert (example.treatment, example.weight) == ("relabel", HUMAN_LABEL_WEIGHT)
-    # A person's label outweighs an observed outcome, which outweighs a bootstrap rule.
-    assert HUMAN_LABEL_WEIGHT > OUTCOME_WEIGHT > RULE_WEIGHT
+    # As an approval, and as one history row: a churn call is a guess about the horizon.
+    assert (example.treatment, example.weight) == ("relabel", 1.0)
+    # For next actions a person's choice outweighs an observed outcome, then a bootstrap rule.
+    assert DECISION_LABEL_WEIGHT["next_action"] > OUTCOME_WEIGHT > RULE_WEIGHT
 
 
 @pytest.mark.django_db
