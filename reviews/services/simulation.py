@@ -3,7 +3,7 @@
 Read-only. The population is exactly what saving the policy would re-route
 (`rerouting.reroutable_reviews`: pending and auto-approved reviews that no person decided or
 escalated), read column-wise from the denormalized Review fields (confidence, risk, member
-value, tier, prediction id) and the prediction's score, in keyset chunks, into numpy arrays.
+value, tier, prediction id) and the prediction's score, in one read, into numpy arrays.
 The routing rules are `routing.choose_route`'s, vectorized; a test holds the two equal row by
 row.
 
@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 from django.db.models import Subquery
 
+from loyalty.query_frames import values_frame
 from predictions.models import PredictionKind
 from reviews.models import Decision, Review
 from reviews.services.policy import PolicySettings
 from reviews.services.rerouting import reroutable_reviews, value_threshold_of
 
-READ_CHUNK_SIZE = 50_000
 # Enough past decisions for a stable override rate, few enough to read in well under a second.
 DECIDED_SAMPLE_SIZE = 50_000
 # The auto-approve thresholds of the workload curve: 0.50, 0.51, ... 0.99, each the double
@@ -124,35 +124,32 @@ def simulate_policy(*, kind: str, settings: PolicySettings) -> Simulation:
 
 
 def read_columns(reviews, *, kind: str, decided: bool = False) -> ReviewColumns:
-    """The routing inputs of `reviews`, read in keyset chunks of READ_CHUNK_SIZE."""
-    names = ["pk", "prediction_id", "confidence", "risk", "member_value", "tier"]
-    names += ["prediction__score", "route"]
+    """The routing inputs of `reviews`, in one read (COPY on PostgreSQL: a million reviews in
+    about a second, loyalty.query_frames)."""
+    types = {
+        "prediction_id": "int64",
+        "confidence": "float64",
+        "risk": "float64",
+        "member_value": "float64",
+        "tier": "string",
+        "prediction__score": "float64",
+        "route": "string",
+    }
     if decided:
-        names.append("decision__verdict")
-    chunks: list[list[tuple]] = []
-    last_id = 0
-    while True:
-        rows = list(
-            reviews.filter(pk__gt=last_id).order_by("pk").values_list(*names)[:READ_CHUNK_SIZE]
-        )
-        if not rows:
-            break
-        chunks.append(rows)
-        last_id = rows[-1][0]
-    rows = [row for chunk in chunks for row in chunk]
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+        types["decision__verdict"] = "string"
+    frame = values_frame(reviews.order_by("pk"), types)
     return ReviewColumns(
-        prediction_id=np.array(columns[1], dtype="int64"),
-        confidence=np.array(columns[2], dtype="float64"),
-        risk=np.array(columns[3], dtype="float64"),  # None becomes nan
-        value=np.array(columns[4], dtype="float64"),
-        tier=np.array([tier or "" for tier in columns[5]], dtype=object),
-        score=np.array(columns[6], dtype="float64"),
-        route=np.array([ROUTE_CODES.get(route, ANALYST) for route in columns[7]], dtype="int8"),
+        prediction_id=frame["prediction_id"].to_numpy(dtype="int64"),
+        confidence=frame["confidence"].to_numpy(dtype="float64"),
+        risk=frame["risk"].to_numpy(dtype="float64"),  # NULL is nan
+        value=frame["member_value"].to_numpy(dtype="float64"),
+        tier=frame["tier"].fillna("").to_numpy(dtype=object),
+        score=frame["prediction__score"].to_numpy(dtype="float64"),
+        route=frame["route"].map(ROUTE_CODES).fillna(ANALYST).to_numpy(dtype="int8"),
         is_override=(
-            np.array([v == Decision.Verdict.OVERRIDE for v in columns[8]], dtype=bool)
+            (frame["decision__verdict"] == Decision.Verdict.OVERRIDE).to_numpy(dtype=bool)
             if decided
-            else np.zeros(len(rows), dtype=bool)
+            else np.zeros(len(frame), dtype=bool)
         ),
     )
 
