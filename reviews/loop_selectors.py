@@ -76,9 +76,7 @@ def loop_overview() -> LoopOverview:
             :RUNS_SHOWN
         ]
     )
-    pauses = {
-        pause.kind: pause for pause in AutomationPause.objects.filter(resumed_at__isnull=True)
-    }
+    pauses = {pause.kind: pause for pause in AutomationPause.objects.open()}
     return LoopOverview(labels=label_counts(), runs=runs, pauses=pauses, monitors=latest_monitors())
 
 

@@ -406,6 +406,12 @@ class MonitorReport(models.Model):
         return f"{self.kind} monitor of v{self.model_version_id} at {self.computed_at:%Y-%m-%d}"
 
 
+class PauseQuerySet(models.QuerySet):
+    def open(self) -> "PauseQuerySet":
+        """The pauses in force (at most one per kind, by a constraint)."""
+        return self.filter(resumed_at__isnull=True)
+
+
 class AutomationPause(models.Model):
     """Auto-approval of a kind is off while a pause is open (`resumed_at` empty): routing
     sends every prediction to people. Opened by the calibration monitor, closed by an admin or
@@ -422,6 +428,8 @@ class AutomationPause(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     resume_reason = models.CharField(max_length=300, blank=True)
+
+    objects = PauseQuerySet.as_manager()
 
     class Meta:
         ordering = ["-paused_at", "-id"]

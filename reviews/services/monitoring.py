@@ -37,7 +37,7 @@ DRIFT_SAMPLE = 20_000
 
 
 def open_pause(kind: str) -> AutomationPause | None:
-    return AutomationPause.objects.filter(kind=kind, resumed_at__isnull=True).first()
+    return AutomationPause.objects.open().filter(kind=kind).first()
 
 
 PAUSES_KEY = "automation:open-pauses"
@@ -48,7 +48,7 @@ def open_pauses() -> list[AutomationPause]:
     there is one: pausing and resuming forget it). Routing reads the database itself."""
     return shared_cache.remembered(
         PAUSES_KEY,
-        lambda: list(AutomationPause.objects.filter(resumed_at__isnull=True).order_by("kind")),
+        lambda: list(AutomationPause.objects.open().order_by("kind")),
     )
 
 
@@ -171,11 +171,7 @@ def resume_auto_approval(
     """Close the open pause of `kind`; None when there was none."""
     require_permission(actor, PROMOTE_PERMISSION)
     with transaction.atomic():
-        pause = (
-            AutomationPause.objects.select_for_update()
-            .filter(kind=kind, resumed_at__isnull=True)
-            .first()
-        )
+        pause = AutomationPause.objects.select_for_update().open().filter(kind=kind).first()
         if pause is None:
             return None
         pause.resumed_at = now or timezone.now()

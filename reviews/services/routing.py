@@ -117,7 +117,7 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
     """Give every prediction of `kind` that has no review yet its review. Idempotent: a
     prediction routed already is skipped; reruns route nothing twice (unique prediction)."""
     policy = current_policy(kind)
-    pause = AutomationPause.objects.filter(kind=kind, resumed_at__isnull=True).first()
+    pause = AutomationPause.objects.open().filter(kind=kind).first()
     paused = pause.reason if pause is not None else ""
     unrouted = Prediction.objects.filter(kind=kind, review__isnull=True)
     if model_version_id is not None:
