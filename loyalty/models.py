@@ -136,6 +136,13 @@ class AuditRecord(models.Model):
         POLICY_CHANGE = "policy_change"
         DECISION = "decision"
         ESCALATION = "escalation"
+        # A change made in the admin (user, group, token, gate policy, reason code, action,
+        # periodic task, scoring setting), with its before and after values.
+        CONFIG_CHANGE = "config_change"
+        # Everything the product holds about one member, handed out on request.
+        EXPORT = "export"
+        # An admin lifted an erasure's tombstone, so that the external id may come back.
+        TOMBSTONE_LIFT = "tombstone_lift"
 
     occurred_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(

@@ -96,6 +96,8 @@ class Review(models.Model):
         AUTO_APPROVED = "auto_approved"
         # A newer prediction of the member (a re-score, a new model) replaced it undecided.
         SUPERSEDED = "superseded"
+        # The member was erased or withdrew consent to profiling before anyone decided it.
+        WITHDRAWN = "withdrawn"
 
     prediction = models.OneToOneField(Prediction, on_delete=models.CASCADE, related_name="review")
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="reviews")
