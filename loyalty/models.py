@@ -168,6 +168,57 @@ class AuditRecord(models.Model):
         raise ValueError("Audit records are append-only.")
 
 
+class ErasureTombstoneQuerySet(models.QuerySet):
+    def standing(self) -> "ErasureTombstoneQuerySet":
+        """The tombstones in force: their external ids may not come back."""
+        return self.filter(lifted_at__isnull=True)
+
+
+class ErasureTombstone(models.Model):
+    """What remains of an erased member's external id: enough to refuse the id when it comes
+    back (an import, an API create, an event), not enough to learn it.
+
+    `digest` is HMAC-SHA256, keyed with the server secret ERASURE_TOMBSTONE_KEY, of the
+    SHA-256 of the external id (`loyalty.services.erasure.tombstone_digest`): without the key
+    a low-entropy id cannot be found by trying candidates. The inner SHA-256 is what erasure
+    records kept before tombstones existed, so that their erasures got tombstones too
+    (migration 0007). A standing tombstone (`lifted_at` empty) refuses the id; an admin may
+    lift it, saying why. At most one stands per id; a lifted one stays as history.
+    """
+
+    digest = models.CharField(max_length=64, db_index=True)
+    member = models.OneToOneField(
+        Member,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="erasure_tombstone",
+        help_text="The erased member's row (its placeholder id says nothing about the person).",
+    )
+    erased_at = models.DateTimeField()
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lift_reason = models.TextField(blank=True)
+
+    objects = ErasureTombstoneQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-erased_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["digest"],
+                condition=Q(lifted_at__isnull=True),
+                name="one_standing_tombstone_per_id",
+            )
+        ]
+
+    def __str__(self) -> str:
+        state = "standing" if self.lifted_at is None else "lifted"
+        return f"tombstone {self.digest[:12]}… of member {self.member_id} ({state})"
+
+
 class SyntheticTruth(models.Model):
     """The true churn probability of a generated member, known by construction.
 

@@ -62,6 +62,11 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
 }
 
 
+def is_staff_for(role_names) -> bool:
+    """Whether a user holding these roles may open the admin site: the admin role does."""
+    return ADMIN in set(role_names)
+
+
 def role_of(user) -> str | None:
     """The highest role a user holds, for display; None for a user with no role."""
     if not user.is_authenticated:

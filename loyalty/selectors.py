@@ -37,12 +37,19 @@ def program_overview(*, audit_rows: int = 8) -> ProgramOverview:
 
 
 def scorable_members() -> QuerySet[Member]:
-    """THE members that scoring may read: consenting to profiling and not erased.
+    """THE members that may be profiled: consenting to profiling and not erased.
 
-    Every scoring, feature-building and training path must start from this query, so that a
-    consent withdrawal stops profiling from the next run on and an erased member is never seen.
+    The one home of that rule. Scoring, training (history rows), retraining (labeled
+    examples), outcome labeling and what-if all start from this query (as a subquery:
+    `member_id__in=scorable_members().values("pk")`), so that a consent withdrawal takes a
+    member out of all of them from the next run on and an erased member is never seen.
     """
     return Member.objects.filter(consent_profiling=True, erased_at__isnull=True)
+
+
+def may_profile(*, member_id: int) -> bool:
+    """Whether this one member may be profiled now (`scorable_members`)."""
+    return scorable_members().filter(pk=member_id).exists()
 
 
 def member_list() -> QuerySet[Member]:

@@ -17,3 +17,7 @@ class NothingToRollBackToError(ConflictError):
 
 class TrainingDataError(DomainError):
     """The imported data cannot train a model (too little history, one class only...)."""
+
+
+class ProfilingNotAllowedError(ConflictError):
+    """The member may not be profiled (consent withdrawn, or erased): no what-if about them."""

@@ -14,6 +14,7 @@ from django.db import connection
 from django.db.models import Min
 
 from loyalty.models import Event, Member
+from loyalty.selectors import scorable_members
 from predictions.ml.features import MAX_LOOKBACK_DAYS, PreparedEvents, prepare_events
 
 EVENT_COLUMNS = [
@@ -54,10 +55,12 @@ def events_frame(
     member_id_range: tuple[int, int] | None = None,
     member_ids: Sequence[int] | None = None,
     columns: Sequence[str] = EVENT_COLUMNS,
+    only_profiled: bool = False,
 ) -> pd.DataFrame:
     """Events as the ML contract wants them: optionally only those strictly before `before`,
-    at or after `since`, of members whose id lies in an inclusive range (a scoring chunk) and
-    of the listed members.
+    at or after `since`, of members whose id lies in an inclusive range (a scoring chunk), of
+    the listed members, and (`only_profiled`) of members who may be profiled, filtered in SQL
+    by `loyalty.selectors.scorable_members` itself.
 
     Columns are `columns` (a subset of EVENT_COLUMNS, in that order): member_id int64,
     occurred_at datetime64[ns, UTC], strings with '' for empty, floats with NaN for empty.
@@ -77,6 +80,12 @@ def events_frame(
     if member_id_range is not None:
         where.append("member_id BETWEEN %s AND %s")
         params.extend(member_id_range)
+    if only_profiled:
+        profiled_sql, profiled_params = (
+            scorable_members().values("pk").query.get_compiler(connection=connection).as_sql()
+        )
+        where.append(f"member_id IN ({profiled_sql})")
+        params.extend(profiled_params)
     if connection.vendor == "postgresql":
         frame = _events_by_copy(columns=columns, where=where, params=params)
     else:
@@ -214,9 +223,18 @@ def first_event_times(*, before: datetime, member_ids: Sequence[int]) -> pd.Seri
     return pd.Series(stamps.asi8, index=index, name="t_ns")
 
 
-def members_frame(*, member_ids: list[int] | None = None) -> pd.DataFrame:
+def profiling_frames(*, before: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(events, members) of the members who may be profiled: what training, the gate's
+    out-of-time evaluation and the calibration monitor read, so that a member who withdrew
+    consent or was erased is neither trained on nor scored for a report."""
+    return events_frame(before=before, only_profiled=True), members_frame(only_profiled=True)
+
+
+def members_frame(
+    *, member_ids: list[int] | None = None, only_profiled: bool = False
+) -> pd.DataFrame:
     """Members as the ML contract wants them. Fairness-audit fields are never read here."""
-    queryset = Member.objects.all()
+    queryset = scorable_members() if only_profiled else Member.objects.all()
     if member_ids is not None:
         queryset = queryset.filter(pk__in=member_ids)
     rows = list(queryset.values_list("id", "joined_on", "tier", "points_balance"))

@@ -1,9 +1,10 @@
-"""Admin of the review workflow: reason codes and the gate are edited here; policies,
-reviews, decisions, labels and retraining runs are shown read-only (they change only through
-their services, which audit them)."""
+"""Admin of the review workflow: reason codes and the gate are edited here, every change
+audited with its before and after values; policies, reviews, decisions, labels and retraining
+runs are shown read-only (they change only through their services, which audit them)."""
 
 from django.contrib import admin
 
+from loyalty.services.config_audit import AuditedAdminMixin
 from reviews.models import (
     Decision,
     EscalationPolicy,
@@ -28,7 +29,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(ReasonCode)
-class ReasonCodeAdmin(admin.ModelAdmin):
+class ReasonCodeAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["code", "label", "treatment", "is_active"]
     list_filter = ["treatment", "is_active"]
     search_fields = ["code", "label"]
@@ -38,7 +39,7 @@ class ReasonCodeAdmin(admin.ModelAdmin):
 
 
 @admin.register(GatePolicy)
-class GatePolicyAdmin(admin.ModelAdmin):
+class GatePolicyAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["kind", "max_auc_drop", "max_ece", "coverage_tolerance", "auto_promote"]
 
 

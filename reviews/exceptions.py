@@ -1,6 +1,6 @@
 """Domain errors of the review workflow (mapped to HTTP once, by loyalty.api.exceptions)."""
 
-from loyalty.exceptions import ConflictError, DomainError, PermissionDeniedError
+from loyalty.exceptions import ConflictError, DomainError, NotFoundError, PermissionDeniedError
 
 
 class ReviewAlreadyDecided(ConflictError):
@@ -9,6 +9,10 @@ class ReviewAlreadyDecided(ConflictError):
 
 class ReviewNotOpen(ConflictError):
     """The review is not in a state that allows this (e.g. escalating an expert's item)."""
+
+
+class ReviewNotFound(NotFoundError):
+    """No review has this id, or none the acting user may see (the two answer alike)."""
 
 
 class ReviewNotYours(PermissionDeniedError):
@@ -21,3 +25,11 @@ class InvalidDecision(DomainError):
 
 class NotAwaitingApproval(ConflictError):
     """Approving a retrained candidate that did not pass the gate or was decided already."""
+
+
+class RetrainingRunNotFound(NotFoundError):
+    """No retraining run has this id."""
+
+
+class PolicyChanged(ConflictError):
+    """Someone saved another escalation-policy version since the page was opened."""

@@ -106,6 +106,8 @@ def approve_run(request, run_id: int):
     except DomainError as error:
         if error.status == 403:
             raise PermissionDenied(error.message) from error
+        if error.status == 404:
+            raise Http404(error.message) from error
         messages.error(request, error.message)
         return redirect("reviews:loop")
     messages.success(request, f"Version {run.candidate_id} is active; members are being re-scored.")

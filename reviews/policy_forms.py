@@ -45,6 +45,8 @@ class PolicyForm(forms.Form):
     sla_hours = forms.IntegerField(
         label="Escalate analyst items after (hours)", min_value=1, max_value=24 * 30
     )
+    # The version the page showed: saving over a version someone else saved since is a conflict.
+    based_on_version = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
     reason = forms.CharField(
         label="Why this change",
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "Recorded with the new version."}),
@@ -73,10 +75,17 @@ class PolicyForm(forms.Form):
 
     @classmethod
     def for_policy(
-        cls, settings: PolicySettings, *, kind: str, data=None, **kwargs
+        cls,
+        settings: PolicySettings,
+        *,
+        kind: str,
+        data=None,
+        based_on_version: int | None = None,
+        **kwargs,
     ) -> "PolicyForm":
         """Unbound: the policy's values. Bound: `data`, with the policy's tiers kept listed."""
         initial = {name: getattr(settings, name) for name in PolicySettings.__dataclass_fields__}
+        initial["based_on_version"] = based_on_version
         return cls(data, initial=initial, kind=kind, **kwargs)
 
     def tier_rows(self) -> list[tuple[str, forms.BoundField, forms.BoundField]]:

@@ -36,7 +36,7 @@ def policy_settings(request, kind: str):
     policy = current_policy(kind)
     current = PolicySettings.of(policy)
     if request.method == "GET":
-        form = PolicyForm.for_policy(current, kind=kind)
+        form = PolicyForm.for_policy(current, kind=kind, based_on_version=policy.version)
         return _page(request, kind, policy, form, simulate_policy(kind=kind, settings=current))
     form = PolicyForm.for_policy(current, kind=kind, data=request.POST)
     if form.is_valid() and form.policy_settings() == current:
@@ -50,9 +50,18 @@ def policy_settings(request, kind: str):
             settings=form.policy_settings(),
             actor=request.user,
             reason=form.cleaned_data["reason"],
+            based_on_version=form.cleaned_data.get("based_on_version"),
         )
     except DomainError as error:
-        raise PermissionDenied(error.message) from error
+        if error.status == 403:
+            raise PermissionDenied(error.message) from error
+        # Someone saved a version meanwhile: show theirs, keep what this person typed.
+        form.add_error(None, error.message)
+        policy = current_policy(kind)
+        form.data = form.data.copy()
+        form.data["based_on_version"] = str(policy.version)
+        simulation = simulate_policy(kind=kind, settings=PolicySettings.of(policy))
+        return _page(request, kind, policy, form, simulation, status=error.status)
     # change_policy's transaction has committed here (no ATOMIC_REQUESTS): the new version is
     # saved and audited; a worker re-routes the undecided reviews (minutes at a million).
     request_rerouting(kind=kind, actor=request.user)

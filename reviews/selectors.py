@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from loyalty import shared_cache
 from loyalty.models import Action, Event
+from loyalty.parsing import parse_id
 from predictions.ml.features import FEATURE_NAMES
 from predictions.models import PredictionKind
 from reviews.models import Decision, ReasonCode, Review
@@ -95,10 +96,38 @@ def readable_routes(user) -> tuple[str, ...] | None:
     return None if user.has_perm(VIEW_REVIEW) else ()
 
 
-def can_open_review(user, review: Review) -> bool:
-    """May the user read this review (see readable_routes)?"""
+def visible_reviews_filter(user) -> Q:
+    """The one visibility rule of reviews, as a filter: every page, API view and service that
+    hands out a review by id or lists reviews applies it before anything else, and answers
+    404 for what it excludes (an id the caller may not see is as good as no id).
+
+    - the routes of `readable_routes`;
+    - an analyst keeps sight of an item they escalated until an expert decides it, so that
+      repeating the escalation answers like the first time (and never shows the expert's
+      decision);
+    - nobody sees the reviews of an erased member: they are no one's case any more.
+    """
     routes = readable_routes(user)
-    return routes is None or review.route in routes
+    if routes is None:
+        visible = Q()
+    elif not routes:
+        return Q(pk__in=[])
+    else:
+        visible = Q(route__in=routes)
+        if user.is_authenticated:
+            visible |= Q(escalated_by=user.pk, state=Review.State.PENDING)
+    return visible & Q(member__erased_at__isnull=True)
+
+
+def visible_reviews(user, reviews=None):
+    """`reviews` (all reviews by default) narrowed to what `user` may see."""
+    queryset = Review.objects.all() if reviews is None else reviews
+    return queryset.filter(visible_reviews_filter(user))
+
+
+def can_open_review(user, review: Review) -> bool:
+    """May the user read this review? `visible_reviews_filter` asked of one row."""
+    return visible_reviews(user).filter(pk=review.pk).exists()
 
 
 def can_decide_review(user, review: Review) -> bool:
@@ -136,7 +165,8 @@ class QueueFilters:
         risk = params.get("risk", "")
         reason = params.get("reason", "")
         age = params.get("age", "")
-        hours = int(age) if age.isdigit() and 0 < int(age) < 24 * 365 else None
+        hours = parse_id(age)
+        hours = hours if hours is not None and hours < 24 * 365 else None
         return cls(
             kind=kind if kind in PredictionKind.values else "",
             tier=tier if tier in settings.LOYALTY_TIER_LADDER else "",
@@ -471,14 +501,16 @@ class ReviewPage:
     history: tuple[HistoryItem, ...]
 
 
-def review_page(*, review_id: int, now: datetime | None = None) -> ReviewPage:
-    """Everything the member page shows about one review. Raises Review.DoesNotExist."""
+def review_page(*, review_id: int, viewer, now: datetime | None = None) -> ReviewPage:
+    """Everything the member page shows about one review, for a viewer who may see it.
+    Raises Review.DoesNotExist for an unknown id and for one the viewer may not see alike."""
     now = now or timezone.now()
     # Joined: what every page shows. Read lazily, one small query each and only where there
     # is one: the recommended action (next-action pages), who escalated and why (escalated
     # reviews). Every join costs the planner time on every page view.
     review = (
-        Review.objects.select_related("member", "prediction__model_version")
+        visible_reviews(viewer)
+        .select_related("member", "prediction__model_version")
         .defer(*(f"prediction__model_version__{name}" for name in MODEL_VERSION_BULK))
         .get(pk=review_id)
     )
@@ -526,7 +558,7 @@ def review_page(*, review_id: int, now: datetime | None = None) -> ReviewPage:
             member_id=member.pk,
             marked=(prediction.explanation or {}).get("sequence_events") or (),
         ),
-        history=member_history(member_id=member.pk, current=review.pk),
+        history=member_history(member_id=member.pk, viewer=viewer, current=review.pk),
     )
 
 
@@ -652,11 +684,13 @@ def _timeline_item(row: tuple, effects: dict[tuple[datetime, str], float]) -> Ti
 
 
 def member_history(
-    *, member_id: int, current: int | None = None, limit: int = MEMBER_HISTORY
+    *, member_id: int, viewer, current: int | None = None, limit: int = MEMBER_HISTORY
 ) -> tuple[HistoryItem, ...]:
-    """The member's past predictions with their reviews and decisions, newest first."""
+    """The member's past predictions with their reviews and decisions, newest first: those
+    the viewer may see (an analyst does not learn how an expert decided an expert's item)."""
     reviews = list(
-        Review.objects.filter(member_id=member_id)
+        visible_reviews(viewer)
+        .filter(member_id=member_id)
         .order_by("-created_at", "-pk")
         .values(
             "pk",

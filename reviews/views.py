@@ -12,11 +12,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from loyalty.exceptions import DomainError
+from loyalty.parsing import parse_id
 from predictions.models import PredictionKind
 from predictions.services.whatif import WhatIfInputError, what_if
 from reviews.figures import (
@@ -33,7 +35,6 @@ from reviews.selectors import (
     QueueFilters,
     can_decide_review,
     can_open_queue,
-    can_open_review,
     catalogs_read_once,
     feature_name,
     format_feature_value,
@@ -44,6 +45,7 @@ from reviews.selectors import (
     pending_reviews_for,
     reason_choices,
     review_page,
+    visible_reviews,
 )
 from reviews.services.decisions import approve_prediction, escalate_review, override_prediction
 
@@ -134,16 +136,31 @@ def _filter_options() -> dict:
     }
 
 
+def _visible_review_or_404(user, review_id: int) -> Review:
+    """The visibility rule before anything else: a review the user may not see is a 404."""
+    try:
+        return visible_reviews(user).select_related("member").get(pk=review_id)
+    except Review.DoesNotExist as error:
+        raise Http404("No such review.") from error
+
+
+def _safe_next(request, fallback: str) -> str:
+    """Where to go after a form: the page's own `next` when it points into this site."""
+    target = request.POST.get("next", "")
+    is_local = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return target if target and is_local else fallback
+
+
 @login_required
 @require_POST
 def quick_decide(request, review_id: int):
     """Approve or escalate one row of a queue; htmx gets the (empty) row back, so it vanishes."""
-    review = get_object_or_404(Review, pk=review_id)
+    review = _visible_review_or_404(request.user, review_id)
     verdict = request.POST.get("verdict", "approve")
     member = review.member.external_id
     try:
-        if not can_open_review(request.user, review):
-            raise PermissionDenied
         if verdict == "escalate":
             escalate_review(
                 review_id=review.pk,
@@ -160,13 +177,13 @@ def quick_decide(request, review_id: int):
                 comment=request.POST.get("comment", "").strip(),
             )
             text = f"Approved {member}."
-    except PermissionDenied:
-        return _queue_error(request, review, "Only an expert can decide this review.", 403)
     except DomainError as error:
+        if error.status == 404:  # the member was erased a moment ago
+            raise Http404("No such review.") from error
         return _queue_error(request, review, error.message, error.status)
     if not request.htmx:
         messages.success(request, text)
-        return redirect(request.POST.get("next") or reverse(QUEUE_URLS[review.route]))
+        return redirect(_safe_next(request, reverse(QUEUE_URLS[review.route])))
     return render(
         request,
         "reviews/partials/row_done.html",
@@ -202,12 +219,15 @@ def bulk_approve(request):
     route = request.POST.get("route", Review.Route.ANALYST)
     if route not in QUEUE_URLS or not can_open_queue(request.user, route):
         raise PermissionDenied
-    ids = [int(pk) for pk in request.POST.getlist("review") if pk.isdigit()]
+    ids = [pk for pk in map(parse_id, request.POST.getlist("review")) if pk is not None]
     approved, problems = 0, []
-    reviews = Review.objects.select_related("member").in_bulk(ids)
+    # Only what the user may see: an id they may not see is reported as not found, without
+    # a word about the member behind it.
+    reviews = visible_reviews(request.user).select_related("member").in_bulk(ids)
     for pk in ids:
         review = reviews.get(pk)
         if review is None:
+            problems.append(f"Review {pk}: not found.")
             continue
         try:
             approve_prediction(review_id=pk, actor=request.user, reason_code=QUICK_APPROVE_REASON)
@@ -229,13 +249,11 @@ def bulk_approve(request):
 
 
 def _open(request, review_id: int):
+    """The member page's data, after the visibility rule: 404 for what the user may not see."""
     try:
-        page = review_page(review_id=review_id)
+        return review_page(review_id=review_id, viewer=request.user)
     except Review.DoesNotExist as error:
         raise Http404("No such review.") from error
-    if not can_open_review(request.user, page.review):
-        raise PermissionDenied("This review is routed to another role.")
-    return page
 
 
 @login_required
@@ -319,7 +337,7 @@ def decide(request, review_id: int):
             escalate_review(**common, proposal=form.proposal())
             done = "Escalated"
     except DomainError as error:
-        page = review_page(review_id=review_obj.pk)
+        page = _open(request, review_obj.pk)  # 404 if the member was erased meanwhile
         return _render_review(
             request, page, forms={form.verdict_name: form}, error=error.message, status=error.status
         )

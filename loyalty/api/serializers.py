@@ -78,8 +78,10 @@ class ErasureOutputSerializer(serializers.Serializer):
     member_id = serializers.IntegerField()
     external_id = serializers.CharField(help_text="The placeholder now on the member row.")
     events_deleted = serializers.IntegerField()
-    former_external_id_sha256 = serializers.CharField(
-        help_text="SHA-256 of the former external id, also kept in the audit record."
+    tombstone_digest = serializers.CharField(
+        help_text="Keyed HMAC-SHA256 of the former external id: the erasure tombstone that "
+        "refuses the id from now on, also kept in the audit record. Empty for an erasure made "
+        "before tombstones whose record kept no hash."
     )
     erased_at = serializers.DateTimeField()
     already_erased = serializers.BooleanField(

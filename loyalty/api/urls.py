@@ -15,5 +15,8 @@ urlpatterns = [
         name="member-events",
     ),
     path("members/<str:external_id>/erase/", views.MemberEraseApi.as_view(), name="member-erase"),
+    path(
+        "members/<str:external_id>/export/", views.MemberExportApi.as_view(), name="member-export"
+    ),
     path("events/batch/", views.EventBatchCreateApi.as_view(), name="event-batch"),
 ]

@@ -1,6 +1,7 @@
 """API views: authenticate, check the role, validate with a serializer, call one service."""
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
@@ -26,6 +27,7 @@ from loyalty.models import Event, Member
 from loyalty.selectors import member_events, member_list
 from loyalty.services.erasure import erase_member_by_external_id
 from loyalty.services.events import EVENT_BATCH_LIMIT, record_event_batch
+from loyalty.services.export import export_member_by_external_id
 from loyalty.services.members import create_member, update_member
 
 # A page an integrator can ask for in one request without tying up a worker.
@@ -83,7 +85,9 @@ class MemberListApi(GenericAPIView):
         operation_id="members_create",
         summary="Create a member",
         description="A second create with the same external id answers 409; change an "
-        "existing member with PATCH. Consent given here is audited like a later change.",
+        "existing member with PATCH. Consent given here is audited like a later change. The "
+        "external id of an erased member answers 409 too, until an admin lifts the erasure's "
+        "tombstone.",
         request=MemberCreateInputSerializer,
         responses={
             201: MemberOutputSerializer,
@@ -91,7 +95,8 @@ class MemberListApi(GenericAPIView):
             401: UNAUTHENTICATED,
             403: FORBIDDEN,
             409: OpenApiResponse(
-                ErrorOutputSerializer, description="A member with this external id exists."
+                ErrorOutputSerializer,
+                description="A member with this external id exists, or was erased.",
             ),
         },
     )
@@ -106,8 +111,9 @@ class MemberListApi(GenericAPIView):
 class MemberDetailApi(GenericAPIView):
     """One member: read (GET), replace (PUT) or change some fields (PATCH).
 
-    Writes to an erased member answer 409: update_member refuses them (MemberErasedError), so
-    that the rule holds for every caller, not only the API.
+    An erased member keeps its row under a placeholder id with nothing personal left, so that
+    systems holding copies learn of the erasure (`?erased=true` lists them); writes to it
+    answer 409: update_member refuses them (MemberErasedError), for every caller.
     """
 
     queryset = Member.objects.all()
@@ -204,10 +210,13 @@ class MemberEraseApi(APIView):
     @extend_schema(
         operation_id="members_erase",
         summary="Erase a member",
-        description="Deletes the member's events, blanks its personal fields, replaces its "
-        "external id with a placeholder and appends an audit record holding the SHA-256 of the "
-        "former id. Repeating the request with the same id answers 200 again with "
-        "`already_erased: true` and changes nothing.",
+        description="Deletes the member's events and everything derived from it (labeled "
+        "examples), blanks its personal fields and what was derived from them (the features "
+        "and explanations of its predictions, its reviews' notes), replaces its external id "
+        "with a placeholder and writes a tombstone (a keyed digest of the former id) that "
+        "refuses the id in creates, imports and events until an admin lifts it. Repeating the "
+        "request with the same id answers 200 again with `already_erased: true` and changes "
+        "nothing.",
         parameters=[EXTERNAL_ID_PARAMETER],
         request=None,
         responses={
@@ -220,6 +229,33 @@ class MemberEraseApi(APIView):
     def post(self, request, external_id: str):
         result = erase_member_by_external_id(external_id=external_id, actor=request.user)
         return Response(ErasureOutputSerializer(result).data)
+
+
+class MemberExportApi(APIView):
+    """Everything held about one member, as JSON (GET, needs erase_member)."""
+
+    permission_classes = [CanEraseMembers]
+
+    @extend_schema(
+        operation_id="members_export",
+        summary="Export everything held about a member",
+        description="One JSON object: `format` (1), `exported_at`, `member` (its fields), "
+        "`events`, `audit_records` (about the member), `synthetic_truth`, "
+        "`erasure_tombstone`, `predictions`, `reviews`, `decisions`, `labeled_examples` and "
+        "`review_audit_records` (about its reviews); lists oldest first, times in ISO 8601, "
+        "amounts as strings. Staff identities are left out. An erased member is found by "
+        "its former external id too (through its tombstone) and its export holds what "
+        "erasure kept. Each export is audited.",
+        parameters=[EXTERNAL_ID_PARAMETER],
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description="The member's data."),
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+        },
+    )
+    def get(self, request, external_id: str):
+        return Response(export_member_by_external_id(external_id=external_id, actor=request.user))
 
 
 class EventBatchCreateApi(APIView):
@@ -237,7 +273,9 @@ class EventBatchCreateApi(APIView):
             "listed in `errors` with their index and field errors. An event whose natural key "
             "(member, occurred_at, kind, session_id, product_id) is already stored, or repeated "
             "in the batch, counts as a duplicate and is stored once, so a retried batch is "
-            "harmless. `occurred_at` must carry a zone offset; a naive time is rejected.\n\n"
+            "harmless. `occurred_at` must carry a zone offset; a naive time is rejected. "
+            "Events of an erased member (its placeholder id or its former id) are rejected "
+            "item by item.\n\n"
             "**200**: every item was valid (stored or duplicate). **207**: some items were "
             "rejected; the valid ones were stored. Both carry the same body. **400**: the batch "
             f"itself is unusable (not a list, empty, more than {EVENT_BATCH_LIMIT} items); "

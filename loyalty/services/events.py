@@ -13,10 +13,13 @@ from django.utils import timezone
 from loyalty.exceptions import EventBatchTooLargeError, require_permission
 from loyalty.models import AuditRecord, Event, Member
 from loyalty.services.audit import record_audit
+from loyalty.services.erasure import erased_external_ids
 
 # One request stays well under a second of work and a few hundred kilobytes of JSON; bigger
 # loads go through the CSV import.
 EVENT_BATCH_LIMIT = 1000
+
+ERASED_MEMBER_MESSAGE = "This member was erased; it takes no new events."
 
 NAIVE_DATETIME_MESSAGE = (
     "Give a time zone offset, e.g. 2025-01-31T14:05:00Z or 2025-01-31T15:05:00+01:00; "
@@ -94,10 +97,18 @@ def record_event_batch(
         .filter(external_id__in={item.member_external_id for item in events})
         .order_by("pk")
     }
+    # An erased member's row carries a placeholder id: its former id is known only to its
+    # tombstone, and answers as erased rather than as unknown.
+    erased = erased_external_ids({item.member_external_id for item in events} - members.keys())
     errors = list(rejected)
     candidates: dict[tuple, Event] = {}
     duplicates = 0
     for item in events:
+        if item.member_external_id in erased:
+            errors.append(
+                ItemError(index=item.index, errors={"member_external_id": [ERASED_MEMBER_MESSAGE]})
+            )
+            continue
         event, item_errors = _build_event(item, members.get(item.member_external_id))
         if item_errors:
             errors.append(ItemError(index=item.index, errors=item_errors))
@@ -149,7 +160,7 @@ def _build_event(
             "member_external_id": [f"No member has external id {item.member_external_id!r}."]
         }
     if member.is_erased:
-        return None, {"member_external_id": ["This member was erased; it takes no new events."]}
+        return None, {"member_external_id": [ERASED_MEMBER_MESSAGE]}
     if timezone.is_naive(item.occurred_at):
         return None, {"occurred_at": [NAIVE_DATETIME_MESSAGE]}
     event = Event(

@@ -42,7 +42,12 @@ from loyalty.services.csv_validation import (
     source_label,
     validate_chunk,
 )
-from loyalty.services.erasure import ERASED_EXTERNAL_ID_PREFIX
+from loyalty.services.erasure import (
+    ERASED_EXTERNAL_ID_PREFIX,
+    StandingTombstones,
+    erased_external_ids,
+)
+from loyalty.signals_consent import consent_withdrawn
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -175,7 +180,8 @@ def import_members(
     members get the default); an empty cell sets the field to empty. Consent changes set
     `consent_changed_at` and are audited one by one. Raises ImportValidationError, with
     nothing written, when any row is bad: unknown or missing columns, bad dates or numbers,
-    over-long values, an external id given twice, or one that belongs to an erased member.
+    over-long values, an external id given twice, or one that a standing erasure tombstone
+    refuses (the member was erased).
     """
     require_permission(actor, "loyalty.add_member")
     require_permission(actor, "loyalty.change_member")
@@ -183,9 +189,7 @@ def import_members(
     report = progress or _no_progress
     started = time.perf_counter()
     collector = ErrorCollector(MEMBER_COLUMNS)
-    erased_ids = set(
-        Member.objects.filter(erased_at__isnull=False).values_list("external_id", flat=True)
-    )
+    tombstones = StandingTombstones()
     seen_ids: list[pd.Series] = []
     seen_lines: list[np.ndarray] = []
     present: tuple[str, ...] = ()
@@ -205,11 +209,12 @@ def import_members(
                 "erased members",
             )
             collector.add_cells(
-                mask=ids.isin(erased_ids) & ~reserved,
+                mask=_refused_by_tombstones(ids, tombstones) & ~reserved,
                 lines=lines,
                 values=ids,
                 column="external_id",
-                reason="this member was erased; its data is not imported again",
+                reason="this member was erased; its data is not imported again unless an "
+                "admin lifts the erasure's tombstone",
             )
             usable = ids.notna() & (ids != "")
             seen_ids.append(ids[usable].astype("string[pyarrow]"))
@@ -333,6 +338,18 @@ def _park(spill: ChunkSpill, parsed: pd.DataFrame, collector: ErrorCollector) ->
         spill.add(parsed.drop(columns=[LINE]))
 
 
+def _refused_by_tombstones(ids: pd.Series, tombstones: StandingTombstones) -> pd.Series:
+    """Which rows carry the external id of an erased member (a standing tombstone)."""
+    if not tombstones:
+        return pd.Series(False, index=ids.index)
+    # One digest per distinct id, spread back onto the rows.
+    codes, uniques = pd.factorize(ids)
+    refused = np.array(
+        [bool(value) and tombstones.refuses(value) for value in uniques.tolist()] + [False]
+    )
+    return pd.Series(refused[codes], index=ids.index)
+
+
 def _report_repeated_ids(
     ids: list[pd.Series], lines: list[np.ndarray], collector: ErrorCollector
 ) -> None:
@@ -373,6 +390,10 @@ def _report_unknown_members(
         return
     cached = known_active.intersection(distinct)
     states = _member_states(sorted(set(distinct) - cached))
+    # An erased member's row carries a placeholder id: its former id is known only to its
+    # tombstone, and is reported as erased rather than as unknown.
+    unknown = [value for value in distinct if value not in cached and value not in states]
+    states.update(dict.fromkeys(erased_external_ids(unknown), _ERASED))
     if len(known_active) + len(states) > KNOWN_MEMBER_CACHE:
         known_active.clear()
     known_active.update(key for key, state in states.items() if state == _ACTIVE)
@@ -582,17 +603,29 @@ def _upsert_members(
 
     if "consent_profiling" in columns:
         cursor.execute(
-            f"SELECT s.external_id, s.consent_profiling FROM {_MEMBER_STAGE} s "
+            f"SELECT m.id, s.consent_profiling FROM {_MEMBER_STAGE} s "
             f"JOIN {table} m ON m.external_id = s.external_id "
-            "WHERE m.consent_profiling <> s.consent_profiling ORDER BY s.external_id"
+            "WHERE m.consent_profiling <> s.consent_profiling ORDER BY m.id"
         )
-        for external_id, consent in cursor.fetchall():
+        withdrawn = []
+        for member_id, consent in cursor.fetchall():
             record_audit(
                 kind=AuditRecord.Kind.CONSENT_CHANGE,
                 actor=actor,
-                subject=f"member:{external_id}",
-                details={"consent_profiling": bool(consent), "source": f"import:{source_name}"},
+                # By pk, never by external id: erasure could not take the id out of the trail.
+                subject=f"member:{member_id}",
+                details={
+                    "member_id": member_id,
+                    "consent_profiling": bool(consent),
+                    "changed_at": now.isoformat(),
+                    "source": f"import:{source_name}",
+                },
             )
+            if not consent:
+                withdrawn.append(member_id)
+        if withdrawn:
+            # In the import's transaction, as set_consent does: their reviews leave the queues.
+            consent_withdrawn.send(sender=Member, member_ids=withdrawn)
 
     updated = 0
     if columns:

@@ -12,7 +12,12 @@ from django.utils import timezone
 from loyalty.exceptions import MemberErasedError, MemberExistsError, require_permission
 from loyalty.models import AuditRecord, Member
 from loyalty.services.audit import record_audit
-from loyalty.services.erasure import ERASED_EXTERNAL_ID_PREFIX
+from loyalty.services.erasure import (
+    ERASED_EXTERNAL_ID_PREFIX,
+    ERASED_ID_MESSAGE,
+    erased_external_ids,
+)
+from loyalty.signals_consent import consent_withdrawn
 
 # What a create or an update may set. The external id is the key integrators address a member
 # by, so it never changes; consent goes through set_consent so that every change is audited.
@@ -38,7 +43,8 @@ def create_member(
     age_band: str = "",
     region: str = "",
 ) -> Member:
-    """Add one member. A second member with the same external id is a conflict, not a copy."""
+    """Add one member. A second member with the same external id is a conflict, not a copy,
+    and so is the id of an erased member while its tombstone stands (MemberErasedError)."""
     require_permission(actor, "loyalty.add_member")
     if external_id.startswith(ERASED_EXTERNAL_ID_PREFIX):
         raise ValidationError(
@@ -49,6 +55,8 @@ def create_member(
                 ]
             }
         )
+    if erased_external_ids([external_id]):
+        raise MemberErasedError(ERASED_ID_MESSAGE, external_id=external_id)
     member = Member(
         external_id=external_id,
         joined_on=joined_on,
@@ -124,7 +132,9 @@ def update_member(
 def set_consent(*, member: Member, consent: bool, actor: AbstractBaseUser | None) -> Member:
     """Grant or withdraw consent to profiling; the same value again writes nothing.
 
-    Withdrawal takes effect at once for scoring, which reads selectors.scorable_members().
+    Withdrawal takes effect at once for scoring, training and what-if, which read
+    selectors.scorable_members(), and announces `consent_withdrawn` in this transaction (the
+    member's undecided reviews leave the queues).
     """
     require_permission(actor, "loyalty.change_member")
     locked = _lock_writable(member)
@@ -134,6 +144,8 @@ def set_consent(*, member: Member, consent: bool, actor: AbstractBaseUser | None
     locked.consent_changed_at = timezone.now()
     locked.save(update_fields=["consent_profiling", "consent_changed_at", "updated_at"])
     _audit_consent(member=locked, actor=actor)
+    if not consent:
+        consent_withdrawn.send(sender=Member, member_ids=[locked.pk])
     return locked
 
 

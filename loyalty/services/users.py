@@ -28,8 +28,9 @@ DEMO_USERS = (
 def assign_role(*, user, role: str) -> None:
     """Put a user in exactly one role group; admins are staff (they may open the admin)."""
     user.groups.set([Group.objects.get(name=role)])
-    if user.is_staff != (role == roles.ADMIN):
-        user.is_staff = role == roles.ADMIN
+    is_staff = roles.is_staff_for([role])
+    if user.is_staff != is_staff:
+        user.is_staff = is_staff
         user.save(update_fields=["is_staff"])
 
 

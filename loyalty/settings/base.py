@@ -5,6 +5,8 @@ that `make run` works on a bare machine. `DATABASE_URL` and `CELERY_BROKER_URL` 
 PostgreSQL and Redis or RabbitMQ without a code change.
 """
 
+import hashlib
+import hmac
 from pathlib import Path
 
 import environ
@@ -16,6 +18,12 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="insecure-development-key-change-me")
+# Keys the digests of erased members' external ids (loyalty.models.ErasureTombstone). Changing
+# it lets every erased id come back: set it on its own (not derived) before rotating SECRET_KEY.
+ERASURE_TOMBSTONE_KEY = (
+    env("ERASURE_TOMBSTONE_KEY", default="")
+    or hmac.new(SECRET_KEY.encode(), b"erasure-tombstone", hashlib.sha256).hexdigest()
+)
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])

@@ -23,7 +23,7 @@ from predictions.ml.features import build_features
 from predictions.ml.metrics import binary_metrics, multiclass_metrics
 from predictions.ml.nba import predict_next_action
 from predictions.models import ModelVersion, PredictionKind
-from predictions.selectors import events_frame, members_frame
+from predictions.selectors import profiling_frames
 from predictions.services.scoring import load_bundle, version_served_model
 
 
@@ -48,8 +48,9 @@ def evaluate_churn_out_of_time(
     *, versions: Sequence[ModelVersion], cutoff: datetime, horizon_days: int
 ) -> dict[int, dict]:
     """{version id: binary metrics} on the members active before `cutoff`; empty figures
-    (n = 0) when the data do not reach cutoff + horizon."""
-    events = events_frame()
+    (n = 0) when the data do not reach cutoff + horizon. Only members who may be profiled:
+    scoring the others for a report would profile them too."""
+    events, members = profiling_frames()
     stamp = pd.Timestamp(cutoff)
     window_end = stamp + pd.Timedelta(days=horizon_days)
     if events.empty or events["occurred_at"].max() < window_end - pd.Timedelta(days=1):
@@ -67,7 +68,7 @@ def evaluate_churn_out_of_time(
         )
         if features_at is None:
             features_at = build_features(
-                events=events[events["occurred_at"] < stamp], members=members_frame(), cutoff=stamp
+                events=events[events["occurred_at"] < stamp], members=members, cutoff=stamp
             )
         active = active[np.isin(active, features_at.index)]
         y = labels.churn_labels(

@@ -23,7 +23,7 @@ from predictions.ml.contracts import ChurnConfig, MLError, NextActionConfig
 from predictions.ml.features import FEATURES, build_feature_panel, prepare_events
 from predictions.ml.nba import bootstrap_rule_labels, observed_outcome_labels, train_next_action
 from predictions.models import ModelVersion, PredictionKind
-from predictions.selectors import events_frame, members_frame
+from predictions.selectors import profiling_frames
 
 LIBRARIES = ("xgboost-cpu", "scikit-learn", "numpy", "pandas", "shap", "torch", "Django")
 # Next action: one labeled snapshot every four weeks over the last year of history; an outcome
@@ -51,8 +51,7 @@ def train_churn_version(
     """Train churn models on label windows that end by `cutoff`, evaluate them out of time at
     `cutoff`, and register the winner as a candidate version. `labeled`: people's decisions
     and observed outcomes, trained on with their weights beside the history."""
-    events = events_frame()
-    members = members_frame()
+    events, members = training_frames()
     try:
         result = train_churn(
             events=events,
@@ -108,8 +107,7 @@ def train_next_action_version(
     codes = list(Action.objects.filter(is_active=True).values_list("code", flat=True))
     if not codes:
         raise TrainingDataError("The action catalog has no active action to recommend.")
-    events = events_frame()
-    members = members_frame()
+    events, members = training_frames()
     prepared = prepare_events(events[events["occurred_at"] < pd.Timestamp(cutoff)])
     snapshots = _next_action_snapshots(cutoff=cutoff, events=events)
     if not snapshots:
@@ -162,6 +160,12 @@ def train_next_action_version(
         on_registered=on_registered,
     )
     return TrainingOutcome(version=version, report=report)
+
+
+def training_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The history every training reads, (events, members): only of the members that may be
+    profiled (`predictions.selectors.profiling_frames`)."""
+    return profiling_frames()
 
 
 def default_training_cutoff(*, kind: str, horizon_days: int) -> datetime:

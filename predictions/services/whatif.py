@@ -4,6 +4,9 @@ The active model version of the prediction's kind answers, with the model the sc
 serves (trees alone or the tree + sequence ensemble), so a reviewer sees what the model in
 production would say today about the changed member. The ensemble's sequence share comes from
 the member's events before the prediction's cutoff, which a what-if does not change.
+
+A what-if profiles the member: it is refused for one who may not be profiled (consent
+withdrawn or erased, `loyalty.selectors.may_profile`), whatever their stored prediction says.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import numpy as np
 import pandas as pd
 
 from loyalty.exceptions import DomainError
+from loyalty.models import Member
+from loyalty.selectors import may_profile
+from predictions.exceptions import ProfilingNotAllowedError
 from predictions.ml.churn import ENSEMBLE, predict_churn
 from predictions.ml.contracts import CHURN_LABELS
 from predictions.ml.features import FEATURE_NAMES
@@ -65,7 +71,10 @@ def parse_value(code: str, raw: object) -> float:
 
 
 def what_if(*, prediction: Prediction, changes: Mapping[str, object]) -> WhatIfResult:
-    """Score the prediction's member with `changes` applied to the stored feature values."""
+    """Score the prediction's member with `changes` applied to the stored feature values.
+
+    ProfilingNotAllowedError (409) when the member may no longer be profiled."""
+    _require_profiling_allowed(prediction.member_id)
     version = active_version(prediction.kind)
     bundle = load_bundle(version.pk, tuple(sorted(version.artifact_checksums.items())))
     codes = tuple(bundle.feature_codes)
@@ -136,6 +145,19 @@ def what_if(*, prediction: Prediction, changes: Mapping[str, object]) -> WhatIfR
         explanation=result.explanation.row(0, names=FEATURE_NAMES),
         changes=edits,
     )
+
+
+def _require_profiling_allowed(member_id: int) -> None:
+    if may_profile(member_id=member_id):
+        return
+    if Member.objects.filter(pk=member_id, erased_at__isnull=False).exists():
+        message = "This member's personal data was erased; a what-if cannot be computed."
+    else:
+        message = (
+            "This member withdrew consent to profiling; a what-if would profile them, so it "
+            "cannot be computed."
+        )
+    raise ProfilingNotAllowedError(message, member_id=member_id)
 
 
 def _stored(value) -> float:

@@ -1,16 +1,16 @@
 """Review API views: authenticate, check the role, validate with a serializer, call one service.
 
-Visibility is the member page's rule (`reviews.selectors.readable_routes`): analysts read the
-reviews routed to analysts and the auto-approved ones, the latter read-only; experts and admins
-read every review. Deciding is the services' rule: analysts decide pending analyst items,
-experts any undecided review, an auto-approval included (403 otherwise). An analyst asking for
-an expert's review by id gets 403 (not 404): the id is no secret to someone who was handed it,
-and 403 says why the answer is no.
+Visibility is the one rule of `reviews.selectors.visible_reviews_filter`, applied before
+anything else on every route: analysts see the reviews routed to analysts, the auto-approved
+ones (read-only) and what they escalated until an expert decides it; experts and admins see
+every review; nobody sees an erased member's. A review the caller may not see answers 404,
+exactly like an id that does not exist, so that no answer tells whether an id exists.
+Deciding is the services' rule: analysts decide pending analyst items, experts any undecided
+review, an auto-approval included (403 for a review the caller sees but may not decide).
 """
 
 from django.db import transaction
 from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
@@ -27,9 +27,9 @@ from reviews.api.serializers import (
     OverrideInputSerializer,
     ReviewOutputSerializer,
 )
-from reviews.exceptions import ReviewNotYours
+from reviews.exceptions import ReviewNotFound
 from reviews.models import Decision, Review
-from reviews.selectors import can_open_review, readable_routes
+from reviews.selectors import visible_reviews
 from reviews.services.decisions import (
     DECIDE,
     approve_prediction,
@@ -44,10 +44,14 @@ UNAUTHENTICATED = OpenApiResponse(ErrorOutputSerializer, description="No valid t
 FORBIDDEN = OpenApiResponse(ErrorOutputSerializer, description="The user's role may not do this.")
 NOT_THEIRS = OpenApiResponse(
     ErrorOutputSerializer,
-    description="The user's role may not do this, or the review is routed to another role "
-    "(an analyst asking for an expert's item, or deciding an auto-approved one).",
+    description="The user's role may not do this: an analyst deciding an auto-approved "
+    "review, which they may read.",
 )
-NOT_FOUND = OpenApiResponse(ErrorOutputSerializer, description="No review has this id.")
+NOT_FOUND = OpenApiResponse(
+    ErrorOutputSerializer,
+    description="No review has this id that the caller may see (an expert's item asked for by "
+    "an analyst answers exactly like an unknown id).",
+)
 INVALID = OpenApiResponse(
     description="Invalid input: an object of field name -> messages (or `detail`).",
 )
@@ -82,24 +86,13 @@ def _reviews() -> QuerySet[Review]:
     return Review.objects.select_related(*_REVIEW_RELATIONS)
 
 
-def _visible_reviews(user) -> QuerySet[Review]:
-    reviews = _reviews()
-    routes = readable_routes(user)
-    return reviews if routes is None else reviews.filter(route__in=routes)
-
-
 def _visible_review(user, review_id: int, reviews: QuerySet[Review]) -> Review:
-    """The review, 404 if there is none, 403 (ReviewNotYours) if the user may not read it.
-    `reviews` holds every route, so that another route's review answers 403, not 404."""
-    review = get_object_or_404(reviews, pk=review_id)
-    if not can_open_review(user, review):
-        raise ReviewNotYours(
-            "Analysts read reviews routed to analysts and auto-approved ones; this one is "
-            f"routed to {review.get_route_display().lower()}s.",
-            review_id=review.pk,
-            route=review.route,
-        )
-    return review
+    """The review if the user may see it; ReviewNotFound (404) for an unknown id and for one
+    they may not see alike."""
+    try:
+        return visible_reviews(user, reviews).get(pk=review_id)
+    except Review.DoesNotExist as error:
+        raise ReviewNotFound("No such review.") from error
 
 
 class ReviewListApi(GenericAPIView):
@@ -125,7 +118,7 @@ class ReviewListApi(GenericAPIView):
         },
     )
     def get(self, request):
-        reviews = self.filter_queryset(_visible_reviews(request.user))
+        reviews = self.filter_queryset(visible_reviews(request.user, _reviews()))
         page = self.paginate_queryset(reviews)
         return self.get_paginated_response(ReviewOutputSerializer(page, many=True).data)
 
@@ -144,7 +137,7 @@ class ReviewDetailApi(GenericAPIView):
         responses={
             200: ReviewOutputSerializer,
             401: UNAUTHENTICATED,
-            403: NOT_THEIRS,
+            403: FORBIDDEN,
             404: NOT_FOUND,
         },
     )
@@ -166,7 +159,9 @@ class _DecideApi(GenericAPIView):
         # The row lock makes "was it decided before?" and the decision one step: a concurrent
         # identical request waits here, then sees the decision and answers 200.
         with transaction.atomic():
-            review = _visible_review(request.user, review_id, Review.objects.select_for_update())
+            review = _visible_review(
+                request.user, review_id, Review.objects.select_for_update(of=("self",))
+            )
             serializer = self.serializer_class(data=request.data, context={"kind": review.kind})
             serializer.is_valid(raise_exception=True)
             # A review is marked decided in the transaction that stores its decision.
@@ -264,7 +259,9 @@ class ReviewEscalateApi(GenericAPIView):
         },
     )
     def post(self, request, review_id: int):
-        review = get_object_or_404(Review, pk=review_id)
+        # Visibility first: nothing about a review the caller may not see, not even whether
+        # the input would have been valid for it.
+        review = _visible_review(request.user, review_id, Review.objects.all())
         serializer = EscalateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         escalate_review(review_id=review.pk, actor=request.user, **serializer.validated_data)
@@ -294,9 +291,8 @@ class DecisionListApi(GenericAPIView):
         },
     )
     def get(self, request):
-        decisions = Decision.objects.select_related(*_DECISION_RELATIONS)
-        routes = readable_routes(request.user)
-        if routes is not None:
-            decisions = decisions.filter(review__route__in=routes)
+        decisions = Decision.objects.select_related(*_DECISION_RELATIONS).filter(
+            review__in=visible_reviews(request.user)
+        )
         page = self.paginate_queryset(self.filter_queryset(decisions))
         return self.get_paginated_response(DecisionOutputSerializer(page, many=True).data)

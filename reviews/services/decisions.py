@@ -13,8 +13,15 @@ from loyalty.exceptions import require_permission
 from loyalty.models import Action, AuditRecord
 from loyalty.services.audit import record_audit
 from predictions.models import PredictionKind
-from reviews.exceptions import InvalidDecision, ReviewAlreadyDecided, ReviewNotOpen, ReviewNotYours
+from reviews.exceptions import (
+    InvalidDecision,
+    ReviewAlreadyDecided,
+    ReviewNotFound,
+    ReviewNotOpen,
+    ReviewNotYours,
+)
 from reviews.models import Decision, ReasonCode, Review
+from reviews.selectors import visible_reviews
 
 DECIDE = "reviews.decide_review"
 DECIDE_ESCALATED = "reviews.decide_escalated"
@@ -27,8 +34,16 @@ def _reason(code: str) -> ReasonCode:
         raise InvalidDecision(f"Unknown reason code {code!r}.", reason_code=code) from error
 
 
-def _lock(review_id: int) -> Review:
-    return Review.objects.select_for_update().select_related("prediction").get(pk=review_id)
+def _lock(review_id: int, actor: AbstractBaseUser | None) -> Review:
+    """The review, row-locked, if the actor may see it (the visibility rule comes before
+    anything else: an id they may not see answers as no id). `actor=None` is the system."""
+    reviews = Review.objects.select_for_update(of=("self",)).select_related("prediction")
+    if actor is not None:
+        reviews = visible_reviews(actor, reviews)
+    try:
+        return reviews.get(pk=review_id)
+    except Review.DoesNotExist as error:
+        raise ReviewNotFound("No such review.") from error
 
 
 def _role_for(review: Review, actor: AbstractBaseUser) -> str:
@@ -89,7 +104,7 @@ def _decide(
     churn_label: bool | None = None,
     action_code: str | None = None,
 ) -> Decision:
-    review = _lock(review_id)
+    review = _lock(review_id, actor)
     role = _role_for(review, actor)
     if review.state == Review.State.SUPERSEDED:
         raise ReviewNotOpen(
@@ -187,11 +202,17 @@ def escalate_review(
     proposal: dict | None = None,
 ) -> Review:
     """Send an analyst's item to the experts, with why and what the analyst would have done.
-    Escalating an item that is already escalated by the same request returns it unchanged."""
-    review = _lock(review_id)
+    The same person escalating again with the same reason gets the review back unchanged."""
+    review = _lock(review_id, actor)
     require_permission(actor, DECIDE)
     reason = _reason(reason_code)
-    if review.is_escalated and review.escalation_reason_id == reason.pk:
+    is_repeat = (
+        review.is_escalated
+        and review.escalation_reason_id == reason.pk
+        and actor is not None
+        and review.escalated_by_id == actor.pk
+    )
+    if is_repeat:
         return review
     if review.state != Review.State.PENDING or review.route != Review.Route.ANALYST:
         raise ReviewNotOpen("Only a pending analyst item can be escalated.", review_id=review.pk)
@@ -217,6 +238,12 @@ def escalate_review(
         kind=AuditRecord.Kind.ESCALATION,
         actor=actor,
         subject=f"review:{review.pk}",
-        details={"reason": reason.code, "member": review.member_id, "proposal": proposal},
+        # Whether there was a proposal, not what it was: it lives on the review, where erasure
+        # blanks it; the append-only trail would keep it for good.
+        details={
+            "reason": reason.code,
+            "member": review.member_id,
+            "with_proposal": proposal is not None,
+        },
     )
     return review

@@ -21,7 +21,9 @@ Outcome examples: once the data reach a prediction's cutoff + horizon, what the 
 churned (no qualifying event in the window) or not; for a next action, whether a response
 that vindicates an action was observed (`predictions.ml.nba.observed_outcome_labels`). The
 "data clock" is the latest imported event, not the wall clock: an import that lags does not
-turn every member into a churner.
+turn every member into a churner. Only members who may be profiled
+(`loyalty.selectors.scorable_members`) get outcome examples: an erased member has no events
+left, and "no event" must not become "churned"; one who withdrew consent is not profiled.
 
 Every function here is idempotent: a unique constraint per decision and per prediction's
 outcome stands behind it, so a task run twice or a sweep racing a task creates one row.
@@ -36,6 +38,7 @@ from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from loyalty.models import Action, Event
+from loyalty.selectors import scorable_members
 from predictions.ml.nba import DECISION_WEIGHT, OUTCOME_WEIGHT, observed_outcome_labels
 from predictions.models import ModelVersion, Prediction, PredictionKind
 from predictions.selectors import events_frame
@@ -140,7 +143,8 @@ def data_clock() -> datetime | None:
 
 
 def predictions_due_for_outcome(*, clock: datetime):
-    """Predictions whose horizon has passed by `clock` and whose outcome is not recorded."""
+    """Predictions whose horizon has passed by `clock` and whose outcome is not recorded, of
+    members who may be profiled (a later consent brings theirs back)."""
     recorded = LabeledExample.objects.filter(
         prediction_id=OuterRef("pk"), source=LabeledExample.Source.OUTCOME
     )
@@ -155,7 +159,11 @@ def predictions_due_for_outcome(*, clock: datetime):
     for horizon in horizons:
         window_ended = clock - timedelta(days=horizon)
         passed |= Q(model_version__horizon_days=horizon, cutoff__lte=window_ended)
-    return Prediction.objects.filter(passed).filter(~Exists(recorded))
+    return (
+        Prediction.objects.filter(passed)
+        .filter(~Exists(recorded))
+        .filter(member_id__in=scorable_members().values("pk"))
+    )
 
 
 def record_outcomes(*, clock: datetime | None = None, limit: int | None = None) -> OutcomeResult:

@@ -27,7 +27,7 @@ from predictions.ml import labels
 from predictions.ml.features import build_features
 from predictions.ml.monitoring import feature_drift, reliability
 from predictions.models import ModelVersion, Prediction, PredictionKind
-from predictions.selectors import events_frame, members_frame
+from predictions.selectors import profiling_frames
 from predictions.services.registry import PROMOTE_PERMISSION
 from reviews.models import AutomationPause, LabeledExample, MonitorReport
 from reviews.services.notifications import notify, users_with_permission
@@ -126,8 +126,8 @@ def _latest_scored_features(version: ModelVersion) -> pd.DataFrame:
 def _training_features(version: ModelVersion) -> pd.DataFrame:
     cutoff = pd.Timestamp(version.training_cutoffs[-1])
     cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff
-    events = events_frame(before=cutoff.to_pydatetime())
-    features = build_features(events=events, members=members_frame(), cutoff=cutoff)
+    events, members = profiling_frames(before=cutoff.to_pydatetime())
+    features = build_features(events=events, members=members, cutoff=cutoff)
     config = (version.hyperparameters or {}).get("qualifying_kinds") or ["purchase"]
     active = labels.active_member_ids(events=events, cutoff=cutoff, qualifying_kinds=config)
     features = features.loc[features.index.intersection(active)]

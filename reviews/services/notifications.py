@@ -37,7 +37,7 @@ def notify(*, recipients, subject: str, body: str = "", link: str = "") -> list[
     notes = Notification.objects.bulk_create(
         Notification(recipient=user, subject=subject, body=body, link=link) for user in recipients
     )
-    shared_cache.forget(*(_unread_key(user.pk) for user in recipients))
+    shared_cache.forget(*(unread_count_key(user.pk) for user in recipients))
     addresses = [user.email for user in recipients if user.email]
     if addresses:
         text = f"{body}\n\n{settings.SITE_URL}{link}" if link else body
@@ -51,7 +51,7 @@ def notify(*, recipients, subject: str, body: str = "", link: str = "") -> list[
 def unread_count(user) -> int:
     """The count in the nav of every page: from the shared cache when there is one."""
     return shared_cache.remembered(
-        _unread_key(user.pk),
+        unread_count_key(user.pk),
         lambda: Notification.objects.filter(recipient=user, read_at__isnull=True).count(),
     )
 
@@ -60,9 +60,9 @@ def mark_all_read(user) -> int:
     marked = Notification.objects.filter(recipient=user, read_at__isnull=True).update(
         read_at=timezone.now()
     )
-    shared_cache.forget(_unread_key(user.pk))
+    shared_cache.forget(unread_count_key(user.pk))
     return marked
 
 
-def _unread_key(user_id: int) -> str:
+def unread_count_key(user_id: int) -> str:
     return f"notifications:unread:{user_id}"

@@ -3,12 +3,13 @@
 from dataclasses import asdict, dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from loyalty.exceptions import require_permission
 from loyalty.services.audit import record_audit
 from predictions.models import PredictionKind
+from reviews.exceptions import PolicyChanged
 from reviews.models import EscalationPolicy
 
 POLICY_FIELDS = (
@@ -64,12 +65,31 @@ def current_policy(kind: str) -> EscalationPolicy:
 
 @transaction.atomic
 def change_policy(
-    *, kind: str, settings: PolicySettings, actor: AbstractBaseUser | None, reason: str
+    *,
+    kind: str,
+    settings: PolicySettings,
+    actor: AbstractBaseUser | None,
+    reason: str,
+    based_on_version: int | None = None,
 ) -> EscalationPolicy:
     """Save new thresholds as the next version, audited. Re-routing undecided reviews is the
-    caller's next step (`rerouting.reroute_undecided`), after this commits."""
+    caller's next step (`rerouting.reroute_undecided`), after this commits.
+
+    `based_on_version` is the version the person was looking at: when someone saved another
+    version since, PolicyChanged (409) instead of silently replacing their change. Two saves at
+    the same moment queue on a lock of the kind's versions; the second sees the first's
+    version (and, given `based_on_version`, a conflict)."""
     require_permission(actor, "reviews.add_escalationpolicy")
-    previous = current_policy(kind)
+    current_policy(kind)  # version 1 exists before anyone locks the versions
+    list(EscalationPolicy.objects.select_for_update().filter(kind=kind).values_list("pk"))
+    previous = EscalationPolicy.objects.filter(kind=kind).order_by("-version").first()
+    if based_on_version is not None and previous.version != based_on_version:
+        raise PolicyChanged(
+            f"Version {previous.version} was saved since you opened version {based_on_version}"
+            f"{_by(previous)}; look at it and save again.",
+            kind=kind,
+            version=previous.version,
+        )
     version = (EscalationPolicy.objects.filter(kind=kind).aggregate(v=Max("version"))["v"]) + 1
     policy = EscalationPolicy(
         kind=kind,
@@ -79,7 +99,14 @@ def change_policy(
         **_as_fields(settings),
     )
     policy.full_clean()
-    policy.save()
+    try:
+        with transaction.atomic():
+            policy.save()
+    except IntegrityError as error:  # a save that bypassed the lock won the race
+        raise PolicyChanged(
+            "Another version was saved at the same moment; look at it and save again.",
+            kind=kind,
+        ) from error
     record_audit(
         kind="policy_change",
         actor=actor,
@@ -91,6 +118,10 @@ def change_policy(
         },
     )
     return policy
+
+
+def _by(policy: EscalationPolicy) -> str:
+    return f" by {policy.created_by.get_username()}" if policy.created_by_id else ""
 
 
 def _as_fields(settings: PolicySettings) -> dict:

@@ -3,9 +3,10 @@
 A run (`RetrainingRun`) is requested by the schedule (django-celery-beat, weekly by default,
 editable in the admin) or by an admin's "retrain now"; at most one per kind is open at a time.
 The Celery task then:
-1. gathers the labeled examples of the kind (excluded ones left out) and splits them by a
-   hash of their prediction: HUMAN_HOLDOUT_SHARE is held out of every training, so that the
-   gate can compare versions on human labels that neither trained on;
+1. gathers the labeled examples of the kind (excluded ones, and those of members who may not
+   be profiled, left out) and splits them by a hash of their prediction: HUMAN_HOLDOUT_SHARE
+   is held out of every training, so that the gate can compare versions on human labels that
+   neither trained on;
 2. trains a candidate on the history plus the other examples with their weights, registering
    the version and the run's `candidate` in one transaction;
 3. gates it against the active version (`GatePolicy`): both are evaluated on the same
@@ -34,6 +35,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from loyalty.exceptions import require_permission
+from loyalty.selectors import scorable_members
 from predictions.ml.churn import LabeledRows
 from predictions.models import ModelVersion, PredictionKind
 from predictions.services.evaluation import (
@@ -48,7 +50,7 @@ from predictions.services.training import (
     train_churn_version,
     train_next_action_version,
 )
-from reviews.exceptions import NotAwaitingApproval
+from reviews.exceptions import NotAwaitingApproval, RetrainingRunNotFound
 from reviews.models import GatePolicy, LabeledExample, RetrainingRun
 from reviews.services.notifications import notify, users_with_permission
 
@@ -249,7 +251,9 @@ def approve_candidate(*, run_id: int, actor: AbstractBaseUser) -> RetrainingRun:
     """An admin promotes a candidate that passed the gate and waited for approval."""
     require_permission(actor, ADMIN_PERMISSION)
     with transaction.atomic():
-        run = RetrainingRun.objects.select_for_update().get(pk=run_id)
+        run = RetrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            raise RetrainingRunNotFound("No such retraining run.", run_id=run_id)
         if run.verdict != RetrainingRun.Verdict.AWAITING_APPROVAL or run.candidate_id is None:
             raise NotAwaitingApproval(
                 "Only a candidate that passed the gate and waits for approval can be approved.",
@@ -302,9 +306,11 @@ EXAMPLE_COLUMNS = (
 
 
 def training_examples(kind: str) -> pd.DataFrame:
-    """The kind's examples that may train (not excluded), one row each, oldest first."""
+    """The kind's examples that may train (not excluded, of members who may be profiled: not
+    one who withdrew consent or was erased), one row each, oldest first."""
     rows = (
         LabeledExample.objects.filter(kind=kind, excluded=False)
+        .filter(member_id__in=scorable_members().values("pk"))
         .order_by("observed_at", "pk")
         .values_list(*EXAMPLE_COLUMNS)
     )

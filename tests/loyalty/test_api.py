@@ -9,7 +9,7 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
 from loyalty.models import AuditRecord, Event, Member
-from loyalty.services.erasure import erase_member
+from loyalty.services.erasure import erase_member, tombstone_digest
 from loyalty.services.events import EVENT_BATCH_LIMIT
 from tests.factories import EventFactory, MemberFactory
 
@@ -496,13 +496,48 @@ def test_admin_erases_a_member_through_the_api_and_a_retry_is_harmless(client_as
     assert body["member_id"] == member.pk
     assert body["external_id"] == f"erased-{member.pk}"
     assert (body["events_deleted"], body["already_erased"]) == (2, False)
-    assert len(body["former_external_id_sha256"]) == 64
+    assert body["tombstone_digest"] == tombstone_digest("H-1")
+    assert again.json()["tombstone_digest"] == tombstone_digest("H-1")
     assert again.status_code == 200
     assert again.json()["already_erased"] is True
     assert _counts() == counts_after_first
     assert Event.objects.count() == 0
     member.refresh_from_db()
     assert (member.age_band, member.region, member.is_erased) == ("", "", True)
+
+
+def test_an_erased_members_former_id_cannot_be_created_again(client_as):
+    client = client_as("integrator")
+    member = MemberFactory(external_id="H-1")
+    erase_member(member_id=member.pk, actor=None)
+    counts = _counts()
+
+    response = client.post(MEMBERS_URL, {"external_id": "H-1", "tier": "gold"}, format="json")
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": "This member was erased; its external id is refused until an admin lifts "
+        "the erasure's tombstone (manage.py lift_tombstone).",
+        "external_id": "H-1",
+    }
+    assert _counts() == counts
+
+
+def test_events_for_an_erased_members_former_id_are_refused_as_erased(client_as):
+    client = client_as("integrator")
+    erase_member(member_id=MemberFactory(external_id="H-1").pk, actor=None)
+    MemberFactory(external_id="H-2")
+
+    response = client.post(BATCH_URL, [_event("H-1"), _event("H-2")], format="json")
+
+    assert response.status_code == 207
+    assert response.json()["errors"] == [
+        {
+            "index": 0,
+            "errors": {"member_external_id": ["This member was erased; it takes no new events."]},
+        }
+    ]
+    assert list(Event.objects.values_list("member__external_id", flat=True)) == ["H-2"]
 
 
 def test_integrator_may_not_erase(client_as):
@@ -541,6 +576,7 @@ def test_schema_generates_and_validates_with_no_warnings(tmp_path):
         "/api/members/{external_id}/:",
         "/api/members/{external_id}/events/:",
         "/api/members/{external_id}/erase/:",
+        "/api/members/{external_id}/export/:",
         "/api/events/batch/:",
     ):
         assert path in text

@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 from loyalty.exceptions import PermissionDeniedError
 from loyalty.models import AuditRecord, Event, Member
 from loyalty.services import csv_validation, imports
+from loyalty.services.erasure import erase_member, lift_tombstone
 from loyalty.services.imports import (
     ImportValidationError,
     RowError,
@@ -135,9 +136,15 @@ def test_consent_change_on_reimport_is_stamped_and_audited(tmp_path):
     assert m1.consent_changed_at == m1.updated_at
     assert Member.objects.get(external_id="M2").consent_changed_at is None
     audit = AuditRecord.objects.get(kind="consent_change")
+    # By pk, never by external id: erasure could not take the id out of the trail.
     assert (audit.subject, audit.details) == (
-        "member:M1",
-        {"consent_profiling": False, "source": "import:withdrawn.csv"},
+        f"member:{m1.pk}",
+        {
+            "member_id": m1.pk,
+            "consent_profiling": False,
+            "changed_at": m1.consent_changed_at.isoformat(),
+            "source": "import:withdrawn.csv",
+        },
     )
 
 
@@ -589,6 +596,71 @@ def test_events_of_an_erased_member_are_rejected(tmp_path):
         )
     ]
     assert row_counts() == counts
+
+
+@pytest.fixture
+def erased_h42():
+    """H-42, erased: its row now says erased-<pk>; only its tombstone knows the former id."""
+    member = MemberFactory(external_id="H-42")
+    erase_member(member_id=member.pk, actor=None)
+    return member
+
+
+def test_events_of_an_erased_members_former_id_are_rejected_as_erased(tmp_path, erased_h42):
+    MemberFactory(external_id="H-1")
+    counts = row_counts()
+    text = (
+        f"{EVENT_HEADER}\nH-1,2025-02-01,view,,,,,,,\nH-42,2025-02-01,view,,,,,,,\n"
+        "H-99,2025-02-01,view,,,,,,,\n"
+    )
+
+    error = rejected(lambda: import_events(source=write(tmp_path, text)))
+
+    assert list(error.errors) == [
+        RowError(
+            3, "member_external_id", "H-42", "this member was erased; no events are imported for it"
+        ),
+        RowError(4, "member_external_id", "H-99", "unknown member; import members first"),
+    ]
+    assert row_counts() == counts
+
+
+def test_an_erased_members_former_id_cannot_come_back_through_the_member_import(
+    tmp_path, erased_h42
+):
+    counts = row_counts()
+    stored = list(Member.objects.values())
+    text = f"{MEMBER_HEADER}\nH-1,,gold,,,,\nH-42,2024-01-15,gold,900,yes,35-44,north\n"
+
+    error = rejected(lambda: import_members(source=write(tmp_path, text)))
+
+    assert list(error.errors) == [
+        RowError(
+            3,
+            "external_id",
+            "H-42",
+            "this member was erased; its data is not imported again unless an admin lifts the "
+            "erasure's tombstone",
+        )
+    ]
+    assert row_counts() == counts
+    assert list(Member.objects.values()) == stored
+
+
+def test_an_erased_id_is_refused_in_any_chunk_and_imported_once_lifted(
+    tmp_path, monkeypatch, erased_h42
+):
+    monkeypatch.setattr(csv_validation, "CHUNK_ROWS", 2)
+    rows = "".join(f"H-{n},,,,,,\n" for n in range(1, 6))
+    text = f"{MEMBER_HEADER}\n{rows}H-42,,,,,,\n"
+
+    error = rejected(lambda: import_members(source=write(tmp_path, text)))
+    lift_tombstone(external_id="H-42", actor=None, reason="rejoined")
+    result = import_members(source=write(tmp_path, text, "again.csv"))
+
+    assert [(row.line, row.value) for row in error.errors] == [(7, "H-42")]
+    assert result.created == 6
+    assert Member.objects.get(external_id="H-42").pk != erased_h42.pk
 
 
 def test_a_long_value_is_cut_in_the_error_message(tmp_path):

@@ -45,9 +45,11 @@ def active_next_action_version(generated_members):
 
 
 # The trees of FAST_CHURN and a small GRU: a version trains in a couple of seconds. On this
-# data (seed 7) the stacker gives the sequence a positive weight and the ensemble wins.
+# data (members seed 7, training seed 4, the consenting members only) the stacker gives the
+# sequence a positive weight and the ensemble wins; the fixture asserts it.
 FAST_ENSEMBLE = replace(
     FAST_CHURN,
+    seed=4,
     sequence=True,
     sequence_length=32,
     sequence_min_rows=200,

@@ -138,14 +138,14 @@ def test_analyst_reads_an_analyst_review_with_its_prediction(client_as, routed):
     assert body["due_at"] is not None
 
 
-def test_analyst_asking_for_an_experts_review_gets_403(client_as, routed):
-    response = client_as("analyst").get(_review_url(routed["expert"]))
+def test_analyst_asking_for_an_experts_review_gets_the_answer_of_an_unknown_id(client_as, routed):
+    analyst = client_as("analyst")
 
-    assert response.status_code == 403
-    assert response.json()["detail"] == (
-        "Analysts read reviews routed to analysts and auto-approved ones; this one is routed "
-        "to experts."
-    )
+    response = analyst.get(_review_url(routed["expert"]))
+    unknown = analyst.get(f"{REVIEWS_URL}{routed['expert'].pk + 1000}/")
+
+    assert (response.status_code, unknown.status_code) == (404, 404)
+    assert response.json() == unknown.json() == {"detail": "No such review."}
 
 
 def test_analyst_reads_an_auto_approved_review_but_cannot_decide_it(client_as, routed):
@@ -351,7 +351,7 @@ def test_conflicting_override_after_an_approval_is_409_and_keeps_one_decision(cl
     assert _state(review) == ("analyst", "decided", True)
 
 
-def test_analyst_deciding_an_expert_item_gets_403_and_nothing_changes(client_as, routed):
+def test_analyst_deciding_an_expert_item_gets_404_and_nothing_changes(client_as, routed):
     review = routed["expert"]
     client = client_as("analyst")
 
@@ -362,7 +362,7 @@ def test_analyst_deciding_an_expert_item_gets_403_and_nothing_changes(client_as,
         format="json",
     )
 
-    assert (approve.status_code, override.status_code) == (403, 403)
+    assert (approve.status_code, override.status_code) == (404, 404)
     assert _state(review) == ("expert", "pending", False)
     assert AuditRecord.objects.filter(kind=AuditRecord.Kind.DECISION).count() == 0
 
@@ -471,11 +471,16 @@ def test_escalation_routes_the_review_to_the_experts(client_as, routed):
         "proposal": {"verdict": "override", "churn_label": True},
     }
     assert _state(review) == ("expert", "pending", False)
-    assert _ids(analyst.get(REVIEWS_URL)) == [routed["auto"].pk]  # the escalated one is gone
-    assert analyst.get(_review_url(review)).status_code == 403
+    # The analyst keeps sight of what they escalated until an expert decides it, then not.
+    assert sorted(_ids(analyst.get(REVIEWS_URL))) == sorted([routed["auto"].pk, review.pk])
+    assert analyst.get(_review_url(review)).status_code == 200
     expert = client_as("expert")
     decided = expert.post(_review_url(review, "approve"), {"reason_code": "model-correct"})
     assert (decided.status_code, decided.json()["decided_as"]) == (201, "expert")
+    assert _ids(analyst.get(REVIEWS_URL)) == [routed["auto"].pk]
+    assert analyst.get(_review_url(review)).status_code == 404
+    again = analyst.post(_review_url(review, "escalate"), payload, format="json")
+    assert (again.status_code, again.json()) == (404, {"detail": "No such review."})
 
 
 def test_escalating_a_decided_review_is_409_and_changes_nothing(client_as, routed):

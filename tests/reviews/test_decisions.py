@@ -6,7 +6,12 @@ import pytest
 from django.db import connection
 
 from loyalty.models import AuditRecord
-from reviews.exceptions import InvalidDecision, ReviewAlreadyDecided, ReviewNotOpen, ReviewNotYours
+from reviews.exceptions import (
+    InvalidDecision,
+    ReviewAlreadyDecided,
+    ReviewNotFound,
+    ReviewNotYours,
+)
 from reviews.models import Decision, Review
 from reviews.services.decisions import approve_prediction, escalate_review, override_prediction
 
@@ -52,7 +57,7 @@ def test_a_conflicting_second_decision_is_refused_and_changes_nothing(routed, ma
 def test_an_analyst_cannot_decide_an_expert_item(routed, make_user):
     review = routed["expert"]
 
-    with pytest.raises(ReviewNotYours):
+    with pytest.raises(ReviewNotFound):
         approve_prediction(
             review_id=review.pk, actor=make_user("analyst"), reason_code="model-correct"
         )
@@ -129,18 +134,22 @@ def test_escalation_moves_the_item_to_experts_with_the_analyst_proposal(routed, 
         {"verdict": "override", "churn_label": True},
     )
     assert review.route_reason == "escalated by analyst-user: Needs an expert's judgement"
-    with pytest.raises(ReviewNotYours):
+    with pytest.raises(ReviewNotYours):  # still in sight of who escalated it, not theirs
         approve_prediction(review_id=review.pk, actor=analyst, reason_code="model-correct")
-    with pytest.raises(ReviewNotOpen):
+    with pytest.raises(ReviewNotFound):  # another expert item: not in sight at all
         escalate_review(review_id=routed["expert"].pk, actor=analyst, reason_code="high-stakes")
 
 
 def test_nobody_without_a_review_role_can_decide(routed, make_user):
-    with pytest.raises(Exception, match="lacks the permission reviews.decide_review"):
+    with pytest.raises(ReviewNotFound):  # an integrator sees no review at all
         approve_prediction(
             review_id=routed["analyst"].pk,
             actor=make_user("integrator"),
             reason_code="model-correct",
+        )
+    with pytest.raises(Exception, match="lacks the permission reviews.decide_review"):
+        approve_prediction(  # an admin sees it, but deciding is not theirs
+            review_id=routed["analyst"].pk, actor=make_user("admin"), reason_code="model-correct"
         )
 
 

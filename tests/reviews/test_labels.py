@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from loyalty.services.erasure import erase_member
+from loyalty.services.members import set_consent
 from predictions.ml.nba import OUTCOME_WEIGHT, RULE_WEIGHT
 from predictions.models import Prediction
 from reviews.models import Decision, LabeledExample
@@ -245,3 +247,28 @@ def test_outcomes_without_events_use_the_latest_event_as_the_clock(churn_predict
 
     assert record_outcomes().recorded == 2
     assert Prediction.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_no_outcome_is_recorded_for_a_member_who_withdrew_consent_or_was_erased(
+    churn_predictions,
+):
+    buyer, leaver = churn_predictions
+    version = buyer.model_version
+    withdrawn = PredictionFactory(model_version=version, score=0.2, confidence=0.8, cutoff=CUTOFF)
+    erased = PredictionFactory(model_version=version, score=0.2, confidence=0.8, cutoff=CUTOFF)
+    for prediction in (withdrawn, erased):
+        EventFactory(
+            member=prediction.member, kind="purchase", occurred_at=CUTOFF + timedelta(days=30)
+        )
+    set_consent(member=withdrawn.member, consent=False, actor=None)
+    # Erasure deletes the member's events: "no purchase in the horizon" must not read "churned".
+    erase_member(member_id=erased.member_id, actor=None)
+
+    result = record_outcomes(clock=CUTOFF + timedelta(days=91))
+
+    assert (result.recorded, result.by_kind) == (2, {"churn": 2})
+    assert set(_examples(source="outcome").values_list("member_id", flat=True)) == {
+        buyer.member_id,
+        leaver.member_id,
+    }

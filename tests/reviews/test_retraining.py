@@ -9,10 +9,12 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
+from loyalty.services.erasure import erase_member
+from loyalty.services.members import set_consent
 from predictions.models import ModelVersion, Prediction, ScoringRun
 from predictions.services.scoring import start_scoring_run
 from reviews.models import GatePolicy, LabeledExample, Notification, RetrainingRun, Review
-from reviews.services.decisions import override_prediction
+from reviews.services.decisions import approve_prediction, override_prediction
 from reviews.services.labels import label_decision
 from reviews.services.reason_codes import seed_reason_codes
 from reviews.services.retraining import (
@@ -24,6 +26,7 @@ from reviews.services.retraining import (
 )
 from reviews.services.routing import route_new_predictions
 from tests.conftest import TEST_PASSWORD
+from tests.factories import ModelVersionFactory, PredictionFactory
 from tests.predictions.conftest import (  # noqa: F401  (fixtures)
     CUTOFF,
     active_churn_version,
@@ -167,6 +170,33 @@ def test_labeled_examples_train_and_a_share_is_held_out_of_every_training(
     human = run.gate["figures"]["human"][str(candidate.pk)]
     assert human["n"] == held.sum()
     assert any("held-out human labels" in check["rule"] for check in run.gate["checks"])
+
+
+def test_training_examples_leave_out_members_who_withdrew_consent_or_were_erased(make_user):
+    seed_reason_codes()
+    version = ModelVersionFactory()
+    kept, withdrawn, erased = (
+        PredictionFactory(model_version=version, score=0.3, confidence=0.8) for _ in range(3)
+    )
+    route_new_predictions(kind="churn")
+    expert = make_user("expert")
+    for prediction in (kept, withdrawn, erased):
+        decision = approve_prediction(
+            review_id=prediction.review.pk, actor=expert, reason_code="model-correct"
+        )
+        label_decision(decision_id=decision.pk)
+    assert set(training_examples("churn")["member_id"]) == {
+        kept.member_id,
+        withdrawn.member_id,
+        erased.member_id,
+    }
+
+    set_consent(member=withdrawn.member, consent=False, actor=None)
+    erase_member(member_id=erased.member_id, actor=None)
+    examples = training_examples("churn")
+
+    assert examples["member_id"].tolist() == [kept.member_id]
+    assert examples["prediction_id"].tolist() == [kept.pk]
 
 
 def test_a_run_whose_worker_vanished_is_sent_again_then_failed(

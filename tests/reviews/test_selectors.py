@@ -196,11 +196,11 @@ def test_no_next_item_when_the_queue_is_empty(routed, make_user):
     assert next_pending_review(route="analyst", after=review) is None
 
 
-def test_the_member_page_never_shows_age_band_or_region(routed):
+def test_the_member_page_never_shows_age_band_or_region(routed, make_user):
     review = routed["analyst"]
     EventFactory.create_batch(3, member=review.member)
 
-    page = review_page(review_id=review.pk)
+    page = review_page(review_id=review.pk, viewer=make_user("analyst"))
 
     labels = [fact.label for fact in page.member_facts]
     assert labels == ["Member", "Tier", "Tenure", "Points", "12-month spend"]

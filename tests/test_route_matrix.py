@@ -1,0 +1,412 @@
+"""Who may reach what: every route of the URLconf × every role, with the status each must get.
+
+One table for pages and API alike. `test_every_route_is_in_the_table` fails when a route is
+added without a row here, so each new route states its answer for every role. Object rows
+name the object they ask for: a review routed to another queue, an erased member's review, an
+erased member. Expected statuses follow two rules: a role that may not use a route at all gets
+403 (401 or a login redirect when anonymous); an object the caller may not see answers 404,
+exactly like an id that does not exist.
+
+The admin site is covered by one row per registered model's change list (what each role sees
+of it); its add, change and delete pages are the admin's own per-model permission checks, and
+`tests/loyalty/test_admin_security.py` tests the user admin's in detail.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+from django.contrib import admin
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from rest_framework.authtoken.models import Token
+
+from loyalty.models import Member
+from loyalty.services.erasure import erase_member
+from tests.factories import MemberFactory, ModelVersionFactory, PredictionFactory
+
+ROLES = ("anonymous", "analyst", "expert", "admin", "integrator")
+LOGIN = 302  # a page's answer to an anonymous visitor: the login page
+ADMIN_LOGIN = 302  # the admin's answer to anyone who is not staff: the admin login page
+
+
+@dataclass(frozen=True)
+class Row:
+    """One route asked in one way, and what each of ROLES gets."""
+
+    name: str
+    method: str
+    statuses: tuple[int, int, int, int, int]
+    target: str = ""  # which fixture object the URL names (see _objects)
+    data: tuple = ()  # request body, as items (a dict is not hashable in a frozen row)
+
+    @property
+    def is_api(self) -> bool:
+        return self.name.startswith(("api", "reviews-api"))
+
+    def label(self) -> str:
+        return f"{self.method} {self.name}" + (f" [{self.target}]" if self.target else "")
+
+
+DECIDE_FORM = (("verdict", "approve"), ("reason", "model-correct"))
+POLICY_FORM = (
+    ("auto_approve_confidence", "0.9"),
+    ("expert_confidence", "0.5"),
+    ("expert_value_quantile", "0.95"),
+    ("human_risk_low", "0.6"),
+    ("human_risk_high", "1.0"),
+    ("audit_sample_rate", "0.05"),
+    ("sla_hours", "48"),
+    ("reason", "route matrix"),
+)
+MEMBER_FIELDS = (
+    ("joined_on", "2020-01-01"),
+    ("tier", "gold"),
+    ("points_balance", 10),
+    ("consent_profiling", True),
+    ("age_band", ""),
+    ("region", ""),
+)
+EVENT = (
+    ("events", ({"member_external_id": "M-1", "occurred_at": "2024-01-01T10:00:00Z",
+                 "kind": "purchase", "amount": "5.00"},)),
+)  # fmt: skip
+
+#            anonymous, analyst, expert, admin, integrator
+ROWS: tuple[Row, ...] = (
+    # --- pages ---------------------------------------------------------------------------
+    Row("home", "GET", (LOGIN, 200, 200, 200, 200)),
+    Row("login", "GET", (200, 200, 200, 200, 200)),
+    Row("logout", "POST", (302, 302, 302, 302, 302)),
+    Row("reviews:notifications", "GET", (LOGIN, 200, 200, 200, 200)),
+    Row("reviews:mark_all_read", "POST", (LOGIN, 302, 302, 302, 302)),
+    Row("reviews:queue", "GET", (LOGIN, 200, 200, 403, 403)),
+    Row("reviews:expert_queue", "GET", (LOGIN, 403, 200, 403, 403)),
+    Row(
+        "reviews:bulk_approve",
+        "POST",
+        (LOGIN, 302, 302, 403, 403),
+        data=(("route", "analyst"), ("review", "analyst_review")),
+    ),
+    Row("reviews:review", "GET", (LOGIN, 200, 200, 200, 404), target="analyst_review"),
+    Row("reviews:review", "GET", (LOGIN, 200, 200, 200, 404), target="auto_review"),
+    Row("reviews:review", "GET", (LOGIN, 404, 200, 200, 404), target="expert_review"),
+    Row("reviews:review", "GET", (LOGIN, 404, 404, 404, 404), target="erased_review"),
+    Row("reviews:review", "GET", (LOGIN, 404, 404, 404, 404), target="unknown_review"),
+    Row(
+        "reviews:decide",
+        "POST",
+        (LOGIN, 302, 302, 403, 404),
+        target="analyst_review",
+        data=DECIDE_FORM,
+    ),
+    Row(
+        "reviews:decide",
+        "POST",
+        (LOGIN, 404, 302, 403, 404),
+        target="expert_review",
+        data=DECIDE_FORM,
+    ),
+    Row(
+        "reviews:decide",
+        "POST",
+        (LOGIN, 404, 404, 404, 404),
+        target="erased_review",
+        data=DECIDE_FORM,
+    ),
+    Row(
+        "reviews:quick_decide",
+        "POST",
+        (LOGIN, 302, 302, 403, 404),
+        target="analyst_review",
+        data=(("verdict", "approve"),),
+    ),
+    Row(
+        "reviews:quick_decide",
+        "POST",
+        (LOGIN, 404, 302, 403, 404),
+        target="expert_review",
+        data=(("verdict", "approve"),),
+    ),
+    # No feature changed: a clear 400 to those who may see the review, 404 to the others.
+    Row("reviews:what_if", "POST", (LOGIN, 404, 400, 400, 404), target="expert_review"),
+    Row("reviews:what_if", "POST", (LOGIN, 404, 404, 404, 404), target="erased_review"),
+    Row("reviews:policy", "GET", (LOGIN, 403, 403, 200, 403)),
+    Row("reviews:policy", "POST", (LOGIN, 403, 403, 302, 403), data=POLICY_FORM),
+    Row("reviews:policy_simulate", "POST", (LOGIN, 403, 403, 200, 403), data=POLICY_FORM),
+    Row("reviews:audit_log", "GET", (LOGIN, 403, 403, 200, 403)),
+    Row("reviews:loop", "GET", (LOGIN, 403, 200, 200, 403)),
+    Row("reviews:retrain_now", "POST", (LOGIN, 403, 403, 302, 403)),
+    Row("reviews:approve_run", "POST", (LOGIN, 403, 403, 302, 403), target="run"),
+    Row("reviews:approve_run", "POST", (LOGIN, 403, 403, 404, 403), target="unknown_run"),
+    Row("reviews:resume_automation", "POST", (LOGIN, 403, 403, 302, 403)),
+    # --- the API -------------------------------------------------------------------------
+    Row("api-schema", "GET", (200, 200, 200, 200, 200)),
+    Row("api-docs", "GET", (200, 200, 200, 200, 200)),
+    Row("api:member-list", "GET", (401, 200, 200, 200, 200)),
+    Row("api:member-list", "POST", (401, 403, 403, 201, 201), data=(("external_id", "NEW-1"),)),
+    Row("api:member-detail", "GET", (401, 200, 200, 200, 200), target="member"),
+    # An erased member's row holds nothing personal: readable under its placeholder id (so
+    # that systems holding copies learn of the erasure), never writable.
+    Row("api:member-detail", "GET", (401, 200, 200, 200, 200), target="erased_member"),
+    Row("api:member-detail", "GET", (401, 404, 404, 404, 404), target="unknown_member"),
+    Row(
+        "api:member-detail",
+        "PATCH",
+        (401, 403, 403, 200, 200),
+        target="member",
+        data=(("tier", "gold"),),
+    ),
+    Row(
+        "api:member-detail",
+        "PATCH",
+        (401, 403, 403, 409, 409),
+        target="erased_member",
+        data=(("tier", "gold"),),
+    ),
+    Row(
+        "api:member-detail",
+        "PUT",
+        (401, 403, 403, 200, 200),
+        target="member",
+        data=MEMBER_FIELDS,
+    ),
+    Row("api:member-events", "GET", (401, 200, 200, 200, 200), target="member"),
+    Row("api:member-events", "GET", (401, 200, 200, 200, 200), target="erased_member"),
+    Row("api:member-erase", "POST", (401, 403, 403, 200, 403), target="member"),
+    Row("api:member-erase", "POST", (401, 403, 403, 404, 403), target="unknown_member"),
+    Row("api:member-export", "GET", (401, 403, 403, 200, 403), target="member"),
+    # What remains of an erased member is theirs to ask for, by the id they knew.
+    Row("api:member-export", "GET", (401, 403, 403, 200, 403), target="erased_former_id"),
+    Row("api:member-export", "GET", (401, 403, 403, 404, 403), target="unknown_member"),
+    Row("api:event-batch", "POST", (401, 403, 403, 200, 200), data=EVENT),
+    Row("reviews-api:review-list", "GET", (401, 200, 200, 200, 403)),
+    Row("reviews-api:review-detail", "GET", (401, 200, 200, 200, 403), target="analyst_review"),
+    Row("reviews-api:review-detail", "GET", (401, 404, 200, 200, 403), target="expert_review"),
+    Row("reviews-api:review-detail", "GET", (401, 404, 404, 404, 403), target="erased_review"),
+    Row(
+        "reviews-api:review-approve",
+        "POST",
+        (401, 201, 201, 403, 403),
+        target="analyst_review",
+        data=(("reason_code", "model-correct"),),
+    ),
+    Row(
+        "reviews-api:review-approve",
+        "POST",
+        (401, 404, 201, 403, 403),
+        target="expert_review",
+        data=(("reason_code", "model-correct"),),
+    ),
+    Row(
+        "reviews-api:review-approve",
+        "POST",
+        (401, 403, 201, 403, 403),
+        target="auto_review",
+        data=(("reason_code", "model-correct"),),
+    ),
+    Row(
+        "reviews-api:review-override",
+        "POST",
+        (401, 201, 201, 403, 403),
+        target="analyst_review",
+        data=(("reason_code", "wrong-churn-call"), ("churn_label", True)),
+    ),
+    Row(
+        "reviews-api:review-override",
+        "POST",
+        (401, 404, 404, 403, 403),
+        target="erased_review",
+        data=(("reason_code", "wrong-churn-call"), ("churn_label", True)),
+    ),
+    Row(
+        "reviews-api:review-escalate",
+        "POST",
+        (401, 200, 200, 403, 403),
+        target="analyst_review",
+        data=(("reason_code", "needs-expert"),),
+    ),
+    Row(
+        "reviews-api:review-escalate",
+        "POST",
+        (401, 404, 409, 403, 403),
+        target="expert_review",
+        data=(("reason_code", "needs-expert"),),
+    ),
+    Row("reviews-api:decision-list", "GET", (401, 200, 200, 200, 200)),
+)
+
+
+# --- the fixture world ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def world(routed):
+    """Three routed reviews, a member of each kind and a retraining run; ids by name."""
+    from reviews.models import RetrainingRun, Review
+    from reviews.services.routing import route_new_predictions
+
+    erased_member = MemberFactory(external_id="GONE-1")
+    PredictionFactory(
+        member=erased_member, model_version=routed["analyst"].prediction.model_version,
+        confidence=0.8, score=0.3,
+    )  # fmt: skip
+    route_new_predictions(kind="churn")
+    erased_review = Review.objects.get(member=erased_member)
+    erase_member(member_id=erased_member.pk, actor=None)
+    member = MemberFactory(external_id="M-1")
+    run = RetrainingRun.objects.create(
+        kind="churn", trigger="manual", status="succeeded", candidate=ModelVersionFactory()
+    )
+    return {
+        "analyst_review": routed["analyst"].pk,
+        "expert_review": routed["expert"].pk,
+        "auto_review": routed["auto"].pk,
+        "erased_review": erased_review.pk,
+        "unknown_review": erased_review.pk + 10_000,
+        "member": member.external_id,
+        "erased_member": Member.objects.get(pk=erased_member.pk).external_id,
+        "erased_former_id": "GONE-1",
+        "unknown_member": "NO-SUCH-MEMBER",
+        "run": run.pk,
+        "unknown_run": run.pk + 10_000,
+    }
+
+
+def _url(row: Row, world: dict) -> str:
+    pattern = _patterns()[row.name]
+    kwargs = {}
+    for parameter in pattern.converters:
+        if parameter == "kind":
+            kwargs["kind"] = "churn"
+        else:
+            kwargs[parameter] = world[row.target]
+    return reverse(row.name, kwargs=kwargs)
+
+
+def _body(row: Row, world: dict) -> dict:
+    body = dict(row.data)
+    if body.get("review") in world:
+        body["review"] = str(world[body["review"]])
+    if "events" in body:
+        body["events"] = list(body["events"])
+    return body
+
+
+def _client(role: str, make_user, *, api: bool) -> Client:
+    client = Client()
+    if role == "anonymous":
+        return client
+    user = make_user(role, username=f"{role}-matrix")
+    if api:
+        client.defaults["HTTP_AUTHORIZATION"] = f"Token {Token.objects.create(user=user).key}"
+    else:
+        client.force_login(user)
+    return client
+
+
+def _ask(client: Client, row: Row, url: str, body: dict):
+    if row.is_api and row.method != "GET":
+        return client.generic(row.method, url, json.dumps(body), content_type="application/json")
+    if row.method == "GET":
+        return client.get(url)
+    return client.post(url, body)
+
+
+CASES = [
+    pytest.param(row, index, id=f"{row.label()}-{role}")
+    for row in ROWS
+    for index, role in enumerate(ROLES)
+]
+
+
+@pytest.mark.parametrize(("row", "role_index"), CASES)
+def test_route_answers_each_role_as_the_table_says(row, role_index, world, make_user):
+    role = ROLES[role_index]
+    client = _client(role, make_user, api=row.is_api)
+
+    response = _ask(client, row, _url(row, world), _body(row, world))
+
+    assert response.status_code == row.statuses[role_index], (
+        f"{row.label()} as {role}: {response.status_code}, expected {row.statuses[role_index]}"
+    )
+
+
+# --- the admin site ---------------------------------------------------------------------------
+
+# What each role sees of the admin: staff only; the admin role only what its permissions allow.
+ADMIN_VISIBLE_TO_ADMIN_ROLE = {
+    "auth.user",
+    "loyalty.member",
+    "loyalty.event",
+    "loyalty.action",
+    "loyalty.auditrecord",
+    "loyalty.erasuretombstone",
+    "predictions.modelversion",
+    "predictions.prediction",
+    "predictions.scoringrun",
+    "predictions.scoringsetting",
+    "reviews.review",
+    "reviews.decision",
+    "reviews.escalationpolicy",
+    "reviews.reasoncode",
+    "reviews.gatepolicy",
+    "reviews.retrainingrun",
+    "reviews.labeledexample",
+    "django_celery_beat.periodictask",
+}
+
+
+def _admin_models() -> list[str]:
+    return sorted(model._meta.label_lower for model in admin.site._registry)
+
+
+@pytest.mark.parametrize("label", _admin_models())
+@pytest.mark.parametrize("role", ROLES)
+def test_admin_change_lists_answer_each_role(label, role, make_user, db):
+    client = _client(role, make_user, api=False)
+    app_label, model_name = label.split(".")
+
+    response = client.get(reverse(f"admin:{app_label}_{model_name}_changelist"))
+
+    if role != "admin":
+        expected = ADMIN_LOGIN
+    else:
+        expected = 200 if label in ADMIN_VISIBLE_TO_ADMIN_ROLE else 403
+    assert response.status_code == expected
+
+
+# --- completeness -----------------------------------------------------------------------------
+
+
+def _walk(patterns, namespace: str = ""):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+            yield from _walk(pattern.url_patterns, inner)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            yield f"{namespace}{pattern.name}", pattern.pattern
+
+
+def _patterns() -> dict:
+    return {name: pattern for name, pattern in _walk(get_resolver().url_patterns)}
+
+
+def test_every_route_is_in_the_table():
+    """A new route must say, in ROWS, what every role gets. The admin site's routes are the
+    admin's own (covered per model above)."""
+    routes = {name for name in _patterns() if not name.startswith("admin:")}
+
+    missing = routes - {row.name for row in ROWS}
+    stale = {row.name for row in ROWS} - routes
+
+    assert (sorted(missing), sorted(stale)) == ([], [])
+
+
+def test_every_admin_model_is_in_the_admin_table():
+    """A newly registered admin model must be placed: visible to the admin role or not."""
+    listed = set(_admin_models())
+
+    assert sorted(ADMIN_VISIBLE_TO_ADMIN_ROLE - listed) == []
