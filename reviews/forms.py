@@ -4,17 +4,9 @@ from django import forms
 
 from predictions.ml.contracts import SEQUENCE_ITEM
 from predictions.models import PredictionKind
-from reviews.models import ReasonCode, Review
+from reviews.models import VERDICT_TREATMENTS, Review
 from reviews.selectors import format_feature_value, override_action_choices, reason_choices
 
-T = ReasonCode.Treatment
-# Which reason codes make sense for which verdict: an approval confirms or flags bad data,
-# an override relabels or flags bad data, an escalation names why an expert must look.
-VERDICT_TREATMENTS = {
-    "approve": (T.CONFIRM, T.EXCLUDE),
-    "override": (T.RELABEL, T.EXCLUDE),
-    "escalate": (T.ESCALATE,),
-}
 # The reason picked when the person does not choose one.
 DEFAULT_REASONS = {"approve": "model-correct", "escalate": "needs-expert"}
 WHAT_IF_FEATURES = 8

@@ -78,6 +78,21 @@ class ReasonCode(models.Model):
     def __str__(self) -> str:
         return self.label
 
+    def fits(self, verdict: str) -> bool:
+        """Whether this reason may back a verdict (VERDICT_TREATMENTS)."""
+        return self.treatment in VERDICT_TREATMENTS.get(verdict, ())
+
+
+# Which reason codes make sense for which verdict, on every path (form, API, quick decide): an
+# approval confirms or flags bad data, an override relabels or flags bad data, an escalation
+# names why an expert must look. An approval with a "wrong churn call" reason would train the
+# model's own answer as a correction.
+VERDICT_TREATMENTS = {
+    "approve": (ReasonCode.Treatment.CONFIRM, ReasonCode.Treatment.EXCLUDE),
+    "override": (ReasonCode.Treatment.RELABEL, ReasonCode.Treatment.EXCLUDE),
+    "escalate": (ReasonCode.Treatment.ESCALATE,),
+}
+
 
 class Review(models.Model):
     """The routing state of one prediction: who must look at it and whether anyone has.

@@ -20,18 +20,30 @@ from reviews.exceptions import (
     ReviewNotOpen,
     ReviewNotYours,
 )
-from reviews.models import Decision, ReasonCode, Review
+from reviews.models import VERDICT_TREATMENTS, Decision, ReasonCode, Review
 from reviews.selectors import visible_reviews
 
 DECIDE = "reviews.decide_review"
 DECIDE_ESCALATED = "reviews.decide_escalated"
 
 
-def _reason(code: str) -> ReasonCode:
+def _reason(code: str, verdict: str) -> ReasonCode:
+    """The active reason code, if it may back this verdict (`ReasonCode.fits`)."""
     try:
-        return ReasonCode.objects.get(code=code, is_active=True)
+        reason = ReasonCode.objects.get(code=code, is_active=True)
     except ReasonCode.DoesNotExist as error:
         raise InvalidDecision(f"Unknown reason code {code!r}.", reason_code=code) from error
+    if not reason.fits(verdict):
+        fitting = ReasonCode.objects.filter(
+            is_active=True, treatment__in=VERDICT_TREATMENTS[verdict]
+        ).order_by("code")
+        raise InvalidDecision(
+            f"The reason {code!r} ({reason.get_treatment_display().lower()}) does not fit "
+            f"{'an' if verdict[0] in 'aeiou' else 'a'} {verdict}; use one of: "
+            f"{', '.join(fitting.values_list('code', flat=True))}.",
+            reason_code=code,
+        )
+    return reason
 
 
 def _lock(review_id: int, actor: AbstractBaseUser | None) -> Review:
@@ -112,7 +124,7 @@ def _decide(
             "decide the member's current review instead.",
             review_id=review.pk,
         )
-    reason = _reason(reason_code)
+    reason = _reason(reason_code, verdict)
     action = _override_answer(review, verdict, churn_label, action_code)
     earlier = Decision.objects.filter(review=review).first()
     if earlier is not None:
@@ -205,7 +217,7 @@ def escalate_review(
     The same person escalating again with the same reason gets the review back unchanged."""
     review = _lock(review_id, actor)
     require_permission(actor, DECIDE)
-    reason = _reason(reason_code)
+    reason = _reason(reason_code, "escalate")
     is_repeat = (
         review.is_escalated
         and review.escalation_reason_id == reason.pk

@@ -253,3 +253,16 @@ def test_the_member_history_lists_only_reviews_the_viewer_may_see(routed, make_u
     assert sorted(item.review_id for item in seen_by_expert) == sorted(
         [analyst_review.pk, expert_review.pk]
     )
+
+
+def test_the_api_refuses_an_approval_with_a_relabel_reason(routed, make_user):
+    response = _api(make_user("analyst")).post(
+        f"/api/reviews/{routed['analyst'].pk}/approve/", {"reason_code": "wrong-churn-call"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["detail"] == (
+        "The reason 'wrong-churn-call' (the human answer becomes the label) does not fit an "
+        "approve; use one of: bad-data, known-customer, model-correct, test-account."
+    )
+    assert not Decision.objects.exists()

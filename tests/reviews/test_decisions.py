@@ -190,3 +190,39 @@ def test_two_people_deciding_at_once_get_one_decision_and_one_conflict(routed, m
     assert sorted(outcomes) == ["conflict", "decided"]
     assert Decision.objects.filter(review=review).count() == 1
     assert Review.objects.get(pk=review.pk).state == "decided"
+
+
+@pytest.mark.parametrize(
+    ("verdict", "reason_code"),
+    [
+        ("approve", "wrong-churn-call"),
+        ("override", "model-correct"),
+        ("escalate", "model-correct"),
+        ("approve", "needs-expert"),
+    ],
+)
+def test_a_reason_that_does_not_fit_the_verdict_is_refused_and_changes_nothing(
+    routed, make_user, verdict, reason_code
+):
+    """Before: only the HTML form checked the fit, so the API and quick decide stored an
+    approval with a 'wrong churn call' reason, which trained the wrong label."""
+    review = routed["analyst"]
+    analyst = make_user("analyst")
+    decide = {
+        "approve": lambda: approve_prediction(
+            review_id=review.pk, actor=analyst, reason_code=reason_code
+        ),
+        "override": lambda: override_prediction(
+            review_id=review.pk, actor=analyst, reason_code=reason_code, churn_label=True
+        ),
+        "escalate": lambda: escalate_review(
+            review_id=review.pk, actor=analyst, reason_code=reason_code
+        ),
+    }[verdict]
+
+    with pytest.raises(InvalidDecision, match=f"The reason '{reason_code}' .* does not fit"):
+        decide()
+
+    review.refresh_from_db()
+    assert (review.route, review.state, review.escalated_at) == ("analyst", "pending", None)
+    assert not Decision.objects.exists()
