@@ -1,5 +1,6 @@
 """The learning loop in chromium: a calibration pause shows on the queue, an admin lifts it."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from loyalty.services.users import create_demo_users
 from reviews.models import AutomationPause, GatePolicy, LabeledExample, Review
 from reviews.services.monitoring import run_monitor
+from reviews.services.policy import PolicySettings, change_policy, current_policy
 from reviews.services.reason_codes import seed_reason_codes
 from reviews.services.routing import route_new_predictions
 from tests.conftest import output_dir
@@ -17,9 +19,17 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def paused_churn():
-    """An overconfident active churn version whose outcomes make the monitor pause."""
+    """An overconfident active churn version whose outcomes make the monitor pause. No audit
+    sample: with the default 2 % one, whether a would-be auto-approval is sampled (its route
+    reason then says so, not the pause) depends on its database id."""
     seed_reason_codes()
     create_demo_users()
+    change_policy(
+        kind="churn",
+        settings=replace(PolicySettings.of(current_policy("churn")), audit_sample_rate=0.0),
+        actor=None,
+        reason="no audit sample in tests",
+    )
     version = ModelVersionFactory(status="active", horizon_days=90)
     GatePolicy.objects.create(kind="churn", monitor_min_outcomes=20, monitor_max_ece=0.1)
     for _ in range(25):
