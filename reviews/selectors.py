@@ -125,11 +125,6 @@ def visible_reviews(user, reviews=None):
     return queryset.filter(visible_reviews_filter(user))
 
 
-def can_open_review(user, review: Review) -> bool:
-    """May the user read this review? `visible_reviews_filter` asked of one row."""
-    return visible_reviews(user).filter(pk=review.pk).exists()
-
-
 def can_decide_review(user, review: Review) -> bool:
     """May the user decide it now: experts any undecided review, an auto-approval included
     (overriding the automation is theirs to do); analysts pending items of their queue. The
