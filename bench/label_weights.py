@@ -34,15 +34,15 @@ def main() -> None:
     import numpy as np
     from loop import fast_churn_config
 
-    from loyalty.models import SyntheticTruth
-    from predictions.services.evaluation import evaluate_churn_out_of_time
-    from predictions.services.training import default_training_cutoff, train_churn_version
-    from reviews.services.retraining import (
+    from learning.services.retraining import (
         DEFAULT_HORIZON_DAYS,
         churn_rows,
         held_out_mask,
         training_examples,
     )
+    from loyalty.models import SyntheticTruth
+    from predictions.services.evaluation import evaluate_churn_out_of_time
+    from predictions.services.training import default_training_cutoff, train_churn_version
 
     examples = training_examples("churn")
     rows = churn_rows(examples[~held_out_mask(examples)])

@@ -416,8 +416,8 @@ def random_reviews(cutoff: datetime, count: int, skip: set[int], rng) -> list[tu
 
 def decide(picked: list[tuple], expert, truth: dict, seed: int, accuracy: float) -> int:
     """Each review decided by a simulated reviewer, then labeled; returns the overrides."""
+    from learning.services.labels import label_decision, model_churn_call
     from reviews.services.decisions import approve_prediction, override_prediction
-    from reviews.services.labels import label_decision, model_churn_call
 
     overrides = 0
     for review_id, member_id, score in picked:
@@ -443,10 +443,10 @@ def decide(picked: list[tuple], expert, truth: dict, seed: int, accuracy: float)
 def retrain(cutoff: datetime) -> str:
     """Retraining as built; a promotion's scoring run is scored inline and routed. Returns
     the verdict, with the failing gate checks."""
+    from learning.models import RetrainingRun
+    from learning.services.retraining import request_retraining, run_retraining
     from predictions.models import ScoringRun
     from predictions.services.scoring import active_version
-    from reviews.models import RetrainingRun
-    from reviews.services.retraining import request_retraining, run_retraining
     from reviews.services.routing import route_new_predictions
 
     run = request_retraining(kind="churn", trigger=RetrainingRun.Trigger.MANUAL, enqueue=False)
@@ -518,10 +518,11 @@ def holdout_scores(cutoff: datetime, truth: dict, holdout: set[int]) -> dict:
 def measure(cutoff: datetime, truth: dict, holdout: set[int]) -> dict:
     import numpy as np
 
+    from learning.models import LabeledExample
+    from learning.services.labels import model_churn_call
     from predictions.ml.metrics import binary_metrics
     from predictions.services.scoring import active_version
-    from reviews.models import LabeledExample, Review
-    from reviews.services.labels import model_churn_call
+    from reviews.models import Review
 
     version = active_version("churn")
     scores = holdout_scores(cutoff, truth, holdout)

@@ -22,7 +22,7 @@ _READ_PROGRAM = [
 _REVIEW = ["reviews.view_review", "reviews.view_decision", "reviews.decide_review"]
 
 # The learning loop's page (labels, retraining runs, calibration and drift).
-_WATCH_LOOP = ["reviews.view_retrainingrun", "reviews.view_labeledexample"]
+_WATCH_LOOP = ["learning.view_retrainingrun", "learning.view_labeledexample"]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     ANALYST: _READ_PROGRAM + _REVIEW,
@@ -51,9 +51,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "reviews.view_reasoncode",
         "reviews.add_reasoncode",
         "reviews.change_reasoncode",
-        "reviews.view_gatepolicy",
-        "reviews.change_gatepolicy",
-        "reviews.add_retrainingrun",
+        "learning.view_gatepolicy",
+        "learning.change_gatepolicy",
+        "learning.add_retrainingrun",
     ]
     + _WATCH_LOOP,
     # Systems that push members and events in and pull decisions out, through the API.

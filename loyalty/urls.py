@@ -15,6 +15,8 @@ urlpatterns = [
     path("api/", include("loyalty.api.urls")),
     path("api/", include("reviews.api.urls")),
     path("reviews/", include("reviews.urls")),
+    # The learning loop's page sits with the other managers' pages.
+    path("reviews/manage/loop/", include("learning.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -1,20 +1,11 @@
-"""Admin of the review workflow: reason codes and the gate are edited here, every change
-audited with its before and after values; policies, reviews, decisions, labels and retraining
-runs are shown read-only (they change only through their services, which audit them)."""
+"""Admin of the review workflow: reason codes are edited here, every change audited with its
+before and after values; policies, reviews, decisions and notifications are shown read-only
+(they change only through their services, which audit them)."""
 
 from django.contrib import admin
 
 from loyalty.services.config_audit import AuditedAdminMixin
-from reviews.models import (
-    Decision,
-    EscalationPolicy,
-    GatePolicy,
-    LabeledExample,
-    Notification,
-    ReasonCode,
-    RetrainingRun,
-    Review,
-)
+from reviews.models import Decision, EscalationPolicy, Notification, ReasonCode, Review
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -38,11 +29,6 @@ class ReasonCodeAdmin(AuditedAdminMixin, admin.ModelAdmin):
         return False  # decisions point at their reason: deactivate instead
 
 
-@admin.register(GatePolicy)
-class GatePolicyAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ["kind", "max_auc_drop", "max_ece", "coverage_tolerance", "auto_promote"]
-
-
 @admin.register(EscalationPolicy)
 class EscalationPolicyAdmin(ReadOnlyAdmin):
     list_display = ["kind", "version", "auto_approve_confidence", "expert_confidence", "created_at"]
@@ -60,19 +46,6 @@ class ReviewAdmin(ReadOnlyAdmin):
 class DecisionAdmin(ReadOnlyAdmin):
     list_display = ["id", "review", "verdict", "reason", "decided_by", "decided_at"]
     list_filter = ["verdict", "reason"]
-
-
-@admin.register(LabeledExample)
-class LabeledExampleAdmin(ReadOnlyAdmin):
-    list_display = ["id", "kind", "source", "churn_label", "action", "weight", "excluded"]
-    list_filter = ["kind", "source", "excluded", "agrees_with_model"]
-    raw_id_fields = ["prediction", "decision", "member"]
-
-
-@admin.register(RetrainingRun)
-class RetrainingRunAdmin(ReadOnlyAdmin):
-    list_display = ["id", "kind", "status", "verdict", "trigger", "candidate", "created_at"]
-    list_filter = ["kind", "status", "verdict"]
 
 
 @admin.register(Notification)

@@ -11,7 +11,7 @@ def workflow(request) -> dict:
         return {}
 
     def pauses():
-        from reviews.services.monitoring import open_pauses
+        from reviews.selectors import open_pauses
 
         return open_pauses()
 

@@ -1,17 +1,17 @@
-"""A member's reviews under erasure and export: what people wrote or decided about the member
-is blanked or deleted when the member is erased, and every review, decision and labeled
-example goes into the member's export.
+"""A member's reviews under erasure: what people wrote or decided about the member is blanked
+or deleted when the member is erased (the export of the same records is `reviews.export`).
 
 Erasure keeps that each review existed and how it was routed and decided (kind, route, state,
 risk and confidence, the times, the decision's verdict, reason code, role and decider): the
 counts the law allows and the record that people did their job. It blanks what describes the
 person: the review's tier, member value and priority (which encodes the value's percentile),
 the route reason (it may say "member value in top 5 %"), the escalation comment and the
-analyst's proposal, and the decision's comment and answer (churn call or action). Labeled
-examples are deleted: they leave every future training set; so are the member's predictions
-that no review holds yet (the next routing would queue them). Audit records about the
-member's reviews keep their kind, actor, time and the allowed details (KEPT_AUDIT_DETAILS);
-notifications that point at the member's reviews or name the member are deleted.
+analyst's proposal, and the decision's comment and answer (churn call or action). The
+member's predictions that no review holds yet are deleted (the next routing would queue
+them); labeled examples are the learning loop's to delete (`learning.erasure`). Audit
+records about the member's reviews keep their kind, actor, time and the allowed details
+(KEPT_AUDIT_DETAILS); notifications that point at the member's reviews or name the member
+are deleted.
 """
 
 import re
@@ -25,7 +25,7 @@ from loyalty import shared_cache
 from loyalty.models import AuditRecord
 from loyalty.services.erasure import member_erased
 from predictions.models import Prediction
-from reviews.models import Decision, LabeledExample, Notification, Review
+from reviews.models import Decision, Notification, Review
 from reviews.services.notifications import unread_count_key
 from reviews.services.withdrawal import withdraw_pending_reviews
 
@@ -64,7 +64,6 @@ def erase_member_reviews(sender, *, member_id: int, external_id: str = "", **kwa
     Decision.objects.filter(review__member_id=member_id).update(
         comment="", churn_label=None, action=None
     )
-    LabeledExample.objects.filter(member_id=member_id).delete()
     # A prediction not routed yet would put the erased member in a queue at the next routing;
     # it has no review, decision or label to keep.
     Prediction.objects.filter(member_id=member_id, review__isnull=True).delete()
@@ -118,107 +117,3 @@ def _delete_notifications(*, review_ids: Sequence[int], external_id: str) -> Non
     notes.delete()
     # The unread count in every page's nav is cached per recipient.
     shared_cache.forget(*(unread_count_key(user_id) for user_id in sorted(unread_recipients)))
-
-
-# --- export ------------------------------------------------------------------------------------
-
-
-def export_reviews(member_id: int) -> list[dict]:
-    """The member's reviews, oldest first. Staff identities are left out: they are the staff's
-    personal data, not the member's (the role that decided is in `decisions`)."""
-    reviews = (
-        Review.objects.filter(member_id=member_id)
-        .select_related("escalation_reason")
-        .order_by("created_at", "pk")
-    )
-    return [
-        {
-            "id": review.pk,
-            "prediction": review.prediction_id,
-            "kind": review.kind,
-            "route": review.route,
-            "state": review.state,
-            "route_reason": review.route_reason,
-            "policy": review.policy_id,
-            "priority": review.priority,
-            "tier": review.tier,
-            "member_value": review.member_value,
-            "risk": review.risk,
-            "confidence": review.confidence,
-            "created_at": review.created_at,
-            "routed_at": review.routed_at,
-            "due_at": review.due_at,
-            "escalated_at": review.escalated_at,
-            "escalation_reason": (
-                review.escalation_reason.code if review.escalation_reason else None
-            ),
-            "escalation_comment": review.escalation_comment,
-            "analyst_proposal": review.analyst_proposal,
-            "decided_at": review.decided_at,
-        }
-        for review in reviews
-    ]
-
-
-def export_decisions(member_id: int) -> list[dict]:
-    """The decisions on the member's reviews, oldest first."""
-    decisions = (
-        Decision.objects.filter(review__member_id=member_id)
-        .select_related("reason", "action")
-        .order_by("decided_at", "pk")
-    )
-    return [
-        {
-            "id": decision.pk,
-            "review": decision.review_id,
-            "verdict": decision.verdict,
-            "decided_as": decision.decided_as,
-            "decided_at": decision.decided_at,
-            "reason": decision.reason.code,
-            "comment": decision.comment,
-            "churn_label": decision.churn_label,
-            "action": decision.action.code if decision.action else None,
-        }
-        for decision in decisions
-    ]
-
-
-def export_labeled_examples(member_id: int) -> list[dict]:
-    """The training rows made of the member's decisions and outcomes, oldest first."""
-    examples = (
-        LabeledExample.objects.filter(member_id=member_id)
-        .select_related("action")
-        .order_by("observed_at", "pk")
-    )
-    return [
-        {
-            "id": example.pk,
-            "source": example.source,
-            "kind": example.kind,
-            "prediction": example.prediction_id,
-            "decision": example.decision_id,
-            "model_version": example.model_version_id,
-            "cutoff": example.cutoff,
-            "churn_label": example.churn_label,
-            "action": example.action.code if example.action else None,
-            "treatment": example.treatment,
-            "agrees_with_model": example.agrees_with_model,
-            "weight": example.weight,
-            "excluded": example.excluded,
-            "feature_values": example.feature_values,
-            "observed_at": example.observed_at,
-        }
-        for example in examples
-    ]
-
-
-def export_review_audit_records(member_id: int) -> list[dict]:
-    """The audit records about the member's reviews (decisions, escalations), oldest first."""
-    review_ids = list(Review.objects.filter(member_id=member_id).values_list("pk", flat=True))
-    records = []
-    for start in range(0, len(review_ids), REVIEW_SLICE):
-        subjects = [f"review:{pk}" for pk in review_ids[start : start + REVIEW_SLICE]]
-        records += AuditRecord.objects.filter(
-            kind__in=list(KEPT_AUDIT_DETAILS), subject__in=subjects
-        ).values("id", "occurred_at", "kind", "subject", "details")
-    return sorted(records, key=lambda record: (record["occurred_at"], record["id"]))

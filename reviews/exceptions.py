@@ -23,13 +23,5 @@ class InvalidDecision(DomainError):
     """The decision is missing what its verdict needs (an override without the right answer)."""
 
 
-class NotAwaitingApproval(ConflictError):
-    """Approving a retrained candidate that did not pass the gate or was decided already."""
-
-
-class RetrainingRunNotFound(NotFoundError):
-    """No retraining run has this id."""
-
-
 class PolicyChanged(ConflictError):
     """Someone saved another escalation-policy version since the page was opened."""

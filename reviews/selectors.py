@@ -24,7 +24,7 @@ from loyalty.models import Action, Event
 from loyalty.parsing import parse_id
 from predictions.ml.features import FEATURE_NAMES
 from predictions.models import PredictionKind
-from reviews.models import Decision, ReasonCode, Review
+from reviews.models import AutomationPause, Decision, ReasonCode, Review
 
 QUEUE_PAGE_SIZE = 50
 TIMELINE_EVENTS = 50
@@ -925,3 +925,22 @@ def risk_band(risk: float | None) -> str:
         if risk >= low and (high is None or risk < high):
             return band
     return ""
+
+
+# --- automation pauses ---------------------------------------------------------------------
+
+PAUSES_KEY = "automation:open-pauses"
+
+
+def open_pause(kind: str) -> AutomationPause | None:
+    """The pause of `kind` in force, read from the database (routing decides by it)."""
+    return AutomationPause.objects.open().filter(kind=kind).first()
+
+
+def open_pauses() -> list[AutomationPause]:
+    """Every open pause (the banner on every queue page reads this; from the shared cache when
+    there is one: pausing and resuming forget it)."""
+    return shared_cache.remembered(
+        PAUSES_KEY,
+        lambda: list(AutomationPause.objects.open().order_by("kind")),
+    )

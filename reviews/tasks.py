@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.db import InterfaceError, OperationalError
 
 from predictions.models import PredictionKind
-from reviews.services import labels, monitoring, rerouting, retraining, sla
+from reviews.services import rerouting, sla
 from reviews.services.routing import route_new_predictions
 
 
@@ -25,54 +25,10 @@ def route_unrouted_predictions_task() -> int:
     return sum(route_new_predictions(kind=kind).routed for kind in PredictionKind.values)
 
 
-@shared_task(
-    name="reviews.label_decision_task",
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    max_retries=5,
-)
-def label_decision_task(decision_id: int) -> int:
-    """Queued when a decision commits; idempotent, so a redelivery changes nothing."""
-    return labels.label_decision(decision_id=decision_id).pk
-
-
-@shared_task(name="reviews.sweep_unlabeled_decisions_task")
-def sweep_unlabeled_decisions_task() -> int:
-    """The sweep: a decision whose labeling task was lost (broker down) gets its example here."""
-    return labels.sweep_unlabeled_decisions()
-
-
-@shared_task(name="reviews.record_outcomes_task")
-def record_outcomes_task() -> int:
-    return labels.record_outcomes().recorded
-
-
 @shared_task(name="reviews.escalate_overdue_task")
 def escalate_overdue_task() -> int:
     """Analyst items past their SLA go to the experts (periodic, idempotent)."""
     return sla.escalate_overdue().escalated
-
-
-@shared_task(
-    name="reviews.retrain_task",
-    # The whole training may run up to the hard limit; the visibility timeout is above it.
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    max_retries=3,
-)
-def retrain_task(run_id: int) -> str:
-    return retraining.run_retraining(run_id=run_id).status
-
-
-@shared_task(name="reviews.scheduled_retraining_task")
-def scheduled_retraining_task(kind: str = "churn") -> int:
-    """The schedule's entry point (weekly by default; edit it in the admin's periodic tasks)."""
-    return retraining.request_retraining(kind=kind, trigger="schedule").pk
-
-
-@shared_task(name="reviews.recover_stalled_retraining_task")
-def recover_stalled_retraining_task() -> int:
-    return retraining.recover_stalled_runs()
 
 
 @shared_task(
@@ -93,10 +49,3 @@ def reroute_undecided_task(kind: str, policy_version: int, actor_id: int | None 
 def reroute_stale_task() -> list[str]:
     """The sweep: a re-routing whose message or worker was lost is queued again."""
     return rerouting.reroute_stale()
-
-
-@shared_task(name="reviews.monitor_task")
-def monitor_task() -> int:
-    """Calibration and drift of every active version; pauses auto-approval on a breach."""
-    reports = [monitoring.run_monitor(kind=kind) for kind in PredictionKind.values]
-    return sum(1 for report in reports if report is not None and report.breaches)

@@ -137,11 +137,11 @@ ROWS: tuple[Row, ...] = (
     Row("reviews:policy", "POST", (LOGIN, 403, 403, 302, 403), data=POLICY_FORM),
     Row("reviews:policy_simulate", "POST", (LOGIN, 403, 403, 200, 403), data=POLICY_FORM),
     Row("reviews:audit_log", "GET", (LOGIN, 403, 403, 200, 403)),
-    Row("reviews:loop", "GET", (LOGIN, 403, 200, 200, 403)),
-    Row("reviews:retrain_now", "POST", (LOGIN, 403, 403, 302, 403)),
-    Row("reviews:approve_run", "POST", (LOGIN, 403, 403, 302, 403), target="run"),
-    Row("reviews:approve_run", "POST", (LOGIN, 403, 403, 404, 403), target="unknown_run"),
-    Row("reviews:resume_automation", "POST", (LOGIN, 403, 403, 302, 403)),
+    Row("learning:loop", "GET", (LOGIN, 403, 200, 200, 403)),
+    Row("learning:retrain_now", "POST", (LOGIN, 403, 403, 302, 403)),
+    Row("learning:approve_run", "POST", (LOGIN, 403, 403, 302, 403), target="run"),
+    Row("learning:approve_run", "POST", (LOGIN, 403, 403, 404, 403), target="unknown_run"),
+    Row("learning:resume_automation", "POST", (LOGIN, 403, 403, 302, 403)),
     # --- the API -------------------------------------------------------------------------
     Row("api-schema", "GET", (200, 200, 200, 200, 200)),
     Row("api-docs", "GET", (200, 200, 200, 200, 200)),
@@ -245,7 +245,8 @@ ROWS: tuple[Row, ...] = (
 @pytest.fixture
 def world(routed):
     """Three routed reviews, a member of each kind and a retraining run; ids by name."""
-    from reviews.models import RetrainingRun, Review
+    from learning.models import RetrainingRun
+    from reviews.models import Review
     from reviews.services.routing import route_new_predictions
 
     erased_member = MemberFactory(external_id="GONE-1")
@@ -352,9 +353,9 @@ ADMIN_VISIBLE_TO_ADMIN_ROLE = {
     "reviews.decision",
     "reviews.escalationpolicy",
     "reviews.reasoncode",
-    "reviews.gatepolicy",
-    "reviews.retrainingrun",
-    "reviews.labeledexample",
+    "learning.gatepolicy",
+    "learning.retrainingrun",
+    "learning.labeledexample",
     "django_celery_beat.periodictask",
 }
 

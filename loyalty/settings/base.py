@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "loyalty",
     "predictions",
     "reviews",
+    "learning",
 ]
 
 MIDDLEWARE = [
@@ -229,24 +230,24 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5 * 60.0,
     },
     "sweep-unlabeled-decisions": {
-        "task": "reviews.sweep_unlabeled_decisions_task",
+        "task": "learning.sweep_unlabeled_decisions_task",
         "schedule": 10 * 60.0,
     },
-    "record-outcomes": {"task": "reviews.record_outcomes_task", "schedule": 6 * 60 * 60.0},
+    "record-outcomes": {"task": "learning.record_outcomes_task", "schedule": 6 * 60 * 60.0},
     "escalate-overdue-reviews": {"task": "reviews.escalate_overdue_task", "schedule": 5 * 60.0},
     "weekly-churn-retraining": {
-        "task": "reviews.scheduled_retraining_task",
+        "task": "learning.scheduled_retraining_task",
         "schedule": 7 * 24 * 60 * 60.0,
         "kwargs": {"kind": "churn"},
     },
     "weekly-next-action-retraining": {
-        "task": "reviews.scheduled_retraining_task",
+        "task": "learning.scheduled_retraining_task",
         "schedule": 7 * 24 * 60 * 60.0,
         "kwargs": {"kind": "next_action"},
     },
-    "monitor-calibration-and-drift": {"task": "reviews.monitor_task", "schedule": 6 * 60 * 60.0},
+    "monitor-calibration-and-drift": {"task": "learning.monitor_task", "schedule": 6 * 60 * 60.0},
     "recover-stalled-retraining": {
-        "task": "reviews.recover_stalled_retraining_task",
+        "task": "learning.recover_stalled_retraining_task",
         "schedule": 10 * 60.0,
     },
     # A policy change's re-routing whose message or worker was lost is queued again.

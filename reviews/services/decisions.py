@@ -22,6 +22,7 @@ from reviews.exceptions import (
 )
 from reviews.models import VERDICT_TREATMENTS, Decision, ReasonCode, Review
 from reviews.selectors import visible_reviews
+from reviews.signals import decision_recorded
 
 DECIDE = "reviews.decide_review"
 DECIDE_ESCALATED = "reviews.decide_escalated"
@@ -159,7 +160,7 @@ def _decide(
     review.state = Review.State.DECIDED
     review.decided_at = timezone.now()
     review.save(update_fields=["state", "decided_at"])
-    _label_after_commit(decision.pk)
+    decision_recorded.send(sender=Decision, decision_id=decision.pk)
     record_audit(
         kind=AuditRecord.Kind.DECISION,
         actor=actor,
@@ -175,14 +176,6 @@ def _decide(
         },
     )
     return decision
-
-
-def _label_after_commit(decision_id: int) -> None:
-    """Queue the decision's labeling once the decision is committed. `robust`: a broker that is
-    down must not fail a decision already stored; the periodic sweep labels it later."""
-    from reviews import tasks
-
-    transaction.on_commit(lambda: tasks.label_decision_task.delay(decision_id), robust=True)
 
 
 def _override_answer(

@@ -5,9 +5,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from learning.models import GatePolicy, LabeledExample
+from learning.services.monitoring import run_monitor
 from loyalty.services.users import create_demo_users
-from reviews.models import AutomationPause, GatePolicy, LabeledExample, Review
-from reviews.services.monitoring import run_monitor
+from reviews.models import AutomationPause, Review
 from reviews.services.policy import PolicySettings, change_policy, current_policy
 from reviews.services.reason_codes import seed_reason_codes
 from reviews.services.routing import route_new_predictions
@@ -31,7 +32,9 @@ def paused_churn():
         reason="no audit sample in tests",
     )
     version = ModelVersionFactory(status="active", horizon_days=90)
-    GatePolicy.objects.create(kind="churn", monitor_min_outcomes=20, monitor_max_ece=0.1)
+    GatePolicy.objects.update_or_create(
+        kind="churn", defaults={"monitor_min_outcomes": 20, "monitor_max_ece": 0.1}
+    )
     for _ in range(25):
         prediction = PredictionFactory(model_version=version, score=0.9, confidence=0.97)
         LabeledExample.objects.create(

@@ -10,9 +10,10 @@ from django.urls import reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from rest_framework.authtoken.models import Token
 
+from learning.models import GatePolicy
 from loyalty.models import Action, AuditRecord
 from predictions.models import ScoringSetting
-from reviews.models import GatePolicy, ReasonCode
+from reviews.models import ReasonCode
 from tests.conftest import TEST_PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -463,11 +464,11 @@ def test_admin_role_holds_no_token_permissions(client, make_user):
 
 def test_changing_the_gate_policy_is_audited(client, make_user):
     admin = make_user("admin")
-    policy = GatePolicy.objects.create(kind="churn")
+    policy = GatePolicy.objects.get(kind="churn")  # seeded by a migration
     client.force_login(admin)
 
     response = client.post(
-        reverse("admin:reviews_gatepolicy_change", args=[policy.pk]),
+        reverse("admin:learning_gatepolicy_change", args=[policy.pk]),
         {
             "kind": "churn",
             "max_auc_drop": "0.01",
@@ -484,10 +485,10 @@ def test_changing_the_gate_policy_is_audited(client, make_user):
 
     assert response.status_code == 302
     record = _only_config_record()
-    assert (record.subject, record.actor) == (f"reviews.gatepolicy:{policy.pk}", admin)
+    assert (record.subject, record.actor) == (f"learning.gatepolicy:{policy.pk}", admin)
     assert record.details == {
         "change": "change",
-        "model": "reviews.gatepolicy",
+        "model": "learning.gatepolicy",
         "before": {"max_auc_drop": 0.005, "auto_promote": True},
         "after": {"max_auc_drop": 0.01, "auto_promote": False},
     }

@@ -11,6 +11,8 @@ from django.core.cache import caches
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
+from learning.models import LabeledExample
+from learning.services.labels import label_decision
 from loyalty.exceptions import MemberNotFoundError, PermissionDeniedError
 from loyalty.models import AuditRecord, ErasureTombstone, Event, Member, SyntheticTruth
 from loyalty.services.audit import record_audit
@@ -21,9 +23,8 @@ from loyalty.services.erasure import (
     tombstone_digest,
 )
 from predictions.models import Prediction
-from reviews.models import Decision, LabeledExample, Notification, Review
+from reviews.models import Decision, Notification, Review
 from reviews.services.decisions import escalate_review, override_prediction
-from reviews.services.labels import label_decision
 from reviews.services.notifications import unread_count
 from reviews.services.policy import current_policy
 from reviews.services.reason_codes import seed_reason_codes

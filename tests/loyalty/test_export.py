@@ -10,6 +10,7 @@ from django.contrib.auth.models import Permission
 from django.core.serializers.json import DjangoJSONEncoder
 from django.urls import reverse
 
+from learning.services.labels import label_decision
 from loyalty.exceptions import MemberNotFoundError, PermissionDeniedError
 from loyalty.models import AuditRecord, SyntheticTruth
 from loyalty.services.erasure import erase_member
@@ -22,7 +23,6 @@ from loyalty.services.export import (
 from loyalty.services.members import create_member
 from reviews.models import Review
 from reviews.services.decisions import override_prediction
-from reviews.services.labels import label_decision
 from reviews.services.policy import current_policy
 from reviews.services.reason_codes import seed_reason_codes
 from tests.factories import EventFactory, ModelVersionFactory, PredictionFactory
@@ -40,8 +40,8 @@ EXPECTED_SECTIONS = (
     "predictions",
     "reviews",
     "decisions",
-    "labeled_examples",
     "review_audit_records",
+    "labeled_examples",
 )
 ROUTED_AT = datetime(2026, 1, 2, 9, 0, tzinfo=UTC)
 

@@ -153,7 +153,7 @@ def test_approving_an_unknown_retraining_run_is_404(make_user, client):
     """Before: RetrainingRun.DoesNotExist, a 500."""
     client.force_login(make_user("admin"))
 
-    response = client.post(reverse("reviews:approve_run", args=[987654]))
+    response = client.post(reverse("learning:approve_run", args=[987654]))
 
     assert response.status_code == 404
 

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from reviews.models import ReasonCode, Review
-from reviews.services.monitoring import pause_auto_approval, resume_auto_approval
+from reviews.services.automation import pause_auto_approval, resume_auto_approval
 from reviews.services.notifications import notify
 from reviews.services.routing import route_new_predictions
 from tests.conftest import TEST_PASSWORD

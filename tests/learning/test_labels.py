@@ -5,19 +5,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from loyalty.services.erasure import erase_member
-from loyalty.services.members import set_consent
-from predictions.ml.nba import OUTCOME_WEIGHT, RULE_WEIGHT
-from predictions.models import Prediction
-from reviews.models import Decision, LabeledExample
-from reviews.services.decisions import approve_prediction, override_prediction
-from reviews.services.labels import (
+from learning.models import LabeledExample
+from learning.services.labels import (
     DECISION_LABEL_WEIGHT,
     label_decision,
     record_outcomes,
     sweep_unlabeled_decisions,
     unlabeled_decisions,
 )
+from loyalty.services.erasure import erase_member
+from loyalty.services.members import set_consent
+from predictions.ml.nba import OUTCOME_WEIGHT, RULE_WEIGHT
+from predictions.models import Prediction
+from reviews.models import Decision
+from reviews.services.decisions import approve_prediction, override_prediction
 from reviews.services.routing import route_new_predictions
 from tests.factories import EventFactory, ModelVersionFactory, PredictionFactory
 
@@ -161,7 +162,7 @@ def test_the_sweep_labels_a_decision_whose_task_never_ran(routed, make_user):
 def test_a_committed_decision_is_labeled_once_by_the_worker_even_if_sent_twice(
     routed, make_user, celery_worker
 ):
-    from reviews.tasks import label_decision_task
+    from learning.tasks import label_decision_task
 
     decision = approve_prediction(
         review_id=routed["analyst"].pk, actor=make_user("analyst"), reason_code="model-correct"

@@ -1,4 +1,5 @@
-"""What the learning loop's page shows, read in a few aggregate queries."""
+"""What the learning loop reads: the gate policy of a kind, and what the loop's page shows
+(in a few aggregate queries)."""
 
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -7,17 +8,17 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncDate, TruncWeek
 from django.utils import timezone
 
+from learning.models import GatePolicy, LabeledExample, MonitorReport, RetrainingRun
 from predictions.models import ModelVersion, PredictionKind
-from reviews.models import (
-    AutomationPause,
-    Decision,
-    LabeledExample,
-    MonitorReport,
-    RetrainingRun,
-    Review,
-)
+from reviews.models import AutomationPause, Decision, Review
 
 RUNS_SHOWN = 20
+
+
+def gate_policy(kind: str) -> GatePolicy:
+    """The kind's gate policy (seeded by a migration, edited in the admin); the model's
+    defaults where its row is missing (a flushed test database), without writing one."""
+    return GatePolicy.objects.filter(kind=kind).first() or GatePolicy(kind=kind)
 
 
 @dataclass(frozen=True)

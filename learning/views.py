@@ -7,16 +7,16 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from learning import figures, selectors
+from learning.selectors import gate_policy, loop_overview, top_drift
+from learning.services.retraining import approve_candidate, request_retraining
 from loyalty.exceptions import DomainError
 from predictions.models import PredictionKind
 from predictions.services.registry import PROMOTE_PERMISSION
-from reviews import loop_figures, loop_selectors
 from reviews.figures import figure_html
-from reviews.loop_selectors import loop_overview, top_drift
-from reviews.services.monitoring import resume_auto_approval
-from reviews.services.retraining import approve_candidate, gate_policy, request_retraining
+from reviews.services.automation import resume_auto_approval
 
-WATCH_LOOP = "reviews.view_retrainingrun"
+WATCH_LOOP = "learning.view_retrainingrun"
 
 
 @login_required
@@ -40,29 +40,29 @@ def loop_page(request):
             for kind, label in PredictionKind.choices
         ],
     }
-    return render(request, "reviews/loop.html", context)
+    return render(request, "learning/loop.html", context)
 
 
 def _charts(kind: str, monitor) -> list[str]:
     """The kind's charts as HTML (div + JSON spec), the ones with data only."""
-    per_week = loop_selectors.labels_per_week(kind)
-    rates = loop_selectors.override_rates(kind)
+    per_week = selectors.labels_per_week(kind)
+    rates = selectors.override_rates(kind)
     limit = gate_policy(kind).monitor_max_psi
-    figures = [
-        ("labels", loop_figures.labels_figure(per_week)),
-        ("reasons", loop_figures.reasons_figure(per_week)),
+    named = [
+        ("labels", figures.labels_figure(per_week)),
+        ("reasons", figures.reasons_figure(per_week)),
         (
             "versions",
-            loop_figures.version_metrics_figure(loop_selectors.version_metrics(kind), kind=kind),
+            figures.version_metrics_figure(selectors.version_metrics(kind), kind=kind),
         ),
-        ("overrides", loop_figures.override_figure(rates)),
-        ("reason-codes", loop_figures.reason_figure(rates)),
-        ("calibration", loop_figures.calibration_figure(monitor)),
-        ("drift", loop_figures.drift_figure(monitor, limit=limit)),
-        ("queue", loop_figures.queue_figure(loop_selectors.queue_activity(kind))),
+        ("overrides", figures.override_figure(rates)),
+        ("reason-codes", figures.reason_figure(rates)),
+        ("calibration", figures.calibration_figure(monitor)),
+        ("drift", figures.drift_figure(monitor, limit=limit)),
+        ("queue", figures.queue_figure(selectors.queue_activity(kind))),
     ]
     return [
-        figure_html(figure, f"{kind}-{name}-fig") for name, figure in figures if figure is not None
+        figure_html(figure, f"{kind}-{name}-fig") for name, figure in named if figure is not None
     ]
 
 
@@ -78,7 +78,7 @@ def retrain_now(request, kind: str):
     messages.success(
         request, f"Retraining run {run.pk} ({run.get_kind_display()}) is {run.status}."
     )
-    return redirect("reviews:loop")
+    return redirect("learning:loop")
 
 
 @login_required
@@ -95,7 +95,7 @@ def resume_automation(request, kind: str):
         messages.info(request, "Auto-approval was not paused.")
     else:
         messages.success(request, f"Auto-approval of {pause.get_kind_display()} resumed.")
-    return redirect("reviews:loop")
+    return redirect("learning:loop")
 
 
 @login_required
@@ -109,6 +109,6 @@ def approve_run(request, run_id: int):
         if error.status == 404:
             raise Http404(error.message) from error
         messages.error(request, error.message)
-        return redirect("reviews:loop")
+        return redirect("learning:loop")
     messages.success(request, f"Version {run.candidate_id} is active; members are being re-scored.")
-    return redirect("reviews:loop")
+    return redirect("learning:loop")

@@ -1,7 +1,7 @@
 """The learning loop page's charts, as Plotly specs ({data, layout, config} dicts) that
 static/js/figures.js draws in the browser (see reviews.figures)."""
 
-from reviews.models import MonitorReport
+from learning.models import MonitorReport
 
 FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12}
 CONFIG = {"displaylogo": False, "responsive": True}

@@ -1,55 +1,26 @@
-"""The calibration and drift monitor, and the auto-approval pause it can pull.
+"""The calibration and drift monitor of the active versions.
 
-Per kind, for the active version (periodically, and on the loop page):
-- calibration (churn): the version's predictions whose outcome is known (outcome examples)
-  against what the members did: reliability bins and ECE, judged only from
-  `GatePolicy.monitor_min_outcomes` outcomes on;
-- drift: PSI of every feature between the training data (features at the version's latest
-  training cutoff, the members active then) and what the version saw at its latest scoring.
-When the ECE or any feature's PSI passes the gate policy's limit, auto-approval pauses: routing
-sends every new prediction to people until an admin resumes it or a new version is promoted.
+Per kind: calibration (churn) of the version's predictions whose outcome is known, judged
+only from `GatePolicy.monitor_min_outcomes` outcomes on, and drift (PSI per feature) between
+the training data and what the version saw at its latest scoring. A breach of the gate
+policy's limits pauses auto-approval (`reviews.services.automation`): routing then sends every
+new prediction to people until an admin resumes it or a new version is promoted.
 """
 
-from datetime import datetime
-
 import pandas as pd
-from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.urls import reverse
-from django.utils import timezone
 
-from loyalty import shared_cache
-from loyalty.exceptions import require_permission
-from loyalty.models import AuditRecord
-from loyalty.services.audit import record_audit
+from learning.models import LabeledExample, MonitorReport
+from learning.selectors import gate_policy
 from predictions.ml import labels
 from predictions.ml.features import build_features
 from predictions.ml.monitoring import feature_drift, reliability
 from predictions.models import ModelVersion, Prediction, PredictionKind
 from predictions.selectors import profiling_frames
-from predictions.services.registry import PROMOTE_PERMISSION
-from reviews.models import AutomationPause, LabeledExample, MonitorReport
-from reviews.services.notifications import notify, users_with_permission
-from reviews.services.retraining import gate_policy
+from reviews.services.automation import pause_auto_approval
 
 DRIFT_SAMPLE = 20_000
-
-
-def open_pause(kind: str) -> AutomationPause | None:
-    return AutomationPause.objects.open().filter(kind=kind).first()
-
-
-PAUSES_KEY = "automation:open-pauses"
-
-
-def open_pauses() -> list[AutomationPause]:
-    """Every open pause (the banner on every queue page reads this; from the shared cache when
-    there is one: pausing and resuming forget it). Routing reads the database itself."""
-    return shared_cache.remembered(
-        PAUSES_KEY,
-        lambda: list(AutomationPause.objects.open().order_by("kind")),
-    )
 
 
 def run_monitor(*, kind: str) -> MonitorReport | None:
@@ -83,7 +54,12 @@ def run_monitor(*, kind: str) -> MonitorReport | None:
         breaches=breaches,
     )
     if breaches:
-        pause_auto_approval(kind=kind, reason="; ".join(breaches)[:300], report=report)
+        pause_auto_approval(
+            kind=kind,
+            reason="; ".join(breaches)[:300],
+            report_id=report.pk,
+            link=reverse("learning:loop"),
+        )
     return report
 
 
@@ -134,55 +110,3 @@ def _training_features(version: ModelVersion) -> pd.DataFrame:
     if len(features) > DRIFT_SAMPLE:
         features = features.sample(DRIFT_SAMPLE, random_state=0)
     return features.reindex(columns=list(version.feature_codes))
-
-
-def pause_auto_approval(
-    *, kind: str, reason: str, report: MonitorReport | None = None
-) -> AutomationPause:
-    """Open a pause (or return the one that is open) and tell the admins."""
-    existing = open_pause(kind)
-    if existing is not None:
-        return existing
-    try:
-        with transaction.atomic():
-            pause = AutomationPause.objects.create(kind=kind, reason=reason, report=report)
-            shared_cache.forget(PAUSES_KEY)
-            record_audit(
-                kind=AuditRecord.Kind.POLICY_CHANGE,
-                actor=None,
-                subject=f"automation:{kind}",
-                details={"auto_approval": "paused", "reason": reason},
-            )
-    except IntegrityError:
-        return open_pause(kind)
-    notify(
-        recipients=users_with_permission(PROMOTE_PERMISSION),
-        subject=f"Auto-approval of {PredictionKind(kind).label} paused",
-        body=f"{reason}. Every new prediction goes to people until an admin resumes "
-        "auto-approval or a new model version is promoted.",
-        link=reverse("reviews:loop"),
-    )
-    return pause
-
-
-def resume_auto_approval(
-    *, kind: str, actor: AbstractBaseUser | None, reason: str, now: datetime | None = None
-) -> AutomationPause | None:
-    """Close the open pause of `kind`; None when there was none."""
-    require_permission(actor, PROMOTE_PERMISSION)
-    with transaction.atomic():
-        pause = AutomationPause.objects.select_for_update().open().filter(kind=kind).first()
-        if pause is None:
-            return None
-        pause.resumed_at = now or timezone.now()
-        pause.resumed_by = actor if actor is not None and actor.is_authenticated else None
-        pause.resume_reason = reason[:300]
-        pause.save(update_fields=["resumed_at", "resumed_by", "resume_reason"])
-        shared_cache.forget(PAUSES_KEY)
-        record_audit(
-            kind=AuditRecord.Kind.POLICY_CHANGE,
-            actor=actor,
-            subject=f"automation:{kind}",
-            details={"auto_approval": "resumed", "reason": reason},
-        )
-    return pause

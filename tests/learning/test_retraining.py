@@ -9,21 +9,22 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
-from loyalty.services.erasure import erase_member
-from loyalty.services.members import set_consent
-from predictions.models import ModelVersion, Prediction, ScoringRun
-from predictions.services.scoring import start_scoring_run
-from reviews.models import GatePolicy, LabeledExample, Notification, RetrainingRun, Review
-from reviews.services.decisions import approve_prediction, override_prediction
-from reviews.services.labels import label_decision
-from reviews.services.reason_codes import seed_reason_codes
-from reviews.services.retraining import (
+from learning.models import GatePolicy, LabeledExample, RetrainingRun
+from learning.services.labels import label_decision
+from learning.services.retraining import (
     held_out_mask,
     recover_stalled_runs,
     request_retraining,
     run_retraining,
     training_examples,
 )
+from loyalty.services.erasure import erase_member
+from loyalty.services.members import set_consent
+from predictions.models import ModelVersion, Prediction, ScoringRun
+from predictions.services.scoring import start_scoring_run
+from reviews.models import Notification, Review
+from reviews.services.decisions import approve_prediction, override_prediction
+from reviews.services.reason_codes import seed_reason_codes
 from reviews.services.routing import route_new_predictions
 from tests.conftest import TEST_PASSWORD
 from tests.factories import ModelVersionFactory, PredictionFactory
@@ -126,9 +127,9 @@ def test_in_approval_mode_a_passing_candidate_waits_for_an_admin(
     assert ModelVersion.objects.get(pk=run.candidate_id).status == "candidate"
 
     client.login(username=make_user("admin").username, password=TEST_PASSWORD)
-    page = client.get(reverse("reviews:loop"))
-    response = client.post(reverse("reviews:approve_run", args=[run.pk]))
-    again = client.post(reverse("reviews:approve_run", args=[run.pk]), follow=True)
+    page = client.get(reverse("learning:loop"))
+    response = client.post(reverse("learning:approve_run", args=[run.pk]))
+    again = client.post(reverse("learning:approve_run", args=[run.pk]), follow=True)
 
     assert page.status_code == 200 and b'data-testid="approve-run"' in page.content
     assert response.status_code == 302
@@ -245,8 +246,8 @@ def test_a_worker_killed_mid_retraining_leaves_no_half_version_and_loses_no_deci
     tmp_path,
     celery_worker,
 ):
+    from learning.tasks import retrain_task
     from reviews.models import Decision
-    from reviews.tasks import retrain_task
     from tests.predictions.test_tasks import ROOT, _test_database_url, _wait_until
 
     seed_reason_codes()

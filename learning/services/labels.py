@@ -37,12 +37,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
+from learning.models import LabeledExample
 from loyalty.models import Action, Event
 from loyalty.selectors import scorable_members
 from predictions.ml.nba import DECISION_WEIGHT, OUTCOME_WEIGHT, observed_outcome_labels
 from predictions.models import ModelVersion, Prediction, PredictionKind
 from predictions.selectors import events_frame
-from reviews.models import Decision, LabeledExample, ReasonCode, Review
+from reviews.models import Decision, ReasonCode, Review
 
 CHURN_CALL_THRESHOLD = 0.5
 DECISION_LABEL_WEIGHT = {

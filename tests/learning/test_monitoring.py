@@ -6,13 +6,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.urls import reverse
 
+from learning.models import GatePolicy, LabeledExample, MonitorReport
+from learning.services.monitoring import run_monitor
 from loyalty.services.catalog import seed_action_catalog
 from loyalty.services.synthetic import generate_members
 from predictions.services.registry import promote_model_version
 from predictions.services.scoring import score_chunk, start_scoring_run
 from predictions.services.training import train_churn_version
-from reviews.models import AutomationPause, GatePolicy, LabeledExample, MonitorReport, Review
-from reviews.services.monitoring import open_pause, resume_auto_approval, run_monitor
+from reviews.models import AutomationPause, Review
+from reviews.selectors import open_pause
+from reviews.services.automation import resume_auto_approval
 from reviews.services.routing import route_new_predictions
 from tests.conftest import TEST_PASSWORD
 from tests.factories import ModelVersionFactory, PredictionFactory
@@ -26,7 +29,9 @@ CUTOFF = datetime(2026, 1, 1, tzinfo=UTC)
 def overconfident(reason_codes):
     """An active churn version that said 0.9 for 40 members who all stayed."""
     version = ModelVersionFactory(status="active", horizon_days=90)
-    GatePolicy.objects.create(kind="churn", monitor_min_outcomes=30, monitor_max_ece=0.1)
+    GatePolicy.objects.update_or_create(
+        kind="churn", defaults={"monitor_min_outcomes": 30, "monitor_max_ece": 0.1}
+    )
     for _ in range(40):
         prediction = PredictionFactory(model_version=version, score=0.9, confidence=0.95)
         LabeledExample.objects.create(
@@ -59,7 +64,7 @@ def test_a_miscalibrated_version_pauses_auto_approval(overconfident, make_user):
     assert report.outcomes == 40 and report.ece == pytest.approx(0.9)
     assert report.breaches == ["calibration error 0.900 > 0.100 on 40 outcomes"]
     pause = open_pause("churn")
-    assert pause is not None and pause.report == report
+    assert pause is not None and pause.monitor_report_id == report.pk
     assert "calibration error 0.900" in pause.reason
     # A second breach keeps the one pause.
     run_monitor(kind="churn")
@@ -116,9 +121,9 @@ def test_an_analyst_cannot_resume_but_an_admin_can_from_the_loop_page(
         resume_auto_approval(kind="churn", actor=make_user("analyst"), reason="no")
 
     client.login(username=make_user("admin").username, password=TEST_PASSWORD)
-    page = client.get(reverse("reviews:loop"))
+    page = client.get(reverse("learning:loop"))
     response = client.post(
-        reverse("reviews:resume_automation", args=["churn"]), {"reason": "new data checked"}
+        reverse("learning:resume_automation", args=["churn"]), {"reason": "new data checked"}
     )
 
     assert b'data-testid="pause-churn"' in page.content

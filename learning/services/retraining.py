@@ -34,6 +34,9 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from learning.exceptions import NotAwaitingApproval, RetrainingRunNotFound
+from learning.models import GatePolicy, LabeledExample, RetrainingRun
+from learning.selectors import gate_policy
 from loyalty.exceptions import require_permission
 from loyalty.selectors import scorable_members
 from predictions.ml.churn import LabeledRows
@@ -50,8 +53,6 @@ from predictions.services.training import (
     train_churn_version,
     train_next_action_version,
 )
-from reviews.exceptions import NotAwaitingApproval, RetrainingRunNotFound
-from reviews.models import GatePolicy, LabeledExample, RetrainingRun
 from reviews.services.notifications import notify, users_with_permission
 
 logger = logging.getLogger(__name__)
@@ -70,11 +71,6 @@ class GateResult:
     passed: bool
     checks: list[dict]
     figures: dict
-
-
-def gate_policy(kind: str) -> GatePolicy:
-    policy, _ = GatePolicy.objects.get_or_create(kind=kind)
-    return policy
 
 
 # --- requesting and running ---------------------------------------------------------------
@@ -105,7 +101,7 @@ def request_retraining(
 
 
 def _enqueue_after_commit(run_id: int) -> None:
-    from reviews import tasks
+    from learning import tasks
 
     transaction.on_commit(lambda: tasks.retrain_task.delay(run_id), robust=True)
 
@@ -240,7 +236,7 @@ def recover_stalled_runs(*, older_than: timedelta = STALLED_AFTER) -> int:
         status="queued", heartbeat_at__isnull=True, created_at__lt=limit
     )
     ids = list(stalled.values_list("pk", flat=True))
-    from reviews import tasks
+    from learning import tasks
 
     for run_id in ids:
         tasks.retrain_task.delay(run_id)
@@ -276,7 +272,7 @@ def _notify_admins(run: RetrainingRun) -> None:
         recipients=users_with_permission(ADMIN_PERMISSION),
         subject=f"{run.get_kind_display()} retraining: {what}"[:200],
         body=_gate_summary(run),
-        link=reverse("reviews:loop"),
+        link=reverse("learning:loop"),
     )
 
 

@@ -3,9 +3,9 @@
 import pytest
 from django.urls import reverse
 
-from reviews.loop_selectors import labels_per_week, override_rates, queue_activity
+from learning.selectors import labels_per_week, override_rates, queue_activity
+from learning.services.labels import label_decision
 from reviews.services.decisions import approve_prediction, override_prediction
-from reviews.services.labels import label_decision
 from tests.conftest import TEST_PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -59,7 +59,7 @@ def test_queue_activity_counts_what_went_to_people_and_was_decided(decided):
 def test_the_page_draws_the_charts_that_have_data(decided, client, make_user):
     client.login(username=make_user("expert", "watcher").username, password=TEST_PASSWORD)
 
-    page = client.get(reverse("reviews:loop")).content.decode()
+    page = client.get(reverse("learning:loop")).content.decode()
 
     for chart in ("labels", "reasons", "overrides", "reason-codes", "queue"):
         assert f'id="churn-{chart}-fig"' in page
@@ -70,4 +70,4 @@ def test_the_page_draws_the_charts_that_have_data(decided, client, make_user):
 def test_an_analyst_may_not_open_the_loop_page(client, make_user):
     client.login(username=make_user("analyst").username, password=TEST_PASSWORD)
 
-    assert client.get(reverse("reviews:loop")).status_code == 403
+    assert client.get(reverse("learning:loop")).status_code == 403

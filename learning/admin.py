@@ -1,0 +1,26 @@
+"""Admin of the learning loop: the gate is edited here, every change audited with its before
+and after values; labels and retraining runs are shown read-only."""
+
+from django.contrib import admin
+
+from learning.models import GatePolicy, LabeledExample, RetrainingRun
+from loyalty.services.config_audit import AuditedAdminMixin
+from reviews.admin import ReadOnlyAdmin
+
+
+@admin.register(GatePolicy)
+class GatePolicyAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ["kind", "max_auc_drop", "max_ece", "coverage_tolerance", "auto_promote"]
+
+
+@admin.register(LabeledExample)
+class LabeledExampleAdmin(ReadOnlyAdmin):
+    list_display = ["id", "kind", "source", "churn_label", "action", "weight", "excluded"]
+    list_filter = ["kind", "source", "excluded", "agrees_with_model"]
+    raw_id_fields = ["prediction", "decision", "member"]
+
+
+@admin.register(RetrainingRun)
+class RetrainingRunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "kind", "status", "verdict", "trigger", "candidate", "created_at"]
+    list_filter = ["kind", "status", "verdict"]
