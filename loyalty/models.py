@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from predictions.ml import frames
+
 
 class Member(models.Model):
     """A loyalty program member, known by a pseudonymous external id.
@@ -39,8 +41,7 @@ class Member(models.Model):
     @property
     def tier_rank(self) -> int:
         """Position on the configured tier ladder; unlisted tiers rank below all listed ones."""
-        ladder = settings.LOYALTY_TIER_LADDER
-        return ladder.index(self.tier) if self.tier in ladder else -1
+        return frames.tier_rank(self.tier, settings.LOYALTY_TIER_LADDER)
 
 
 class Event(models.Model):
@@ -50,19 +51,11 @@ class Event(models.Model):
     no-op; its unique index also serves "events of a member ordered by time".
     """
 
-    class Kind(models.TextChoices):
-        PURCHASE = "purchase"
-        RETURN = "return"
-        VIEW = "view"
-        CLICK = "click"
-        SEARCH = "search"
-        ADD_TO_CART = "add_to_cart"
-        REDEMPTION = "redemption"
-        SUPPORT_CONTACT = "support_contact"
-        LOGIN = "login"
-        EMAIL_OPEN = "email_open"
-        CAMPAIGN_RECEIVED = "campaign_received"
-        COUPON_REDEEMED = "coupon_redeemed"
+    # The engine's event kinds, one list for the database and the models: Kind.PURCHASE is
+    # "purchase", labelled "Purchase".
+    Kind = models.TextChoices(
+        "Kind", [(kind.upper(), kind) for kind in frames.EVENT_KINDS], qualname="Event.Kind"
+    )
 
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="events")
     occurred_at = models.DateTimeField()
@@ -115,8 +108,7 @@ class Action(models.Model):
         if self.requires_consent and not member.consent_profiling:
             return False
         if self.min_tier:
-            ladder = settings.LOYALTY_TIER_LADDER
-            needed = ladder.index(self.min_tier) if self.min_tier in ladder else len(ladder)
+            needed = frames.required_tier_rank(self.min_tier, settings.LOYALTY_TIER_LADDER)
             return member.tier_rank >= needed
         return True
 

@@ -13,6 +13,10 @@ from predictions.services.registry import (
 )
 from predictions.services.scoring_settings import set_scoring_model
 
+# Promotion and rollback re-score every member, as `manage.py promote` does: the predictions
+# of the version taken out of service must not stay live.
+RESCORING = "Scoring every member with it in the background."
+
 # The out-of-time figures the registry compares, in the order people read them.
 SIDE_BY_SIDE_METRICS = (
     ("roc_auc", "ROC AUC"),
@@ -125,18 +129,22 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version.", messages.ERROR)
             return
-        version = promote_model_version(version_id=queryset.get().pk, actor=request.user)
-        self.message_user(request, f"{version} is now active.", messages.SUCCESS)
+        version = promote_model_version(
+            version_id=queryset.get().pk, actor=request.user, rescore=True
+        )
+        self.message_user(request, f"{version} is now active. {RESCORING}", messages.SUCCESS)
 
     @admin.action(description="Roll back to the previously active version", permissions=["promote"])
     def roll_back(self, request, queryset) -> None:
         for kind in sorted(set(queryset.values_list("kind", flat=True))):
             try:
-                version = rollback_model_version(kind=kind, actor=request.user)
+                version = rollback_model_version(kind=kind, actor=request.user, rescore=True)
             except DomainError as error:
                 self.message_user(request, error.message, messages.ERROR)
             else:
-                self.message_user(request, f"{version} is active again.", messages.SUCCESS)
+                self.message_user(
+                    request, f"{version} is active again. {RESCORING}", messages.SUCCESS
+                )
 
     def has_promote_permission(self, request) -> bool:
         return request.user.has_perm(PROMOTE_PERMISSION)

@@ -1,51 +1,29 @@
 """Reads for the prediction engine: the program's data as the DataFrames predictions.ml takes."""
 
 import dataclasses
-import io
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 from django.conf import settings
 from django.db import connection
 from django.db.models import Min
 
 from loyalty.models import Event, Member
+from loyalty.query_frames import arrow_table_by_copy
 from loyalty.selectors import scorable_members
+from predictions.ml import frames
 from predictions.ml.features import MAX_LOOKBACK_DAYS, PreparedEvents, prepare_events
 
-EVENT_COLUMNS = [
-    "member_id",
-    "occurred_at",
-    "kind",
-    "amount",
-    "quantity",
-    "category",
-    "channel",
-    "session_id",
-    "dwell_seconds",
-    "product_id",
-]
 # What build_features reads: quantity and product_id feed no feature, so scoring skips them.
 FEATURE_EVENT_COLUMNS = [
-    "member_id",
-    "occurred_at",
-    "kind",
-    "amount",
-    "category",
-    "channel",
-    "session_id",
-    "dwell_seconds",
+    column for column in frames.EVENT_COLUMNS if column not in ("quantity", "product_id")
 ]
-EVENT_FLOAT_COLUMNS = ("amount", "quantity", "dwell_seconds")
-EVENT_STRING_COLUMNS = ("kind", "category", "channel", "session_id", "product_id")
-MEMBER_COLUMNS = ["member_id", "joined_on", "tier", "points_balance", "tier_rank"]
+# The kind travels as text, like the other string columns.
+EVENT_TEXT_COLUMNS = ("kind", *frames.EVENT_STRINGS)
 NS_PER_MICROSECOND = 1000
-# PostgreSQL hands COPY output over in pieces of about this size; 1 MiB keeps the calls few.
-COPY_READ_SIZE = 1 << 20
 
 
 def events_frame(
@@ -54,7 +32,7 @@ def events_frame(
     since: datetime | None = None,
     member_id_range: tuple[int, int] | None = None,
     member_ids: Sequence[int] | None = None,
-    columns: Sequence[str] = EVENT_COLUMNS,
+    columns: Sequence[str] = frames.EVENT_COLUMNS,
     only_profiled: bool = False,
 ) -> pd.DataFrame:
     """Events as the ML contract wants them: optionally only those strictly before `before`,
@@ -62,14 +40,14 @@ def events_frame(
     the listed members, and (`only_profiled`) of members who may be profiled, filtered in SQL
     by `loyalty.selectors.scorable_members` itself.
 
-    Columns are `columns` (a subset of EVENT_COLUMNS, in that order): member_id int64,
+    Columns are `columns` (a subset of frames.EVENT_COLUMNS, in that order): member_id int64,
     occurred_at datetime64[ns, UTC], strings with '' for empty, floats with NaN for empty.
     Rows come in the order the database returns them, the same on every path.
     """
-    unknown = set(columns) - set(EVENT_COLUMNS)
+    unknown = set(columns) - set(frames.EVENT_COLUMNS)
     if unknown or "member_id" not in columns or "occurred_at" not in columns:
         raise ValueError(f"columns must be EVENT_COLUMNS with member_id and occurred_at: {columns}")
-    columns = [column for column in EVENT_COLUMNS if column in columns]
+    columns = [column for column in frames.EVENT_COLUMNS if column in columns]
     where, params = [], []
     if before is not None:
         where.append("occurred_at < %s")
@@ -106,10 +84,10 @@ def _events_by_cursor(*, columns: list[str], where: list[str], params: list) -> 
     frame = pd.DataFrame.from_records(rows, columns=columns)
     frame["member_id"] = frame["member_id"].astype(np.int64)
     frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True).dt.as_unit("ns")
-    for column in EVENT_FLOAT_COLUMNS:
+    for column in frames.EVENT_FLOATS:
         if column in frame.columns:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
-    for column in EVENT_STRING_COLUMNS:
+    for column in EVENT_TEXT_COLUMNS:
         if column in frame.columns:
             frame[column] = frame[column].fillna("").astype(str)
     return frame
@@ -129,27 +107,10 @@ def _events_by_copy(*, columns: list[str], where: list[str], params: list) -> pd
     sql = f"SELECT {', '.join(selected)} FROM loyalty_event"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    buffer = io.BytesIO()
-    with connection.cursor() as cursor:
-        query = cursor.cursor.mogrify(sql, params).decode()
-        cursor.cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH CSV", buffer, COPY_READ_SIZE)
-    types = {column: pa.string() for column in EVENT_STRING_COLUMNS}
-    types |= {column: pa.float64() for column in EVENT_FLOAT_COLUMNS}
-    types |= {"member_id": pa.int64(), "occurred_at": pa.int64()}
-    if buffer.tell() == 0:  # pyarrow refuses an empty CSV file
-        schema = pa.schema([(column, types[column]) for column in columns])
-        return _typed_arrow_events(schema.empty_table())
-    table = pa_csv.read_csv(
-        pa.BufferReader(buffer.getbuffer()),
-        read_options=pa_csv.ReadOptions(column_names=columns),
-        convert_options=pa_csv.ConvertOptions(
-            column_types={column: types[column] for column in columns},
-            null_values=[""],
-            # COPY writes NULL unquoted and '' as "": both mean empty for the string columns.
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
+    types = dict.fromkeys(columns, "int64")  # member_id, and occurred_at in microseconds
+    types |= {column: "string" for column in columns if column in EVENT_TEXT_COLUMNS}
+    types |= {column: "float64" for column in columns if column in frames.EVENT_FLOATS}
+    table = arrow_table_by_copy(sql=sql, params=params, types=types, strings_can_be_null=False)
     return _typed_arrow_events(table)
 
 
@@ -159,7 +120,7 @@ def _typed_arrow_events(table: pa.Table) -> pd.DataFrame:
     frame["occurred_at"] = pd.DatetimeIndex(
         (micros * NS_PER_MICROSECOND).view("datetime64[ns]"), tz="UTC"
     )
-    for column in EVENT_STRING_COLUMNS:
+    for column in EVENT_TEXT_COLUMNS:
         if column in frame.columns and frame[column].dtype != object:
             frame[column] = frame[column].astype(object)
     return frame
@@ -238,11 +199,10 @@ def members_frame(
     if member_ids is not None:
         queryset = queryset.filter(pk__in=member_ids)
     rows = list(queryset.values_list("id", "joined_on", "tier", "points_balance"))
-    frame = pd.DataFrame.from_records(rows, columns=MEMBER_COLUMNS[:-1])
-    ladder = {tier: rank for rank, tier in enumerate(settings.LOYALTY_TIER_LADDER)}
+    frame = pd.DataFrame.from_records(rows, columns=list(frames.MEMBER_COLUMNS[:-1]))
     frame["member_id"] = frame["member_id"].astype(np.int64)
     frame["joined_on"] = pd.to_datetime(frame["joined_on"])
     frame["tier"] = frame["tier"].fillna("").astype(str)
     frame["points_balance"] = frame["points_balance"].astype(float)
-    frame["tier_rank"] = frame["tier"].map(ladder).fillna(-1).astype(int)
+    frame["tier_rank"] = frames.tier_ranks(frame["tier"], settings.LOYALTY_TIER_LADDER)
     return frame

@@ -5,13 +5,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from loyalty.api.filters import MemberFilter
+from loyalty.api.pagination import KeysetPagination
 from loyalty.api.permissions import CanEraseMembers
+from loyalty.api.schema import ACCESS_ERRORS
 from loyalty.api.serializers import (
     ErasureOutputSerializer,
     ErrorOutputSerializer,
@@ -30,30 +31,32 @@ from loyalty.services.events import EVENT_BATCH_LIMIT, record_event_batch
 from loyalty.services.export import export_member_by_external_id
 from loyalty.services.members import create_member, update_member
 
-# A page an integrator can ask for in one request without tying up a worker.
-MAX_PAGE_SIZE = 1000
-
 EXTERNAL_ID_PARAMETER = OpenApiParameter(
     "external_id", str, OpenApiParameter.PATH, description="The member's external id."
 )
-UNAUTHENTICATED = OpenApiResponse(ErrorOutputSerializer, description="No valid token or session.")
-FORBIDDEN = OpenApiResponse(ErrorOutputSerializer, description="The user's role may not do this.")
 NOT_FOUND = OpenApiResponse(ErrorOutputSerializer, description="No member has this external id.")
 INVALID = OpenApiResponse(
     description="Invalid input: an object of field name -> messages.",
 )
+MEMBER_UPDATE_RESPONSES = {
+    200: MemberOutputSerializer,
+    400: INVALID,
+    **ACCESS_ERRORS,
+    404: NOT_FOUND,
+    409: OpenApiResponse(ErrorOutputSerializer, description="The member was erased."),
+}
 
 
-class MemberCursorPagination(CursorPagination):
-    ordering = ("pk",)
-    page_size_query_param = "page_size"
-    max_page_size = MAX_PAGE_SIZE
+class MemberKeysetPagination(KeysetPagination):
+    """Oldest member first."""
+
+    ordering = ("id",)
 
 
-class EventCursorPagination(CursorPagination):
-    ordering = ("occurred_at", "pk")
-    page_size_query_param = "page_size"
-    max_page_size = MAX_PAGE_SIZE
+class EventKeysetPagination(KeysetPagination):
+    """Oldest event first; events at the same moment in id order."""
+
+    ordering = ("occurred_at", "id")
 
 
 class MemberListApi(GenericAPIView):
@@ -62,7 +65,7 @@ class MemberListApi(GenericAPIView):
     queryset = Member.objects.all()  # the role permission check reads the model from it
     serializer_class = MemberCreateInputSerializer  # for OPTIONS and the browsable API's form
     filterset_class = MemberFilter
-    pagination_class = MemberCursorPagination
+    pagination_class = MemberKeysetPagination
 
     @extend_schema(
         operation_id="members_list",
@@ -71,8 +74,8 @@ class MemberListApi(GenericAPIView):
         "users who may change members (admin, integrator).",
         responses={
             200: MemberOutputSerializer(many=True),
-            401: UNAUTHENTICATED,
-            403: FORBIDDEN,
+            400: INVALID,
+            **ACCESS_ERRORS,
         },
     )
     def get(self, request):
@@ -92,8 +95,7 @@ class MemberListApi(GenericAPIView):
         responses={
             201: MemberOutputSerializer,
             400: INVALID,
-            401: UNAUTHENTICATED,
-            403: FORBIDDEN,
+            **ACCESS_ERRORS,
             409: OpenApiResponse(
                 ErrorOutputSerializer,
                 description="A member with this external id exists, or was erased.",
@@ -126,8 +128,7 @@ class MemberDetailApi(GenericAPIView):
         parameters=[EXTERNAL_ID_PARAMETER],
         responses={
             200: MemberOutputSerializer,
-            401: UNAUTHENTICATED,
-            403: FORBIDDEN,
+            **ACCESS_ERRORS,
             404: NOT_FOUND,
         },
     )
@@ -140,14 +141,7 @@ class MemberDetailApi(GenericAPIView):
         summary="Replace a member's fields",
         parameters=[EXTERNAL_ID_PARAMETER],
         request=MemberUpdateInputSerializer,
-        responses={
-            200: MemberOutputSerializer,
-            400: INVALID,
-            401: UNAUTHENTICATED,
-            403: FORBIDDEN,
-            404: NOT_FOUND,
-            409: OpenApiResponse(ErrorOutputSerializer, description="The member was erased."),
-        },
+        responses=MEMBER_UPDATE_RESPONSES,
     )
     def put(self, request, external_id: str):
         return self._update(request, partial=False)
@@ -157,14 +151,7 @@ class MemberDetailApi(GenericAPIView):
         summary="Change some of a member's fields",
         parameters=[EXTERNAL_ID_PARAMETER],
         request=MemberUpdateInputSerializer(partial=True),
-        responses={
-            200: MemberOutputSerializer,
-            400: INVALID,
-            401: UNAUTHENTICATED,
-            403: FORBIDDEN,
-            404: NOT_FOUND,
-            409: OpenApiResponse(ErrorOutputSerializer, description="The member was erased."),
-        },
+        responses=MEMBER_UPDATE_RESPONSES,
     )
     def patch(self, request, external_id: str):
         return self._update(request, partial=True)
@@ -182,7 +169,7 @@ class MemberEventListApi(GenericAPIView):
 
     queryset = Event.objects.all()
     serializer_class = EventOutputSerializer
-    pagination_class = EventCursorPagination
+    pagination_class = EventKeysetPagination
     filter_backends: list = []
 
     @extend_schema(
@@ -191,8 +178,8 @@ class MemberEventListApi(GenericAPIView):
         parameters=[EXTERNAL_ID_PARAMETER],
         responses={
             200: EventOutputSerializer(many=True),
-            401: UNAUTHENTICATED,
-            403: FORBIDDEN,
+            400: INVALID,
+            **ACCESS_ERRORS,
             404: NOT_FOUND,
         },
     )
@@ -221,8 +208,7 @@ class MemberEraseApi(APIView):
         request=None,
         responses={
             200: ErasureOutputSerializer,
-            401: UNAUTHENTICATED,
-            403: FORBIDDEN,
+            **ACCESS_ERRORS,
             404: NOT_FOUND,
         },
     )
@@ -249,8 +235,7 @@ class MemberExportApi(APIView):
         parameters=[EXTERNAL_ID_PARAMETER],
         responses={
             200: OpenApiResponse(OpenApiTypes.OBJECT, description="The member's data."),
-            401: UNAUTHENTICATED,
-            403: FORBIDDEN,
+            **ACCESS_ERRORS,
             404: NOT_FOUND,
         },
     )
@@ -286,8 +271,7 @@ class EventBatchCreateApi(APIView):
             200: EventBatchOutputSerializer,
             207: EventBatchOutputSerializer,
             400: INVALID,
-            401: UNAUTHENTICATED,
-            403: FORBIDDEN,
+            **ACCESS_ERRORS,
         },
     )
     def post(self, request):

@@ -121,38 +121,24 @@ def load_complete_journey(
     """
     started = time.perf_counter()
     progress_for = progress or (lambda label: None)
+
+    def load(importer, source, table: str, label: str) -> ImportResult:
+        """One import, named after the dataset table its rows come from."""
+        return importer(
+            source=source,
+            source_name=f"{SOURCE_NAME}:{table}",
+            actor=actor,
+            progress=progress_for(label),
+        )
+
     actions = seed_action_catalog()
     frames = complete_journey_frames(households=households)
-    members = import_members(
-        source=frames.members,
-        source_name=f"{SOURCE_NAME}:households",
-        actor=actor,
-        progress=progress_for("members"),
-    )
-    purchases = import_events(
-        source=frames.purchases,
-        source_name=f"{SOURCE_NAME}:transactions",
-        actor=actor,
-        progress=progress_for("purchases"),
-    )
-    coupons = import_events(
-        source=frames.coupons,
-        source_name=f"{SOURCE_NAME}:coupon_redemptions",
-        actor=actor,
-        progress=progress_for("coupon redemptions"),
-    )
-    campaigns = import_events(
-        source=frames.campaigns,
-        source_name=f"{SOURCE_NAME}:campaigns",
-        actor=actor,
-        progress=progress_for("campaigns received"),
-    )
     return CompleteJourneyResult(
         households=frames.households,
-        members=members,
-        purchases=purchases,
-        coupons=coupons,
-        campaigns=campaigns,
+        members=load(import_members, frames.members, "households", "members"),
+        purchases=load(import_events, frames.purchases, "transactions", "purchases"),
+        coupons=load(import_events, frames.coupons, "coupon_redemptions", "coupon redemptions"),
+        campaigns=load(import_events, frames.campaigns, "campaigns", "campaigns received"),
         actions=actions,
         seconds=time.perf_counter() - started,
     )

@@ -51,17 +51,9 @@ MEMBER_FIELDS = (
     "created_at",
     "updated_at",
 )
-EVENT_FIELDS = (
-    "id",
-    "occurred_at",
-    "kind",
-    "amount",
-    "quantity",
-    "category",
-    "channel",
-    "session_id",
-    "dwell_seconds",
-    "product_id",
+# Every column of the member's events but the member itself (the document is about them).
+EVENT_FIELDS = tuple(
+    field.attname for field in Event._meta.concrete_fields if field.name != "member"
 )
 # Staff identities (who acted) are the staff's personal data, not the member's: left out.
 AUDIT_FIELDS = ("id", "occurred_at", "kind", "subject", "details")

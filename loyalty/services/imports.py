@@ -3,25 +3,18 @@
 Sources are CSV files or pandas DataFrames (one, or an iterable of chunks) with the same
 columns. Timestamps are ISO 8601; a timestamp without an offset is taken as UTC, one with an
 offset is converted to UTC, and all are stored timezone-aware. A `joined_at` that carries a time
-becomes the UTC date of that moment.
-
-Writing goes through a temporary staging table: PostgreSQL fills it with COPY, SQLite with one
-executemany, and a single INSERT ... SELECT per chunk moves the rows into place, skipping events
-whose natural key is already stored. Everything is written in one transaction.
+becomes the UTC date of that moment. Validated chunks wait on disk; writing goes through a
+staging table (`loyalty.services.staging`), one INSERT ... SELECT per chunk, skipping events
+whose natural key is already stored, all in one transaction.
 """
 
-import io
-import json
-import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pa_csv
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
@@ -31,34 +24,25 @@ from loyalty.models import AuditRecord, Event, Member
 from loyalty.services.audit import record_audit
 from loyalty.services.csv_validation import (
     LINE,
+    Chunk,
     ChunkSpill,
     ColumnKind,
     ColumnSpec,
     ErrorCollector,
     ImportSource,
     ImportValidationError,
-    RowError,
     read_chunks,
     source_label,
     validate_chunk,
 )
-from loyalty.services.erasure import (
-    ERASED_EXTERNAL_ID_PREFIX,
-    StandingTombstones,
-    erased_external_ids,
+from loyalty.services.erasure import StandingTombstones
+from loyalty.services.import_checks import (
+    RepeatedIds,
+    report_refused_external_ids,
+    report_unknown_members,
 )
+from loyalty.services.staging import StageColumns, load_staging_table, staging_table
 from loyalty.signals_consent import consent_withdrawn
-
-__all__ = [
-    "EVENT_COLUMNS",
-    "MEMBER_COLUMNS",
-    "ImportResult",
-    "ImportSource",
-    "ImportValidationError",
-    "RowError",
-    "import_events",
-    "import_members",
-]
 
 VALIDATE_PHASE = "validate"
 WRITE_PHASE = "write"
@@ -126,13 +110,21 @@ _EVENT_DEFAULTS = {
     "dwell_seconds": np.nan,
     "product_id": "",
 }
-# External ids of members found active, remembered across chunks of one events import (about
-# 100 bytes each: at most ~50 MB).
-KNOWN_MEMBER_CACHE = 500_000
-_ACTIVE, _ERASED, _UNKNOWN = "active", "erased", "unknown"
 _SUBJECT_LENGTH = AuditRecord._meta.get_field("subject").max_length
 _MEMBER_STAGE = "loyalty_member_import"
 _EVENT_STAGE = "loyalty_event_import"
+_EVENT_STAGE_COLUMNS: StageColumns = (
+    ("member_external_id", ColumnKind.TEXT),
+    ("occurred_at", ColumnKind.DATETIME),
+    ("kind", ColumnKind.TEXT),
+    ("amount", ColumnKind.DECIMAL),
+    ("quantity", ColumnKind.FLOAT),
+    ("category", ColumnKind.TEXT),
+    ("channel", ColumnKind.TEXT),
+    ("session_id", ColumnKind.TEXT),
+    ("dwell_seconds", ColumnKind.FLOAT),
+    ("product_id", ColumnKind.TEXT),
+)
 
 
 @dataclass(frozen=True)
@@ -186,80 +178,8 @@ def import_members(
     require_permission(actor, "loyalty.add_member")
     require_permission(actor, "loyalty.change_member")
     name = source_name or source_label(source)
-    report = progress or _no_progress
-    started = time.perf_counter()
-    collector = ErrorCollector(MEMBER_COLUMNS)
-    tombstones = StandingTombstones()
-    seen_ids: list[pd.Series] = []
-    seen_lines: list[np.ndarray] = []
-    present: tuple[str, ...] = ()
-    with ChunkSpill() as spill:
-        for chunk in read_chunks(source=source, specs=MEMBER_COLUMNS, collector=collector):
-            present = chunk.columns
-            parsed = validate_chunk(chunk=chunk, specs=MEMBER_COLUMNS, collector=collector)
-            ids = parsed["external_id"]
-            lines = parsed[LINE].to_numpy()
-            reserved = ids.str.startswith(ERASED_EXTERNAL_ID_PREFIX, na=False)
-            collector.add_cells(
-                mask=reserved,
-                lines=lines,
-                values=ids,
-                column="external_id",
-                reason=f"ids starting with {ERASED_EXTERNAL_ID_PREFIX!r} are reserved for "
-                "erased members",
-            )
-            collector.add_cells(
-                mask=_refused_by_tombstones(ids, tombstones) & ~reserved,
-                lines=lines,
-                values=ids,
-                column="external_id",
-                reason="this member was erased; its data is not imported again unless an "
-                "admin lifts the erasure's tombstone",
-            )
-            usable = ids.notna() & (ids != "")
-            seen_ids.append(ids[usable].astype("string[pyarrow]"))
-            seen_lines.append(parsed.loc[usable, LINE].to_numpy())
-            _park(spill, parsed, collector)
-            report(VALIDATE_PHASE, len(parsed), None)
-        _report_repeated_ids(seen_ids, seen_lines, collector)
-        del seen_ids, seen_lines
-        if collector.count:
-            raise ImportValidationError(
-                source=name, errors=collector.errors, error_count=collector.count
-            )
-        validated = time.perf_counter()
-
-        created = updated = 0
-        with transaction.atomic(), connection.cursor() as cursor:
-            now = timezone.now()
-            fields = [field for field in _MEMBER_FIELDS if field in present]
-            stage_columns = [("external_id", ColumnKind.TEXT)] + [
-                (_MEMBER_FIELDS[field][0], _spec(MEMBER_COLUMNS, field).kind) for field in fields
-            ]
-            with staging_table(cursor=cursor, table=_MEMBER_STAGE, columns=stage_columns):
-                for frame in spill:
-                    frame = _member_stage_frame(frame, fields)
-                    load_staging_table(
-                        cursor=cursor, table=_MEMBER_STAGE, columns=stage_columns, frame=frame
-                    )
-                    rows_updated, rows_created = _upsert_members(
-                        cursor=cursor, fields=fields, now=now, source_name=name, actor=actor
-                    )
-                    updated += rows_updated
-                    created += rows_created
-                    report(WRITE_PHASE, len(frame), spill.rows)
-            result = ImportResult(
-                kind="members",
-                source=name,
-                rows_read=spill.rows,
-                created=created,
-                updated=updated,
-                unchanged=spill.rows - created - updated,
-                validate_seconds=validated - started,
-                write_seconds=time.perf_counter() - validated,
-            )
-            _audit_import(result, actor)
-    return result
+    plan = _MemberImport(source_name=name, actor=actor)
+    return _run_import(plan, source=source, source_name=name, actor=actor, progress=progress)
 
 
 def import_events(
@@ -277,41 +197,83 @@ def import_events(
     """
     require_permission(actor, "loyalty.add_event")
     name = source_name or source_label(source)
+    return _run_import(
+        _EventImport(), source=source, source_name=name, actor=actor, progress=progress
+    )
+
+
+# --- the run every import shares ---------------------------------------------------------------
+
+
+class _ImportPlan(Protocol):
+    """What one kind of import checks beyond the columns, and how its staged rows are written."""
+
+    kind: str
+    specs: tuple[ColumnSpec, ...]
+    stage: str
+
+    @property
+    def stage_columns(self) -> StageColumns: ...
+
+    def check(self, chunk: Chunk, parsed: pd.DataFrame, collector: ErrorCollector) -> pd.DataFrame:
+        """Report what is wrong beyond single cells; returns the frame to keep for writing."""
+
+    def finish_checks(self, collector: ErrorCollector) -> None:
+        """Report what only the whole source shows."""
+
+    def staged(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """A kept frame as the staging table's columns."""
+
+    def write_staged(self, *, cursor, now) -> tuple[int, int]:
+        """Move the staged rows into place: (created, updated)."""
+
+
+def _run_import(
+    plan: _ImportPlan,
+    *,
+    source: ImportSource,
+    source_name: str,
+    actor: AbstractBaseUser | None,
+    progress: ProgressCallback | None,
+) -> ImportResult:
+    """Check the whole source, keeping its chunks on disk; then, only if every row is good,
+    write them all in one transaction and audit the import."""
     report = progress or _no_progress
     started = time.perf_counter()
-    collector = ErrorCollector(EVENT_COLUMNS)
-    known_active: set[str] = set()
+    collector = ErrorCollector(plan.specs)
     with ChunkSpill() as spill:
-        for chunk in read_chunks(source=source, specs=EVENT_COLUMNS, collector=collector):
-            parsed = validate_chunk(chunk=chunk, specs=EVENT_COLUMNS, collector=collector)
-            _report_unknown_members(parsed, collector, known_active)
-            _park(spill, _with_event_defaults(parsed), collector)
+        for chunk in read_chunks(source=source, specs=plan.specs, collector=collector):
+            parsed = validate_chunk(chunk=chunk, specs=plan.specs, collector=collector)
+            _park(spill, plan.check(chunk, parsed, collector), collector)
             report(VALIDATE_PHASE, len(parsed), None)
+        plan.finish_checks(collector)
         if collector.count:
             raise ImportValidationError(
-                source=name, errors=collector.errors, error_count=collector.count
+                source=source_name, errors=collector.errors, error_count=collector.count
             )
         validated = time.perf_counter()
 
-        created = 0
+        created = updated = 0
         with transaction.atomic(), connection.cursor() as cursor:
-            with staging_table(cursor=cursor, table=_EVENT_STAGE, columns=_EVENT_STAGE_COLUMNS):
+            now = timezone.now()
+            columns = plan.stage_columns
+            with staging_table(cursor=cursor, table=plan.stage, columns=columns):
                 for frame in spill:
+                    frame = plan.staged(frame)
                     load_staging_table(
-                        cursor=cursor,
-                        table=_EVENT_STAGE,
-                        columns=_EVENT_STAGE_COLUMNS,
-                        frame=frame,
+                        cursor=cursor, table=plan.stage, columns=columns, frame=frame
                     )
-                    created += _insert_staged_events(cursor=cursor)
+                    rows_created, rows_updated = plan.write_staged(cursor=cursor, now=now)
+                    created += rows_created
+                    updated += rows_updated
                     report(WRITE_PHASE, len(frame), spill.rows)
             result = ImportResult(
-                kind="events",
-                source=name,
+                kind=plan.kind,
+                source=source_name,
                 rows_read=spill.rows,
                 created=created,
-                updated=0,
-                unchanged=spill.rows - created,
+                updated=updated,
+                unchanged=spill.rows - created - updated,
                 validate_seconds=validated - started,
                 write_seconds=time.perf_counter() - validated,
             )
@@ -319,15 +281,8 @@ def import_events(
     return result
 
 
-# --- validation helpers ------------------------------------------------------------------------
-
-
 def _no_progress(phase: str, rows: int, total: int | None) -> None:
     return None
-
-
-def _spec(specs: tuple[ColumnSpec, ...], name: str) -> ColumnSpec:
-    return next(spec for spec in specs if spec.name == name)
 
 
 def _park(spill: ChunkSpill, parsed: pd.DataFrame, collector: ErrorCollector) -> None:
@@ -338,240 +293,65 @@ def _park(spill: ChunkSpill, parsed: pd.DataFrame, collector: ErrorCollector) ->
         spill.add(parsed.drop(columns=[LINE]))
 
 
-def _refused_by_tombstones(ids: pd.Series, tombstones: StandingTombstones) -> pd.Series:
-    """Which rows carry the external id of an erased member (a standing tombstone)."""
-    if not tombstones:
-        return pd.Series(False, index=ids.index)
-    # One digest per distinct id, spread back onto the rows.
-    codes, uniques = pd.factorize(ids)
-    refused = np.array(
-        [bool(value) and tombstones.refuses(value) for value in uniques.tolist()] + [False]
-    )
-    return pd.Series(refused[codes], index=ids.index)
-
-
-def _report_repeated_ids(
-    ids: list[pd.Series], lines: list[np.ndarray], collector: ErrorCollector
-) -> None:
-    """An external id given twice is ambiguous: which row is the member?"""
-    if not ids:
-        return
-    all_ids = pd.concat(ids, ignore_index=True)
-    all_lines = pd.Series(np.concatenate(lines), index=all_ids.index)
-    repeated = all_ids.duplicated(keep=False)
-    if not repeated.any():
-        return
-    repeated_ids, repeated_lines = all_ids[repeated], all_lines[repeated]
-    first_line = repeated_lines.groupby(repeated_ids.to_numpy()).transform("min")
-    later = (repeated_lines != first_line).reset_index(drop=True)
-    reasons = "external id given more than once (first on line " + first_line.astype(str) + ")"
-    collector.add_cells(
-        mask=later,
-        lines=repeated_lines.to_numpy(),
-        values=repeated_ids.reset_index(drop=True),
-        column="external_id",
-        reason=reasons.reset_index(drop=True),
+def _audit_import(result: ImportResult, actor: AbstractBaseUser | None) -> None:
+    record_audit(
+        kind=AuditRecord.Kind.IMPORT,
+        actor=actor,
+        subject=f"{result.kind}:{result.source}"[:_SUBJECT_LENGTH],
+        details=result.as_dict(),
     )
 
 
-def _report_unknown_members(
-    parsed: pd.DataFrame, collector: ErrorCollector, known_active: set[str]
-) -> None:
-    """Every event must point at a stored member that is not erased.
-
-    `known_active` remembers members already seen across chunks, so that most chunks need no
-    query at all; it is bounded, so memory stays flat however many members there are.
-    """
-    ids = parsed["member_external_id"]
-    # Work on the distinct ids of the chunk, then spread the verdicts back onto its rows.
-    codes, uniques = pd.factorize(ids)
-    distinct = [value for value in uniques.tolist() if value]
-    if not distinct:
-        return
-    cached = known_active.intersection(distinct)
-    states = _member_states(sorted(set(distinct) - cached))
-    # An erased member's row carries a placeholder id: its former id is known only to its
-    # tombstone, and is reported as erased rather than as unknown.
-    unknown = [value for value in distinct if value not in cached and value not in states]
-    states.update(dict.fromkeys(erased_external_ids(unknown), _ERASED))
-    if len(known_active) + len(states) > KNOWN_MEMBER_CACHE:
-        known_active.clear()
-    known_active.update(key for key, state in states.items() if state == _ACTIVE)
-    states.update(dict.fromkeys(cached, _ACTIVE))
-    verdict = np.array(
-        [states.get(value, _UNKNOWN) if value else _ACTIVE for value in uniques.tolist()]
-        + [_ACTIVE]  # code -1: a missing id, already reported as required
-    )
-    rows = pd.Series(verdict[codes], index=ids.index)
-    lines = parsed[LINE].to_numpy()
-    collector.add_cells(
-        mask=rows == _UNKNOWN,
-        lines=lines,
-        values=ids,
-        column="member_external_id",
-        reason="unknown member; import members first",
-    )
-    collector.add_cells(
-        mask=rows == _ERASED,
-        lines=lines,
-        values=ids,
-        column="member_external_id",
-        reason="this member was erased; no events are imported for it",
-    )
+# --- members ------------------------------------------------------------------------------------
 
 
-def _member_states(external_ids: list[str]) -> dict[str, str]:
-    """'active' or 'erased' for each of these external ids that is stored, in one query."""
-    if not external_ids:
-        return {}
-    table = Member._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"SELECT external_id, erased_at IS NOT NULL FROM {table} "
-                "WHERE external_id = ANY(%s)",
-                [external_ids],
-            )
-        else:
-            # One JSON parameter instead of one per id: SQLite limits the number of parameters.
-            cursor.execute(
-                f"SELECT external_id, erased_at IS NOT NULL FROM {table} "
-                "WHERE external_id IN (SELECT value FROM json_each(%s))",
-                [json.dumps(external_ids)],
-            )
-        return {external_id: _ERASED if erased else _ACTIVE for external_id, erased in cursor}
+class _MemberImport:
+    kind = "members"
+    specs = MEMBER_COLUMNS
+    stage = _MEMBER_STAGE
 
+    def __init__(self, *, source_name: str, actor: AbstractBaseUser | None) -> None:
+        self.source_name = source_name
+        self.actor = actor
+        self.tombstones = StandingTombstones()
+        self.repeated = RepeatedIds()
+        self.present: tuple[str, ...] = ()
 
-def _with_event_defaults(parsed: pd.DataFrame) -> pd.DataFrame:
-    for column, default in _EVENT_DEFAULTS.items():
-        if column not in parsed:
-            parsed[column] = default
-        elif isinstance(default, str):
-            parsed[column] = parsed[column].fillna(default)
-    return parsed
+    @property
+    def fields(self) -> list[str]:
+        """The optional columns the source has: only those are written."""
+        return [field for field in _MEMBER_FIELDS if field in self.present]
 
+    @property
+    def stage_columns(self) -> StageColumns:
+        return [("external_id", ColumnKind.TEXT)] + [
+            (_MEMBER_FIELDS[field][0], _spec(MEMBER_COLUMNS, field).kind) for field in self.fields
+        ]
 
-# --- writing -----------------------------------------------------------------------------------
+    def check(self, chunk: Chunk, parsed: pd.DataFrame, collector: ErrorCollector) -> pd.DataFrame:
+        self.present = chunk.columns
+        report_refused_external_ids(parsed, collector, self.tombstones)
+        self.repeated.add(parsed)
+        return parsed
 
-StageColumns = Sequence[tuple[str, ColumnKind]]
+    def finish_checks(self, collector: ErrorCollector) -> None:
+        self.repeated.report(collector)
 
-_EVENT_STAGE_COLUMNS: StageColumns = (
-    ("member_external_id", ColumnKind.TEXT),
-    ("occurred_at", ColumnKind.DATETIME),
-    ("kind", ColumnKind.TEXT),
-    ("amount", ColumnKind.DECIMAL),
-    ("quantity", ColumnKind.FLOAT),
-    ("category", ColumnKind.TEXT),
-    ("channel", ColumnKind.TEXT),
-    ("session_id", ColumnKind.TEXT),
-    ("dwell_seconds", ColumnKind.FLOAT),
-    ("product_id", ColumnKind.TEXT),
-)
-_POSTGRES_TYPES = {
-    ColumnKind.TEXT: "text",
-    ColumnKind.CHOICE: "text",
-    ColumnKind.DATETIME: "timestamptz",
-    ColumnKind.DATE: "date",
-    ColumnKind.INTEGER: "bigint",
-    ColumnKind.DECIMAL: "numeric",
-    ColumnKind.FLOAT: "double precision",
-    ColumnKind.BOOLEAN: "boolean",
-}
-# SQLite columns hold what Django itself would store: text timestamps and dates, 0/1 booleans.
-_SQLITE_TYPES = {
-    ColumnKind.TEXT: "text",
-    ColumnKind.CHOICE: "text",
-    ColumnKind.DATETIME: "text",
-    ColumnKind.DATE: "text",
-    ColumnKind.INTEGER: "integer",
-    ColumnKind.DECIMAL: "real",
-    ColumnKind.FLOAT: "real",
-    ColumnKind.BOOLEAN: "integer",
-}
+    def staged(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return _member_stage_frame(frame, self.fields)
 
-
-@contextmanager
-def staging_table(*, cursor, table: str, columns: StageColumns) -> Iterator[str]:
-    """A temporary table for one import, dropped when the block ends (or rolled back with it)."""
-    types = _POSTGRES_TYPES if connection.vendor == "postgresql" else _SQLITE_TYPES
-    definition = ", ".join(f"{name} {types[kind]}" for name, kind in columns)
-    cursor.execute(f"DROP TABLE IF EXISTS {table}")
-    cursor.execute(f"CREATE TEMPORARY TABLE {table} ({definition})")
-    yield table
-    cursor.execute(f"DROP TABLE IF EXISTS {table}")
-
-
-def load_staging_table(*, cursor, table: str, columns: StageColumns, frame: pd.DataFrame) -> None:
-    """Replace the staging table's rows with `frame`'s (COPY on PostgreSQL)."""
-    names = [name for name, _ in columns]
-    if connection.vendor == "postgresql":
-        cursor.execute(f"TRUNCATE {table}")
-        # Arrow's CSV writer is several times faster than DataFrame.to_csv.
-        rows = pa.Table.from_pandas(_postgres_values(frame, columns), preserve_index=False)
-        sink = pa.BufferOutputStream()
-        pa_csv.write_csv(rows, sink, pa_csv.WriteOptions(include_header=False))
-        buffer = io.BytesIO(sink.getvalue().to_pybytes())
-        text_columns = [name for name, kind in columns if kind == ColumnKind.TEXT]
-        # FORCE_NOT_NULL: an empty text cell is the empty string, never NULL.
-        force = f", FORCE_NOT_NULL ({', '.join(text_columns)})" if text_columns else ""
-        cursor.copy_expert(
-            f"COPY {table} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv{force})", buffer
-        )
-    else:
-        cursor.execute(f"DELETE FROM {table}")
-        placeholders = ", ".join(["%s"] * len(names))
-        cursor.executemany(
-            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})",
-            _sqlite_rows(frame, columns),
+    def write_staged(self, *, cursor, now) -> tuple[int, int]:
+        return _upsert_members(
+            cursor=cursor,
+            fields=self.fields,
+            now=now,
+            source_name=self.source_name,
+            actor=self.actor,
         )
 
 
-def _postgres_values(frame: pd.DataFrame, columns: StageColumns) -> pd.DataFrame:
-    values = {}
-    for name, kind in columns:
-        column = frame[name]
-        if kind == ColumnKind.DATE:
-            column = _date_text(column)
-        values[name] = column
-    return pd.DataFrame(values)
-
-
-def _sqlite_rows(frame: pd.DataFrame, columns: StageColumns) -> Iterator[tuple]:
-    lists = []
-    for name, kind in columns:
-        column = frame[name]
-        if kind == ColumnKind.DATETIME:
-            column = _django_sqlite_timestamps(column)
-        elif kind == ColumnKind.DATE:
-            column = _date_text(column)
-        elif kind == ColumnKind.BOOLEAN:
-            column = column.astype(int)
-        # tolist() gives Python scalars, which sqlite3 binds (it cannot bind numpy integers).
-        values = column.tolist()
-        if pd.api.types.is_float_dtype(column):
-            values = [None if math.isnan(value) else value for value in values]
-        lists.append(values)
-    return zip(*lists, strict=True)
-
-
-def _django_sqlite_timestamps(stamps: pd.Series) -> pd.Series:
-    """UTC timestamps as Django writes them to SQLite (`str(datetime)` of the naive UTC value),
-    so that the natural key matches rows Django itself wrote."""
-    values = stamps.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
-    text = pd.Series(np.datetime_as_string(values, unit="us"), index=stamps.index)
-    text = text.str.replace("T", " ", regex=False).str.removesuffix(".000000")
-    return text.where(stamps.notna(), None)
-
-
-def _date_text(stamps: pd.Series) -> pd.Series:
-    if not pd.api.types.is_datetime64_any_dtype(stamps):
-        return stamps
-    values = stamps.dt.tz_localize(None) if stamps.dt.tz is not None else stamps
-    text = pd.Series(
-        np.datetime_as_string(values.to_numpy(dtype="datetime64[D]"), unit="D"),
-        index=stamps.index,
-    )
-    return text.where(stamps.notna(), None)
+def _spec(specs: tuple[ColumnSpec, ...], name: str) -> ColumnSpec:
+    return next(spec for spec in specs if spec.name == name)
 
 
 def _member_stage_frame(frame: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
@@ -595,7 +375,7 @@ def _upsert_members(
     source_name: str,
     actor: AbstractBaseUser | None,
 ) -> tuple[int, int]:
-    """Update the changed and insert the new members of the staged chunk: (updated, created)."""
+    """Update the changed and insert the new members of the staged chunk: (created, updated)."""
     table = Member._meta.db_table
     columns = [_MEMBER_FIELDS[field][0] for field in fields]
     stamp = connection.ops.adapt_datetimefield_value(now)
@@ -663,7 +443,42 @@ def _upsert_members(
         f"(SELECT 1 FROM {table} m WHERE m.external_id = s.external_id)",
         params,
     )
-    return updated, cursor.rowcount
+    return cursor.rowcount, updated
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+class _EventImport:
+    kind = "events"
+    specs = EVENT_COLUMNS
+    stage = _EVENT_STAGE
+    stage_columns = _EVENT_STAGE_COLUMNS
+
+    def __init__(self) -> None:
+        self.known_active: set[str] = set()
+
+    def check(self, chunk: Chunk, parsed: pd.DataFrame, collector: ErrorCollector) -> pd.DataFrame:
+        report_unknown_members(parsed, collector, self.known_active)
+        return _with_event_defaults(parsed)
+
+    def finish_checks(self, collector: ErrorCollector) -> None:
+        return None
+
+    def staged(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame
+
+    def write_staged(self, *, cursor, now) -> tuple[int, int]:
+        return _insert_staged_events(cursor=cursor), 0
+
+
+def _with_event_defaults(parsed: pd.DataFrame) -> pd.DataFrame:
+    for column, default in _EVENT_DEFAULTS.items():
+        if column not in parsed:
+            parsed[column] = default
+        elif isinstance(default, str):
+            parsed[column] = parsed[column].fillna(default)
+    return parsed
 
 
 def _insert_staged_events(*, cursor) -> int:
@@ -696,12 +511,3 @@ def _insert_staged_events(*, cursor) -> int:
         f"WHERE m.erased_at IS NULL ORDER BY m.id, s.occurred_at {on_conflict}"
     )
     return cursor.rowcount
-
-
-def _audit_import(result: ImportResult, actor: AbstractBaseUser | None) -> None:
-    record_audit(
-        kind=AuditRecord.Kind.IMPORT,
-        actor=actor,
-        subject=f"{result.kind}:{result.source}"[:_SUBJECT_LENGTH],
-        details=result.as_dict(),
-    )

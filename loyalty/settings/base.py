@@ -89,7 +89,8 @@ SQLITE_PATH = VAR_DIR / "loyalty.sqlite3"
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{SQLITE_PATH}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions + WAL: a web process and a worker writing at once never hit
-    # "database is locked" (measured in ../shared/RECIPES.md). No ATOMIC_REQUESTS on SQLite.
+    # "database is locked" (a deferred transaction that reads, then writes, can fail at its
+    # first write without waiting for the timeout). No ATOMIC_REQUESTS on SQLite.
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,

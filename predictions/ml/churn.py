@@ -47,7 +47,19 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.metrics import roc_auc_score
 
-from . import calibration, conformal, frames, labels
+from . import calibration, conformal, frames
+from .churn_rows import (
+    Rows,
+    Splits,
+    feature_matrix,
+    qualifying_span,
+    require_both_classes,
+    rows_at,
+    split_rows,
+    take_rows,
+    training_cutoffs,
+    with_labeled,
+)
 from .confidence import confidence_from, probability_interval
 from .contracts import (
     ChurnBundle,
@@ -56,7 +68,6 @@ from .contracts import (
     ChurnPrediction,
     ChurnTrainingResult,
     InsufficientHistoryError,
-    SingleClassError,
 )
 from .explain import global_importance, top_contributions
 from .features import (
@@ -64,7 +75,6 @@ from .features import (
     MAX_LOOKBACK_DAYS,
     SNAPSHOT_FEATURES,
     PreparedEvents,
-    _features_at,
     prepare_events,
 )
 from .metrics import binary_metrics
@@ -89,23 +99,12 @@ SEQUENCE = "sequence"
 CANDIDATES = (RECENCY, RFM_LOGISTIC, XGBOOST)
 # The order the selection rule reads, the tree + sequence ensemble last (the most complex).
 SELECTION_ORDER = (*CANDIDATES, ENSEMBLE)
-MIN_CUTOFF_STEP_DAYS = 14
-CUTOFFS_PER_HORIZON = 3
 # Inverse L2 strength of the baselines on standardized inputs: mild, they have 1-4 columns.
 BASELINE_C = 1.0
 RFM_COLUMNS = ("days_since_last_purchase", "baskets_365", "spend_365", "tenure_days")
 # Never having purchased within the lookback is treated as the longest recency there is.
 RECENCY_FILL = float(MAX_LOOKBACK_DAYS)
 DEFAULT_TOP_K = 5
-
-
-@dataclass(frozen=True)
-class _Rows:
-    x: np.ndarray
-    y: np.ndarray
-    member_id: np.ndarray
-    cutoff: np.ndarray
-    w: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -123,31 +122,15 @@ class LabeledRows:
     def __len__(self) -> int:
         return len(self.churned)
 
-    def rows(self, codes: tuple[str, ...]) -> _Rows:
+    def rows(self, codes: tuple[str, ...]) -> Rows:
         frame = self.features.reindex(columns=list(codes))
-        return _Rows(
+        return Rows(
             x=np.ascontiguousarray(frame.to_numpy(dtype="float32")),
             y=np.asarray(self.churned, dtype="int64"),
             member_id=np.asarray(self.member_id, dtype="int64"),
             cutoff=np.asarray(self.cutoff, dtype=object),
             w=np.asarray(self.weight, dtype="float64"),
         )
-
-
-def training_cutoffs(
-    *, first_event: pd.Timestamp, cutoff: pd.Timestamp, horizon_days: int, config: ChurnConfig
-) -> list[pd.Timestamp]:
-    """Training cutoffs, oldest first: label windows end at or before `cutoff`."""
-    step = config.cutoff_step_days or max(horizon_days // CUTOFFS_PER_HORIZON, MIN_CUTOFF_STEP_DAYS)
-    latest = cutoff - pd.Timedelta(days=horizon_days)
-    earliest = first_event + pd.Timedelta(days=config.min_history_days)
-    out = []
-    for i in range(config.max_training_cutoffs):
-        candidate = latest - pd.Timedelta(days=i * step)
-        if candidate < earliest:
-            break
-        out.append(candidate)
-    return out[::-1]
 
 
 def model_feature_codes(config: ChurnConfig) -> tuple[str, ...]:
@@ -187,7 +170,7 @@ def train_churn(
     prepared = events if isinstance(events, PreparedEvents) else prepare_events(events)
     roster = frames.normalize_members(members)
     cutoff_ts = frames.to_utc_timestamp(cutoff)
-    first_event, last_event = _qualifying_span(prepared, config.qualifying_kinds)
+    first_event, last_event = qualifying_span(prepared, config.qualifying_kinds)
     cutoffs = training_cutoffs(
         first_event=first_event, cutoff=cutoff_ts, horizon_days=horizon_days, config=config
     )
@@ -198,11 +181,11 @@ def train_churn(
             f"({cutoff_ts.date()}) - horizon ({horizon_days} days); at least 2 are needed"
         )
     codes = model_feature_codes(config)
-    panel = [_rows_at(prepared, roster, c, horizon_days, config, codes) for c in cutoffs]
-    splits = _split(panel, seed=config.seed, held_out_share=config.validation_member_share)
+    panel = [rows_at(prepared, roster, c, horizon_days, config, codes) for c in cutoffs]
+    splits = split_rows(panel, seed=config.seed, held_out_share=config.validation_member_share)
     history = splits
     if labeled is not None and len(labeled):
-        splits = _with_labeled(splits, labeled.rows(codes))
+        splits = with_labeled(splits, labeled.rows(codes))
     train, calib = splits.train, splits.calibration
     for name, rows in (
         ("train", splits.train),
@@ -210,7 +193,7 @@ def train_churn(
         ("validation", splits.validation),
         ("calibration", splits.calibration),
     ):
-        _require_both_classes(name, rows)
+        require_both_classes(name, rows)
 
     scorers, dtrain, stopped = _fit_scorers(splits, codes, config)
     candidates, selection = {}, {}
@@ -346,7 +329,7 @@ def predict_churn(
             attribution_recent_events=attribution_recent_events,
         )
     chosen = bundle.candidates[candidate or bundle.selected]
-    x = _matrix(features, bundle.feature_codes)
+    x = feature_matrix(features, bundle.feature_codes)
     margin = chosen.scorer.margin(x)
     probability = chosen.calibrator.probability(margin)
     coverage = bundle.config.interval_coverage
@@ -381,137 +364,6 @@ def predict_churn(
     )
 
 
-def _qualifying_span(
-    prepared: PreparedEvents, kinds: tuple[str, ...]
-) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """First and last qualifying event: the span in which churn labels can be observed.
-
-    Program-side events (a campaign dated before the first purchase, or scheduled after the
-    last) say nothing about how far member activity was recorded, so they do not count.
-    """
-    qualifying = np.flatnonzero(np.isin(prepared.kind, [frames.KIND_CODE[k] for k in kinds]))
-    if len(qualifying) == 0:
-        raise InsufficientHistoryError(f"there are no events of the qualifying kinds {kinds}")
-    first, last = prepared.t_ns[qualifying[0]], prepared.t_ns[qualifying[-1]]
-    return pd.Timestamp(int(first), tz="UTC"), pd.Timestamp(int(last), tz="UTC")
-
-
-def _matrix(features: pd.DataFrame, codes: tuple[str, ...]) -> np.ndarray:
-    missing = [code for code in codes if code not in features.columns]
-    if missing:
-        raise ValueError(f"feature matrix lacks columns: {missing}")
-    return np.ascontiguousarray(features.loc[:, list(codes)].to_numpy(dtype="float32"))
-
-
-def _rows_at(
-    prepared: PreparedEvents,
-    roster: pd.DataFrame,
-    cutoff: pd.Timestamp,
-    horizon_days: int,
-    config: ChurnConfig,
-    codes: tuple[str, ...],
-) -> _Rows:
-    active = labels.active_member_ids(
-        events=prepared,
-        cutoff=cutoff,
-        lookback_days=config.active_lookback_days,
-        qualifying_kinds=config.qualifying_kinds,
-    )
-    active = active[np.isin(active, roster["member_id"].to_numpy())]
-    matrix = _features_at(prepared, roster, cutoff).loc[active]
-    y = labels.churn_labels(
-        events=prepared,
-        member_ids=active,
-        cutoff=cutoff,
-        horizon_days=horizon_days,
-        qualifying_kinds=config.qualifying_kinds,
-    )
-    return _Rows(
-        x=_matrix(matrix, codes),
-        y=y.to_numpy(dtype="int64"),
-        member_id=active,
-        cutoff=np.full(len(active), cutoff.date().isoformat(), dtype=object),
-        w=np.ones(len(active), dtype="float64"),
-    )
-
-
-def _concat(parts: list[_Rows]) -> _Rows:
-    return _Rows(
-        x=np.concatenate([p.x for p in parts]),
-        y=np.concatenate([p.y for p in parts]),
-        member_id=np.concatenate([p.member_id for p in parts]),
-        cutoff=np.concatenate([p.cutoff for p in parts]),
-        w=np.concatenate([p.w for p in parts]),
-    )
-
-
-def _take(rows: _Rows, mask: np.ndarray) -> _Rows:
-    return _Rows(rows.x[mask], rows.y[mask], rows.member_id[mask], rows.cutoff[mask], rows.w[mask])
-
-
-@dataclass(frozen=True)
-class _Splits:
-    train: _Rows
-    early_stopping: _Rows
-    validation: _Rows
-    calibration: _Rows
-
-
-def _split(panel: list[_Rows], *, seed: int, held_out_share: float) -> _Splits:
-    """Oldest cutoffs train, the second latest validates, the latest calibrates.
-
-    Validation is also member-disjoint: a seeded `held_out_share` of members is held out, the
-    early-stopping fit sees only the other members' training rows, and validation only the
-    held-out members' rows. Consecutive cutoffs repeat the same members with nearly the same
-    features and overlapping label windows, so a validation set of the same members rewards
-    memorizing them and never stops boosting (719 rounds on The Complete Journey at
-    2017-09-15, against 57 member-disjoint). The final fit then uses every training member.
-    With only two cutoffs the later one serves both: held-out members validate, the others
-    calibrate.
-    """
-    members = np.unique(np.concatenate([rows.member_id for rows in panel]))
-    held = members[np.random.default_rng(seed).random(len(members)) < held_out_share]
-    train = _concat(panel[:-2]) if len(panel) >= 3 else panel[0]
-    later = panel[-2] if len(panel) >= 3 else panel[-1]
-    calibration = panel[-1]
-    if len(panel) < 3:
-        calibration = _take(calibration, ~np.isin(calibration.member_id, held))
-    return _Splits(
-        train=train,
-        early_stopping=_take(train, ~np.isin(train.member_id, held)),
-        validation=_take(later, np.isin(later.member_id, held)),
-        calibration=calibration,
-    )
-
-
-def _with_labeled(splits: _Splits, labeled: _Rows) -> _Splits:
-    """Labeled examples train (the final fit, and the early-stopping fit for members that
-    validation does not hold out); validation and calibration stay history only."""
-    held = np.unique(splits.validation.member_id)
-    return _Splits(
-        train=_concat([splits.train, labeled]),
-        early_stopping=_concat(
-            [splits.early_stopping, _take(labeled, ~np.isin(labeled.member_id, held))]
-        ),
-        validation=splits.validation,
-        calibration=splits.calibration,
-    )
-
-
-def _require_both_classes(split: str, rows: _Rows) -> None:
-    if len(rows.y) == 0:
-        raise InsufficientHistoryError(f"no member is active at the {split} cutoff(s)")
-    present = np.unique(rows.y)
-    if len(present) < 2:
-        label = "churn" if len(present) and present[0] == 1 else "stay"
-        raise SingleClassError(
-            split=split,
-            label=label,
-            rows=len(rows.y),
-            detail=f"cutoffs {sorted(set(rows.cutoff.tolist()))}",
-        )
-
-
 def _baseline_layout(codes: tuple[str, ...], names: tuple[str, ...]) -> dict[str, tuple]:
     """Column positions and transforms of a baseline; excluded features are left out."""
     if "days_since_last_purchase" not in codes:
@@ -523,7 +375,7 @@ def _baseline_layout(codes: tuple[str, ...], names: tuple[str, ...]) -> dict[str
 
 
 def _fit_scorers(
-    splits: _Splits, codes: tuple[str, ...], config: ChurnConfig
+    splits: Splits, codes: tuple[str, ...], config: ChurnConfig
 ) -> tuple[dict[str, Any], xgb.DMatrix, TreeScorer]:
     """The three candidates fitted on the training rows, the trees' training matrix, and the
     early-stopping booster (fitted without the validation members: its margins there are
@@ -571,7 +423,7 @@ def _fit_scorers(
 def _fit_ensemble(
     config: ChurnConfig,
     sequence_events: SequenceEvents | None,
-    history: _Splits,
+    history: Splits,
     cutoffs: list[pd.Timestamp],
     trees: ChurnCandidate,
     stopped: TreeScorer,
@@ -605,7 +457,7 @@ def _fit_ensemble(
     return fitted.ensemble, fitted.report
 
 
-def _refit(scorer: Any, half: _Rows, dtrain: xgb.DMatrix, config: ChurnConfig, replica: int) -> Any:
+def _refit(scorer: Any, half: Rows, dtrain: xgb.DMatrix, config: ChurnConfig, replica: int) -> Any:
     """The same candidate refit on a half-sample (trees: same settings and number of rounds)."""
     if isinstance(scorer, TreeScorer):
         settings = booster_settings(
@@ -640,9 +492,9 @@ def _refit(scorer: Any, half: _Rows, dtrain: xgb.DMatrix, config: ChurnConfig, r
 def _finish_candidate(
     name: str,
     scorer: Any,
-    train: _Rows,
+    train: Rows,
     dtrain: xgb.DMatrix,
-    calib: _Rows,
+    calib: Rows,
     config: ChurnConfig,
 ) -> tuple[ChurnCandidate, dict[str, Any]]:
     """Calibrator, conformal thresholds and half-sample replicas of one fitted candidate.
@@ -666,7 +518,7 @@ def _finish_candidate(
     replicas = []
     for b in range(config.bootstrap_models):
         chosen = members[rng.permutation(len(members))[: len(members) // 2]]
-        half = _take(train, np.isin(train.member_id, chosen))
+        half = take_rows(train, np.isin(train.member_id, chosen))
         calib_half = np.sort(rng.permutation(len(calib.y))[: len(calib.y) // 2])
         replica = _refit(scorer, half, dtrain, config, b)
         replica_calibrator = calibration.fit_calibrator(
@@ -721,7 +573,7 @@ def _evaluate(
             f"[{cutoff.date()}, {window_end.date()}) closes: no out-of-time evaluation"
         )
         return {}, 0, reason
-    rows = _rows_at(prepared, roster, cutoff, horizon_days, config, bundle.feature_codes)
+    rows = rows_at(prepared, roster, cutoff, horizon_days, config, bundle.feature_codes)
     if len(rows.y) == 0:
         return {}, 0, "no member is active at the cutoff"
     features = pd.DataFrame(rows.x, index=rows.member_id, columns=list(bundle.feature_codes))
@@ -754,7 +606,7 @@ def _evaluate(
 
 
 def _importance(
-    candidate: ChurnCandidate, calib: _Rows, codes: tuple[str, ...], config: ChurnConfig
+    candidate: ChurnCandidate, calib: Rows, codes: tuple[str, ...], config: ChurnConfig
 ) -> dict[str, float]:
     rows = calib.x
     if len(rows) > config.importance_sample_rows:

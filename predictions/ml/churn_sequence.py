@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from . import calibration, conformal
+from .churn_rows import Rows, feature_matrix, take_rows
 from .confidence import confidence_from, probability_interval
 from .contracts import (
     SEQUENCE_ITEM,
@@ -146,9 +147,9 @@ def encode_members(
 def fit_churn_ensemble(
     *,
     events: SequenceEvents,
-    train: Any,
-    validation: Any,
-    calibration_rows: Any,
+    train: Rows,
+    validation: Rows,
+    calibration_rows: Rows,
     cutoff_of: Mapping[str, pd.Timestamp],
     trees: ChurnCandidate,
     stopped_trees: Any,
@@ -156,7 +157,7 @@ def fit_churn_ensemble(
 ) -> EnsembleFit:
     """Train the GRU and the ensemble on churn's rows (module docstring, steps 1-4).
 
-    `train`, `validation`, `calibration_rows` are churn's row sets (x, y, member_id, cutoff):
+    `train`, `validation`, `calibration_rows` are churn's row sets (`churn_rows.Rows`):
     the early-stopping training rows (history only), the validation rows, the calibration
     rows. `trees` is the fitted xgboost candidate, `stopped_trees` the early-stopping booster's
     scorer. Returns an EnsembleFit without an ensemble, and the reason, when there are too few
@@ -347,7 +348,7 @@ def predict_churn_ensemble(
         raise ValueError("sequences and features must hold the same members in the same order")
     trees = bundle.candidates[XGBOOST]
     stacker: Stacker = ensemble.stacker
-    x = _feature_matrix(features, bundle.feature_codes)
+    x = feature_matrix(features, bundle.feature_codes)
     sequence_margin = ensemble.sequence_model.predict_margin(sequences)
     margin = stacked_margin(
         stacker=stacker, tree_margin=trees.scorer.margin(x), sequence_margin=sequence_margin
@@ -505,24 +506,14 @@ def _recent_rank(mask: np.ndarray) -> np.ndarray:
     return after - mask
 
 
-def _feature_matrix(features: pd.DataFrame, codes: tuple[str, ...]) -> np.ndarray:
-    missing = [code for code in codes if code not in features.columns]
-    if missing:
-        raise ValueError(f"feature matrix lacks columns: {missing}")
-    return np.ascontiguousarray(features.loc[:, list(codes)].to_numpy(dtype="float32"))
-
-
-def _capped(rows: Any, config: ChurnConfig) -> Any:
+def _capped(rows: Rows, config: ChurnConfig) -> Rows:
     """At most `sequence_max_rows` rows: a seeded sample of members, all their cutoffs."""
     if len(rows.y) <= config.sequence_max_rows:
         return rows
     members, counts = np.unique(rows.member_id, return_counts=True)
     order = np.random.default_rng([config.seed, SAMPLE_STREAM]).permutation(len(members))
     kept = members[order][np.cumsum(counts[order]) <= config.sequence_max_rows]
-    mask = np.isin(rows.member_id, kept)
-    return type(rows)(
-        rows.x[mask], rows.y[mask], rows.member_id[mask], rows.cutoff[mask], rows.w[mask]
-    )
+    return take_rows(rows, np.isin(rows.member_id, kept))
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float | None:

@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import frames
 from .artifacts import save_churn_bundle
 from .churn import predict_churn, train_churn
 from .contracts import ChurnConfig, MLError, NextActionConfig
-from .csv_input import DEFAULT_TIER_LADDER, read_project_csvs
+from .csv_input import read_project_csvs
 from .features import build_feature_panel, build_features, prepare_events
 from .nba import bootstrap_rule_labels, observed_outcome_labels, train_next_action
 
@@ -73,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--seed", type=int, default=0)
         command.add_argument("--json", action="store_true", help="print the report as JSON")
         command.add_argument(
-            "--tier-ladder", default=",".join(DEFAULT_TIER_LADDER), help="tiers, lowest first"
+            "--tier-ladder",
+            default=",".join(frames.DEFAULT_TIER_LADDER),
+            help="tiers, lowest first",
         )
     churn = commands.choices["churn"]
     churn.add_argument("--horizon", type=int, default=90, help="churn horizon in days")

@@ -7,7 +7,7 @@ can be written against this file alone. Arrays inside results are numpy arrays a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,8 +77,8 @@ class BoosterParams:
 
     `n_jobs` is the OpenMP threads per fit and per prediction, 0 for every core. The default
     is 1 because parallelism comes from Celery workers (scoring runs in chunks, one per task):
-    on a 2-core machine with another busy process, 2 threads made fits 5-15x *slower* than 1
-    (threads wait at every barrier for a descheduled peer). Raise it on a dedicated machine.
+    where other processes share the cores, more threads make fits slower, not faster (threads
+    wait at every barrier for a descheduled peer). Raise it on a dedicated machine.
     """
 
     max_depth: int = 4
@@ -124,7 +124,7 @@ class ChurnConfig:
       oldest at least `min_history_days` after the first event. Oldest cutoffs train the
       trees, the next later one stops boosting early, the latest calibrates. Early stopping
       validates on `validation_member_share` of the members, held out of that fit (the
-      final fit uses everyone): see `churn._split` for why.
+      final fit uses everyone): see `churn_rows.split_rows` for why.
     - `interval_coverage`: nominal coverage of the interval on the probability, built from
       `bootstrap_models` half-sample refits (see `confidence.probability_interval`);
       `label_set_coverage`: nominal coverage of the conformal {stay, churn} set.
@@ -193,10 +193,9 @@ SEQUENCE_ITEM_NAME = "Behavior sequence"
 EXPLANATION_ITEM_NAMES = {SEQUENCE_ITEM: SEQUENCE_ITEM_NAME}
 # What scoring stores per ensemble prediction: the events that moved the ensemble margin most,
 # this many, found by exact occlusion of each member's latest ATTRIBUTION_RECENT_EVENTS events
-# (None: every event the model sees). Occlusion costs about n^2 / 2 GRU steps for n events:
-# on one thread about 1,050 members/s for full 64-event windows, 3,000/s for the latest 32,
-# whose top 5 were the same events as among all 64 for 92.5 % of The Complete Journey's
-# members and 98 % of generated ones (bench/ensemble.py): the latest events move a GRU most.
+# (None: every event the model sees). Occlusion costs about n^2 / 2 GRU steps for n events,
+# and the latest events move a GRU most: looking at the latest 32 instead of all 64 is several
+# times cheaper and nearly always finds the same top events (bench/ensemble.py measures both).
 STORED_SEQUENCE_EVENTS = 5
 ATTRIBUTION_RECENT_EVENTS: int | None = 32
 
@@ -220,25 +219,42 @@ class Explanation:
 
     def row(self, i: int, *, names: Mapping[str, str] | None = None) -> dict[str, Any]:
         """One row as a JSON-able dict (what a Prediction row stores)."""
-        top = []
-        for j, value, contribution in zip(
-            self.top_index[i], self.top_value[i], self.top_contribution[i], strict=True
-        ):
-            code = self.feature_codes[int(j)]
-            item = {
-                "feature": code,
-                "value": _json_float(value),
-                "contribution": float(contribution),
-            }
-            if names is not None:
-                item["name"] = names.get(code, EXPLANATION_ITEM_NAMES.get(code, code))
-            top.append(item)
-        return {
-            "base_value": float(self.base_value[i]),
-            "margin": float(self.margin[i]),
-            "top": top,
-            "remainder": float(self.remainder[i]),
-        }
+        return self._dicts(np.array([i]), names)[0]
+
+    def rows(self, *, names: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Every row as `row` gives it, built from whole arrays at once."""
+        return self._dicts(np.arange(len(self.margin)), names)
+
+    def _dicts(self, rows: np.ndarray, names: Mapping[str, str] | None) -> list[dict[str, Any]]:
+        """With `names`, each top item also carries its feature's name for people."""
+        index = np.asarray(self.top_index, dtype="int64")[rows]
+        columns = [
+            np.asarray(self.feature_codes, dtype=object)[index].tolist(),
+            _json_floats(np.asarray(self.top_value)[rows]),
+            np.asarray(self.top_contribution, dtype="float64")[rows].tolist(),
+        ]
+        keys: tuple[str, ...] = ("feature", "value", "contribution")
+        if names is not None:
+            labels = [
+                names.get(code, EXPLANATION_ITEM_NAMES.get(code, code))
+                for code in self.feature_codes
+            ]
+            columns.append(np.asarray(labels, dtype=object)[index].tolist())
+            keys += ("name",)
+        tops = (
+            [dict(zip(keys, item, strict=True)) for item in zip(*top, strict=True)]
+            for top in zip(*columns, strict=True)
+        )
+        return [
+            {"base_value": base, "margin": margin, "top": top, "remainder": remainder}
+            for base, margin, top, remainder in zip(
+                np.asarray(self.base_value, dtype="float64")[rows].tolist(),
+                np.asarray(self.margin, dtype="float64")[rows].tolist(),
+                tops,
+                np.asarray(self.remainder, dtype="float64")[rows].tolist(),
+                strict=True,
+            )
+        ]
 
 
 # --- churn ----------------------------------------------------------------------------------
@@ -349,27 +365,31 @@ class ChurnPrediction:
     explanation: Explanation | None
     sequence_events: tuple[list[dict[str, Any]], ...] | None = None
 
+    def columns(self, *, names: Mapping[str, str] | None = None) -> dict[str, list]:
+        """The predictions as JSON-able columns, one entry per member in row order:
+        member_id, model, probability, low, high, label_set, confidence and, when there is
+        one, explanation (`Explanation.rows`, holding the sequence_events when there are)."""
+        columns = {
+            "member_id": np.asarray(self.member_ids, dtype="int64").tolist(),
+            "model": [self.model] * len(self.member_ids),
+            "probability": np.asarray(self.probability, dtype="float64").tolist(),
+            "low": np.asarray(self.low, dtype="float64").tolist(),
+            "high": np.asarray(self.high, dtype="float64").tolist(),
+            "label_set": label_lists(self.label_sets, CHURN_LABELS),
+            "confidence": np.asarray(self.confidence, dtype="float64").tolist(),
+        }
+        if self.explanation is not None:
+            columns["explanation"] = self.explanation.rows(names=names)
+            if self.sequence_events is not None:
+                for explanation, events in zip(
+                    columns["explanation"], self.sequence_events, strict=True
+                ):
+                    explanation["sequence_events"] = events
+        return columns
+
     def records(self, *, names: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
-        """One JSON-able dict per member, in row order."""
-        for i, member_id in enumerate(self.member_ids):
-            record = {
-                "member_id": int(member_id),
-                "model": self.model,
-                "probability": float(self.probability[i]),
-                "low": float(self.low[i]),
-                "high": float(self.high[i]),
-                "label_set": [
-                    label
-                    for label, kept in zip(CHURN_LABELS, self.label_sets[i], strict=True)
-                    if kept
-                ],
-                "confidence": float(self.confidence[i]),
-            }
-            if self.explanation is not None:
-                record["explanation"] = self.explanation.row(i, names=names)
-                if self.sequence_events is not None:
-                    record["explanation"]["sequence_events"] = self.sequence_events[i]
-            yield record
+        """One JSON-able dict per member, in row order (`columns`, row by row)."""
+        return _records(self.columns(names=names))
 
 
 # --- next best action -----------------------------------------------------------------------
@@ -424,33 +444,51 @@ class NextActionPrediction:
     set_coverage: float
     explanation: Explanation | None
 
+    def columns(self, *, names: Mapping[str, str] | None = None) -> dict[str, list]:
+        """The predictions as JSON-able columns, one entry per member in row order:
+        member_id, recommended, probability (of the recommended action), probabilities (per
+        action code), action_set, confidence and, when there is one, explanation."""
+        columns = {
+            "member_id": np.asarray(self.member_ids, dtype="int64").tolist(),
+            "recommended": [str(code) for code in np.asarray(self.recommended).tolist()],
+            "probability": np.asarray(self.recommended_probability, dtype="float64").tolist(),
+            "probabilities": [
+                dict(zip(self.action_codes, row, strict=True))
+                for row in np.asarray(self.probabilities, dtype="float64").tolist()
+            ],
+            "action_set": label_lists(self.action_sets, self.action_codes),
+            "confidence": np.asarray(self.confidence, dtype="float64").tolist(),
+        }
+        if self.explanation is not None:
+            columns["explanation"] = self.explanation.rows(names=names)
+        return columns
+
     def records(self, *, names: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
-        """One JSON-able dict per member, in row order."""
-        for i, member_id in enumerate(self.member_ids):
-            record = {
-                "member_id": int(member_id),
-                "recommended": str(self.recommended[i]),
-                "probability": float(self.recommended_probability[i]),
-                "probabilities": {
-                    code: float(p)
-                    for code, p in zip(self.action_codes, self.probabilities[i], strict=True)
-                },
-                "action_set": [
-                    code
-                    for code, kept in zip(self.action_codes, self.action_sets[i], strict=True)
-                    if kept
-                ],
-                "confidence": float(self.confidence[i]),
-            }
-            if self.explanation is not None:
-                record["explanation"] = self.explanation.row(i, names=names)
-            yield record
+        """One JSON-able dict per member, in row order (`columns`, row by row)."""
+        return _records(self.columns(names=names))
 
 
-def _json_float(value: float) -> float | None:
-    """NaN and infinities are not JSON: they become None."""
-    value = float(value)
-    return value if np.isfinite(value) else None
+def label_lists(flags: np.ndarray, labels: Sequence[str]) -> list[list[str]]:
+    """Per row of (n, len(labels)) flags, the labels whose flag is set, in label order."""
+    return [
+        [label for label, flag in zip(labels, row, strict=True) if flag]
+        for row in np.asarray(flags, dtype=bool).tolist()
+    ]
+
+
+def _records(columns: dict[str, list]) -> Iterator[dict[str, Any]]:
+    keys = tuple(columns)
+    for values in zip(*columns.values(), strict=True):
+        yield dict(zip(keys, values, strict=True))
+
+
+def _json_floats(values: np.ndarray) -> list:
+    """Python floats (nested lists for more than one dimension), None where a value is NaN or
+    infinite (not JSON)."""
+    values = np.asarray(values, dtype="float64")
+    cells = values.astype(object)
+    cells[~np.isfinite(values)] = None
+    return cells.tolist()
 
 
 def frame_member_ids(frame: pd.DataFrame) -> np.ndarray:

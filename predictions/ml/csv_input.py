@@ -16,19 +16,8 @@ import pandas as pd
 from . import frames
 from .contracts import InvalidInputError
 
-DEFAULT_TIER_LADDER = ("bronze", "silver", "gold", "platinum")
-EVENTS_CSV_COLUMNS = (
-    "member_external_id",
-    "occurred_at",
-    "kind",
-    "amount",
-    "quantity",
-    "category",
-    "channel",
-    "session_id",
-    "dwell_seconds",
-    "product_id",
-)
+# The events frame's columns, with the member's external id in place of the member id.
+EVENTS_CSV_COLUMNS = ("member_external_id", *frames.EVENT_COLUMNS[1:])
 MEMBERS_CSV_COLUMNS = (
     "external_id",
     "joined_at",
@@ -44,7 +33,7 @@ def read_project_csvs(
     *,
     events_path: str | Path,
     members_path: str | Path,
-    tier_ladder: Sequence[str] = DEFAULT_TIER_LADDER,
+    tier_ladder: Sequence[str] = frames.DEFAULT_TIER_LADDER,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Index]:
     """(events, members, external ids by member_id) from the two import files."""
     raw_members = pd.read_csv(members_path, dtype={"external_id": str}, keep_default_na=False)
@@ -54,18 +43,11 @@ def read_project_csvs(
         )
     raw_events = pd.read_csv(
         events_path,
-        dtype={
-            "member_external_id": str,
-            "kind": str,
-            "category": str,
-            "channel": str,
-            "session_id": str,
-            "product_id": str,
-        },
+        dtype={"member_external_id": str, "kind": str} | dict.fromkeys(frames.EVENT_STRINGS, str),
         keep_default_na=False,
-        na_values={"amount": [""], "quantity": [""], "dwell_seconds": [""]},
+        na_values={column: [""] for column in frames.EVENT_FLOATS},
     )
-    for column in ("member_external_id", "occurred_at", "kind"):
+    for column in EVENTS_CSV_COLUMNS[: len(frames.EVENT_REQUIRED)]:
         if column not in raw_events.columns:
             raise InvalidInputError(frame="events.csv", field=column, reason="column is missing")
     known = pd.Index(raw_members["external_id"])
@@ -81,7 +63,6 @@ def read_project_csvs(
         return roster[name].astype(object).where(roster[name].astype(str) != "", np.nan)
 
     joined = pd.to_datetime(column("joined_at"), errors="coerce", utc=True)
-    ladder = {tier: rank for rank, tier in enumerate(tier_ladder)}
     tiers = column("tier").fillna("").astype(str)
     members = pd.DataFrame(
         {
@@ -91,7 +72,7 @@ def read_project_csvs(
             "points_balance": pd.to_numeric(column("points_balance"), errors="coerce")
             .fillna(0)
             .to_numpy(dtype="float64"),
-            "tier_rank": tiers.map(ladder).fillna(frames.UNKNOWN_TIER_RANK).to_numpy(dtype="int64"),
+            "tier_rank": frames.tier_ranks(tiers, tier_ladder),
         }
     )
     events = raw_events.drop(columns=["member_external_id"]).copy()

@@ -15,7 +15,7 @@ Conventions that hold for every feature:
   of per-day rates: 0 when flat or both empty, +1 all new, -1 all gone. They are NaN when less
   than half of the earlier window lies after the member's first event (history not observed).
 - Rates over long windows divide by the days actually observed for the member (at least
-  MIN_RATE_DAYS), so that members of different tenure stay comparable.
+  `member_aggregates.MIN_RATE_DAYS`), so that members of different tenure stay comparable.
 - Data a data set does not have (no dwell, no channels) gives NaN or 0 columns, never an error.
 """
 
@@ -29,12 +29,21 @@ import pandas as pd
 
 from . import frames
 from .contracts import FeatureInfo
+from .member_aggregates import (
+    distinct_first,
+    gap_stats,
+    group_min,
+    pair_groups,
+    rate_per_30d,
+    share_of,
+    symmetric_change,
+    trend,
+    weighted_mix,
+)
 
 DAY_NS = 86_400 * 10**9
 WINDOWS = (30, 90, 180, 365)
 MAX_LOOKBACK_DAYS = 730
-MIN_RATE_DAYS = 30
-MIN_OBSERVED_SHARE = 0.5
 # Code of "no value" in the integer-coded string columns.
 MISSING_CODE = -1
 
@@ -374,7 +383,7 @@ def build_features(
     """
     prepared = events if isinstance(events, PreparedEvents) else prepare_events(events)
     roster = frames.normalize_members(members)
-    return _features_at(prepared, roster, frames.to_utc_timestamp(cutoff))
+    return features_at(prepared, roster, frames.to_utc_timestamp(cutoff))
 
 
 def build_feature_panel(
@@ -392,7 +401,7 @@ def build_feature_panel(
     for cutoff in cutoffs:
         stamp = frames.to_utc_timestamp(cutoff)
         stamps.append(stamp)
-        parts.append(_features_at(prepared, roster, stamp))
+        parts.append(features_at(prepared, roster, stamp))
     panel = pd.concat(parts, keys=stamps, names=["cutoff", "member_id"])
     return panel
 
@@ -428,9 +437,10 @@ class _Slice:
         return np.isin(self.kind, [frames.KIND_CODE[k] for k in kinds])
 
 
-def _features_at(
+def features_at(
     prepared: PreparedEvents, roster: pd.DataFrame, cutoff: pd.Timestamp
 ) -> pd.DataFrame:
+    """`build_features` of a normalized roster at a UTC cutoff (what a panel repeats)."""
     n = len(roster)
     member_index = pd.Index(roster["member_id"].to_numpy())
     positions = member_index.get_indexer(prepared.member_id)
@@ -449,9 +459,9 @@ def _features_at(
     purchase = ev.of_kind(frames.PURCHASE)
 
     # Recency and tenure.
-    f["days_since_last_purchase"] = _group_min(ev.pos[purchase], ev.age[purchase], n)
+    f["days_since_last_purchase"] = group_min(ev.pos[purchase], ev.age[purchase], n)
     acted = ~ev.of_kind(*PROGRAM_INITIATED_KINDS)
-    f["days_since_last_event"] = _group_min(ev.pos[acted], ev.age[acted], n)
+    f["days_since_last_event"] = group_min(ev.pos[acted], ev.age[acted], n)
     joined = roster["joined_on"].to_numpy(dtype="datetime64[ns]").view("int64").astype("float64")
     joined[roster["joined_on"].isna().to_numpy()] = np.nan
     since_joined = (cutoff_ns - joined) / DAY_NS
@@ -459,7 +469,7 @@ def _features_at(
     f["tenure_days"] = np.where(since_joined >= 0, since_joined, since_first)
 
     # Gaps between purchase days.
-    mean_gap, std_gap = _gap_stats(ev.pos[purchase], ev.day[purchase], n)
+    mean_gap, std_gap = gap_stats(ev.pos[purchase], ev.day[purchase], n)
     recency = f["days_since_last_purchase"]
     with np.errstate(divide="ignore", invalid="ignore"):
         f["purchase_overdue_ratio"] = recency / mean_gap
@@ -478,14 +488,14 @@ def _features_at(
 
     for w in WINDOWS:
         f[f"baskets_{w}"] = basket_count(0, w)
-    f["baskets_per_30d"] = _rate_per_30d(f["baskets_365"], observed)
+    f["baskets_per_30d"] = rate_per_30d(f["baskets_365"], observed)
     for w in WINDOWS[:3]:
-        f[f"basket_trend_{w}"] = _trend(f[f"baskets_{w}"], basket_count(w, 2 * w), observed, w)
+        f[f"basket_trend_{w}"] = trend(f[f"baskets_{w}"], basket_count(w, 2 * w), observed, w)
     for w in WINDOWS:
         f[f"spend_{w}"] = basket_count(0, w, b_amount)
-    f["spend_per_30d"] = _rate_per_30d(f["spend_365"], observed)
+    f["spend_per_30d"] = rate_per_30d(f["spend_365"], observed)
     for w in WINDOWS[:3]:
-        f[f"spend_trend_{w}"] = _trend(
+        f[f"spend_trend_{w}"] = trend(
             f[f"spend_{w}"], basket_count(w, 2 * w, b_amount), observed, w
         )
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -497,51 +507,51 @@ def _features_at(
         earlier_value = basket_count(90, 180, b_amount) / np.where(
             earlier_baskets > 0, earlier_baskets, np.nan
         )
-    f["basket_value_trend_90"] = _symmetric_change(recent_value, earlier_value)
+    f["basket_value_trend_90"] = symmetric_change(recent_value, earlier_value)
 
     # Returns, coupons, campaigns, points.
     year = ev.age < 365
     quarter = ev.age < 90
     f["returns_365"] = count(ev.of_kind(frames.RETURN) & year, ev.lines)
     purchase_lines = count(purchase & year, ev.lines)
-    f["return_share_365"] = _share(f["returns_365"], f["returns_365"] + purchase_lines)
+    f["return_share_365"] = share_of(f["returns_365"], f["returns_365"] + purchase_lines)
     coupons = ev.of_kind(frames.COUPON_REDEEMED)
     f["coupons_redeemed_90"] = count(coupons & quarter, ev.lines)
     f["coupons_redeemed_365"] = count(coupons & year, ev.lines)
     f["campaigns_received_365"] = count(ev.of_kind(frames.CAMPAIGN_RECEIVED) & year, ev.lines)
-    f["coupon_response_rate_365"] = _share(f["coupons_redeemed_365"], f["campaigns_received_365"])
+    f["coupon_response_rate_365"] = share_of(f["coupons_redeemed_365"], f["campaigns_received_365"])
     f["points_redemptions_365"] = count(ev.of_kind(frames.REDEMPTION) & year, ev.lines)
 
     # Category mix of purchase lines.
     mask = purchase & year & (ev.category != MISSING_CODE)
-    distinct, entropy, top_share = _mix(ev.pos[mask], ev.category[mask], ev.lines[mask], n)
+    distinct, entropy, top_share = weighted_mix(ev.pos[mask], ev.category[mask], ev.lines[mask], n)
     f["distinct_categories_365"] = distinct
     f["category_entropy_365"] = entropy
     f["top_category_share_365"] = top_share
 
     # Sessions, dwell, browsing.
-    s_pos, s_age = _distinct_first(ev.pos, ev.session, ev.age, acted & (ev.session != MISSING_CODE))
+    s_pos, s_age = distinct_first(ev.pos, ev.session, ev.age, acted & (ev.session != MISSING_CODE))
     sessions_prev_30 = np.bincount(s_pos[(s_age >= 30) & (s_age < 60)], minlength=n)
     f["sessions_30"] = np.bincount(s_pos[s_age < 30], minlength=n).astype("float64")
     f["sessions_90"] = np.bincount(s_pos[s_age < 90], minlength=n).astype("float64")
-    f["session_trend_30"] = _trend(f["sessions_30"], sessions_prev_30, observed, 30)
+    f["session_trend_30"] = trend(f["sessions_30"], sessions_prev_30, observed, 30)
     with np.errstate(divide="ignore", invalid="ignore"):
         dwell_recent = count(quarter, ev.dwell_sum) / count(quarter, ev.dwell_count)
         before = (ev.age >= 90) & (ev.age < 180)
         dwell_before = count(before, ev.dwell_sum) / count(before, ev.dwell_count)
     f["mean_dwell_seconds_90"] = dwell_recent
-    f["dwell_trend_90"] = _symmetric_change(dwell_recent, dwell_before)
+    f["dwell_trend_90"] = symmetric_change(dwell_recent, dwell_before)
     browse = ev.of_kind(*BROWSE_KINDS)
     f["browse_events_30"] = count(browse & (ev.age < 30), ev.lines)
     f["browse_events_90"] = count(browse & quarter, ev.lines)
     browse_before = count(browse & (ev.age >= 30) & (ev.age < 60), ev.lines)
-    f["browse_trend_30"] = _trend(f["browse_events_30"], browse_before, observed, 30)
+    f["browse_trend_30"] = trend(f["browse_events_30"], browse_before, observed, 30)
     f["cart_adds_90"] = count(ev.of_kind(frames.ADD_TO_CART) & quarter, ev.lines)
-    f["cart_conversion_90"] = _share(f["baskets_90"], f["cart_adds_90"])
+    f["cart_conversion_90"] = share_of(f["baskets_90"], f["cart_adds_90"])
 
     # Channel mix of all events.
     mask = acted & year & (ev.channel != MISSING_CODE)
-    distinct, _, top_share = _mix(ev.pos[mask], ev.channel[mask], ev.lines[mask], n)
+    distinct, _, top_share = weighted_mix(ev.pos[mask], ev.channel[mask], ev.lines[mask], n)
     f["distinct_channels_365"] = distinct
     f["top_channel_share_365"] = top_share
 
@@ -549,23 +559,23 @@ def _features_at(
     support = ev.of_kind(frames.SUPPORT_CONTACT)
     f["support_contacts_90"] = count(support & quarter, ev.lines)
     f["support_contacts_365"] = count(support & year, ev.lines)
-    f["days_since_support_contact"] = _group_min(ev.pos[support], ev.age[support], n)
+    f["days_since_support_contact"] = group_min(ev.pos[support], ev.age[support], n)
     login = ev.of_kind(frames.LOGIN)
     f["logins_30"] = count(login & (ev.age < 30), ev.lines)
     f["logins_90"] = count(login & quarter, ev.lines)
     logins_before = count(login & (ev.age >= 30) & (ev.age < 60), ev.lines)
-    f["login_trend_30"] = _trend(f["logins_30"], logins_before, observed, 30)
+    f["login_trend_30"] = trend(f["logins_30"], logins_before, observed, 30)
     email = ev.of_kind(frames.EMAIL_OPEN)
     f["email_opens_90"] = count(email & quarter, ev.lines)
     emails_before = count(email & (ev.age >= 90) & (ev.age < 180), ev.lines)
-    f["email_open_trend_90"] = _trend(f["email_opens_90"], emails_before, observed, 90)
+    f["email_open_trend_90"] = trend(f["email_opens_90"], emails_before, observed, 90)
 
     # Active days.
-    d_pos, d_age = _distinct_first(ev.pos, ev.day, ev.age, acted)
+    d_pos, d_age = distinct_first(ev.pos, ev.day, ev.age, acted)
     f["active_days_30"] = np.bincount(d_pos[d_age < 30], minlength=n).astype("float64")
     f["active_days_90"] = np.bincount(d_pos[d_age < 90], minlength=n).astype("float64")
     active_before = np.bincount(d_pos[(d_age >= 30) & (d_age < 60)], minlength=n)
-    f["activity_trend_30"] = _trend(f["active_days_30"], active_before, observed, 30)
+    f["activity_trend_30"] = trend(f["active_days_30"], active_before, observed, 30)
 
     # Member attributes (snapshots).
     f["points_balance"] = roster["points_balance"].to_numpy(dtype="float64")
@@ -576,110 +586,14 @@ def _features_at(
     return matrix
 
 
-def _group_min(pos: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    out = np.full(n, np.inf)
-    np.minimum.at(out, pos, values)
-    out[np.isinf(out)] = np.nan
-    return out
-
-
-def _gap_stats(pos: np.ndarray, day: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and sample std of gaps (days) between a member's distinct purchase days.
-
-    Events arrive sorted by time, so a stable sort by member keeps each member's days in
-    order: gaps are then the positive steps between neighbours of the same member.
-    """
-    order = np.argsort(pos, kind="stable")
-    pos, day = pos[order], day[order]
-    step = np.diff(day)
-    is_gap = (pos[1:] == pos[:-1]) & (step > 0)
-    gaps = step[is_gap].astype("float64")
-    owner = pos[1:][is_gap]
-    k = np.bincount(owner, minlength=n).astype("float64")
-    total = np.bincount(owner, weights=gaps, minlength=n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.where(k > 0, total / k, np.nan)
-        squares = np.bincount(owner, weights=(gaps - mean[owner]) ** 2, minlength=n)
-        std = np.where(k > 1, np.sqrt(squares / (k - 1)), np.nan)
-    return mean, std
-
-
-def _pair_groups(pos: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Group ids of (member position, key) pairs, and each group's member position.
-
-    Both are packed into one int64 so that a single-key factorize does the work (a two-key
-    groupby costs several times more on a million rows).
-    """
-    if len(pos) == 0:
-        return np.zeros(0, dtype="int64"), np.zeros(0, dtype="int64")
-    low = int(key.min())
-    span = int(key.max()) - low + 1
-    packed = pos.astype("int64") * span + (key.astype("int64") - low)
-    group, uniques = pd.factorize(packed, sort=False)
-    return group, (uniques // span).astype("int64")
-
-
 def _baskets(ev: _Slice, purchase: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per basket: member position, age of its first event, amount, lines."""
     session = ev.session[purchase]
     key = np.where(session != MISSING_CODE, session, -(ev.day[purchase] + 1))
-    group, owner = _pair_groups(ev.pos[purchase], key)
+    group, owner = pair_groups(ev.pos[purchase], key)
     count = len(owner)
     age = np.zeros(count)
     np.maximum.at(age, group, ev.age[purchase])
     amount = np.bincount(group, weights=np.nan_to_num(ev.amount[purchase]), minlength=count)
     lines = np.bincount(group, weights=ev.lines[purchase], minlength=count)
     return owner, age, amount, lines
-
-
-def _distinct_first(
-    pos: np.ndarray, key: np.ndarray, age: np.ndarray, mask: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (member, key) pairs with the age of their oldest event."""
-    group, owner = _pair_groups(pos[mask], key[mask])
-    oldest = np.zeros(len(owner))
-    np.maximum.at(oldest, group, age[mask])
-    return owner, oldest
-
-
-def _mix(
-    pos: np.ndarray, code: np.ndarray, weight: np.ndarray, n: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct codes, entropy (bits) and top share of each member's weighted code mix."""
-    group, g_pos = _pair_groups(pos, code)
-    g_w = np.bincount(group, weights=weight, minlength=len(g_pos))
-    total = np.bincount(g_pos, weights=g_w, minlength=n)
-    share = g_w / total[g_pos]
-    distinct = np.bincount(g_pos, minlength=n).astype("float64")
-    entropy = np.bincount(g_pos, weights=-share * np.log2(share), minlength=n)
-    top = np.zeros(n)
-    np.maximum.at(top, g_pos, share)
-    has = distinct > 0
-    return distinct, np.where(has, entropy + 0.0, np.nan), np.where(has, top, np.nan)
-
-
-def _share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(whole > 0, part / whole, np.nan)
-
-
-def _rate_per_30d(total: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    days = np.clip(observed, MIN_RATE_DAYS, 365)
-    return total / days * 30
-
-
-def _trend(last: np.ndarray, before: np.ndarray, observed: np.ndarray, window: int) -> np.ndarray:
-    """Symmetric change of per-day rates, NaN when the earlier window is mostly unobserved."""
-    before_days = np.clip(observed - window, 0, window)
-    seen = before_days >= MIN_OBSERVED_SHARE * window
-    with np.errstate(divide="ignore", invalid="ignore"):
-        before_rate = np.where(seen, before / before_days, np.nan)
-    out = _symmetric_change(last / window, before_rate)
-    return np.where(seen, out, np.nan)
-
-
-def _symmetric_change(recent: np.ndarray, earlier: np.ndarray) -> np.ndarray:
-    """(recent - earlier) / (|recent| + |earlier|): bounded in [-1, 1], 0 when both are 0."""
-    scale = np.abs(recent) + np.abs(earlier)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(scale > 0, (recent - earlier) / scale, np.where(scale == 0, 0.0, np.nan))

@@ -1,10 +1,13 @@
-"""The two input frames (events, members): their columns, event kinds, and normalization.
+"""The two input frames (events, members): their columns, event kinds, tier ranks, and
+normalization. The Django side reads its event kinds and tier ranks from here too.
 
 Callers may pass frames with only the required columns; optional ones are added empty, so a
 purchase-only data set and a rich web-event data set go through the same code.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,10 +46,40 @@ KIND_CODE: dict[str, int] = {kind: code for code, kind in enumerate(EVENT_KINDS)
 EVENT_REQUIRED = ("member_id", "occurred_at", "kind")
 EVENT_FLOATS = ("amount", "quantity", "dwell_seconds")
 EVENT_STRINGS = ("category", "channel", "session_id", "product_id")
-EVENT_COLUMNS = EVENT_REQUIRED + EVENT_FLOATS + EVENT_STRINGS
+# All of them, in the order of the events import file and of the database table.
+EVENT_COLUMNS = (
+    *EVENT_REQUIRED,
+    "amount",
+    "quantity",
+    "category",
+    "channel",
+    "session_id",
+    "dwell_seconds",
+    "product_id",
+)
 
 MEMBER_COLUMNS = ("member_id", "joined_on", "tier", "points_balance", "tier_rank")
 UNKNOWN_TIER_RANK = -1
+# Tiers from lowest to highest, when nobody configured a ladder.
+DEFAULT_TIER_LADDER = ("bronze", "silver", "gold", "platinum")
+
+
+def tier_rank(tier: str, ladder: Sequence[str]) -> int:
+    """Position of `tier` on `ladder` (lowest first); a tier not on it ranks below every
+    listed one."""
+    return list(ladder).index(tier) if tier in ladder else UNKNOWN_TIER_RANK
+
+
+def tier_ranks(tiers: pd.Series, ladder: Sequence[str]) -> np.ndarray:
+    """`tier_rank` of every tier in a column, as int64."""
+    ranks = {tier: tier_rank(tier, ladder) for tier in pd.unique(tiers)}
+    return tiers.map(ranks).to_numpy(dtype="int64")
+
+
+def required_tier_rank(min_tier: str, ladder: Sequence[str]) -> int:
+    """The rank a member needs for something offered from `min_tier` up: a minimum tier that
+    is not on the ladder is out of every member's reach."""
+    return tier_rank(min_tier, ladder) if min_tier in ladder else len(ladder)
 
 
 def empty_events() -> pd.DataFrame:

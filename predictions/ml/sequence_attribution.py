@@ -2,32 +2,14 @@
 
     attribution = occlusion_attribution(model=model, encoded=encoded)
     attribution.top_events(row=0, k=5)   # DataFrame: event_row, occurred_at, kind, attribution
-    attribution.to_frame()               # one line per (member, real event)
 
-An event's attribution is margin(all events) - margin(all events but this one), in log-odds:
-positive when the event pushed the churn risk up. Removing an event also merges its time gap
-into the next event's gap, so the occluded sequence is exactly the one the member would have
-had without that event (within the same window: a full window does not pull in the event
-that fell just outside it).
-
-Why occlusion: it is exact per event (the model is re-run on the sequence without the event,
-nothing is approximated or sampled) and needs no baseline. Gradient methods (integrated
-gradients, saliency) must pick a reference input for embeddings and time gaps, and the answer
-moves with that choice; SHAP-style sampling for a recurrent net is approximate and costs many
-more forward passes. The price: occlusion measures each event alone, so two events that stand
-in for each other (two support contacts a day apart) each look less important than the pair,
-and the attributions do not add up to the margin (the ensemble's additive "behavior sequence"
-share is `ensemble.sequence_share`; these say which events are behind it).
-
-Cost: the GRU reads events in order, so the sequence without event j shares its state after
-events 1..j-1 with the full one. `occlusion_attribution` runs the GRU once over each member's
-events, keeping the state after every event, then for each j runs only the events after j,
-starting from the state before j. Copies whose remaining suffix has the same length run as
-one dense batch (no padding, no packing). About n^2 / 2 GRU steps for n events, against n^2
-padded and packed steps for re-running every occluded copy whole
-(`occlusion_attribution_by_masking`, kept as the plain reference the tests compare with):
-about 5x faster on CPU. `recent_events` limits it to each member's latest events (the cost
-falls to about recent_events^2 / 2 steps); older events then get attribution 0.
+Attribution = margin(all events) - margin(without this event), in log-odds (positive: it pushed
+the risk up); the removed event's gap merges into the next one's. Occlusion is exact and needs
+no reference input, unlike gradient methods or sampled SHAP; but events that stand in for each
+other each look less important than the pair, and the attributions do not add up to the margin
+(`ensemble.sequence_share` is the additive share). The GRU state before each event is reused,
+so n events cost about n^2 / 2 GRU steps, not n^2 (`occlusion_attribution_by_masking` is the
+plain reference); `recent_events` limits it to each member's latest events.
 """
 
 from __future__ import annotations

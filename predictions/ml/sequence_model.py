@@ -133,7 +133,7 @@ class ChurnGRU(nn.Module):
 
         Full rows run through the fused GRU as they are. The others have their real events
         moved to the front (in order) and are packed to their own lengths, which is exact but
-        about 3x slower to train on CPU; an empty row runs one all-zero step.
+        several times slower to train on CPU; an empty row runs one all-zero step.
         """
         lengths = mask.sum(dim=1)
         full = lengths == mask.shape[1]

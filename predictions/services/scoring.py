@@ -29,15 +29,12 @@ from django.utils import timezone
 from loyalty.models import Action, Event, Member
 from loyalty.selectors import scorable_members
 from predictions.exceptions import NoActiveModelError
-from predictions.ml import artifacts
+from predictions.ml import artifacts, frames
 from predictions.ml.churn import ENSEMBLE, predict_churn
 from predictions.ml.contracts import (
     ATTRIBUTION_RECENT_EVENTS,
-    CHURN_LABELS,
-    EXPLANATION_ITEM_NAMES,
     STORED_SEQUENCE_EVENTS,
     ChurnBundle,
-    Explanation,
     MLError,
     NextActionBundle,
 )
@@ -64,7 +61,6 @@ STALE_CHUNK_AFTER = timedelta(minutes=15)
 # each member's latest events occlusion looks at (see contracts.ATTRIBUTION_RECENT_EVENTS).
 SEQUENCE_EVENTS_STORED = STORED_SEQUENCE_EVENTS
 SEQUENCE_ATTRIBUTION_RECENT_EVENTS = ATTRIBUTION_RECENT_EVENTS
-EXPLANATION_NAMES = {**EXPLANATION_ITEM_NAMES, **FEATURE_NAMES}
 
 
 @dataclass(frozen=True)
@@ -202,12 +198,10 @@ def _predict_rows(
 def _churn_rows(
     version, bundle: ChurnBundle, features: pd.DataFrame, cutoff, sequences=None
 ) -> list[dict]:
-    """Prediction rows (write_predictions mappings), built column-wise from the arrays: the
-    same values as `ChurnPrediction.records`, without a Python object per cell on the way.
-    With `sequences` (the members' encoded events), the ensemble scores them."""
+    """Prediction rows (write_predictions mappings). With `sequences` (the members' encoded
+    events), the ensemble scores them."""
     if sequences is None:
         result = predict_churn(bundle=bundle, features=features)
-        explanations = _explanations(result.explanation, len(result.member_ids))
     else:
         result = predict_churn(
             bundle=bundle,
@@ -217,51 +211,25 @@ def _churn_rows(
             sequence_events=SEQUENCE_EVENTS_STORED,
             attribution_recent_events=SEQUENCE_ATTRIBUTION_RECENT_EVENTS,
         )
-        explanations = _explanations(result.explanation, len(result.member_ids))
-        for explanation, events in zip(explanations, result.sequence_events, strict=True):
+    columns = result.columns(names=FEATURE_NAMES)
+    explanations = _explanations(columns)
+    if sequences is not None:
+        for explanation in explanations:
             explanation["model"] = ENSEMBLE
-            explanation["sequence_events"] = events
-    columns = zip(
-        result.member_ids.tolist(),
-        result.probability.tolist(),
-        result.low.tolist(),
-        result.high.tolist(),
-        _label_lists(result.label_sets, CHURN_LABELS),
-        result.confidence.tolist(),
-        explanations,
-        _feature_values(features, bundle.feature_codes),
-        _member_values(features),
-        strict=True,
+    return _prediction_rows(
+        version=version,
+        kind=PredictionKind.CHURN.value,
+        cutoff=cutoff,
+        member_ids=columns["member_id"],
+        scores=columns["probability"],
+        label_sets=columns["label_set"],
+        confidences=columns["confidence"],
+        explanations=explanations,
+        features=features,
+        feature_codes=bundle.feature_codes,
+        interval_low=columns["low"],
+        interval_high=columns["high"],
     )
-    return [
-        {
-            "member_id": member_id,
-            "model_version_id": version.pk,
-            "kind": PredictionKind.CHURN.value,
-            "cutoff": cutoff,
-            "score": probability,
-            "probabilities": None,
-            "interval_low": low,
-            "interval_high": high,
-            "label_set": label_set,
-            "recommended_action_id": None,
-            "confidence": confidence,
-            "explanation": explanation,
-            "feature_values": seen,
-            "member_value": value,
-        }
-        for (
-            member_id,
-            probability,
-            low,
-            high,
-            label_set,
-            confidence,
-            explanation,
-            seen,
-            value,
-        ) in columns
-    ]
 
 
 def _next_action_rows(
@@ -269,17 +237,55 @@ def _next_action_rows(
 ) -> list[dict]:
     eligibility = action_eligibility(member_ids=list(features.index), codes=bundle.action_codes)
     result = predict_next_action(bundle=bundle, features=features, eligibility=eligibility)
+    columns = result.columns(names=FEATURE_NAMES)
     action_ids = dict(Action.objects.values_list("code", "pk"))
-    codes = result.action_codes
-    columns = zip(
-        result.member_ids.tolist(),
-        result.recommended_probability.tolist(),
-        [dict(zip(codes, row, strict=True)) for row in result.probabilities.tolist()],
-        _label_lists(result.action_sets, codes),
-        [action_ids.get(str(code)) for code in result.recommended.tolist()],
-        result.confidence.tolist(),
-        _explanations(result.explanation, len(result.member_ids)),
-        _feature_values(features, bundle.feature_codes),
+    return _prediction_rows(
+        version=version,
+        kind=PredictionKind.NEXT_ACTION.value,
+        cutoff=cutoff,
+        member_ids=columns["member_id"],
+        scores=columns["probability"],
+        label_sets=columns["action_set"],
+        confidences=columns["confidence"],
+        explanations=_explanations(columns),
+        features=features,
+        feature_codes=bundle.feature_codes,
+        probabilities=columns["probabilities"],
+        recommended_action_ids=[action_ids.get(code) for code in columns["recommended"]],
+    )
+
+
+def _prediction_rows(
+    *,
+    version: ModelVersion,
+    kind: str,
+    cutoff,
+    member_ids: list[int],
+    scores: list[float],
+    label_sets: list[list[str]],
+    confidences: list[float],
+    explanations: list[dict],
+    features: pd.DataFrame,
+    feature_codes: tuple[str, ...],
+    interval_low: list | None = None,
+    interval_high: list | None = None,
+    probabilities: list | None = None,
+    recommended_action_ids: list | None = None,
+) -> list[dict]:
+    """The one shape of a stored prediction (write_predictions mappings), from columns of an
+    ML result's `columns()` and what the model saw; a field the kind lacks is None."""
+    absent = [None] * len(member_ids)
+    rows = zip(
+        member_ids,
+        scores,
+        probabilities or absent,
+        interval_low or absent,
+        interval_high or absent,
+        label_sets,
+        recommended_action_ids or absent,
+        confidences,
+        explanations,
+        _feature_values(features, feature_codes),
         _member_values(features),
         strict=True,
     )
@@ -287,13 +293,13 @@ def _next_action_rows(
         {
             "member_id": member_id,
             "model_version_id": version.pk,
-            "kind": PredictionKind.NEXT_ACTION.value,
+            "kind": kind,
             "cutoff": cutoff,
-            "score": probability,
-            "probabilities": probabilities,
-            "interval_low": None,
-            "interval_high": None,
-            "label_set": action_set,
+            "score": score,
+            "probabilities": probabilities_of_actions,
+            "interval_low": low,
+            "interval_high": high,
+            "label_set": label_set,
             "recommended_action_id": action_id,
             "confidence": confidence,
             "explanation": explanation,
@@ -302,76 +308,32 @@ def _next_action_rows(
         }
         for (
             member_id,
-            probability,
-            probabilities,
-            action_set,
+            score,
+            probabilities_of_actions,
+            low,
+            high,
+            label_set,
             action_id,
             confidence,
             explanation,
             seen,
             value,
-        ) in columns
+        ) in rows
     ]
 
 
-def _label_lists(kept: np.ndarray, labels: tuple[str, ...]) -> list[list[str]]:
-    """Per row, the labels whose flag is set, in label order."""
-    return [
-        [label for label, flag in zip(labels, row, strict=True) if flag]
-        for row in np.asarray(kept, dtype=bool).tolist()
-    ]
-
-
-def _explanations(explanation: Explanation | None, n: int) -> list[dict]:
-    """`Explanation.row(i, names=FEATURE_NAMES)` for every row, from whole arrays at once."""
-    if explanation is None:
-        return [{} for _ in range(n)]
-    codes = np.asarray(explanation.feature_codes, dtype=object)
-    names = np.asarray([EXPLANATION_NAMES.get(code, code) for code in codes], dtype=object)
-    index = np.asarray(explanation.top_index, dtype="int64")
-    values = _json_cells(np.asarray(explanation.top_value, dtype="float64"))
-    tops = zip(
-        codes[index].tolist(),
-        values,
-        np.asarray(explanation.top_contribution, dtype="float64").tolist(),
-        names[index].tolist(),
-        strict=True,
-    )
-    rows = zip(
-        np.asarray(explanation.base_value, dtype="float64").tolist(),
-        np.asarray(explanation.margin, dtype="float64").tolist(),
-        tops,
-        np.asarray(explanation.remainder, dtype="float64").tolist(),
-        strict=True,
-    )
-    return [
-        {
-            "base_value": base,
-            "margin": margin,
-            "top": [
-                {"feature": code, "value": value, "contribution": contribution, "name": name}
-                for code, value, contribution, name in zip(*top, strict=True)
-            ],
-            "remainder": remainder,
-        }
-        for base, margin, top, remainder in rows
-    ]
-
-
-def _json_cells(values: np.ndarray) -> list[list]:
-    """Rows of Python floats, None where a value is NaN or infinite (not JSON)."""
-    cells = values.astype(object)
-    cells[~np.isfinite(values)] = None
-    return cells.tolist()
+def _explanations(columns: dict[str, list]) -> list[dict]:
+    """The explanation column of an ML result's `columns()`, {} per row when it has none."""
+    return columns.get("explanation") or [{} for _ in columns["member_id"]]
 
 
 def action_eligibility(*, member_ids: list[int], codes: tuple[str, ...]) -> pd.DataFrame:
     """Members x action codes: may this action be offered to this member (catalog rules,
     the same as `Action.is_eligible`, evaluated for the whole chunk at once)."""
-    ladder = {tier: rank for rank, tier in enumerate(settings.LOYALTY_TIER_LADDER)}
+    ladder = settings.LOYALTY_TIER_LADDER
     rows = Member.objects.filter(pk__in=member_ids).values_list("pk", "tier", "consent_profiling")
-    known = {pk: (ladder.get(tier, -1), consent) for pk, tier, consent in rows}
-    rank = np.array([known.get(pk, (-1, False))[0] for pk in member_ids])
+    known = {pk: (frames.tier_rank(tier, ladder), consent) for pk, tier, consent in rows}
+    rank = np.array([known.get(pk, (frames.UNKNOWN_TIER_RANK, False))[0] for pk in member_ids])
     consent = np.array([known.get(pk, (-1, False))[1] for pk in member_ids], dtype=bool)
     exists = np.array([pk in known for pk in member_ids], dtype=bool)
     actions = {action.code: action for action in Action.objects.filter(code__in=codes)}
@@ -384,7 +346,7 @@ def action_eligibility(*, member_ids: list[int], codes: tuple[str, ...]) -> pd.D
         if action.requires_consent:
             allowed &= consent
         if action.min_tier:
-            allowed &= rank >= ladder.get(action.min_tier, len(ladder))
+            allowed &= rank >= frames.required_tier_rank(action.min_tier, ladder)
         matrix[:, j] = allowed
     return pd.DataFrame(matrix, index=pd.Index(member_ids, name="member_id"), columns=list(codes))
 
@@ -443,7 +405,7 @@ def _write_chunk(*, chunk_id: int, rows: list[dict], skipped: int) -> ChunkOutco
 
 def _commit_without_waiting_for_the_disk() -> None:
     """PostgreSQL's asynchronous commit for this transaction only: the commit returns before
-    its WAL reaches the disk (about a tenth of a chunk's write time on this machine). Safe
+    its WAL reaches the disk, which saves a noticeable part of a chunk's write time. Safe
     here: a database crash can lose only the last moments' transactions, whole, so a lost
     chunk loses its predictions and its "done" together; it stays pending and the periodic
     sweep (`resend_stale_chunks`) sends it again. Nothing is ever half written."""

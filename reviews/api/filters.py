@@ -2,6 +2,7 @@
 
 import django_filters
 
+from loyalty.api.filters import moment_is_set_filter
 from predictions.models import PredictionKind
 from reviews.models import Decision, Review
 
@@ -17,11 +18,8 @@ class ReviewFilter(django_filters.FilterSet):
     max_confidence = django_filters.NumberFilter(
         field_name="confidence", lookup_expr="lte", help_text="Confidence at most this (0–1)."
     )
-    escalated = django_filters.BooleanFilter(
-        field_name="escalated_at",
-        lookup_expr="isnull",
-        exclude=True,
-        help_text="true: only reviews an analyst escalated; false: only the others.",
+    escalated = moment_is_set_filter(
+        "escalated_at", help_text="true: only reviews an analyst escalated; false: only the others."
     )
 
     class Meta:

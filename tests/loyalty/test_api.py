@@ -293,6 +293,47 @@ def test_member_list_pages_with_a_cursor(client_as):
     assert third["next"] is None
 
 
+def test_member_events_page_exactly_through_events_at_the_same_moment(client_as):
+    client = client_as("analyst")
+    member = MemberFactory(external_id="H-1")
+    moment = datetime(2025, 3, 1, 10, 0, 0, 250000, tzinfo=UTC)
+    events = [EventFactory(member=member, occurred_at=moment) for _ in range(4)]
+    events.insert(0, EventFactory(member=member, occurred_at=datetime(2025, 1, 1, tzinfo=UTC)))
+
+    pages, url = [], f"{_detail('H-1', 'events/')}?page_size=2"
+    while url:
+        body = client.get(url).json()
+        pages.append([row["id"] for row in body["results"]])
+        url = body["next"]
+    first = client.get(_detail("H-1", "events/"), {"page_size": 2}).json()
+    back = client.get(client.get(first["next"]).json()["previous"]).json()
+
+    ids = [event.pk for event in events]
+    assert pages == [ids[0:2], ids[2:4], ids[4:5]]
+    assert [row["id"] for row in back["results"]] == ids[0:2]
+    assert back["previous"] is None
+
+
+@pytest.mark.parametrize("suffix", ["", "H-1/events/"])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"cursor": "eyJrIjpbIngiXSwiciI6ZmFsc2V9"}, "cursor"),  # {"k":["x"],"r":false}
+        ({"page_size": 0}, "page_size"),
+        ({"page_size": 1001}, "page_size"),
+    ],
+)
+def test_bad_cursor_or_page_size_is_400_naming_the_parameter(client_as, suffix, query, field):
+    client = client_as("analyst")
+    MemberFactory(external_id="H-1")
+
+    response = client.get(f"{MEMBERS_URL}{suffix}", query)
+
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+
+
 def test_member_events_are_listed_oldest_first(client_as):
     client = client_as("analyst")
     member = MemberFactory(external_id="H-1")

@@ -10,14 +10,10 @@ from django.core.management import CommandError, call_command
 
 from loyalty.exceptions import PermissionDeniedError
 from loyalty.models import AuditRecord, Event, Member
-from loyalty.services import csv_validation, imports
+from loyalty.services import csv_validation, import_checks
+from loyalty.services.csv_validation import ImportValidationError, RowError
 from loyalty.services.erasure import erase_member, lift_tombstone
-from loyalty.services.imports import (
-    ImportValidationError,
-    RowError,
-    import_events,
-    import_members,
-)
+from loyalty.services.imports import import_events, import_members
 from tests.factories import EventFactory, MemberFactory
 
 pytestmark = pytest.mark.django_db
@@ -724,7 +720,7 @@ def test_event_command_fails_on_a_missing_file(tmp_path):
 
 def test_members_are_checked_right_across_chunks_whatever_is_remembered(tmp_path, monkeypatch):
     monkeypatch.setattr(csv_validation, "CHUNK_ROWS", 2)
-    monkeypatch.setattr(imports, "KNOWN_MEMBER_CACHE", 1)
+    monkeypatch.setattr(import_checks, "KNOWN_MEMBER_CACHE", 1)
     MemberFactory(external_id="M1")
     MemberFactory(external_id="M2")
     owners = ["M1", "M2", "M2", "M1", "M1", "NOBODY", "M2"]

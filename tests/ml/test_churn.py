@@ -243,7 +243,8 @@ def test_too_little_history_raises_a_clear_error():
 
 
 def test_early_stopping_validates_on_members_the_fit_never_saw(synthetic):
-    from predictions.ml.churn import _rows_at, _split, model_feature_codes
+    from predictions.ml.churn import model_feature_codes
+    from predictions.ml.churn_rows import rows_at, split_rows
     from predictions.ml.features import prepare_events
     from predictions.ml.frames import normalize_members
 
@@ -251,8 +252,8 @@ def test_early_stopping_validates_on_members_the_fit_never_saw(synthetic):
     roster = normalize_members(synthetic.members)
     cutoffs = [CUTOFF - pd.Timedelta(days=d) for d in (180, 150, 120, 90)]
     codes = model_feature_codes(FAST_CONFIG)
-    panel = [_rows_at(prepared, roster, c, HORIZON, FAST_CONFIG, codes) for c in cutoffs]
-    splits = _split(panel, seed=0, held_out_share=0.2)
+    panel = [rows_at(prepared, roster, c, HORIZON, FAST_CONFIG, codes) for c in cutoffs]
+    splits = split_rows(panel, seed=0, held_out_share=0.2)
     assert not set(splits.early_stopping.member_id) & set(splits.validation.member_id)
     assert set(splits.validation.cutoff) == {cutoffs[2].date().isoformat()}
     assert set(splits.calibration.cutoff) == {cutoffs[3].date().isoformat()}

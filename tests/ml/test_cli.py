@@ -7,7 +7,7 @@ import pytest
 
 from predictions.ml.artifacts import load_churn_bundle
 from predictions.ml.cli import main
-from predictions.ml.csv_input import read_project_csvs
+from predictions.ml.csv_input import EVENTS_CSV_COLUMNS, read_project_csvs
 from tests.ml.conftest import CUTOFF, HORIZON, make_loyalty_data
 
 
@@ -19,18 +19,7 @@ def csv_files(tmp_path_factory):
     external = {member: f"M-{member:05d}" for member in data.members["member_id"]}
     events = data.events.assign(member_external_id=data.events["member_id"].map(external))
     events["occurred_at"] = events["occurred_at"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    columns = [
-        "member_external_id",
-        "occurred_at",
-        "kind",
-        "amount",
-        "quantity",
-        "category",
-        "channel",
-        "session_id",
-        "dwell_seconds",
-        "product_id",
-    ]
+    columns = list(EVENTS_CSV_COLUMNS)
     for column in columns:
         if column not in events.columns:
             events[column] = ""

@@ -18,10 +18,10 @@ from predictions.ml.features import (
     build_features,
     prepare_events,
 )
+from predictions.ml.frames import EVENT_COLUMNS
 from predictions.ml.nba import predict_next_action
 from predictions.models import Prediction, ScoringRun
 from predictions.selectors import (
-    EVENT_COLUMNS,
     FEATURE_EVENT_COLUMNS,
     _events_by_copy,
     _events_by_cursor,
@@ -223,7 +223,7 @@ def test_events_frame_keeps_the_contract_and_equals_the_cursor_path():
 
     frame = events_frame(before=at + timedelta(days=2), member_ids=[member.pk])
 
-    assert list(frame.columns) == EVENT_COLUMNS
+    assert list(frame.columns) == list(EVENT_COLUMNS)
     assert {column: str(dtype) for column, dtype in frame.dtypes.items()} == {
         "member_id": "int64",
         "occurred_at": "datetime64[ns, UTC]",

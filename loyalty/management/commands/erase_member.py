@@ -1,9 +1,8 @@
 """`manage.py erase_member EXTERNAL_ID [--actor USERNAME]`: erase one member from the shell."""
 
-from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from loyalty.exceptions import DomainError
+from loyalty.management.support import command_errors, user_named
 from loyalty.services.erasure import erase_member_by_external_id
 
 
@@ -22,16 +21,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, external_id: str, actor: str | None, **options) -> None:
-        user = None
-        if actor:
-            try:
-                user = get_user_model().objects.get_by_natural_key(actor)
-            except get_user_model().DoesNotExist as error:
-                raise CommandError(f"No user named {actor!r}.") from error
-        try:
+        user = user_named(actor)
+        with command_errors():
             result = erase_member_by_external_id(external_id=external_id, actor=user)
-        except DomainError as error:
-            raise CommandError(error.message) from error
         if result.already_erased:
             self.stdout.write(
                 f"Member {result.member_id} was already erased at "

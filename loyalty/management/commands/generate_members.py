@@ -2,11 +2,9 @@
 
 from datetime import date
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from loyalty.exceptions import DomainError
-from loyalty.management.commands.import_events import TqdmProgress, validation_failure
-from loyalty.services.imports import ImportValidationError
+from loyalty.management.support import TqdmProgress, command_errors
 from loyalty.services.synthetic import generate_members
 
 
@@ -44,8 +42,8 @@ class Command(BaseCommand):
     def handle(
         self, *args, members: int, seed: int, start: date, days: int, horizon: int, **options
     ) -> None:
-        progress = TqdmProgress()
-        try:
+        # ValueError: arguments out of range, said in the message.
+        with TqdmProgress() as progress, command_errors(ValueError):
             result = generate_members(
                 members=members,
                 seed=seed,
@@ -54,11 +52,5 @@ class Command(BaseCommand):
                 horizon_days=horizon,
                 progress=progress,
             )
-        except ImportValidationError as error:
-            raise validation_failure(error) from error
-        except (DomainError, ValueError) as error:
-            raise CommandError(str(error)) from error
-        finally:
-            progress.close()
         for line in result.summary_lines():
             self.stdout.write(line)

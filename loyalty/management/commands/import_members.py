@@ -4,9 +4,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from loyalty.exceptions import DomainError
-from loyalty.management.commands.import_events import TqdmProgress, validation_failure
-from loyalty.services.imports import ImportValidationError, import_members
+from loyalty.management.support import TqdmProgress, command_errors
+from loyalty.services.imports import import_members
 
 
 class Command(BaseCommand):
@@ -23,11 +22,6 @@ class Command(BaseCommand):
     def handle(self, *args, file: Path, **options) -> None:
         if not file.is_file():
             raise CommandError(f"{file}: no such file.")
-        with TqdmProgress("members") as progress:
-            try:
-                result = import_members(source=file, progress=progress)
-            except ImportValidationError as error:
-                raise validation_failure(error) from error
-            except DomainError as error:
-                raise CommandError(error.message) from error
+        with TqdmProgress("members") as progress, command_errors():
+            result = import_members(source=file, progress=progress)
         self.stdout.write(self.style.SUCCESS(result.summary()))

@@ -1,10 +1,9 @@
 """`manage.py lift_tombstone EXTERNAL_ID --reason WHY [--actor USERNAME]`: let an erased
 member's external id come back."""
 
-from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from loyalty.exceptions import DomainError
+from loyalty.management.support import command_errors, user_named
 from loyalty.services.erasure import lift_tombstone
 
 
@@ -25,16 +24,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, external_id: str, reason: str, actor: str | None, **options) -> None:
-        user = None
-        if actor:
-            try:
-                user = get_user_model().objects.get_by_natural_key(actor)
-            except get_user_model().DoesNotExist as error:
-                raise CommandError(f"No user named {actor!r}.") from error
-        try:
+        user = user_named(actor)
+        with command_errors():
             tombstone = lift_tombstone(external_id=external_id, actor=user, reason=reason)
-        except DomainError as error:
-            raise CommandError(error.message) from error
         self.stdout.write(
             self.style.SUCCESS(
                 f"The tombstone of member {tombstone.member_id} is lifted (since "

@@ -2,10 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from loyalty.exceptions import DomainError
-from loyalty.management.commands.import_events import TqdmProgress, validation_failure
+from loyalty.management.support import TqdmProgress, command_errors
 from loyalty.services.complete_journey import is_complete_journey_loaded, load_complete_journey
-from loyalty.services.imports import ImportValidationError
 
 
 class Command(BaseCommand):
@@ -34,12 +32,8 @@ class Command(BaseCommand):
             self.stdout.write("The Complete Journey is already loaded; skipped.")
             return
         progress = TqdmProgress()
-        try:
+        with command_errors():
             result = load_complete_journey(households=households, progress=progress.labelled)
-        except ImportValidationError as error:
-            raise validation_failure(error) from error
-        except DomainError as error:
-            raise CommandError(error.message) from error
         for line in result.summary_lines():
             self.stdout.write(line)
         self.stdout.write(self.style.SUCCESS("Done."))

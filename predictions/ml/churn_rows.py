@@ -1,0 +1,178 @@
+"""The churn training set: which cutoffs, the rows of the members active at each, and the
+time- and member-disjoint splits that train, stop early, validate and calibrate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import frames, labels
+from .contracts import ChurnConfig, InsufficientHistoryError, SingleClassError
+from .features import PreparedEvents, features_at
+
+MIN_CUTOFF_STEP_DAYS = 14
+CUTOFFS_PER_HORIZON = 3
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Training rows, aligned: features (float32), churned (0/1), member, cutoff date, weight."""
+
+    x: np.ndarray
+    y: np.ndarray
+    member_id: np.ndarray
+    cutoff: np.ndarray
+    w: np.ndarray
+
+
+def training_cutoffs(
+    *, first_event: pd.Timestamp, cutoff: pd.Timestamp, horizon_days: int, config: ChurnConfig
+) -> list[pd.Timestamp]:
+    """Training cutoffs, oldest first: label windows end at or before `cutoff`."""
+    step = config.cutoff_step_days or max(horizon_days // CUTOFFS_PER_HORIZON, MIN_CUTOFF_STEP_DAYS)
+    latest = cutoff - pd.Timedelta(days=horizon_days)
+    earliest = first_event + pd.Timedelta(days=config.min_history_days)
+    out = []
+    for i in range(config.max_training_cutoffs):
+        candidate = latest - pd.Timedelta(days=i * step)
+        if candidate < earliest:
+            break
+        out.append(candidate)
+    return out[::-1]
+
+
+def qualifying_span(
+    prepared: PreparedEvents, kinds: tuple[str, ...]
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last qualifying event: the span in which churn labels can be observed.
+
+    Program-side events (a campaign dated before the first purchase, or scheduled after the
+    last) say nothing about how far member activity was recorded, so they do not count.
+    """
+    qualifying = np.flatnonzero(np.isin(prepared.kind, [frames.KIND_CODE[k] for k in kinds]))
+    if len(qualifying) == 0:
+        raise InsufficientHistoryError(f"there are no events of the qualifying kinds {kinds}")
+    first, last = prepared.t_ns[qualifying[0]], prepared.t_ns[qualifying[-1]]
+    return pd.Timestamp(int(first), tz="UTC"), pd.Timestamp(int(last), tz="UTC")
+
+
+def feature_matrix(features: pd.DataFrame, codes: tuple[str, ...]) -> np.ndarray:
+    """The `codes` columns of a feature matrix, as the models read them (float32, C order)."""
+    missing = [code for code in codes if code not in features.columns]
+    if missing:
+        raise ValueError(f"feature matrix lacks columns: {missing}")
+    return np.ascontiguousarray(features.loc[:, list(codes)].to_numpy(dtype="float32"))
+
+
+def rows_at(
+    prepared: PreparedEvents,
+    roster: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    horizon_days: int,
+    config: ChurnConfig,
+    codes: tuple[str, ...],
+) -> Rows:
+    """The members active at `cutoff`, their features then and whether they churned after."""
+    active = labels.active_member_ids(
+        events=prepared,
+        cutoff=cutoff,
+        lookback_days=config.active_lookback_days,
+        qualifying_kinds=config.qualifying_kinds,
+    )
+    active = active[np.isin(active, roster["member_id"].to_numpy())]
+    matrix = features_at(prepared, roster, cutoff).loc[active]
+    y = labels.churn_labels(
+        events=prepared,
+        member_ids=active,
+        cutoff=cutoff,
+        horizon_days=horizon_days,
+        qualifying_kinds=config.qualifying_kinds,
+    )
+    return Rows(
+        x=feature_matrix(matrix, codes),
+        y=y.to_numpy(dtype="int64"),
+        member_id=active,
+        cutoff=np.full(len(active), cutoff.date().isoformat(), dtype=object),
+        w=np.ones(len(active), dtype="float64"),
+    )
+
+
+def concat_rows(parts: list[Rows]) -> Rows:
+    return Rows(
+        x=np.concatenate([p.x for p in parts]),
+        y=np.concatenate([p.y for p in parts]),
+        member_id=np.concatenate([p.member_id for p in parts]),
+        cutoff=np.concatenate([p.cutoff for p in parts]),
+        w=np.concatenate([p.w for p in parts]),
+    )
+
+
+def take_rows(rows: Rows, mask: np.ndarray) -> Rows:
+    return Rows(rows.x[mask], rows.y[mask], rows.member_id[mask], rows.cutoff[mask], rows.w[mask])
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The row sets of one training run (`split_rows`)."""
+
+    train: Rows
+    early_stopping: Rows
+    validation: Rows
+    calibration: Rows
+
+
+def split_rows(panel: list[Rows], *, seed: int, held_out_share: float) -> Splits:
+    """Oldest cutoffs train, the second latest validates, the latest calibrates.
+
+    Validation is also member-disjoint: a seeded `held_out_share` of members is held out, the
+    early-stopping fit sees only the other members' training rows, and validation only the
+    held-out members' rows. Consecutive cutoffs repeat the same members with nearly the same
+    features and overlapping label windows, so a validation set of the same members rewards
+    memorizing them and boosting runs on for many times the rounds a member-disjoint one
+    allows. The final fit then uses every training member.
+    With only two cutoffs the later one serves both: held-out members validate, the others
+    calibrate.
+    """
+    members = np.unique(np.concatenate([rows.member_id for rows in panel]))
+    held = members[np.random.default_rng(seed).random(len(members)) < held_out_share]
+    train = concat_rows(panel[:-2]) if len(panel) >= 3 else panel[0]
+    later = panel[-2] if len(panel) >= 3 else panel[-1]
+    calibration = panel[-1]
+    if len(panel) < 3:
+        calibration = take_rows(calibration, ~np.isin(calibration.member_id, held))
+    return Splits(
+        train=train,
+        early_stopping=take_rows(train, ~np.isin(train.member_id, held)),
+        validation=take_rows(later, np.isin(later.member_id, held)),
+        calibration=calibration,
+    )
+
+
+def with_labeled(splits: Splits, labeled: Rows) -> Splits:
+    """Labeled examples train (the final fit, and the early-stopping fit for members that
+    validation does not hold out); validation and calibration stay history only."""
+    held = np.unique(splits.validation.member_id)
+    return Splits(
+        train=concat_rows([splits.train, labeled]),
+        early_stopping=concat_rows(
+            [splits.early_stopping, take_rows(labeled, ~np.isin(labeled.member_id, held))]
+        ),
+        validation=splits.validation,
+        calibration=splits.calibration,
+    )
+
+
+def require_both_classes(split: str, rows: Rows) -> None:
+    if len(rows.y) == 0:
+        raise InsufficientHistoryError(f"no member is active at the {split} cutoff(s)")
+    present = np.unique(rows.y)
+    if len(present) < 2:
+        label = "churn" if len(present) and present[0] == 1 else "stay"
+        raise SingleClassError(
+            split=split,
+            label=label,
+            rows=len(rows.y),
+            detail=f"cutoffs {sorted(set(rows.cutoff.tolist()))}",
+        )
