@@ -52,7 +52,7 @@ TARGET_SINGLE_P95_MS = 100
 TARGET_CONCURRENT_P95_MS = 300
 # Sync workers, as production runs them (docker/compose.yml: 3): on 2 cores, 3 keep both busy
 # while one waits on PostgreSQL; gthread with keep-alive pinned most of 50 connections to one
-# worker and had the worst tail (RECIPES.md).
+# worker and had the worst tail.
 DEFAULT_WORKERS = 3
 BENCH_BROKER_URL = "redis://127.0.0.1:6379/14"
 BENCH_CACHE_URL = "redis://127.0.0.1:6379/13"
@@ -185,7 +185,7 @@ def ensure_data(n: int) -> dict:
     from predictions.ml.features import FEATURE_NAMES
     from predictions.models import ModelVersion, Prediction
     from reviews.models import Review
-    from reviews.services.policy import current_policy
+    from reviews.selectors.policy import current_policy
 
     call_command("migrate", verbosity=0)
     seed_action_catalog()
@@ -256,7 +256,7 @@ def queue_cursor(page: int, page_size: int) -> tuple[int, str]:
     database gets its last full page instead."""
     from django.db import connection
 
-    from reviews.selectors import Cursor
+    from reviews.selectors.queue import Cursor
 
     with connection.cursor() as cursor:
         cursor.execute(
@@ -289,7 +289,7 @@ def queue_explain(cursor_text: str) -> str:
     from django.db import connection
 
     from reviews.models import Review
-    from reviews.selectors import QUEUE_FIELDS, Cursor, _after
+    from reviews.selectors.queue import QUEUE_FIELDS, Cursor, _after
 
     cursor = Cursor.parse(cursor_text)
     reviews = _after(Review.objects.filter(route="analyst", state="pending"), cursor)
@@ -668,7 +668,7 @@ def main() -> None:
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("Set DATABASE_URL to a PostgreSQL database (this benchmark is for PostgreSQL).")
     setup_django()
-    from reviews.selectors import QUEUE_PAGE_SIZE
+    from reviews.selectors.queue import QUEUE_PAGE_SIZE
 
     random.seed(SEED)
     started = time.perf_counter()

@@ -30,8 +30,9 @@ def main() -> None:
     django.setup()
     from django.db import connection
 
+    from reviews.policy_settings import PolicySettings
+    from reviews.selectors.policy import current_policy
     from reviews.services import simulation
-    from reviews.services.policy import PolicySettings, current_policy
     from reviews.services.rerouting import reroutable_reviews
 
     settings = PolicySettings.of(current_policy(args.kind))

@@ -32,11 +32,12 @@ def record_outcomes_task() -> int:
 @shared_task(
     name="learning.retrain_task",
     # The whole training may run up to the hard limit; the visibility timeout is above it.
-    autoretry_for=(OperationalError, InterfaceError),
+    autoretry_for=retraining.TRANSIENT_ERRORS,
     retry_backoff=True,
     max_retries=3,
 )
 def retrain_task(run_id: int) -> str:
+    """A retry resumes the run (a registered candidate is not trained again)."""
     return retraining.run_retraining(run_id=run_id).status
 
 

@@ -10,10 +10,10 @@ from django.views.decorators.http import require_POST
 from learning import figures, selectors
 from learning.selectors import gate_policy, loop_overview, top_drift
 from learning.services.retraining import approve_candidate, request_retraining
-from loyalty.exceptions import DomainError
 from predictions.models import PredictionKind
 from predictions.services.registry import PROMOTE_PERMISSION
 from reviews.figures import figure_html
+from reviews.page_errors import domain_errors_as_pages, flash_and_redirect
 from reviews.services.automation import resume_auto_approval
 
 WATCH_LOOP = "learning.view_retrainingrun"
@@ -68,13 +68,11 @@ def _charts(kind: str, monitor) -> list[str]:
 
 @login_required
 @require_POST
+@domain_errors_as_pages()
 def retrain_now(request, kind: str):
     if kind not in PredictionKind.values:
         raise Http404(f"No prediction kind {kind!r}.")
-    try:
-        run = request_retraining(kind=kind, trigger="manual", actor=request.user)
-    except DomainError as error:
-        raise PermissionDenied(error.message) from error
+    run = request_retraining(kind=kind, trigger="manual", actor=request.user)
     messages.success(
         request, f"Retraining run {run.pk} ({run.get_kind_display()}) is {run.status}."
     )
@@ -83,14 +81,12 @@ def retrain_now(request, kind: str):
 
 @login_required
 @require_POST
+@domain_errors_as_pages()
 def resume_automation(request, kind: str):
     if kind not in PredictionKind.values:
         raise Http404(f"No prediction kind {kind!r}.")
     reason = request.POST.get("reason", "").strip() or "resumed by an admin"
-    try:
-        pause = resume_auto_approval(kind=kind, actor=request.user, reason=reason)
-    except DomainError as error:
-        raise PermissionDenied(error.message) from error
+    pause = resume_auto_approval(kind=kind, actor=request.user, reason=reason)
     if pause is None:
         messages.info(request, "Auto-approval was not paused.")
     else:
@@ -100,15 +96,8 @@ def resume_automation(request, kind: str):
 
 @login_required
 @require_POST
+@domain_errors_as_pages(flash_and_redirect("learning:loop"))
 def approve_run(request, run_id: int):
-    try:
-        run = approve_candidate(run_id=run_id, actor=request.user)
-    except DomainError as error:
-        if error.status == 403:
-            raise PermissionDenied(error.message) from error
-        if error.status == 404:
-            raise Http404(error.message) from error
-        messages.error(request, error.message)
-        return redirect("learning:loop")
+    run = approve_candidate(run_id=run_id, actor=request.user)
     messages.success(request, f"Version {run.candidate_id} is active; members are being re-scored.")
     return redirect("learning:loop")

@@ -1,4 +1,7 @@
 from django.apps import AppConfig
+from django.apps import apps as global_apps
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models.signals import post_migrate
 
 
 class ReviewsConfig(AppConfig):
@@ -15,3 +18,16 @@ class ReviewsConfig(AppConfig):
         register_export_section("reviews", export.export_reviews)
         register_export_section("decisions", export.export_decisions)
         register_export_section("review_audit_records", export.export_review_audit_records)
+        post_migrate.connect(
+            _seed_first_policy_versions, sender=self, dispatch_uid="reviews.seed_first_policies"
+        )
+
+
+def _seed_first_policy_versions(sender, apps=global_apps, using=DEFAULT_DB_ALIAS, **kwargs) -> None:
+    from reviews.services.policy import seed_first_versions
+
+    try:
+        model = apps.get_model("reviews", "EscalationPolicy")
+    except LookupError:  # this app is not migrated yet
+        return
+    seed_first_versions(model=model, using=using)

@@ -11,12 +11,12 @@ def workflow(request) -> dict:
         return {}
 
     def pauses():
-        from reviews.selectors import open_pauses
+        from reviews.selectors.pauses import open_pauses
 
         return open_pauses()
 
     def unread():
-        from reviews.services.notifications import unread_count
+        from reviews.selectors.notifications import unread_count
 
         return unread_count(user)
 

@@ -26,7 +26,7 @@ from loyalty.models import AuditRecord
 from loyalty.services.erasure import member_erased
 from predictions.models import Prediction
 from reviews.models import Decision, Notification, Review
-from reviews.services.notifications import unread_count_key
+from reviews.selectors.notifications import unread_count_key
 from reviews.services.withdrawal import withdraw_pending_reviews
 
 # The route reason of every review of an erased member (a person reads it in the history).

@@ -1,12 +1,7 @@
-"""Plotly figures of the review pages, built as plain JSON-ready dicts and drawn in the browser.
-
-A figure is `{"data": [...], "layout": {...}, "config": {...}}`, the three arguments of
-`Plotly.newPlot`. `figure_html` puts one on a page as an empty div and a JSON script element;
-static/js/figures.js draws every such pair with the locally served plotly.min.js, on page load
-and in fragments htmx swaps in. Building dicts costs microseconds where plotly.graph_objects
-cost ~30 ms a member page (it validates every property and copies its template into every
-figure), and no inline script means a strict Content-Security-Policy needs no nonce for them.
-"""
+"""Plotly figures of the review pages as plain JSON-ready dicts ({data, layout, config}, the
+arguments of `Plotly.newPlot`), drawn in the browser by static/js/figures.js. Plain dicts, not
+plotly.graph_objects, whose validation cost tens of milliseconds a page; no inline script, so a
+strict Content-Security-Policy needs no nonce."""
 
 import math
 from collections.abc import Sequence
@@ -17,7 +12,8 @@ from django.utils.html import format_html, json_script
 
 from predictions.ml.contracts import SEQUENCE_ITEM
 from predictions.models import PredictionKind
-from reviews.selectors import RISK_BANDS, ActionProbability, feature_name, format_feature_value
+from reviews.selectors.formatting import RISK_BANDS, feature_name, format_feature_value
+from reviews.selectors.member_page import ActionProbability
 
 INK, MUTED, GRID, TEXT = "#1d2330", "#667085", "#e4e7ec", "#2a3f5f"
 UP, DOWN, TOTAL, ACCENT, OUT_OF_SET = "#d92d20", "#079455", "#2952cc", "#2952cc", "#d0d5dd"

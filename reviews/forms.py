@@ -4,12 +4,24 @@ from django import forms
 
 from predictions.ml.contracts import SEQUENCE_ITEM
 from predictions.models import PredictionKind
-from reviews.models import VERDICT_TREATMENTS, Review
-from reviews.selectors import format_feature_value, override_action_choices, reason_choices
+from reviews.models import VERDICT_TREATMENTS, Decision, Review
+from reviews.selectors.catalogs import override_action_choices, reason_choices
+from reviews.selectors.formatting import format_feature_value
+from reviews.services.decisions import ACTION, CHURN_CALL, MISSING, NOT_TAKEN, answer_problems
 
 # The reason picked when the person does not choose one.
 DEFAULT_REASONS = {"approve": "model-correct", "escalate": "needs-expert"}
 WHAT_IF_FEATURES = 8
+CHURN_CALLS = {"churn": True, "stay": False}
+# The form's own names for the service's answer fields, and what it says about each problem
+# (`decisions.answer_problems`).
+FORM_FIELDS = {CHURN_CALL: "churn_label", ACTION: "action"}
+OVERRIDE_ANSWER_ERRORS = {
+    (CHURN_CALL, MISSING): "Say what the right call is: churn or stay.",
+    (ACTION, NOT_TAKEN): "A churn call is overridden with the right call, not an action.",
+    (ACTION, MISSING): "Pick the action that fits better.",
+    (CHURN_CALL, NOT_TAKEN): "A next action is overridden with the right action, not a churn call.",
+}
 
 
 class DecisionForm(forms.Form):
@@ -45,11 +57,17 @@ class DecisionForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        if data.get("verdict") == "override":
-            if self.review.kind == PredictionKind.CHURN and not data.get("churn_label"):
-                self.add_error("churn_label", "Say what the right call is: churn or stay.")
-            if self.review.kind == PredictionKind.NEXT_ACTION and not data.get("action"):
-                self.add_error("action", "Pick the action that fits better.")
+        if data.get("verdict") == Decision.Verdict.OVERRIDE:
+            problems = answer_problems(
+                kind=self.review.kind, verdict=Decision.Verdict.OVERRIDE, **self._answers()
+            )
+            for field, problem in problems.items():
+                # A missing answer shows at its field; one the kind does not take (no page sends
+                # it) above the form.
+                self.add_error(
+                    FORM_FIELDS[field] if problem == MISSING else None,
+                    OVERRIDE_ANSWER_ERRORS[field, problem],
+                )
         return data
 
     def proposal(self) -> dict | None:
@@ -67,9 +85,14 @@ class DecisionForm(forms.Form):
 
     def override_answer(self) -> dict:
         """The keyword arguments override_prediction needs for this review's kind."""
-        if self.review.kind == PredictionKind.CHURN:
-            return {"churn_label": self.cleaned_data["churn_label"] == "churn"}
-        return {"action_code": self.cleaned_data["action"]}
+        return self._answers()
+
+    def _answers(self) -> dict:
+        """The answers as the service takes them: a churn call as a boolean, an action code."""
+        return {
+            CHURN_CALL: CHURN_CALLS.get(self.cleaned_data.get("churn_label") or ""),
+            ACTION: self.cleaned_data.get("action") or None,
+        }
 
 
 def what_if_features(explanation: dict, feature_values: dict) -> list[dict]:

@@ -4,7 +4,7 @@ from django import forms
 from django.conf import settings as django_settings
 
 from predictions.models import PredictionKind
-from reviews.services.policy import PolicySettings
+from reviews.policy_settings import PolicySettings
 
 SHARE = {"min_value": 0.0, "max_value": 1.0}
 

@@ -8,7 +8,7 @@ from loyalty import shared_cache
 from loyalty.models import Action
 from predictions.signals import model_version_activated, scoring_run_finished
 from reviews.models import ReasonCode
-from reviews.selectors import ACTIONS_KEY, REASON_CODES_KEY
+from reviews.selectors.catalogs import ACTIONS_KEY, REASON_CODES_KEY
 
 
 @receiver(scoring_run_finished, dispatch_uid="reviews.route_finished_run")

@@ -44,7 +44,9 @@ def routed(reason_codes):
     from dataclasses import replace
 
     from reviews.models import Review
-    from reviews.services.policy import PolicySettings, change_policy, current_policy
+    from reviews.policy_settings import PolicySettings
+    from reviews.selectors.policy import current_policy
+    from reviews.services.policy import change_policy
     from reviews.services.routing import route_new_predictions
     from tests.factories import ModelVersionFactory, PredictionFactory
 

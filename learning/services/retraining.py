@@ -17,9 +17,10 @@ The Celery task then:
    candidate with its failing figures on the run. Admins are notified either way.
 
 A worker killed mid-run leaves the run "running" with a stale heartbeat: the message is
-redelivered (acks late) or the periodic `recover_stalled_runs` sends it again; each start
-counts an attempt and after MAX_ATTEMPTS the run is marked failed. Because the version and the
-run's candidate commit together, there is never a half-registered version.
+redelivered (acks late) or the periodic `recover_stalled_runs` sends it again; a lost database
+connection is retried by the task. Each start counts an attempt and after MAX_ATTEMPTS the run
+is marked failed. Because the version and the run's candidate commit together, there is never a
+half-registered version, and a run resumed after registering goes straight to the gate.
 """
 
 import hashlib
@@ -30,7 +31,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -64,6 +65,8 @@ MAX_ATTEMPTS = 2
 STALLED_AFTER = timedelta(minutes=70)
 DEFAULT_HORIZON_DAYS = 90
 ADMIN_PERMISSION = PROMOTE_PERMISSION
+# Errors that pass with time (a dropped connection, a locked database): the task retries them.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
 
 @dataclass(frozen=True)
@@ -107,13 +110,19 @@ def _enqueue_after_commit(run_id: int) -> None:
 
 
 def run_retraining(*, run_id: int) -> RetrainingRun:
-    """Carry a run out (the Celery task's body). A finished run is returned as it is."""
+    """Carry a run out (the Celery task's body). A finished run is returned as it is.
+    A transient database error propagates, for the task to retry: the run stays running and the
+    retry resumes it (`_claim` gives up after MAX_ATTEMPTS). Any other error ends the run as
+    failed, with why."""
     run = _claim(run_id)
     if run.status != RetrainingRun.Status.RUNNING:
         return run
     try:
         _carry_out(run)
-    except Exception as error:  # any failure ends the run, with why
+    except TRANSIENT_ERRORS:
+        logger.warning("retraining run %s lost the database; the task retries", run_id)
+        raise
+    except Exception as error:
         logger.exception("retraining run %s failed", run_id)
         _finish(
             run_id, status=RetrainingRun.Status.FAILED, error=f"{type(error).__name__}: {error}"
@@ -129,7 +138,9 @@ def _claim(run_id: int) -> RetrainingRun:
         # A run killed after registering its candidate goes on to the gate whatever its count.
         if run.candidate_id is None and run.attempts >= MAX_ATTEMPTS:
             run.status = RetrainingRun.Status.FAILED
-            run.error = f"gave up after {run.attempts} attempts: the worker was lost each time"
+            run.error = (
+                f"gave up after {run.attempts} attempts: each lost its worker or the database"
+            )
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "error", "finished_at"])
             _notify_admins(run)
@@ -184,8 +195,8 @@ def _train(run: RetrainingRun, examples: pd.DataFrame) -> ModelVersion:
     actor = run.requested_by
     # The same model settings as the version in use: retraining changes the data, not the model.
     config = bundle_of(run.compared_with).config if run.compared_with_id else None
+    cutoff = default_training_cutoff(kind=run.kind, horizon_days=DEFAULT_HORIZON_DAYS)
     if run.kind == PredictionKind.CHURN:
-        cutoff = default_training_cutoff(kind=run.kind, horizon_days=DEFAULT_HORIZON_DAYS)
         outcome = train_churn_version(
             cutoff=cutoff,
             horizon_days=DEFAULT_HORIZON_DAYS,
@@ -195,7 +206,6 @@ def _train(run: RetrainingRun, examples: pd.DataFrame) -> ModelVersion:
             on_registered=record,
         )
     else:
-        cutoff = default_training_cutoff(kind=run.kind, horizon_days=DEFAULT_HORIZON_DAYS)
         labels, features = next_action_rows(examples)
         outcome = train_next_action_version(
             cutoff=cutoff,
@@ -429,18 +439,9 @@ def _holdout_checks(candidate, active, holdout: dict, policy: GatePolicy) -> lis
                 "detail": "the data do not reach past the candidate's evaluation window",
             }
         ]
+    theirs = holdout.get(active.pk, {}) if active else {}
     if candidate.kind == PredictionKind.CHURN:
-        theirs = holdout.get(active.pk, {}) if active else {}
-        if theirs.get("roc_auc") is not None and mine.get("roc_auc") is not None:
-            drop = theirs["roc_auc"] - mine["roc_auc"]
-            checks.append(
-                {
-                    "rule": f"ROC AUC not worse than the active version's by more than "
-                    f"{policy.max_auc_drop:.3f}",
-                    "passed": drop <= policy.max_auc_drop,
-                    "detail": f"candidate {mine['roc_auc']:.4f}, active {theirs['roc_auc']:.4f}",
-                }
-            )
+        checks += _not_worse_check("roc_auc", "ROC AUC", mine, theirs, policy.max_auc_drop)
         if mine.get("ece") is not None:
             checks.append(
                 {
@@ -450,17 +451,7 @@ def _holdout_checks(candidate, active, holdout: dict, policy: GatePolicy) -> lis
                 }
             )
     else:
-        theirs = holdout.get(active.pk, {}) if active else {}
-        if theirs.get("top1") is not None and mine.get("top1") is not None:
-            drop = theirs["top1"] - mine["top1"]
-            checks.append(
-                {
-                    "rule": f"top-1 accuracy not worse than the active version's by more than "
-                    f"{policy.max_auc_drop:.3f}",
-                    "passed": drop <= policy.max_auc_drop,
-                    "detail": f"candidate {mine['top1']:.4f}, active {theirs['top1']:.4f}",
-                }
-            )
+        checks += _not_worse_check("top1", "top-1 accuracy", mine, theirs, policy.max_auc_drop)
     coverage, nominal = mine.get("coverage"), mine.get("nominal_coverage")
     if coverage is not None and nominal is not None:
         checks.append(
@@ -471,6 +462,20 @@ def _holdout_checks(candidate, active, holdout: dict, policy: GatePolicy) -> lis
             }
         )
     return checks
+
+
+def _not_worse_check(metric: str, name: str, mine: dict, theirs: dict, max_drop: float) -> list:
+    """The candidate's `metric` may fall below the active version's by at most `max_drop`; no
+    check when either figure is missing."""
+    if theirs.get(metric) is None or mine.get(metric) is None:
+        return []
+    return [
+        {
+            "rule": f"{name} not worse than the active version's by more than {max_drop:.3f}",
+            "passed": theirs[metric] - mine[metric] <= max_drop,
+            "detail": f"candidate {mine[metric]:.4f}, active {theirs[metric]:.4f}",
+        }
+    ]
 
 
 def _human_figures(versions: list[ModelVersion], held_out: pd.DataFrame) -> dict:

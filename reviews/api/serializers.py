@@ -1,4 +1,4 @@
-"""Input and output serializers of the review API: shapes and field checks, no business rules."""
+"""Input and output serializers of the review API: shapes and field checks; rules are services'."""
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -6,11 +6,20 @@ from rest_framework import serializers
 from loyalty.models import Action
 from predictions.models import PredictionKind
 from reviews.models import Decision, ReasonCode, Review
+from reviews.services.decisions import ACTION, CHURN_CALL, MISSING, NOT_TAKEN, answer_problems
 
 # A plain string, not an enum: a PredictionKind enum named `kind` collides in the schema with
 # loyalty's Event.Kind (a --fail-on-warn warning) until SPECTACULAR_SETTINGS names both enums in
 # ENUM_NAME_OVERRIDES.
 KIND_HELP = "The prediction's kind: " + ", ".join(PredictionKind.values) + "."
+
+# What the API says about an override's answers (`decisions.answer_problems`), in its own fields.
+OVERRIDE_ANSWER_ERRORS = {
+    (CHURN_CALL, MISSING): "Overriding a churn call needs true (churn) or false.",
+    (ACTION, NOT_TAKEN): "A churn review takes churn_label, not an action.",
+    (ACTION, MISSING): "Overriding a next action needs the right action.",
+    (CHURN_CALL, NOT_TAKEN): "A next-action review takes action_code instead.",
+}
 
 # --- output ---------------------------------------------------------------------------------
 
@@ -150,19 +159,19 @@ class OverrideInputSerializer(DecisionInputSerializer):
         return action.code if action is not None else None
 
     def validate(self, attrs):
-        errors = {}
-        if self.context["kind"] == PredictionKind.CHURN:
-            if attrs["churn_label"] is None:
-                errors["churn_label"] = ["Overriding a churn call needs true (churn) or false."]
-            if attrs["action_code"] is not None:
-                errors["action_code"] = ["A churn review takes churn_label, not an action."]
-        else:
-            if attrs["action_code"] is None:
-                errors["action_code"] = ["Overriding a next action needs the right action."]
-            if attrs["churn_label"] is not None:
-                errors["churn_label"] = ["A next-action review takes action_code instead."]
-        if errors:
-            raise serializers.ValidationError(errors)
+        problems = answer_problems(
+            kind=self.context["kind"],
+            verdict=Decision.Verdict.OVERRIDE,
+            churn_label=attrs["churn_label"],
+            action_code=attrs["action_code"],
+        )
+        if problems:
+            raise serializers.ValidationError(
+                {
+                    field: [OVERRIDE_ANSWER_ERRORS[field, problem]]
+                    for field, problem in problems.items()
+                }
+            )
         return attrs
 
 

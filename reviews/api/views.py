@@ -9,14 +9,19 @@ Deciding is the services' rule: analysts decide pending analyst items, experts a
 review, an auto-approval included (403 for a review the caller sees but may not decide).
 """
 
-from django.db import transaction
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
+from loyalty.api.schema import ACCESS_ERRORS, UNAUTHENTICATED
 from loyalty.api.serializers import ErrorOutputSerializer
 from reviews.api.filters import DecisionFilter, ReviewFilter
 from reviews.api.pagination import DecisionKeysetPagination, ReviewKeysetPagination
@@ -29,19 +34,12 @@ from reviews.api.serializers import (
 )
 from reviews.exceptions import ReviewNotFound
 from reviews.models import Decision, Review
-from reviews.selectors import visible_reviews
-from reviews.services.decisions import (
-    DECIDE,
-    approve_prediction,
-    escalate_review,
-    override_prediction,
-)
+from reviews.permissions import DECIDE, visible_reviews
+from reviews.services.decisions import decide_review, escalate_review
 
 REVIEW_ID_PARAMETER = OpenApiParameter(
     "review_id", int, OpenApiParameter.PATH, description="The review's id."
 )
-UNAUTHENTICATED = OpenApiResponse(ErrorOutputSerializer, description="No valid token or session.")
-FORBIDDEN = OpenApiResponse(ErrorOutputSerializer, description="The user's role may not do this.")
 NOT_THEIRS = OpenApiResponse(
     ErrorOutputSerializer,
     description="The user's role may not do this: an analyst deciding an auto-approved "
@@ -95,6 +93,15 @@ def _visible_review(user, review_id: int, reviews: QuerySet[Review]) -> Review:
         raise ReviewNotFound("No such review.") from error
 
 
+def _visible_and_valid(request, review_id: int, serializer_class) -> tuple[Review, dict]:
+    """The review and the validated input. Visibility first: nothing about a review the caller
+    may not see, not even whether the input would have been valid for it."""
+    review = _visible_review(request.user, review_id, Review.objects.all())
+    serializer = serializer_class(data=request.data, context={"kind": review.kind})
+    serializer.is_valid(raise_exception=True)
+    return review, serializer.validated_data
+
+
 class ReviewListApi(GenericAPIView):
     """The reviews a user may see, highest priority first (GET, needs view_review)."""
 
@@ -113,8 +120,7 @@ class ReviewListApi(GenericAPIView):
         responses={
             200: ReviewOutputSerializer(many=True),
             400: INVALID,
-            401: UNAUTHENTICATED,
-            403: FORBIDDEN,
+            **ACCESS_ERRORS,
         },
     )
     def get(self, request):
@@ -136,8 +142,7 @@ class ReviewDetailApi(GenericAPIView):
         parameters=[REVIEW_ID_PARAMETER],
         responses={
             200: ReviewOutputSerializer,
-            401: UNAUTHENTICATED,
-            403: FORBIDDEN,
+            **ACCESS_ERRORS,
             404: NOT_FOUND,
         },
     )
@@ -154,80 +159,65 @@ class _DecideApi(GenericAPIView):
     permission_classes = [CanDecideReviews]
     filter_backends: list = []
     serializer_class = ApproveInputSerializer  # for OPTIONS and the browsable API's form
+    verdict: str
 
-    def _decide(self, request, review_id: int, service) -> Response:
-        # The row lock makes "was it decided before?" and the decision one step: a concurrent
-        # identical request waits here, then sees the decision and answers 200.
-        with transaction.atomic():
-            review = _visible_review(
-                request.user, review_id, Review.objects.select_for_update(of=("self",))
-            )
-            serializer = self.serializer_class(data=request.data, context={"kind": review.kind})
-            serializer.is_valid(raise_exception=True)
-            # A review is marked decided in the transaction that stores its decision.
-            is_repeat = review.state == Review.State.DECIDED
-            decision = service(review_id=review.pk, actor=request.user, **serializer.validated_data)
-        if is_repeat:
-            decision = Decision.objects.select_related(*_DECISION_RELATIONS).get(pk=decision.pk)
-        # else: the service's new decision already holds its reason, action and decider.
-        answer = status.HTTP_200_OK if is_repeat else status.HTTP_201_CREATED
+    def post(self, request, review_id: int):
+        review, data = _visible_and_valid(request, review_id, self.serializer_class)
+        decision, created = decide_review(
+            review_id=review.pk, actor=request.user, verdict=self.verdict, **data
+        )
+        answer = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(DecisionOutputSerializer(decision).data, status=answer)
 
 
+def _decide_schema(*, verdict: str, request, description: str):
+    return extend_schema_view(
+        post=extend_schema(
+            operation_id=f"reviews_{verdict}",
+            summary=f"{verdict.title()} a review",
+            description=description + " Analysts decide analyst items only (403 otherwise).",
+            parameters=[REVIEW_ID_PARAMETER],
+            request=request,
+            responses={
+                200: DecisionOutputSerializer,
+                201: DecisionOutputSerializer,
+                400: INVALID,
+                401: UNAUTHENTICATED,
+                403: NOT_THEIRS,
+                404: NOT_FOUND,
+                409: CONFLICT,
+            },
+        )
+    )
+
+
+@_decide_schema(
+    verdict=Decision.Verdict.APPROVE,
+    request=ApproveInputSerializer,
+    description="Accepts the model's answer. **201**: decided now. **200**: the identical "
+    "approval was made before; its decision is returned and nothing changes. **409**: the "
+    "review was decided otherwise.",
+)
 class ReviewApproveApi(_DecideApi):
     """Accept what the model said (POST, needs decide_review)."""
 
     serializer_class = ApproveInputSerializer
-
-    @extend_schema(
-        operation_id="reviews_approve",
-        summary="Approve a review",
-        description="Accepts the model's answer. **201**: decided now. **200**: the identical "
-        "approval was made before; its decision is returned and nothing changes. **409**: the "
-        "review was decided otherwise. Analysts decide analyst items only (403 otherwise).",
-        parameters=[REVIEW_ID_PARAMETER],
-        request=ApproveInputSerializer,
-        responses={
-            200: DecisionOutputSerializer,
-            201: DecisionOutputSerializer,
-            400: INVALID,
-            401: UNAUTHENTICATED,
-            403: NOT_THEIRS,
-            404: NOT_FOUND,
-            409: CONFLICT,
-        },
-    )
-    def post(self, request, review_id: int):
-        return self._decide(request, review_id, approve_prediction)
+    verdict = Decision.Verdict.APPROVE
 
 
+@_decide_schema(
+    verdict=Decision.Verdict.OVERRIDE,
+    request=OverrideInputSerializer,
+    description="Replaces the model's answer: `churn_label` for a churn review, "
+    "`action_code` for a next-action review (the other one must be absent). **201**: "
+    "decided now. **200**: the identical override was made before; its decision is "
+    "returned. **409**: the review was decided otherwise.",
+)
 class ReviewOverrideApi(_DecideApi):
     """Replace the model's answer (POST, needs decide_review)."""
 
     serializer_class = OverrideInputSerializer
-
-    @extend_schema(
-        operation_id="reviews_override",
-        summary="Override a review",
-        description="Replaces the model's answer: `churn_label` for a churn review, "
-        "`action_code` for a next-action review (the other one must be absent). **201**: "
-        "decided now. **200**: the identical override was made before; its decision is "
-        "returned. **409**: the review was decided otherwise. Analysts decide analyst items "
-        "only (403 otherwise).",
-        parameters=[REVIEW_ID_PARAMETER],
-        request=OverrideInputSerializer,
-        responses={
-            200: DecisionOutputSerializer,
-            201: DecisionOutputSerializer,
-            400: INVALID,
-            401: UNAUTHENTICATED,
-            403: NOT_THEIRS,
-            404: NOT_FOUND,
-            409: CONFLICT,
-        },
-    )
-    def post(self, request, review_id: int):
-        return self._decide(request, review_id, override_prediction)
+    verdict = Decision.Verdict.OVERRIDE
 
 
 class ReviewEscalateApi(GenericAPIView):
@@ -250,8 +240,7 @@ class ReviewEscalateApi(GenericAPIView):
         responses={
             200: ReviewOutputSerializer,
             400: INVALID,
-            401: UNAUTHENTICATED,
-            403: FORBIDDEN,
+            **ACCESS_ERRORS,
             404: NOT_FOUND,
             409: OpenApiResponse(
                 ErrorOutputSerializer, description="The review is not a pending analyst item."
@@ -259,12 +248,8 @@ class ReviewEscalateApi(GenericAPIView):
         },
     )
     def post(self, request, review_id: int):
-        # Visibility first: nothing about a review the caller may not see, not even whether
-        # the input would have been valid for it.
-        review = _visible_review(request.user, review_id, Review.objects.all())
-        serializer = EscalateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        escalate_review(review_id=review.pk, actor=request.user, **serializer.validated_data)
+        review, data = _visible_and_valid(request, review_id, EscalateInputSerializer)
+        escalate_review(review_id=review.pk, actor=request.user, **data)
         return Response(ReviewOutputSerializer(_reviews().get(pk=review.pk)).data)
 
 
@@ -286,8 +271,7 @@ class DecisionListApi(GenericAPIView):
         responses={
             200: DecisionOutputSerializer(many=True),
             400: INVALID,
-            401: UNAUTHENTICATED,
-            403: FORBIDDEN,
+            **ACCESS_ERRORS,
         },
     )
     def get(self, request):

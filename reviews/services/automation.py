@@ -14,7 +14,7 @@ from loyalty.services.audit import record_audit
 from predictions.models import PredictionKind
 from predictions.services.registry import PROMOTE_PERMISSION
 from reviews.models import AutomationPause
-from reviews.selectors import PAUSES_KEY, open_pause
+from reviews.selectors.pauses import PAUSES_KEY, open_pause
 from reviews.services.notifications import notify, users_with_permission
 
 

@@ -21,11 +21,17 @@ from reviews.exceptions import (
     ReviewNotYours,
 )
 from reviews.models import VERDICT_TREATMENTS, Decision, ReasonCode, Review
-from reviews.selectors import visible_reviews
+from reviews.permissions import DECIDE, DECIDE_ESCALATED, visible_reviews
 from reviews.signals import decision_recorded
 
-DECIDE = "reviews.decide_review"
-DECIDE_ESCALATED = "reviews.decide_escalated"
+# The answer fields a decision may carry besides its reason, and what can be wrong with one.
+CHURN_CALL, ACTION = "churn_label", "action_code"
+MISSING, NOT_TAKEN = "missing", "not taken"
+_ANSWER_ERRORS = {
+    None: "An approval takes the model's answer; give no other answer.",
+    CHURN_CALL: "Overriding a churn call needs the right call: churn or stay.",
+    ACTION: "Overriding a next action needs the right action.",
+}
 
 
 def _reason(code: str, verdict: str) -> ReasonCode:
@@ -71,21 +77,19 @@ def _role_for(review: Review, actor: AbstractBaseUser) -> str:
     return "analyst"
 
 
-@transaction.atomic
 def approve_prediction(
     *, review_id: int, actor: AbstractBaseUser, reason_code: str, comment: str = ""
 ) -> Decision:
     """Accept what the model said."""
-    return _decide(
+    return decide_review(
         review_id=review_id,
         actor=actor,
         verdict=Decision.Verdict.APPROVE,
         reason_code=reason_code,
         comment=comment,
-    )
+    )[0]
 
 
-@transaction.atomic
 def override_prediction(
     *,
     review_id: int,
@@ -96,7 +100,7 @@ def override_prediction(
     comment: str = "",
 ) -> Decision:
     """Replace the model's answer: the right churn call, or the right action."""
-    return _decide(
+    return decide_review(
         review_id=review_id,
         actor=actor,
         verdict=Decision.Verdict.OVERRIDE,
@@ -104,19 +108,22 @@ def override_prediction(
         comment=comment,
         churn_label=churn_label,
         action_code=action_code,
-    )
+    )[0]
 
 
-def _decide(
+@transaction.atomic
+def decide_review(
     *,
     review_id: int,
     actor: AbstractBaseUser,
     verdict: str,
     reason_code: str,
-    comment: str,
+    comment: str = "",
     churn_label: bool | None = None,
     action_code: str | None = None,
-) -> Decision:
+) -> tuple[Decision, bool]:
+    """Approve or override; `(decision, created)`, where `created` is False when the identical
+    decision was made before (a repeated request) and that one is returned."""
     review = _lock(review_id, actor)
     role = _role_for(review, actor)
     if review.state == Review.State.SUPERSEDED:
@@ -126,8 +133,12 @@ def _decide(
             review_id=review.pk,
         )
     reason = _reason(reason_code, verdict)
-    action = _override_answer(review, verdict, churn_label, action_code)
-    earlier = Decision.objects.filter(review=review).first()
+    action = _answer_action(review, verdict, churn_label, action_code)
+    earlier = (
+        Decision.objects.select_related("reason", "action", "decided_by")
+        .filter(review=review)
+        .first()
+    )
     if earlier is not None:
         same = (
             earlier.verdict == verdict
@@ -136,7 +147,7 @@ def _decide(
             and earlier.action_id == (action.pk if action else None)
         )
         if same:
-            return earlier
+            return earlier, False
         raise ReviewAlreadyDecided(
             f"This review was already decided ({earlier.verdict}) by "
             f"{earlier.decided_by.get_username()}.",
@@ -175,22 +186,45 @@ def _decide(
             "action": action.code if action else None,
         },
     )
-    return decision
+    return decision, True
 
 
-def _override_answer(
+def needed_answer(*, kind: str, verdict: str) -> str | None:
+    """The answer a verdict on a review of `kind` must carry: overriding a churn call, the right
+    call (CHURN_CALL); overriding a next action, the right action (ACTION); anything else none."""
+    if verdict != Decision.Verdict.OVERRIDE:
+        return None
+    return CHURN_CALL if kind == PredictionKind.CHURN else ACTION
+
+
+def answer_problems(
+    *, kind: str, verdict: str, churn_label: bool | None, action_code: str | None
+) -> dict[str, str]:
+    """What is wrong with the answers given with a verdict, by field: MISSING for the answer it
+    needs, NOT_TAKEN for any other; empty when they fit. The one rule of the service, the API
+    and the decision form, which each word the problems for their own readers."""
+    needed = needed_answer(kind=kind, verdict=verdict)
+    given = {CHURN_CALL: churn_label is not None, ACTION: bool(action_code)}
+    problems = {}
+    for field in sorted(given, key=lambda field: field != needed):  # the needed one first
+        if field == needed and not given[field]:
+            problems[field] = MISSING
+        elif field != needed and given[field]:
+            problems[field] = NOT_TAKEN
+    return problems
+
+
+def _answer_action(
     review: Review, verdict: str, churn_label: bool | None, action_code: str | None
 ) -> Action | None:
-    if verdict == Decision.Verdict.APPROVE:
-        if churn_label is not None or action_code:
-            raise InvalidDecision("An approval takes the model's answer; give no other answer.")
+    """The action an override names (None for anything else), once the answers fit."""
+    problems = answer_problems(
+        kind=review.kind, verdict=verdict, churn_label=churn_label, action_code=action_code
+    )
+    if problems:
+        raise InvalidDecision(_ANSWER_ERRORS[needed_answer(kind=review.kind, verdict=verdict)])
+    if not action_code:
         return None
-    if review.kind == PredictionKind.CHURN:
-        if churn_label is None or action_code:
-            raise InvalidDecision("Overriding a churn call needs the right call: churn or stay.")
-        return None
-    if not action_code or churn_label is not None:
-        raise InvalidDecision("Overriding a next action needs the right action.")
     try:
         return Action.objects.get(code=action_code, is_active=True)
     except Action.DoesNotExist as error:

@@ -1,9 +1,9 @@
-"""Escalation policies: the current version per kind, and changes as new audited versions."""
+"""Escalation policies: changes as new audited versions, and version 1 of each kind."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.db.models import Max
 
 from loyalty.exceptions import require_permission
@@ -11,55 +11,51 @@ from loyalty.services.audit import record_audit
 from predictions.models import PredictionKind
 from reviews.exceptions import PolicyChanged
 from reviews.models import EscalationPolicy
-
-POLICY_FIELDS = (
-    "auto_approve_confidence",
-    "expert_confidence",
-    "expert_value_quantile",
-    "human_risk_low",
-    "human_risk_high",
-    "audit_sample_rate",
-    "sla_hours",
-    "segment_overrides",
-)
+from reviews.permissions import MANAGE_POLICY
+from reviews.policy_settings import FIRST_VERSION, PolicySettings, first_version_fields
+from reviews.services.rerouting import request_rerouting
 
 
-@dataclass(frozen=True)
-class PolicySettings:
-    """The routing thresholds of one policy version, as plain values (what a form submits)."""
+def seed_first_versions(
+    *,
+    kinds=PredictionKind.values,
+    model=EscalationPolicy,
+    using: str = DEFAULT_DB_ALIAS,
+) -> int:
+    """Create version 1 (the defaults) of each kind that has none; the number created.
 
-    auto_approve_confidence: float = 0.9
-    expert_confidence: float = 0.5
-    expert_value_quantile: float = 0.95
-    human_risk_low: float | None = 0.6
-    human_risk_high: float | None = 1.0
-    audit_sample_rate: float = 0.02
-    sla_hours: int = 48
-    segment_overrides: dict | None = None
-
-    @classmethod
-    def of(cls, policy: EscalationPolicy) -> "PolicySettings":
-        return cls(**{name: getattr(policy, name) for name in POLICY_FIELDS})
-
-
-# Next-action reviews carry no churn risk: no risk band applies to them.
-DEFAULT_SETTINGS = {
-    PredictionKind.CHURN: PolicySettings(),
-    PredictionKind.NEXT_ACTION: PolicySettings(human_risk_low=None, human_risk_high=None),
-}
-
-
-def current_policy(kind: str) -> EscalationPolicy:
-    """The newest version for a kind; the defaults become version 1 the first time."""
-    policy = EscalationPolicy.objects.filter(kind=kind).order_by("-version").first()
-    if policy is not None:
-        return policy
-    with transaction.atomic():
-        policy, _ = EscalationPolicy.objects.get_or_create(
-            kind=kind,
-            version=1,
-            defaults={**_as_fields(DEFAULT_SETTINGS[kind]), "change_reason": "defaults"},
+    Migration 0010 seeds them; this runs again after every `migrate` and test-database flush
+    (post_migrate, with the migration state's model), so that they survive the table flush of
+    transactional tests as the role groups do. Reading the policy never writes."""
+    created = 0
+    for kind in kinds:
+        _, was_created = model.objects.using(using).get_or_create(
+            kind=kind, version=FIRST_VERSION, defaults=first_version_fields(kind)
         )
+        created += was_created
+    return created
+
+
+def save_policy(
+    *,
+    kind: str,
+    settings: PolicySettings,
+    actor: AbstractBaseUser | None,
+    reason: str,
+    based_on_version: int | None = None,
+) -> EscalationPolicy:
+    """What saving the policy page does: the new version (`change_policy`), then the re-routing
+    of the undecided reviews under it, queued for a worker once the version has committed
+    (minutes at a million reviews, far past a web request)."""
+    with transaction.atomic():
+        policy = change_policy(
+            kind=kind,
+            settings=settings,
+            actor=actor,
+            reason=reason,
+            based_on_version=based_on_version,
+        )
+        request_rerouting(kind=kind, actor=actor)
     return policy
 
 
@@ -73,14 +69,14 @@ def change_policy(
     based_on_version: int | None = None,
 ) -> EscalationPolicy:
     """Save new thresholds as the next version, audited. Re-routing undecided reviews is the
-    caller's next step (`rerouting.reroute_undecided`), after this commits.
+    caller's next step (`save_policy` queues it), after this commits.
 
     `based_on_version` is the version the person was looking at: when someone saved another
     version since, PolicyChanged (409) instead of silently replacing their change. Two saves at
     the same moment queue on a lock of the kind's versions; the second sees the first's
     version (and, given `based_on_version`, a conflict)."""
-    require_permission(actor, "reviews.add_escalationpolicy")
-    current_policy(kind)  # version 1 exists before anyone locks the versions
+    require_permission(actor, MANAGE_POLICY)
+    seed_first_versions(kinds=[kind])  # version 1 exists before anyone locks the versions
     list(EscalationPolicy.objects.select_for_update().filter(kind=kind).values_list("pk"))
     previous = EscalationPolicy.objects.filter(kind=kind).order_by("-version").first()
     if based_on_version is not None and previous.version != based_on_version:
@@ -96,7 +92,7 @@ def change_policy(
         version=version,
         created_by=actor if actor is not None and actor.is_authenticated else None,
         change_reason=reason,
-        **_as_fields(settings),
+        **settings.as_fields(),
     )
     policy.full_clean()
     try:
@@ -122,9 +118,3 @@ def change_policy(
 
 def _by(policy: EscalationPolicy) -> str:
     return f" by {policy.created_by.get_username()}" if policy.created_by_id else ""
-
-
-def _as_fields(settings: PolicySettings) -> dict:
-    fields = asdict(settings)
-    fields["segment_overrides"] = fields["segment_overrides"] or {}
-    return fields

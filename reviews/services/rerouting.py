@@ -1,36 +1,17 @@
-"""Re-routing: after a policy change, undecided reviews follow the new thresholds.
+"""Re-routing: after a policy change, undecided reviews follow the current version's rule.
 
-Which reviews move (`reroutable_reviews`):
-- pending items (analyst or expert queue) and auto-approved items that no person has decided.
-  Auto-approved items are pulled back to people when the new policy says so (raising the
-  auto-approve threshold sends them to analysts): an auto-approval is the policy's call, not a
-  person's, and nothing has acted on it that a person confirmed;
-- never an item a person escalated (or the SLA sweep escalated): it stays with the experts,
-  with the escalation's reason, whatever the thresholds say;
-- never a decided review: its route, reason and policy version stay as they were decided.
+What moves (`reroutable_reviews`): pending and auto-approved reviews that no person decided or
+escalated; an auto-approval is the policy's call, so a stricter policy pulls it back to people.
+The rule is routing's (`routing.routing_rule`, an open pause included). An item that stays with
+people keeps its `routed_at`: its wait does not restart because an admin moved a threshold.
 
-The rules themselves are `routing.choose_route`, applied with the current policy version; the
-member-value threshold is the policy's quantile of the member values of the reviews being
-re-routed, as routing computes it over the predictions it routes.
-
-Clocks: an item that stays with people keeps its `routed_at` (its wait does not restart because
-an admin moved a threshold) and gets `due_at = routed_at + sla_hours` of the new version; an item
-that changes between automatic and human handling is routed now (`routed_at` = now).
-
-Idempotent: rows whose route, state, reason, version and clocks already match are not written,
-so a second run changes nothing and moves nothing.
-
-Where it runs: saving a policy only queues it (`request_rerouting`, on commit); a Celery worker
-re-routes in batches (`tasks.reroute_undecided_task`): over a million undecided reviews it takes
-minutes, far past a web request. What is still to do lives in the database itself: every review
-the re-routing has reached carries the current policy version, so `awaiting_rerouting` counts
-the rest (the page shows it), and the sweep `reroute_stale` re-runs a re-routing that a lost
-message or a killed worker left unfinished. A run that finds a newer version in force stops:
-the newer version's own run re-routes everything.
+Saving a policy only queues this (`request_rerouting`, on commit): a worker re-routes in batches,
+writing only rows that change, so a rerun moves nothing. Every review reached carries the current
+version: `awaiting_rerouting` counts the rest and the sweep `reroute_stale` resumes a lost run.
 """
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
@@ -42,14 +23,15 @@ from loyalty.models import AuditRecord
 from loyalty.services.audit import record_audit
 from predictions.models import PredictionKind
 from reviews.models import EscalationPolicy, Review
-from reviews.services.policy import PolicySettings, current_policy
-from reviews.services.routing import choose_route
+from reviews.permissions import MANAGE_POLICY
+from reviews.policy_settings import PolicySettings
+from reviews.selectors.policy import current_policy
+from reviews.services.routing import RoutingRule, routed_fields, routing_rule
 
 # Rows locked and rewritten per transaction: short enough that a reviewer deciding an item of
 # the batch waits well under a second (SQLite serializes every write transaction).
 REROUTE_BATCH_SIZE = 2000
 UNDECIDED_STATES = (Review.State.PENDING, Review.State.AUTO_APPROVED)
-MANAGE_POLICY = "reviews.add_escalationpolicy"
 # A re-routing still unfinished this long after its version was saved was lost (a worker killed,
 # a message dropped): a million reviews take a few minutes, so this is well past a slow run.
 STALE_REROUTING_AFTER = timedelta(minutes=30)
@@ -124,11 +106,6 @@ def _is_current(policy: EscalationPolicy) -> bool:
     return newest.values_list("pk", flat=True).first() == policy.pk
 
 
-def value_threshold_of(values: np.ndarray, quantile: float) -> float | None:
-    """The member value above which an expert decides, as routing computes it."""
-    return float(np.quantile(values, quantile)) if len(values) else None
-
-
 def reroute_undecided(
     *, kind: str, actor: AbstractBaseUser | None = None, policy_version: int | None = None
 ) -> ReroutingResult:
@@ -142,12 +119,11 @@ def reroute_undecided(
         return ReroutingResult(
             kind=kind, policy_version=policy_version, considered=0, superseded=True
         )
-    settings = PolicySettings.of(policy)
     values = np.fromiter(
         reroutable_reviews(kind).values_list("member_value", flat=True).iterator(chunk_size=10000),
         dtype="float64",
     )
-    threshold = value_threshold_of(values, settings.expert_value_quantile)
+    rule = routing_rule(kind=kind, settings=PolicySettings.of(policy), values=values)
     moves: dict[tuple[str, str], int] = {}
     by_route: dict[str, int] = {}
     considered = 0
@@ -184,7 +160,7 @@ def reroute_undecided(
             now = timezone.now()
             changed = []
             for row in batch:
-                review, source, target = _rerouted(row, policy, settings, kind, threshold, now)
+                review, source, target = _rerouted(row, policy, rule, now)
                 considered += 1
                 by_route[target] = by_route.get(target, 0) + 1
                 if source != target:
@@ -214,30 +190,20 @@ def reroute_undecided(
     return result
 
 
-def _rerouted(row: tuple, policy, settings: PolicySettings, kind: str, threshold, now):
+def _rerouted(row: tuple, policy: EscalationPolicy, rule: RoutingRule, now: datetime):
     """The review with its new routing (None when nothing changes), and its old and new route."""
     (pk, prediction_id, route, state, reason, policy_id, routed_at, due_at) = row[:8]
     confidence, risk, value, tier = row[8:]
-    choice = choose_route(
-        settings=settings,
-        kind=kind,
-        prediction_id=prediction_id,
-        confidence=confidence,
-        risk=risk,
-        value=value,
-        value_threshold=threshold,
-        tier=tier or "",
+    choice = rule.route(
+        prediction_id=prediction_id, confidence=confidence, risk=risk, value=value, tier=tier or ""
     )
-    is_auto = choice.route == Review.Route.AUTO
-    was_auto = route == Review.Route.AUTO
-    new_routed_at = routed_at if is_auto == was_auto else now
+    # Handing an item between automation and people routes it now; otherwise its wait goes on.
+    was_auto, is_auto = route == Review.Route.AUTO, choice.route == Review.Route.AUTO
     new = {
-        "route": choice.route,
-        "state": Review.State.AUTO_APPROVED if is_auto else Review.State.PENDING,
-        "route_reason": choice.reason,
+        **routed_fields(
+            choice, routed_at=routed_at if is_auto == was_auto else now, sla_hours=policy.sla_hours
+        ),
         "policy_id": policy.pk,
-        "routed_at": new_routed_at,
-        "due_at": None if is_auto else new_routed_at + timedelta(hours=policy.sla_hours),
     }
     old = {
         "route": route,

@@ -18,7 +18,7 @@ risky, valuable, uncertain members first. Next-action reviews carry no risk and 
 
 import hashlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.db import transaction
@@ -26,8 +26,10 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from predictions.models import Prediction, PredictionKind
-from reviews.models import AutomationPause, EscalationPolicy, Review
-from reviews.services.policy import PolicySettings, current_policy
+from reviews.models import EscalationPolicy, Review
+from reviews.policy_settings import PolicySettings
+from reviews.selectors.pauses import open_pause
+from reviews.selectors.policy import current_policy
 
 ROUTING_BATCH_SIZE = 5000
 # The member value scoring stored beside the prediction (spend over the last 365 days).
@@ -47,6 +49,51 @@ class RoutingResult:
     by_route: dict[str, int]
 
 
+@dataclass(frozen=True)
+class RoutingRule:
+    """The rule of one kind as it stands: a policy's settings, the member value above which an
+    expert decides (over the population being routed) and why auto-approval is paused ('' when
+    it is not). Routing and re-routing build it with `routing_rule`, so that neither can leave
+    a part out; the simulation routes with it, vectorized."""
+
+    kind: str
+    settings: PolicySettings
+    value_threshold: float | None
+    paused: str
+
+    def route(
+        self, *, prediction_id: int, confidence: float, risk: float | None, value: float, tier: str
+    ) -> RouteChoice:
+        return choose_route(
+            settings=self.settings,
+            kind=self.kind,
+            prediction_id=prediction_id,
+            confidence=confidence,
+            risk=risk,
+            value=value,
+            value_threshold=self.value_threshold,
+            tier=tier,
+            paused=self.paused,
+        )
+
+
+def routing_rule(*, kind: str, settings: PolicySettings, values: np.ndarray) -> RoutingRule:
+    """The rule for routing a population whose member values are `values`, with the pause of
+    `kind` that is open now."""
+    pause = open_pause(kind)
+    return RoutingRule(
+        kind=kind,
+        settings=settings,
+        value_threshold=value_threshold_of(values, settings.expert_value_quantile),
+        paused=pause.reason if pause is not None else "",
+    )
+
+
+def value_threshold_of(values: np.ndarray, quantile: float) -> float | None:
+    """The member value above which an expert decides: the policy's quantile of `values`."""
+    return float(np.quantile(values, quantile)) if len(values) else None
+
+
 def choose_route(
     *,
     settings: PolicySettings,
@@ -57,12 +104,12 @@ def choose_route(
     value: float,
     value_threshold: float | None,
     tier: str,
-    paused: str = "",
+    paused: str,
 ) -> RouteChoice:
     """The route of one prediction and why (the rules in the module docstring). `paused`:
     why auto-approval is paused for this kind (empty when it is not): a would-be
     auto-approval then goes to an analyst."""
-    auto, expert = _thresholds(settings, tier)
+    auto, expert = tier_thresholds(settings, tier)
     # Strictly above: when many members share one value, none of them is 'the top'.
     if value_threshold is not None and value > value_threshold:
         top = round((1 - settings.expert_value_quantile) * 100)
@@ -72,14 +119,13 @@ def choose_route(
             Review.Route.EXPERT, f"confidence {confidence:.2f} < expert threshold {expert:.2f}"
         )
     if confidence >= auto:
-        low, high = settings.human_risk_low, settings.human_risk_high
-        if kind == PredictionKind.CHURN and risk is not None and low is not None:
-            if low <= risk <= (high if high is not None else 1.0):
-                return RouteChoice(
-                    Review.Route.ANALYST,
-                    f"churn risk {risk:.2f} in the band that needs a person "
-                    f"({low:.2f}–{(high if high is not None else 1.0):.2f})",
-                )
+        band = human_risk_band(settings, kind)
+        if band is not None and risk is not None and band[0] <= risk <= band[1]:
+            return RouteChoice(
+                Review.Route.ANALYST,
+                f"churn risk {risk:.2f} in the band that needs a person "
+                f"({band[0]:.2f}–{band[1]:.2f})",
+            )
         if in_audit_sample(prediction_id, settings.audit_sample_rate):
             return RouteChoice(
                 Review.Route.ANALYST, f"audit sample ({settings.audit_sample_rate:.0%})"
@@ -95,7 +141,8 @@ def choose_route(
     )
 
 
-def _thresholds(settings: PolicySettings, tier: str) -> tuple[float, float]:
+def tier_thresholds(settings: PolicySettings, tier: str) -> tuple[float, float]:
+    """The auto-approve and expert confidence thresholds of a tier (its override, if any)."""
     override = (settings.segment_overrides or {}).get(tier, {})
     return (
         float(override.get("auto_approve_confidence", settings.auto_approve_confidence)),
@@ -103,10 +150,36 @@ def _thresholds(settings: PolicySettings, tier: str) -> tuple[float, float]:
     )
 
 
+def human_risk_band(settings: PolicySettings, kind: str) -> tuple[float, float] | None:
+    """The churn risks (both ends included) that always need a person; None when no band
+    applies (another kind, or no lower bound set)."""
+    low, high = settings.human_risk_low, settings.human_risk_high
+    if kind != PredictionKind.CHURN or low is None:
+        return None
+    return low, high if high is not None else 1.0
+
+
+def audit_digest(prediction_id: int) -> bytes:
+    """Eight bytes fixed by the prediction id: its place in (or out of) the audit sample."""
+    return hashlib.blake2b(str(prediction_id).encode(), digest_size=8).digest()
+
+
 def in_audit_sample(prediction_id: int, rate: float) -> bool:
     """Deterministic: the same prediction is in or out of the sample every time."""
-    digest = hashlib.blake2b(str(prediction_id).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64 < rate
+    return int.from_bytes(audit_digest(prediction_id), "big") / 2**64 < rate
+
+
+def routed_fields(choice: RouteChoice, *, routed_at: datetime, sla_hours: int) -> dict:
+    """The review fields that follow from a route: an auto-approval has no deadline, a
+    person's item is pending and due `sla_hours` after it was routed."""
+    is_auto = choice.route == Review.Route.AUTO
+    return {
+        "route": choice.route,
+        "state": Review.State.AUTO_APPROVED if is_auto else Review.State.PENDING,
+        "route_reason": choice.reason,
+        "routed_at": routed_at,
+        "due_at": None if is_auto else routed_at + timedelta(hours=sla_hours),
+    }
 
 
 def priority(*, risk: float | None, value_percentile: float, confidence: float) -> float:
@@ -117,15 +190,12 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
     """Give every prediction of `kind` that has no review yet its review. Idempotent: a
     prediction routed already is skipped; reruns route nothing twice (unique prediction)."""
     policy = current_policy(kind)
-    pause = AutomationPause.objects.open().filter(kind=kind).first()
-    paused = pause.reason if pause is not None else ""
     unrouted = Prediction.objects.filter(kind=kind, review__isnull=True)
     if model_version_id is not None:
         unrouted = unrouted.filter(model_version_id=model_version_id)
     values = _member_values(unrouted)
-    threshold = float(np.quantile(values, policy.expert_value_quantile)) if len(values) else None
+    rule = routing_rule(kind=kind, settings=PolicySettings.of(policy), values=values)
     sorted_values = np.sort(values)
-    settings = PolicySettings.of(policy)
     counts: dict[str, int] = {}
     last_id = 0
     while True:
@@ -139,9 +209,7 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
         if not batch:
             break
         last_id = batch[-1][0]
-        reviews = [
-            _review(policy, settings, kind, row, threshold, sorted_values, paused) for row in batch
-        ]
+        reviews = [_review(policy, rule, row, sorted_values) for row in batch]
         with transaction.atomic():
             Review.objects.bulk_create(reviews, ignore_conflicts=True)
             supersede_older_reviews(kind=kind, member_ids=[row[1] for row in batch])
@@ -176,48 +244,28 @@ def _value(value: float | str | None) -> float:
 
 
 def _review(
-    policy: EscalationPolicy,
-    settings: PolicySettings,
-    kind: str,
-    row: tuple,
-    threshold: float | None,
-    sorted_values: np.ndarray,
-    paused: str = "",
+    policy: EscalationPolicy, rule: RoutingRule, row: tuple, sorted_values: np.ndarray
 ) -> Review:
     prediction_id, member_id, score, confidence, raw_value, tier = row
     value = _value(raw_value)
-    risk = score if kind == PredictionKind.CHURN else None
-    choice = choose_route(
-        settings=settings,
-        kind=kind,
-        prediction_id=prediction_id,
-        confidence=confidence,
-        risk=risk,
-        value=value,
-        value_threshold=threshold,
-        tier=tier or "",
-        paused=paused,
+    risk = score if rule.kind == PredictionKind.CHURN else None
+    choice = rule.route(
+        prediction_id=prediction_id, confidence=confidence, risk=risk, value=value, tier=tier or ""
     )
     percentile = (
         float(np.searchsorted(sorted_values, value, side="right")) / len(sorted_values)
         if len(sorted_values)
         else 0.0
     )
-    now = timezone.now()
-    is_auto = choice.route == Review.Route.AUTO
     return Review(
         prediction_id=prediction_id,
         member_id=member_id,
-        kind=kind,
-        route=choice.route,
-        state=Review.State.AUTO_APPROVED if is_auto else Review.State.PENDING,
-        route_reason=choice.reason,
+        kind=rule.kind,
         policy=policy,
         priority=priority(risk=risk, value_percentile=percentile, confidence=confidence),
         tier=tier or "",
         member_value=value,
         risk=risk,
         confidence=confidence,
-        routed_at=now,
-        due_at=None if is_auto else now + timedelta(hours=policy.sla_hours),
+        **routed_fields(choice, routed_at=timezone.now(), sla_hours=policy.sla_hours),
     )

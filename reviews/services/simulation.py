@@ -1,22 +1,16 @@
 """What-if for escalation thresholds: what a policy would do to today's undecided reviews.
 
-Read-only. The population is exactly what saving the policy would re-route
-(`rerouting.reroutable_reviews`: pending and auto-approved reviews that no person decided or
-escalated), read column-wise from the denormalized Review fields (confidence, risk, member
-value, tier, prediction id) and the prediction's score, in one read, into numpy arrays.
-The routing rules are `routing.choose_route`'s, vectorized; a test holds the two equal row by
-row.
+Read-only. The population is what saving the policy would re-route
+(`rerouting.reroutable_reviews`), read column-wise into numpy arrays in one read and routed by
+`routing.RoutingRule` vectorized, for the page to answer while an admin types (a test holds the
+two equal row by row).
 
-Expected error among auto-approved items, from the calibrated probabilities:
-- churn: the model's call is "churns" when p ≥ 0.5, "stays" otherwise, so the chance the call is
-  wrong is min(p, 1 - p); the expected error rate is its mean over the auto-approved items;
-- next action: `Prediction.score` is the probability of the recommended action, so the chance
-  that another action was right is 1 - score (1 - confidence where a score is missing).
-Observed: among reviews people already decided (the most recent DECIDED_SAMPLE_SIZE), those the
-new thresholds would auto-approve, and the share of them that people overrode.
+Expected error among auto-approved items, from the calibrated probabilities: a churn call is
+wrong with chance min(p, 1 - p); a next action with chance 1 - score (1 - confidence where a
+score is missing). Observed: among the most recent decided reviews (DECIDED_SAMPLE_SIZE), those
+the thresholds would auto-approve, and the share of them that people overrode.
 """
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,8 +19,15 @@ from django.db.models import Subquery
 from loyalty.query_frames import values_frame
 from predictions.models import PredictionKind
 from reviews.models import Decision, Review
-from reviews.services.policy import PolicySettings
-from reviews.services.rerouting import reroutable_reviews, value_threshold_of
+from reviews.policy_settings import PolicySettings
+from reviews.services.rerouting import reroutable_reviews
+from reviews.services.routing import (
+    RoutingRule,
+    audit_digest,
+    human_risk_band,
+    tier_thresholds,
+    value_threshold_of,
+)
 
 # Enough past decisions for a stable override rate, few enough to read in well under a second.
 DECIDED_SAMPLE_SIZE = 50_000
@@ -83,19 +84,23 @@ class Simulation:
 
 
 def simulate_policy(*, kind: str, settings: PolicySettings) -> Simulation:
-    """Route today's undecided reviews of `kind` under `settings`, without writing anything."""
+    """Route today's undecided reviews of `kind` under `settings`, without writing anything.
+    What the thresholds do with auto-approval on: an open pause is left out (every page shows
+    it in its banner), so that an admin can tune thresholds while one is open."""
     columns = read_columns(reroutable_reviews(kind), kind=kind)
-    threshold = value_threshold_of(columns.value, settings.expert_value_quantile)
-    sampled = audit_sample_of(columns, settings=settings, kind=kind, value_threshold=threshold)
-    routes = route_codes(
-        columns, settings=settings, kind=kind, value_threshold=threshold, audit_sampled=sampled
+    rule = RoutingRule(
+        kind=kind,
+        settings=settings,
+        value_threshold=value_threshold_of(columns.value, settings.expert_value_quantile),
+        paused="",
     )
+    sampled = audit_sample_of(columns, rule=rule)
+    routes = route_codes(columns, rule=rule, audit_sampled=sampled)
     errors = error_chances(columns, kind=kind)
     is_auto = routes == AUTO
     n_auto = int(is_auto.sum())
     decided = read_columns(_decided_reviews(kind), kind=kind, decided=True)
-    decided_routes = route_codes(decided, settings=settings, kind=kind, value_threshold=threshold)
-    would_auto = decided_routes == AUTO
+    would_auto = route_codes(decided, rule=rule) == AUTO
     observed_n = int(would_auto.sum())
     return Simulation(
         kind=kind,
@@ -105,27 +110,20 @@ def simulate_policy(*, kind: str, settings: PolicySettings) -> Simulation:
         held_by_experts=Review.objects.filter(
             kind=kind, state=Review.State.PENDING, escalated_at__isnull=False
         ).count(),
-        value_threshold=threshold,
+        value_threshold=rule.value_threshold,
         expected_error_rate=float(errors[is_auto].mean()) if n_auto else None,
         expected_errors=float(errors[is_auto].sum()),
         observed_n=observed_n,
         observed_override_rate=(
             float(decided.is_override[would_auto].mean()) if observed_n else None
         ),
-        curve=workload_curve(
-            columns,
-            settings=settings,
-            kind=kind,
-            value_threshold=threshold,
-            errors=errors,
-            audit_sampled=sampled,
-        ),
+        curve=workload_curve(columns, rule=rule, errors=errors, audit_sampled=sampled),
     )
 
 
 def read_columns(reviews, *, kind: str, decided: bool = False) -> ReviewColumns:
-    """The routing inputs of `reviews`, in one read (COPY on PostgreSQL: a million reviews in
-    about a second, loyalty.query_frames)."""
+    """The routing inputs of `reviews`, in one read (`loyalty.query_frames`: COPY on
+    PostgreSQL)."""
     types = {
         "prediction_id": "int64",
         "confidence": "float64",
@@ -164,20 +162,16 @@ def _decided_reviews(kind: str):
 
 
 def route_codes(
-    columns: ReviewColumns,
-    *,
-    settings: PolicySettings,
-    kind: str,
-    value_threshold: float | None,
-    audit_sampled: np.ndarray | None = None,
+    columns: ReviewColumns, *, rule: RoutingRule, audit_sampled: np.ndarray | None = None
 ) -> np.ndarray:
-    """`choose_route` for every row at once: an int8 route code per review. `audit_sampled`
+    """`rule.route` for every row at once: an int8 route code per review. `audit_sampled`
     may carry the audit-sample membership computed already for at least the auto candidates."""
-    parts = _route_parts(columns, settings=settings, kind=kind, value_threshold=value_threshold)
-    is_expert, needs_person, auto_threshold = parts
-    is_auto = ~is_expert & ~needs_person & (columns.confidence >= auto_threshold)
+    is_expert, may_be_auto, auto_threshold = _route_parts(columns, rule)
+    is_auto = may_be_auto & (columns.confidence >= auto_threshold)
     if audit_sampled is None:
-        audit_sampled = _in_audit_sample(columns, settings.audit_sample_rate, candidates=is_auto)
+        audit_sampled = _in_audit_sample(
+            columns, rule.settings.audit_sample_rate, candidates=is_auto
+        )
     is_auto &= ~audit_sampled
     routes = np.full(len(columns), ANALYST, dtype="int8")
     routes[is_expert] = EXPERT
@@ -185,39 +179,36 @@ def route_codes(
     return routes
 
 
-def _route_parts(columns, *, settings, kind, value_threshold):
-    """Expert by value or low confidence; a person by the risk band; each row's auto threshold."""
+def _route_parts(
+    columns: ReviewColumns, rule: RoutingRule
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expert (by value or low confidence); auto-approved once confident enough (not held by the
+    risk band or a pause); each row's auto-approve threshold."""
+    settings = rule.settings
     auto_threshold = np.full(len(columns), float(settings.auto_approve_confidence))
     expert_threshold = np.full(len(columns), float(settings.expert_confidence))
-    for tier, override in (settings.segment_overrides or {}).items():
+    for tier in settings.segment_overrides or {}:
         in_tier = columns.tier == tier
-        if "auto_approve_confidence" in override:
-            auto_threshold[in_tier] = float(override["auto_approve_confidence"])
-        if "expert_confidence" in override:
-            expert_threshold[in_tier] = float(override["expert_confidence"])
+        auto_threshold[in_tier], expert_threshold[in_tier] = tier_thresholds(settings, tier)
     is_expert = columns.confidence < expert_threshold
-    if value_threshold is not None:
-        is_expert |= columns.value > value_threshold
-    needs_person = np.zeros(len(columns), dtype=bool)
-    low, high = settings.human_risk_low, settings.human_risk_high
-    if kind == PredictionKind.CHURN and low is not None:
-        high = high if high is not None else 1.0
+    if rule.value_threshold is not None:
+        is_expert |= columns.value > rule.value_threshold
+    may_be_auto = ~is_expert
+    band = human_risk_band(settings, rule.kind)
+    if band is not None:
         with np.errstate(invalid="ignore"):  # nan risk is in no band
-            needs_person = (columns.risk >= low) & (columns.risk <= high)
-    return is_expert, needs_person, auto_threshold
+            may_be_auto &= ~((columns.risk >= band[0]) & (columns.risk <= band[1]))
+    if rule.paused:
+        may_be_auto[:] = False
+    return is_expert, may_be_auto, auto_threshold
 
 
-def audit_sample_of(
-    columns: ReviewColumns, *, settings: PolicySettings, kind: str, value_threshold: float | None
-) -> np.ndarray:
+def audit_sample_of(columns: ReviewColumns, *, rule: RoutingRule) -> np.ndarray:
     """Audit-sample membership of every row that some auto-approve threshold could approve.
     The sample is fixed by prediction id whatever the threshold, so one hashing pass serves the
     routes and the whole workload curve."""
-    is_expert, needs_person, _ = _route_parts(
-        columns, settings=settings, kind=kind, value_threshold=value_threshold
-    )
-    candidates = ~is_expert & ~needs_person
-    return _in_audit_sample(columns, settings.audit_sample_rate, candidates=candidates)
+    _, may_be_auto, _ = _route_parts(columns, rule)
+    return _in_audit_sample(columns, rule.settings.audit_sample_rate, candidates=may_be_auto)
 
 
 def _in_audit_sample(columns: ReviewColumns, rate: float, *, candidates: np.ndarray) -> np.ndarray:
@@ -225,8 +216,7 @@ def _in_audit_sample(columns: ReviewColumns, rate: float, *, candidates: np.ndar
     sampled = np.zeros(len(columns), dtype=bool)
     if rate <= 0 or not candidates.any():
         return sampled
-    ids = columns.prediction_id[candidates]
-    digests = b"".join(hashlib.blake2b(str(int(i)).encode(), digest_size=8).digest() for i in ids)
+    digests = b"".join(audit_digest(int(i)) for i in columns.prediction_id[candidates])
     # A uint64 divided by 2**64 in float64 equals Python's int / 2**64 (both round the same).
     share = np.frombuffer(digests, dtype=">u8").astype("float64") / 2.0**64
     sampled[candidates] = share < rate
@@ -244,9 +234,7 @@ def error_chances(columns: ReviewColumns, *, kind: str) -> np.ndarray:
 def workload_curve(
     columns: ReviewColumns,
     *,
-    settings: PolicySettings,
-    kind: str,
-    value_threshold: float | None,
+    rule: RoutingRule,
     errors: np.ndarray,
     audit_sampled: np.ndarray | None = None,
 ) -> WorkloadCurve:
@@ -255,24 +243,15 @@ def workload_curve(
     Only rows of tiers without their own auto threshold move with it: they are auto-approved
     when their confidence reaches it, unless a rule independent of it holds them back.
     """
-    is_expert, needs_person, _ = _route_parts(
-        columns, settings=settings, kind=kind, value_threshold=value_threshold
-    )
-    may_be_auto = ~is_expert & ~needs_person
+    is_expert, may_be_auto, _ = _route_parts(columns, rule)
     sampled = audit_sampled
     if sampled is None:
-        sampled = _in_audit_sample(columns, settings.audit_sample_rate, candidates=may_be_auto)
+        sampled = _in_audit_sample(columns, rule.settings.audit_sample_rate, candidates=may_be_auto)
     follows_default = np.ones(len(columns), dtype=bool)
-    for tier, override in (settings.segment_overrides or {}).items():
+    for tier, override in (rule.settings.segment_overrides or {}).items():
         if "auto_approve_confidence" in override:
             follows_default &= columns.tier != tier
-    fixed = route_codes(
-        columns,
-        settings=settings,
-        kind=kind,
-        value_threshold=value_threshold,
-        audit_sampled=sampled,
-    )
+    fixed = route_codes(columns, rule=rule, audit_sampled=sampled)
     fixed_auto = (fixed == AUTO) & ~follows_default
     candidates = follows_default & may_be_auto & ~sampled
     order = np.argsort(columns.confidence[candidates], kind="stable")

@@ -15,22 +15,17 @@ from django.utils import timezone
 from loyalty.models import AuditRecord
 from loyalty.services.audit import record_audit
 from reviews.models import Review
+from reviews.permissions import DECIDE_ESCALATED
+from reviews.selectors.queue import overdue_analyst_items
 from reviews.services.notifications import notify, users_with_permission
 
 SLA_BATCH = 1000
-EXPERT_PERMISSION = "reviews.decide_escalated"
 
 
 @dataclass(frozen=True)
 class SlaResult:
     escalated: int
     notified: int
-
-
-def overdue_analyst_items(*, now: datetime):
-    return Review.objects.filter(
-        route=Review.Route.ANALYST, state=Review.State.PENDING, due_at__lte=now
-    )
 
 
 def escalate_overdue(*, now: datetime | None = None) -> SlaResult:
@@ -65,7 +60,7 @@ def escalate_overdue(*, now: datetime | None = None) -> SlaResult:
         escalated += len(batch)
     notified = 0
     if escalated:
-        experts = list(users_with_permission(EXPERT_PERMISSION))
+        experts = list(users_with_permission(DECIDE_ESCALATED))
         notify(
             recipients=experts,
             subject=f"{escalated} analyst item{'s' if escalated != 1 else ''} passed the SLA",

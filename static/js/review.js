@@ -15,7 +15,7 @@
   var selected = -1;
 
   function rows() {
-    return Array.prototype.slice.call(document.querySelectorAll("tr.qrow"));
+    return Array.prototype.slice.call(document.querySelectorAll("tr.queue-row"));
   }
 
   function select(index) {
@@ -36,8 +36,8 @@
   function updateSelectedCount() {
     var label = document.querySelector("[data-role=selected-count]");
     if (!label) { return; }
-    var n = document.querySelectorAll("tr.qrow input[name=review]:checked").length;
-    label.textContent = n ? n + " selected" : "";
+    var count = document.querySelectorAll("tr.queue-row input[name=review]:checked").length;
+    label.textContent = count ? count + " selected" : "";
   }
 
   // A row's member, page and quick-decide URL are read from its link and its approve button,
@@ -77,15 +77,15 @@
 
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-action=escalate]");
-    if (button) { escalate(button.closest("tr.qrow")); return; }
-    var row = event.target.closest("tr.qrow");
+    if (button) { escalate(button.closest("tr.queue-row")); return; }
+    var row = event.target.closest("tr.queue-row");
     if (row && !event.target.closest("button, a, input")) {
       select(rows().indexOf(row));
     }
   });
 
   document.addEventListener("change", function (event) {
-    if (event.target.matches("tr.qrow input[name=review]")) { updateSelectedCount(); }
+    if (event.target.matches("tr.queue-row input[name=review]")) { updateSelectedCount(); }
   });
 
   // A decided row is removed: keep the selection on the row that took its place.
@@ -95,7 +95,7 @@
   });
 
   document.addEventListener("keydown", function (event) {
-    if (!document.querySelector("tr.qrow")) { return; }
+    if (!document.querySelector("tr.queue-row")) { return; }
     if (event.ctrlKey || event.metaKey || event.altKey) { return; }
     if (event.target.closest("input, select, textarea, dialog")) { return; }
     var row = current();
@@ -120,19 +120,19 @@
 
   // --- member page: one decision form at a time ----------------------------------------------
   function showVerdict(verdict) {
-    document.querySelectorAll(".vtab").forEach(function (tab) {
+    document.querySelectorAll(".verdict-tab").forEach(function (tab) {
       tab.classList.toggle("active", tab.dataset.verdict === verdict);
       tab.setAttribute("aria-selected", tab.dataset.verdict === verdict ? "true" : "false");
     });
-    document.querySelectorAll("form.dform").forEach(function (form) {
+    document.querySelectorAll("form.decision-form").forEach(function (form) {
       form.hidden = form.dataset.verdict !== verdict;
     });
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    var active = document.querySelector(".vtab.active");
+    var active = document.querySelector(".verdict-tab.active");
     if (active) { showVerdict(active.dataset.verdict); }
-    document.querySelectorAll(".vtab").forEach(function (tab) {
+    document.querySelectorAll(".verdict-tab").forEach(function (tab) {
       tab.addEventListener("click", function () { showVerdict(tab.dataset.verdict); });
     });
   });

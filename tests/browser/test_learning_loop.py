@@ -9,7 +9,9 @@ from learning.models import GatePolicy, LabeledExample
 from learning.services.monitoring import run_monitor
 from loyalty.services.users import create_demo_users
 from reviews.models import AutomationPause, Review
-from reviews.services.policy import PolicySettings, change_policy, current_policy
+from reviews.policy_settings import PolicySettings
+from reviews.selectors.policy import current_policy
+from reviews.services.policy import change_policy
 from reviews.services.reason_codes import seed_reason_codes
 from reviews.services.routing import route_new_predictions
 from tests.conftest import output_dir

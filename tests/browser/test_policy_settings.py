@@ -7,7 +7,8 @@ from playwright.sync_api import expect
 
 from loyalty.services.users import create_demo_users
 from reviews.models import EscalationPolicy, Review
-from reviews.services.policy import PolicySettings, change_policy
+from reviews.policy_settings import PolicySettings
+from reviews.services.policy import change_policy
 from reviews.services.rerouting import awaiting_rerouting
 from reviews.services.routing import route_new_predictions
 from tests.conftest import output_dir

@@ -79,7 +79,7 @@ def test_an_analyst_overrides_a_call_and_lands_on_the_next_item(live_server, pag
     log_in(page, "analyst", "analyst-demo")
 
     page.goto(f"{live_server.url}/reviews/")
-    assert page.locator("tr.qrow").count() == len(reviews)
+    assert page.locator("tr.queue-row").count() == len(reviews)
     page.screenshot(path=str(output_dir(request) / "queue.png"), full_page=True)
 
     page.get_by_role("link", name=first.member.external_id).click()
@@ -108,7 +108,7 @@ def test_an_analyst_overrides_a_call_and_lands_on_the_next_item(live_server, pag
     )
     page.goto(f"{live_server.url}/reviews/")
     assert page.locator(f"#review-row-{first.pk}").count() == 0
-    assert page.locator("tr.qrow").count() == len(reviews) - 1
+    assert page.locator("tr.queue-row").count() == len(reviews) - 1
 
 
 def test_keyboard_j_then_a_approves_the_first_row(live_server, page, log_in, request):
@@ -116,14 +116,14 @@ def test_keyboard_j_then_a_approves_the_first_row(live_server, page, log_in, req
     reviews = queue_in_order()
     log_in(page, "analyst", "analyst-demo")
     page.goto(f"{live_server.url}/reviews/")
-    page.locator("tr.qrow").first.wait_for()
+    page.locator("tr.queue-row").first.wait_for()
 
     page.keyboard.press("j")
-    assert "selected" in page.locator("tr.qrow").first.get_attribute("class")
+    assert "selected" in page.locator("tr.queue-row").first.get_attribute("class")
     page.keyboard.press("a")
 
     page.locator(f"#review-row-{reviews[0].pk}").wait_for(state="detached")
-    assert page.locator("tr.qrow").count() == len(reviews) - 1
+    assert page.locator("tr.queue-row").count() == len(reviews) - 1
     assert "Approved" in page.locator("#queue-flash").inner_text()
     assert page.locator("#count-analyst").inner_text() == str(len(reviews) - 1)
     decision = Decision.objects.get(review=reviews[0])
@@ -137,7 +137,7 @@ def test_keyboard_e_escalates_the_selected_row_with_a_comment(live_server, page,
     second = reviews[1]
     log_in(page, "analyst", "analyst-demo")
     page.goto(f"{live_server.url}/reviews/")
-    page.locator("tr.qrow").first.wait_for()
+    page.locator("tr.queue-row").first.wait_for()
 
     page.keyboard.press("j")
     page.keyboard.press("j")

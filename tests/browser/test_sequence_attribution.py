@@ -55,7 +55,7 @@ def test_the_member_page_shows_the_sequence_share_and_its_events(
     marked = page.get_by_test_id("sequence-event")
     assert marked.count() == len(events)
     shown = sorted(
-        float(text.split()[-1]) for text in marked.locator(".seq-flag").all_inner_texts()
+        float(text.split()[-1]) for text in marked.locator(".sequence-flag").all_inner_texts()
     )
     assert shown == pytest.approx(sorted(round(e["attribution"], 3) for e in events), abs=1e-9)
     assert page.get_by_test_id("sequence-legend").is_visible()

@@ -14,7 +14,7 @@ from predictions.services.registry import promote_model_version
 from predictions.services.scoring import score_chunk, start_scoring_run
 from predictions.services.training import train_churn_version
 from reviews.models import AutomationPause, Review
-from reviews.selectors import open_pause
+from reviews.selectors.pauses import open_pause
 from reviews.services.automation import resume_auto_approval
 from reviews.services.routing import route_new_predictions
 from tests.conftest import TEST_PASSWORD

@@ -24,9 +24,9 @@ from loyalty.services.erasure import (
 )
 from predictions.models import Prediction
 from reviews.models import Decision, Notification, Review
+from reviews.selectors.notifications import unread_count
+from reviews.selectors.policy import current_policy
 from reviews.services.decisions import escalate_review, override_prediction
-from reviews.services.notifications import unread_count
-from reviews.services.policy import current_policy
 from reviews.services.reason_codes import seed_reason_codes
 from reviews.services.routing import route_new_predictions
 from tests.factories import EventFactory, MemberFactory, ModelVersionFactory, PredictionFactory

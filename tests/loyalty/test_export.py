@@ -22,8 +22,8 @@ from loyalty.services.export import (
 )
 from loyalty.services.members import create_member
 from reviews.models import Review
+from reviews.selectors.policy import current_policy
 from reviews.services.decisions import override_prediction
-from reviews.services.policy import current_policy
 from reviews.services.reason_codes import seed_reason_codes
 from tests.factories import EventFactory, ModelVersionFactory, PredictionFactory
 

@@ -1,6 +1,6 @@
 """Findings of the access-control review: each test failed on the code before its fix.
 
-The rule under test is `reviews.selectors.visible_reviews_filter`: every route applies it before
+The rule under test is `reviews.permissions.visible_reviews_filter`: every route applies it before
 anything else and answers what it excludes exactly like an id that does not exist.
 """
 
@@ -15,8 +15,10 @@ from rest_framework.test import APIClient
 
 from loyalty.models import AuditRecord, Member
 from reviews.models import Decision, EscalationPolicy, Review
+from reviews.policy_settings import PolicySettings
+from reviews.selectors.policy import current_policy
 from reviews.services.decisions import escalate_review
-from reviews.services.policy import PolicySettings, change_policy, current_policy
+from reviews.services.policy import change_policy
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -233,7 +235,7 @@ def test_two_policy_saves_at_once_give_two_versions_or_a_conflict_never_a_500(ma
 def test_the_member_history_lists_only_reviews_the_viewer_may_see(routed, make_user):
     """Before: an analyst's member page listed the member's expert items with who decided
     them and why."""
-    from reviews.selectors import member_history
+    from reviews.selectors.member_page import member_history
     from reviews.services.decisions import approve_prediction
 
     analyst_review, expert_review = routed["analyst"], routed["expert"]

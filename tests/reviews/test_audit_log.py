@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from loyalty.models import AuditRecord
 from loyalty.services.audit import record_audit
-from reviews.audit_views import detail_lines
+from reviews.selectors.audit import detail_lines
 from tests.conftest import TEST_PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +36,7 @@ def _record(kind, subject, *, actor=None, at=None, details=None) -> AuditRecord:
 
 
 def _subjects(response) -> list[str]:
-    return [row["record"].subject for row in response.context["rows"]]
+    return [row.record.subject for row in response.context["rows"]]
 
 
 def test_records_are_listed_newest_first(admin_client):

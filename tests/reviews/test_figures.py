@@ -13,7 +13,7 @@ from reviews.figures import (
     waterfall_figure,
     workload_figure,
 )
-from reviews.selectors import ActionProbability
+from reviews.selectors.member_page import ActionProbability
 from reviews.services.simulation import WorkloadCurve
 
 EXPLANATION = {
@@ -87,7 +87,7 @@ def test_without_a_margin_the_waterfall_ends_at_base_plus_steps():
 def test_no_explanation_no_waterfall():
     assert waterfall_figure({}) is None
     assert waterfall_figure({"top": []}) is None
-    assert figure_html(None, "waterfall-fig") == ""
+    assert figure_html(None, "waterfall-figure") == ""
 
 
 def test_the_interval_figure_draws_the_point_and_its_interval_over_the_risk_bands():
@@ -165,11 +165,12 @@ def test_figure_html_is_an_empty_div_and_its_spec_that_no_label_can_break_out_of
     figure = interval_figure(score=0.5, low=0.4, high=0.6)
     figure["layout"]["annotations"][0]["text"] = "</script><script>alert(1)</script>"
 
-    html = figure_html(figure, "interval-fig")
+    html = figure_html(figure, "interval-figure")
 
     assert html.startswith(
-        '<div id="interval-fig" class="js-plotly-figure" data-figure="interval-fig-spec"></div>'
-        '<script id="interval-fig-spec" type="application/json">'
+        '<div id="interval-figure" class="js-plotly-figure" '
+        'data-figure="interval-figure-spec"></div>'
+        '<script id="interval-figure-spec" type="application/json">'
     )
     spec = html.split('type="application/json">', 1)[1].removesuffix("</script>")
     assert "<" not in spec

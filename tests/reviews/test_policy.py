@@ -9,8 +9,9 @@ from django.utils import timezone
 
 from loyalty.models import AuditRecord
 from reviews.models import EscalationPolicy, Review
+from reviews.policy_settings import PolicySettings
 from reviews.services.decisions import approve_prediction, escalate_review
-from reviews.services.policy import PolicySettings, change_policy
+from reviews.services.policy import change_policy
 from reviews.services.rerouting import (
     STALE_REROUTING_AFTER,
     awaiting_rerouting,
@@ -200,7 +201,7 @@ def test_admin_sees_the_current_version_and_its_simulation(admin_client, kind):
     assert "Version 1" in page and "Save as version 2" in page
     assert 'data-testid="simulated-counts"' in page
     assert "plotly/plotly.min.js" in page and "js/figures.js" in page
-    assert '<script id="workload-fig-spec" type="application/json">' in page
+    assert '<script id="workload-figure-spec" type="application/json">' in page
     assert ("Churn risk that always needs a person" in page) is (kind == "churn")
 
 

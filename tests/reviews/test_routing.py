@@ -3,7 +3,8 @@
 import pytest
 
 from reviews.models import Review
-from reviews.services.policy import PolicySettings, change_policy
+from reviews.policy_settings import PolicySettings
+from reviews.services.policy import change_policy
 from reviews.services.routing import choose_route, in_audit_sample, route_new_predictions
 from tests.factories import ModelVersionFactory, PredictionFactory
 
@@ -26,6 +27,7 @@ def _route(
     tier="silver",
     policy=POLICY,
     prediction_id=1,
+    paused="",
 ):
     choice = choose_route(
         settings=policy,
@@ -36,6 +38,7 @@ def _route(
         value=value,
         value_threshold=threshold,
         tier=tier,
+        paused=paused,
     )
     return choice.route, choice.reason
 
@@ -53,6 +56,14 @@ def _route(
         (
             {"confidence": 0.95, "risk": 0.72},
             ("analyst", "churn risk 0.72 in the band that needs a person (0.60–1.00)"),
+        ),
+        (
+            {"confidence": 0.95, "paused": "calibration breach"},
+            ("analyst", "auto-approval paused: calibration breach"),
+        ),
+        (
+            {"confidence": 0.8, "paused": "calibration breach"},
+            ("analyst", "confidence 0.80 between expert 0.70 and auto-approve 0.90"),
         ),
         (
             {"confidence": 0.95, "tier": "platinum"},

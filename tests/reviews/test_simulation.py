@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from reviews.models import Review
+from reviews.policy_settings import PolicySettings
 from reviews.services.decisions import approve_prediction, override_prediction
-from reviews.services.policy import PolicySettings, change_policy
+from reviews.services.policy import change_policy
 from reviews.services.rerouting import reroute_undecided
-from reviews.services.routing import choose_route, route_new_predictions
+from reviews.services.routing import RoutingRule, route_new_predictions
 from reviews.services.simulation import (
     CURVE_THRESHOLDS,
     ROUTE_NAMES,
@@ -47,6 +48,14 @@ POLICIES = [
     PolicySettings(human_risk_low=0.5, human_risk_high=None, audit_sample_rate=1.0),
     PolicySettings(auto_approve_confidence=0.6, expert_confidence=0.6, human_risk_low=None),
 ]
+PAUSES = ["", "calibration error above its limit"]
+TIERS = np.array(["bronze", "silver", "gold", "platinum", ""], dtype=object)
+ROWS = 3000
+
+
+def _rule(policy: PolicySettings, kind: str, columns: ReviewColumns, paused: str = ""):
+    threshold = float(np.quantile(columns.value, policy.expert_value_quantile))
+    return RoutingRule(kind=kind, settings=policy, value_threshold=threshold, paused=paused)
 
 
 def _random_columns(size: int, seed: int) -> ReviewColumns:
@@ -59,63 +68,107 @@ def _random_columns(size: int, seed: int) -> ReviewColumns:
         confidence=np.round(rng.random(size), 2),
         risk=risk,
         value=np.round(rng.exponential(200, size), 0),
-        tier=rng.choice(np.array(["bronze", "silver", "gold", "platinum", ""], dtype=object), size),
+        tier=rng.choice(TIERS, size),
         score=risk,
         route=np.zeros(size, dtype="int8"),
         is_override=np.zeros(size, dtype=bool),
     )
 
 
+def _with_edges(columns: ReviewColumns, rule: RoutingRule, seed: int) -> ReviewColumns:
+    """A third of the rows moved onto a threshold of the rule or the next double either side:
+    confidences on every tier's thresholds, risks on the band's ends, values on the value
+    threshold."""
+    settings = rule.settings
+    confidences = {settings.auto_approve_confidence, settings.expert_confidence}
+    for override in (settings.segment_overrides or {}).values():
+        confidences |= set(override.values())
+    risks = {settings.human_risk_low or 0.5, settings.human_risk_high or 1.0}
+
+    def around(points) -> np.ndarray:
+        points = np.array(sorted(points), dtype="float64")
+        return np.concatenate([points, np.nextafter(points, -np.inf), np.nextafter(points, np.inf)])
+
+    rng = np.random.default_rng(seed)
+    size = len(columns)
+    confidence, risk, value = columns.confidence.copy(), columns.risk.copy(), columns.value.copy()
+    for array, points in (
+        (confidence, around(confidences)),
+        (risk, around(risks)),
+        (value, around({rule.value_threshold})),
+    ):
+        rows = rng.random(size) < 1 / 3
+        array[rows] = rng.choice(points, int(rows.sum()))
+    return replace(columns, confidence=confidence, risk=risk, value=value)
+
+
+def _branch(reason: str) -> str:
+    """Which rule of `choose_route` gave a reason."""
+    for start, branch in (
+        ("member value", "value"),
+        ("churn risk", "risk band"),
+        ("audit sample", "audit"),
+        ("auto-approval paused", "pause"),
+    ):
+        if reason.startswith(start):
+            return branch
+    return "low" if "<" in reason else "auto" if "≥" in reason else "between"
+
+
+@pytest.mark.parametrize("paused", PAUSES, ids=["running", "paused"])
 @pytest.mark.parametrize("kind", ["churn", "next_action"])
 @pytest.mark.parametrize("policy", POLICIES, ids=range(len(POLICIES)))
-def test_vectorized_routes_equal_choose_route_row_by_row(policy, kind):
-    columns = _random_columns(400, seed=len(kind))
-    threshold = float(np.quantile(columns.value, policy.expert_value_quantile))
+def test_vectorized_routes_equal_the_rule_row_by_row(policy, kind, paused):
+    columns = _random_columns(ROWS, seed=len(kind))
+    rule = _rule(policy, kind, columns, paused)
+    columns = _with_edges(columns, rule, seed=len(kind) + len(paused))
 
-    routes = route_codes(columns, settings=policy, kind=kind, value_threshold=threshold)
+    routes = route_codes(columns, rule=rule)
 
-    expected = [
-        choose_route(
-            settings=policy,
-            kind=kind,
+    choices = [
+        rule.route(
             prediction_id=int(columns.prediction_id[i]),
             confidence=float(columns.confidence[i]),
             risk=None if np.isnan(columns.risk[i]) else float(columns.risk[i]),
             value=float(columns.value[i]),
-            value_threshold=threshold,
             tier=columns.tier[i],
-        ).route
+        )
         for i in range(len(columns))
     ]
-    assert [ROUTE_NAMES[code] for code in routes] == expected
-    assert len(set(expected)) == (2 if policy.audit_sample_rate == 1.0 else 3)
+    assert [ROUTE_NAMES[code] for code in routes] == [choice.route for choice in choices]
+    # Every rule that can apply under this policy did, on some row: the comparison covered it.
+    expected = {"value", "low"}
+    if policy.auto_approve_confidence > policy.expert_confidence:
+        expected.add("between")
+    if kind == "churn" and policy.human_risk_low is not None:
+        expected.add("risk band")
+    if policy.audit_sample_rate > 0:
+        expected.add("audit")
+    if policy.audit_sample_rate < 1:
+        expected.add("pause" if paused else "auto")
+    assert {_branch(choice.reason) for choice in choices} == expected
 
 
+@pytest.mark.parametrize("paused", PAUSES, ids=["running", "paused"])
 @pytest.mark.parametrize("policy", POLICIES, ids=range(len(POLICIES)))
-def test_each_point_of_the_workload_curve_equals_routing_at_that_threshold(policy):
+def test_each_point_of_the_workload_curve_equals_routing_at_that_threshold(policy, paused):
     columns = _random_columns(400, seed=7)
-    threshold = float(np.quantile(columns.value, policy.expert_value_quantile))
+    rule = _rule(policy, "churn", columns, paused)
     errors = error_chances(columns, kind="churn")
-    sampled = audit_sample_of(columns, settings=policy, kind="churn", value_threshold=threshold)
+    sampled = audit_sample_of(columns, rule=rule)
 
-    curve = workload_curve(
-        columns,
-        settings=policy,
-        kind="churn",
-        value_threshold=threshold,
-        errors=np.nan_to_num(errors),
-        audit_sampled=sampled,
-    )
+    curve = workload_curve(columns, rule=rule, errors=np.nan_to_num(errors), audit_sampled=sampled)
 
     for index, auto_threshold in enumerate(CURVE_THRESHOLDS[::7]):
-        at = replace(policy, auto_approve_confidence=float(auto_threshold))
-        routes = route_codes(columns, settings=at, kind="churn", value_threshold=threshold)
+        at = replace(rule, settings=replace(policy, auto_approve_confidence=float(auto_threshold)))
+        routes = route_codes(columns, rule=at)
         point = index * 7
         assert (curve.auto[point], curve.analyst[point], curve.expert[point]) == (
             int((routes == 0).sum()),
             int((routes == 1).sum()),
             int((routes == 2).sum()),
         )
+    assert (max(curve.auto) == 0) == bool(paused or policy.audit_sample_rate == 1.0)
 
 
 @pytest.fixture

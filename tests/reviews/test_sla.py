@@ -63,14 +63,17 @@ def test_a_second_run_escalates_nothing_more(analyst_items):
     assert not Review.objects.filter(route="analyst").exists()
 
 
-def test_experts_get_a_notification_and_an_email_analysts_do_not(analyst_items, make_user):
+def test_experts_get_a_notification_and_an_email_analysts_do_not(
+    analyst_items, make_user, django_capture_on_commit_callbacks
+):
     expert = make_user("expert")
     expert.email = "expert@example.com"
     expert.save()
     analyst = make_user("analyst")
     Review.objects.update(due_at=timezone.now() - timedelta(hours=1))
 
-    result = escalate_overdue()
+    with django_capture_on_commit_callbacks(execute=True):  # the email leaves on commit
+        result = escalate_overdue()
 
     assert result.notified == 1
     note = Notification.objects.get()

@@ -146,6 +146,41 @@ def test_a_conflicting_second_decision_is_409_with_the_message(analyst_client, r
     assert Decision.objects.get(review=review).verdict == "approve"
 
 
+def test_a_conflicting_quick_decision_without_htmx_shows_the_queue_with_the_message(
+    analyst_client, routed
+):
+    review = routed["analyst"]
+    url = reverse("reviews:quick_decide", args=[review.pk])
+    analyst_client.post(url, {"verdict": "approve"})
+
+    response = analyst_client.post(url, {"verdict": "escalate", "reason": "needs-expert"})
+
+    assert response.status_code == 409
+    assert [template.name for template in response.templates][0] == "reviews/queue.html"
+    assert response.context["route"] == "analyst"
+    messages = [str(message) for message in response.context["messages"]]
+    member = review.member.external_id
+    assert messages == [f"Approved {member}.", "Only a pending analyst item can be escalated."]
+    assert Decision.objects.get(review=review).verdict == "approve"
+    review.refresh_from_db()
+    assert (review.route, review.escalated_at) == ("analyst", None)
+
+
+def test_an_expert_quick_approving_an_auto_approval_without_htmx_lands_on_its_page(
+    client, make_user, routed
+):
+    """An auto-approved review has no queue to go back to: the page is the review's own (this
+    answered 500 once, looking for the 'auto' queue)."""
+    review = routed["auto"]
+    client.force_login(make_user("expert"))
+
+    response = client.post(reverse("reviews:quick_decide", args=[review.pk]))
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse("reviews:review", args=[review.pk])
+    assert Decision.objects.get(review=review).verdict == "approve"
+
+
 def test_overriding_on_the_member_page_opens_the_next_item(analyst_client, reason_codes):
     predictions = [PredictionFactory(confidence=0.8, score=s) for s in (0.1, 0.2, 0.3)]
     from reviews.services.routing import route_new_predictions
@@ -246,11 +281,11 @@ def test_the_member_page_shows_the_figures_with_local_plotly(analyst_client, rea
     assert '<script src="/static/plotly/plotly.min.js" defer></script>' in html
     assert '<script src="/static/js/figures.js" defer></script>' in html
     assert "cdn" not in html.lower()
-    assert 'id="interval-fig"' in html and 'id="waterfall-fig"' in html
-    waterfall = _figure_spec(html, "waterfall-fig")
+    assert 'id="interval-figure"' in html and 'id="waterfall-figure"' in html
+    waterfall = _figure_spec(html, "waterfall-figure")
     assert waterfall["data"][0]["type"] == "waterfall"
     assert waterfall["data"][0]["x"] == [-1.2, 1.1, -0.3, pytest.approx(0.8), 0.4]
-    assert _figure_spec(html, "interval-fig")["data"][0]["x"] == [45.0]
+    assert _figure_spec(html, "interval-figure")["data"][0]["x"] == [45.0]
     assert "Days since last purchase = 41" in html
     assert "Other features" in html
     assert "35-44" not in html and "north" not in html
@@ -323,7 +358,7 @@ def test_the_next_action_page_shows_the_action_chart(expert_client, next_action_
 
     html = response.content.decode()
     assert response.status_code == 200
-    actions = _figure_spec(html, "actions-fig")["data"][0]
+    actions = _figure_spec(html, "actions-figure")["data"][0]
     assert (actions["type"], actions["x"]) == ("bar", [60.0, 40.0])
     assert 'name="action"' in html
 
@@ -376,7 +411,7 @@ def test_what_if_returns_a_changed_score_and_stores_nothing(client, make_user, s
     assert score(same) == f"{prediction.score * 100:.0f} %"
     assert score(changed) != score(same)
     assert "Days since last activity → <strong>400</strong>" in changed.content.decode()
-    assert 'id="whatif-fig"' in changed.content.decode()
+    assert 'id="what-if-figure"' in changed.content.decode()
     assert counts() == before
 
 
@@ -505,7 +540,7 @@ def test_the_member_page_reads_each_catalog_once_whatever_the_history(
     with django_assert_max_num_queries(len(alone.captured_queries)) as with_history:
         response = expert_client.get(url)
 
-    assert len(response.context["p"].history) == 6
+    assert len(response.context["review_page"].history) == 6
     assert len(with_history.captured_queries) == len(alone.captured_queries)
     # The action names of the chart, then three decision forms reading each catalog once; no
     # decision to read while the review is pending.
@@ -564,16 +599,16 @@ def test_an_ensemble_page_shows_the_sequence_share_and_marks_its_events(
     response = analyst_client.get(reverse("reviews:review", args=[Review.objects.get().pk]))
 
     html = response.content.decode()
-    waterfall = _figure_spec(html, "waterfall-fig")["data"][0]
+    waterfall = _figure_spec(html, "waterfall-figure")["data"][0]
     assert waterfall["y"][1] == "Behavior sequence (sequence model's share)"
     assert waterfall["x"][1] == 0.6
     assert "“Behavior sequence” is the sequence model&#x27;s share" in html
     marked = re.findall(r'<li class="([^"]*)" data-testid="sequence-event"[^>]*>(.*?)</li>', html)
     assert [(css, re.search(r"[▲▼] [+-]\d\.\d{3}", body)[0]) for css, body in marked] == [
-        ("ev-purchase seq-down", "▼ -0.050"),
-        ("ev-support_contact seq-up", "▲ +0.412"),
+        ("event-purchase sequence-down", "▼ -0.050"),
+        ("event-support_contact sequence-up", "▲ +0.412"),
     ]
-    assert html.count('<li class="ev-') == 51  # the 50 newest, and the older marked one
+    assert html.count('<li class="event-') == 51  # the 50 newest, and the older marked one
     assert 'data-testid="sequence-legend"' in html
 
 
@@ -592,5 +627,5 @@ def test_a_sequence_explanation_from_another_version_leaves_the_timeline_unmarke
 
     html = response.content.decode()
     assert response.status_code == 200
-    assert html.count('<li class="ev-purchase"') == 3
+    assert html.count('<li class="event-purchase"') == 3
     assert 'data-testid="sequence-event"' not in html

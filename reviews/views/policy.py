@@ -1,4 +1,5 @@
-"""Pages of the escalation policy: settings with a live simulation, versions, saving."""
+"""The escalation policy page: the version in force with a live simulation, its history, and
+saving a new version."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -7,17 +8,17 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from loyalty.exceptions import DomainError
 from predictions.models import PredictionKind
 from reviews.figures import figure_html, workload_figure
-from reviews.models import EscalationPolicy, Review
+from reviews.models import Review
+from reviews.page_errors import domain_errors_as_pages
+from reviews.permissions import MANAGE_POLICY
 from reviews.policy_forms import PolicyForm
-from reviews.services.policy import PolicySettings, change_policy, current_policy
-from reviews.services.rerouting import awaiting_rerouting, request_rerouting
+from reviews.policy_settings import PolicySettings
+from reviews.selectors.policy import current_policy, policy_history
+from reviews.services.policy import save_policy
+from reviews.services.rerouting import awaiting_rerouting
 from reviews.services.simulation import Simulation, simulate_policy
-
-MANAGE_POLICY = "reviews.add_escalationpolicy"
-HISTORY_SHOWN = 20
 
 
 def _allowed(request, kind: str) -> None:
@@ -27,8 +28,21 @@ def _allowed(request, kind: str) -> None:
         raise Http404(f"No prediction kind {kind!r}.")
 
 
+def _not_saved(request, error, kind: str):
+    """Someone saved a version meanwhile (409): show theirs, keep what this person typed, and
+    base the next save on theirs."""
+    policy = current_policy(kind)
+    form = PolicyForm.for_policy(PolicySettings.of(policy), kind=kind, data=request.POST)
+    form.is_valid()
+    form.add_error(None, error.message)
+    form.data = form.data.copy()
+    form.data["based_on_version"] = str(policy.version)
+    return _page(request, kind, policy, form, status=error.status)
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
+@domain_errors_as_pages(_not_saved)
 def policy_settings(request, kind: str):
     """GET: the current version, its simulation and the history. POST: save a new version and
     re-route the undecided reviews; invalid input re-renders with errors (400), saving nothing."""
@@ -37,34 +51,19 @@ def policy_settings(request, kind: str):
     current = PolicySettings.of(policy)
     if request.method == "GET":
         form = PolicyForm.for_policy(current, kind=kind, based_on_version=policy.version)
-        return _page(request, kind, policy, form, simulate_policy(kind=kind, settings=current))
+        return _page(request, kind, policy, form)
     form = PolicyForm.for_policy(current, kind=kind, data=request.POST)
     if form.is_valid() and form.policy_settings() == current:
         form.add_error(None, "These are the current settings: there is nothing to save.")
     if not form.is_valid():
-        simulation = simulate_policy(kind=kind, settings=current)
-        return _page(request, kind, policy, form, simulation, status=400)
-    try:
-        new = change_policy(
-            kind=kind,
-            settings=form.policy_settings(),
-            actor=request.user,
-            reason=form.cleaned_data["reason"],
-            based_on_version=form.cleaned_data.get("based_on_version"),
-        )
-    except DomainError as error:
-        if error.status == 403:
-            raise PermissionDenied(error.message) from error
-        # Someone saved a version meanwhile: show theirs, keep what this person typed.
-        form.add_error(None, error.message)
-        policy = current_policy(kind)
-        form.data = form.data.copy()
-        form.data["based_on_version"] = str(policy.version)
-        simulation = simulate_policy(kind=kind, settings=PolicySettings.of(policy))
-        return _page(request, kind, policy, form, simulation, status=error.status)
-    # change_policy's transaction has committed here (no ATOMIC_REQUESTS): the new version is
-    # saved and audited; a worker re-routes the undecided reviews (minutes at a million).
-    request_rerouting(kind=kind, actor=request.user)
+        return _page(request, kind, policy, form, status=400)
+    new = save_policy(
+        kind=kind,
+        settings=form.policy_settings(),
+        actor=request.user,
+        reason=form.cleaned_data["reason"],
+        based_on_version=form.cleaned_data.get("based_on_version"),
+    )
     messages.success(
         request,
         f"Saved as version {new.version}. The undecided reviews are being re-routed in the "
@@ -93,21 +92,18 @@ def policy_simulation(request, kind: str):
     )
 
 
-def _page(request, kind, policy, form, simulation, status: int = 200):
-    history = (
-        EscalationPolicy.objects.filter(kind=kind)
-        .select_related("created_by")
-        .order_by("-version")[:HISTORY_SHOWN]
-    )
+def _page(request, kind: str, policy, form: PolicyForm, status: int = 200):
+    """The page for `policy` (the version in force), its simulation and the history."""
+    settings = PolicySettings.of(policy)
     context = {
         "kind": kind,
         "kinds": PredictionKind.choices,
         "kind_label": PredictionKind(kind).label,
         "policy": policy,
-        "history": [_version_row(version) for version in history],
+        "history": policy_history(kind),
         "awaiting_rerouting": awaiting_rerouting(kind),
         "form": form,
-        **_simulation_context(kind, simulation, PolicySettings.of(policy)),
+        **_simulation_context(kind, simulate_policy(kind=kind, settings=settings), settings),
     }
     return render(request, "reviews/policy.html", context, status=status)
 
@@ -148,27 +144,4 @@ def _workload_chart(simulation: Simulation, settings: PolicySettings) -> str:
         chosen_threshold=settings.auto_approve_confidence,
         route_labels=Review.Route.choices,
     )
-    return figure_html(figure, "workload-fig")
-
-
-def _version_row(policy: EscalationPolicy) -> dict:
-    overrides = ", ".join(
-        f"{tier}: "
-        + " / ".join(
-            f"{label} {override[key]:.2f}"
-            for key, label in (("auto_approve_confidence", "auto"), ("expert_confidence", "expert"))
-            if key in override
-        )
-        for tier, override in sorted((policy.segment_overrides or {}).items())
-    )
-    band = (
-        f"{policy.human_risk_low:.2f}–{policy.human_risk_high or 1.0:.2f}"
-        if policy.human_risk_low is not None
-        else "—"
-    )
-    return {
-        "policy": policy,
-        "who": policy.created_by.get_username() if policy.created_by else "system",
-        "band": band,
-        "overrides": overrides or "—",
-    }
+    return figure_html(figure, "workload-figure")

@@ -4,16 +4,14 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from reviews.models import Notification
+from reviews.selectors.notifications import recent_notifications
 from reviews.services import notifications as notifications_service
-
-SHOWN = 100
 
 
 @login_required
 def notifications(request):
-    notes = list(Notification.objects.filter(recipient=request.user)[:SHOWN])
-    return render(request, "reviews/notifications.html", {"notes": notes})
+    context = {"notifications": recent_notifications(request.user)}
+    return render(request, "reviews/notifications.html", context)
 
 
 @login_required

@@ -1,0 +1,60 @@
+"""The thresholds of an escalation policy as plain values, and what version 1 of each kind holds."""
+
+from dataclasses import asdict, dataclass
+
+from predictions.models import PredictionKind
+from reviews.models import EscalationPolicy
+
+POLICY_FIELDS = (
+    "auto_approve_confidence",
+    "expert_confidence",
+    "expert_value_quantile",
+    "human_risk_low",
+    "human_risk_high",
+    "audit_sample_rate",
+    "sla_hours",
+    "segment_overrides",
+)
+FIRST_VERSION = 1
+FIRST_VERSION_REASON = "defaults"
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """The routing thresholds of one policy version, as plain values (what a form submits)."""
+
+    auto_approve_confidence: float = 0.9
+    expert_confidence: float = 0.5
+    expert_value_quantile: float = 0.95
+    human_risk_low: float | None = 0.6
+    human_risk_high: float | None = 1.0
+    audit_sample_rate: float = 0.02
+    sla_hours: int = 48
+    segment_overrides: dict | None = None
+
+    @classmethod
+    def of(cls, policy: EscalationPolicy) -> "PolicySettings":
+        return cls(**{name: getattr(policy, name) for name in POLICY_FIELDS})
+
+    def as_fields(self) -> dict:
+        """The model fields of a version with these settings."""
+        fields = asdict(self)
+        fields["segment_overrides"] = fields["segment_overrides"] or {}
+        return fields
+
+
+# Next-action reviews carry no churn risk: no risk band applies to them.
+DEFAULT_SETTINGS = {
+    PredictionKind.CHURN: PolicySettings(),
+    PredictionKind.NEXT_ACTION: PolicySettings(human_risk_low=None, human_risk_high=None),
+}
+
+
+def first_version_fields(kind: str) -> dict:
+    """The fields of version 1 of `kind`: the defaults (seeded by migration 0010)."""
+    return {
+        **DEFAULT_SETTINGS[kind].as_fields(),
+        "kind": kind,
+        "version": FIRST_VERSION,
+        "change_reason": FIRST_VERSION_REASON,
+    }

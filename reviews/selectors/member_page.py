@@ -1,0 +1,360 @@
+"""The member page: one review with its member, the model's call and explanation, the member's
+recent activity and past predictions, for a viewer who may see it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.utils import timezone
+
+from loyalty.models import Action, Event
+from predictions.models import PredictionKind
+from reviews.models import Decision, Review
+from reviews.permissions import visible_reviews
+from reviews.selectors.formatting import (
+    format_age,
+    format_datetime,
+    format_interval,
+    format_money,
+    format_percent,
+    format_proposal,
+    format_tenure,
+    risk_band,
+)
+
+TIMELINE_EVENTS = 50
+MEMBER_HISTORY = 20
+# What a model version records about its training: kilobytes of JSON that the member page
+# never shows, left in the database.
+MODEL_VERSION_BULK = (
+    "training_cutoffs",
+    "row_counts",
+    "hyperparameters",
+    "library_versions",
+    "metrics",
+    "global_importance",
+    "artifact_checksums",
+)
+
+
+@dataclass(frozen=True)
+class Fact:
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class TimelineItem:
+    when: str
+    what: str
+    detail: str
+    css: str
+    # Set on the events the sequence model's occlusion picked (ensemble predictions only):
+    # how far removing the event would move the score, in the ensemble's log-odds.
+    sequence_effect: str = ""
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    review_id: int
+    when: str
+    kind_label: str
+    call: str
+    confidence: str
+    status: str
+    by: str
+    reason: str
+    is_current: bool
+
+
+@dataclass(frozen=True)
+class ActionProbability:
+    code: str
+    name: str
+    probability: float
+    label: str
+    in_set: bool
+    is_recommended: bool
+
+
+@dataclass(frozen=True)
+class ReviewPage:
+    review: Review
+    member_facts: tuple[Fact, ...]
+    kind_label: str
+    headline: str
+    headline_detail: str
+    set_text: str
+    risk_band: str
+    confidence: str
+    route_label: str
+    route_reason: str
+    waiting: str
+    state_label: str
+    escalation: tuple[Fact, ...]
+    decision: tuple[Fact, ...]
+    actions: tuple[ActionProbability, ...]
+    explanation: dict
+    timeline: tuple[TimelineItem, ...]
+    history: tuple[HistoryItem, ...]
+
+
+def review_page(*, review_id: int, viewer, now: datetime | None = None) -> ReviewPage:
+    """Everything the member page shows about one review, for a viewer who may see it.
+    Raises Review.DoesNotExist for an unknown id and for one the viewer may not see alike."""
+    now = now or timezone.now()
+    # Joined: what every page shows. Read lazily, one small query each and only where there
+    # is one: the recommended action (next-action pages), who escalated and why (escalated
+    # reviews). Every join costs the planner time on every page view.
+    review = (
+        visible_reviews(viewer)
+        .select_related("member", "prediction__model_version")
+        .defer(*(f"prediction__model_version__{name}" for name in MODEL_VERSION_BULK))
+        .get(pk=review_id)
+    )
+    prediction, member = review.prediction, review.member
+    if review.kind == PredictionKind.CHURN:
+        headline = format_percent(prediction.score)
+        interval = format_interval(prediction.interval_low, prediction.interval_high)
+        headline_detail = f"churn risk · interval {interval}" if interval else "churn risk"
+        outcomes = " or ".join(prediction.label_set or ()) or "none"
+        set_text = f"possible outcomes: {outcomes}"
+    else:
+        action = prediction.recommended_action
+        headline = action.name if action else "No eligible action"
+        headline_detail = f"probability {format_percent(prediction.score)}"
+        size = len(prediction.label_set or ())
+        set_text = f"{size} action{'s' if size != 1 else ''} the model cannot rule out"
+    # As of the data the model saw: a historical import must not age its members to today.
+    as_of = min(now, prediction.cutoff).date()
+    tenure = (as_of - member.joined_on).days if member.joined_on else None
+    facts = (
+        Fact("Member", member.external_id),
+        Fact("Tier", (member.tier or "—").title()),
+        Fact("Tenure", format_tenure(tenure)),
+        Fact("Points", f"{member.points_balance:,}"),
+        Fact("12-month spend", format_money(review.member_value)),
+    )
+    return ReviewPage(
+        review=review,
+        member_facts=facts,
+        kind_label=PredictionKind(review.kind).label,
+        headline=headline,
+        headline_detail=headline_detail,
+        set_text=set_text,
+        risk_band=risk_band(review.risk),
+        confidence=format_percent(review.confidence),
+        route_label=review.get_route_display(),
+        route_reason=review.route_reason,
+        waiting=format_age(now - review.routed_at),
+        state_label=review.get_state_display().replace("_", " "),
+        escalation=_escalation_facts(review),
+        decision=_decision_facts(review),
+        actions=_action_probabilities(prediction),
+        explanation=prediction.explanation or {},
+        timeline=member_timeline(
+            member_id=member.pk,
+            marked=(prediction.explanation or {}).get("sequence_events") or (),
+        ),
+        history=member_history(member_id=member.pk, viewer=viewer, current=review.pk),
+    )
+
+
+def _escalation_facts(review: Review) -> tuple[Fact, ...]:
+    if not review.is_escalated:
+        return ()
+    facts = [
+        Fact("Escalated by", review.escalated_by.get_username() if review.escalated_by else "—"),
+        Fact("Why", review.escalation_reason.label if review.escalation_reason else "—"),
+        Fact("When", format_datetime(review.escalated_at)),
+    ]
+    if review.escalation_comment:
+        facts.append(Fact("Comment", review.escalation_comment))
+    if review.analyst_proposal:
+        facts.append(Fact("Analyst proposed", format_proposal(review.analyst_proposal)))
+    return tuple(facts)
+
+
+def _decision_facts(review: Review) -> tuple[Fact, ...]:
+    if review.state != Review.State.DECIDED:
+        return ()  # a review gets its decision and the state decided in one transaction
+    decision = (
+        Decision.objects.select_related("decided_by", "reason", "action")
+        .filter(review=review)
+        .first()
+    )
+    if decision is None:
+        return ()
+    facts = [
+        Fact("Verdict", decision.get_verdict_display()),
+        Fact("By", f"{decision.decided_by.get_username()} ({decision.decided_as})"),
+        Fact("When", format_datetime(decision.decided_at)),
+        Fact("Reason", decision.reason.label),
+    ]
+    if decision.churn_label is not None:
+        facts.append(Fact("Right call", "Will churn" if decision.churn_label else "Will stay"))
+    if decision.action is not None:
+        facts.append(Fact("Right action", decision.action.name))
+    if decision.comment:
+        facts.append(Fact("Comment", decision.comment))
+    return tuple(facts)
+
+
+def _action_probabilities(prediction) -> tuple[ActionProbability, ...]:
+    if not prediction.probabilities:
+        return ()
+    names = dict(Action.objects.values_list("code", "name"))
+    recommended = prediction.recommended_action.code if prediction.recommended_action else ""
+    in_set = set(prediction.label_set or ())
+    ordered = sorted(prediction.probabilities.items(), key=lambda item: -float(item[1] or 0))
+    return tuple(
+        ActionProbability(
+            code=code,
+            name=names.get(code, code),
+            probability=float(probability or 0),
+            label=format_percent(probability),
+            in_set=code in in_set,
+            is_recommended=code == recommended,
+        )
+        for code, probability in ordered
+    )
+
+
+EVENT_LABELS = {kind.value: kind.label.replace("_", " ").capitalize() for kind in Event.Kind}
+
+
+def member_timeline(
+    *, member_id: int, marked: Sequence[dict] = (), limit: int = TIMELINE_EVENTS
+) -> tuple[TimelineItem, ...]:
+    """The member's most recent events, newest first. `marked`: the events the sequence model
+    attributed most to (an ensemble explanation's "sequence_events"); each is flagged with
+    its effect, and shown even when it is older than the `limit` most recent."""
+    effects = _sequence_effects(marked)
+    columns = ("occurred_at", "kind", "amount", "category", "channel")
+    rows = list(
+        Event.objects.filter(member_id=member_id)
+        .order_by("-occurred_at", "-pk")
+        .values_list(*columns)[:limit]
+    )
+    missing = set(effects) - {(row[0], row[1]) for row in rows}
+    if missing:
+        older = Event.objects.filter(
+            member_id=member_id, occurred_at__in={when for when, _ in missing}
+        ).values_list(*columns)
+        rows += [row for row in older if (row[0], row[1]) in missing]
+        rows.sort(key=lambda row: row[0], reverse=True)
+    return tuple(_timeline_item(row, effects) for row in rows)
+
+
+def _sequence_effects(marked: Sequence[dict]) -> dict[tuple[datetime, str], float]:
+    effects = {}
+    for event in marked:
+        try:
+            when = datetime.fromisoformat(event["occurred_at"])
+            effects[(when, event["kind"])] = float(event["attribution"])
+        except (KeyError, TypeError, ValueError):
+            continue  # an explanation stored by another version: show the timeline unmarked
+    return effects
+
+
+def _timeline_item(row: tuple, effects: dict[tuple[datetime, str], float]) -> TimelineItem:
+    occurred_at, kind, amount, category, channel = row
+    detail = " · ".join(
+        part
+        for part in (
+            format_money(float(amount)) if amount is not None else "",
+            category.title() if category else "",
+            channel,
+        )
+        if part
+    )
+    effect = effects.get((occurred_at, kind))
+    css = f"event-{kind}"
+    if effect is not None:
+        css += " sequence-up" if effect > 0 else " sequence-down"
+    return TimelineItem(
+        when=format_datetime(occurred_at),
+        what=EVENT_LABELS.get(kind, kind),
+        detail=detail,
+        css=css,
+        sequence_effect="" if effect is None else f"{effect:+.3f}",
+    )
+
+
+def member_history(
+    *, member_id: int, viewer, current: int | None = None, limit: int = MEMBER_HISTORY
+) -> tuple[HistoryItem, ...]:
+    """The member's past predictions with their reviews and decisions, newest first: those
+    the viewer may see (an analyst does not learn how an expert decided an expert's item)."""
+    reviews = list(
+        visible_reviews(viewer)
+        .filter(member_id=member_id)
+        .order_by("-created_at", "-pk")
+        .values(
+            "pk",
+            "kind",
+            "route",
+            "state",
+            "confidence",
+            "prediction__score",
+            "prediction__cutoff",
+            "prediction__recommended_action_id",
+        )[:limit]
+    )
+    decisions = _decisions_of(
+        [row["pk"] for row in reviews if row["state"] == Review.State.DECIDED]
+    )
+    action_ids = {row["prediction__recommended_action_id"] for row in reviews} - {None}
+    action_names = (
+        dict(Action.objects.filter(pk__in=action_ids).values_list("pk", "name"))
+        if action_ids
+        else {}
+    )
+    return tuple(
+        _history_item(row, decisions.get(row["pk"]), action_names, current) for row in reviews
+    )
+
+
+def _decisions_of(review_ids: list[int]) -> dict[int, dict]:
+    if not review_ids:
+        return {}
+    decisions = Decision.objects.filter(review_id__in=review_ids).values(
+        "review_id", "verdict", "decided_by__username", "reason__label"
+    )
+    return {decision["review_id"]: decision for decision in decisions}
+
+
+ROUTE_LABELS = dict(Review.Route.choices)
+VERDICT_LABELS = dict(Decision.Verdict.choices)
+
+
+def _history_item(
+    row: dict, decision: dict | None, action_names: dict[int, str], current: int | None
+) -> HistoryItem:
+    is_churn = row["kind"] == PredictionKind.CHURN
+    if is_churn:
+        call = f"{format_percent(row['prediction__score'])} churn risk"
+    else:
+        call = action_names.get(row["prediction__recommended_action_id"], "No eligible action")
+    if decision is not None:
+        status = VERDICT_LABELS.get(decision["verdict"], decision["verdict"])
+        by, reason = decision["decided_by__username"], decision["reason__label"]
+    else:
+        status = {
+            Review.State.PENDING: f"Waiting ({ROUTE_LABELS[row['route']].lower()})",
+            Review.State.AUTO_APPROVED: "Auto-approved",
+        }.get(row["state"], row["state"])
+        by, reason = "", ""
+    return HistoryItem(
+        review_id=row["pk"],
+        when=format_datetime(row["prediction__cutoff"], with_time=False),
+        kind_label="Churn" if is_churn else "Next action",
+        call=call,
+        confidence=format_percent(row["confidence"]),
+        status=status,
+        by=by,
+        reason=reason,
+        is_current=row["pk"] == current,
+    )
