@@ -35,15 +35,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from predictions.ml import labels  # noqa: E402
-from predictions.ml.churn import ENSEMBLE, predict_churn, train_churn  # noqa: E402
-from predictions.ml.churn_sequence import encode_members, top_sequence_events  # noqa: E402
+from predictions.ml.churn.model import ENSEMBLE, predict_churn, train_churn  # noqa: E402
+from predictions.ml.churn.sequence import encode_members, top_sequence_events  # noqa: E402
 from predictions.ml.contracts import (  # noqa: E402
     ATTRIBUTION_RECENT_EVENTS,
     STORED_SEQUENCE_EVENTS,
     ChurnConfig,
 )
 from predictions.ml.features import build_features, prepare_events  # noqa: E402
-from predictions.ml.sequence_attribution import occlusion_attribution  # noqa: E402
+from predictions.ml.sequences.attribution import occlusion_attribution  # noqa: E402
 
 SEED = 7
 # The cheaper attribution scope the bench compares with occluding every event.

@@ -123,7 +123,7 @@ def main() -> None:
 
     from django.db import connection
 
-    from loyalty.services.imports import import_events, import_members
+    from loyalty.services.imports.members_and_events import import_events, import_members
 
     with tempfile.TemporaryDirectory(prefix="bench-import-") as folder:
         started = time.perf_counter()

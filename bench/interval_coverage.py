@@ -39,8 +39,8 @@ def main() -> None:
     from sklearn.metrics import log_loss, roc_auc_score
 
     from loyalty.models import SyntheticTruth
-    from loyalty.services.synthetic import generate_members
-    from predictions.ml.churn import predict_churn
+    from loyalty.services.synthetic.generation import generate_members
+    from predictions.ml.churn.model import predict_churn
     from predictions.ml.features import build_features
     from predictions.selectors import events_frame, members_frame
     from predictions.services.training import train_churn_version
@@ -53,7 +53,7 @@ def main() -> None:
     started = time.perf_counter()
     outcome = train_churn_version(cutoff=cutoff, horizon_days=HORIZON)
     print(f"trained in {time.perf_counter() - started:.1f} s; selected {outcome.version.algorithm}")
-    from predictions.services.scoring import load_bundle
+    from predictions.services.scoring.predict import load_bundle
 
     version = outcome.version
     bundle = load_bundle(version.pk, tuple(sorted(version.artifact_checksums.items())))

@@ -227,10 +227,10 @@ def prepare_base(args, seed: int) -> None:
 
     from loyalty import roles
     from loyalty.models import Event
-    from loyalty.services.synthetic import generate_members
+    from loyalty.services.synthetic.generation import generate_members
     from loyalty.services.users import assign_role
     from predictions.services.registry import promote_model_version
-    from predictions.services.scoring import default_scoring_cutoff
+    from predictions.services.scoring.runs import default_scoring_cutoff
     from predictions.services.training import default_training_cutoff, train_churn_version
     from reviews.services.reason_codes import seed_reason_codes
     from reviews.services.routing import route_new_predictions
@@ -369,7 +369,7 @@ def reviewer_is_right(seed: int, member_id: int, accuracy: float) -> bool:
 
 
 def _current_reviews(cutoff: datetime):
-    from predictions.services.scoring import active_version
+    from predictions.services.scoring.predict import active_version
     from reviews.models import Review
 
     version = active_version("churn")
@@ -446,7 +446,7 @@ def retrain(cutoff: datetime) -> str:
     from learning.models import RetrainingRun
     from learning.services.retraining import request_retraining, run_retraining
     from predictions.models import ScoringRun
-    from predictions.services.scoring import active_version
+    from predictions.services.scoring.predict import active_version
     from reviews.services.routing import route_new_predictions
 
     run = request_retraining(kind="churn", trigger=RetrainingRun.Trigger.MANUAL, enqueue=False)
@@ -478,7 +478,7 @@ def _short_rule(rule: str) -> str:
 
 
 def score_inline(*, cutoff: datetime) -> int:
-    from predictions.services.scoring import start_scoring_run
+    from predictions.services.scoring.runs import start_scoring_run
 
     run = start_scoring_run(kind="churn", cutoff=cutoff, enqueue=False)
     return score_pending_chunks([run])
@@ -486,7 +486,7 @@ def score_inline(*, cutoff: datetime) -> int:
 
 def score_pending_chunks(runs) -> int:
     from predictions.models import ScoringChunk
-    from predictions.services.scoring import score_chunk
+    from predictions.services.scoring.runs import score_chunk
 
     scored = 0
     chunks = ScoringChunk.objects.filter(run__in=runs, status=ScoringChunk.Status.PENDING)
@@ -497,7 +497,7 @@ def score_pending_chunks(runs) -> int:
 
 def holdout_scores(cutoff: datetime, truth: dict, holdout: set[int]) -> dict:
     from predictions.models import Prediction
-    from predictions.services.scoring import active_version
+    from predictions.services.scoring.predict import active_version
 
     version = active_version("churn")
     rows = sorted(
@@ -521,7 +521,7 @@ def measure(cutoff: datetime, truth: dict, holdout: set[int]) -> dict:
     from learning.models import LabeledExample
     from learning.services.labels import model_churn_call
     from predictions.ml.metrics import binary_metrics
-    from predictions.services.scoring import active_version
+    from predictions.services.scoring.predict import active_version
     from reviews.models import Review
 
     version = active_version("churn")

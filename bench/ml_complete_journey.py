@@ -23,7 +23,7 @@ import xgboost as xgb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from predictions.ml.churn import predict_churn, train_churn  # noqa: E402
+from predictions.ml.churn.model import predict_churn, train_churn  # noqa: E402
 from predictions.ml.confidence import probability_interval  # noqa: E402
 from predictions.ml.contracts import BoosterParams, ChurnConfig  # noqa: E402
 from predictions.ml.explain import top_contributions  # noqa: E402

@@ -256,7 +256,7 @@ def queue_cursor(page: int, page_size: int) -> tuple[int, str]:
     database gets its last full page instead."""
     from django.db import connection
 
-    from reviews.selectors.queue import Cursor
+    from loyalty import keyset
 
     with connection.cursor() as cursor:
         cursor.execute(
@@ -269,7 +269,7 @@ def queue_cursor(page: int, page_size: int) -> tuple[int, str]:
             [(page - 1) * page_size - 1],
         )
         priority, review_id = cursor.fetchone()
-    return page, str(Cursor(priority, review_id))
+    return page, keyset.encode_cursor(keyset.Cursor(key=(priority, review_id)))
 
 
 def pending_analyst_ids(count: int) -> list[int]:
@@ -288,12 +288,14 @@ def queue_explain(cursor_text: str) -> str:
     """EXPLAIN ANALYZE of the queue page's own query (the ORM's SQL, with the cursor)."""
     from django.db import connection
 
+    from loyalty import keyset
     from reviews.models import Review
-    from reviews.selectors.queue import QUEUE_FIELDS, Cursor, _after
+    from reviews.selectors.queue import QUEUE_FIELDS, QUEUE_ORDER
 
-    cursor = Cursor.parse(cursor_text)
-    reviews = _after(Review.objects.filter(route="analyst", state="pending"), cursor)
-    query = reviews.order_by("-priority", "pk").values(*QUEUE_FIELDS)[:51]
+    cursor = keyset.decode_cursor(cursor_text, model=Review, ordering=QUEUE_ORDER)
+    reviews = Review.objects.filter(route="analyst", state="pending")
+    reviews = reviews.filter(keyset.after(QUEUE_ORDER, cursor.key))
+    query = reviews.order_by(*QUEUE_ORDER).values(*QUEUE_FIELDS)[:51]
     sql, params = query.query.sql_with_params()
     with connection.cursor() as db:
         db.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)

@@ -45,7 +45,7 @@ def setup_django() -> None:
 def ensure_members(count: int) -> None:
     from loyalty.models import Member
     from loyalty.services.catalog import seed_action_catalog
-    from loyalty.services.synthetic import generate_members
+    from loyalty.services.synthetic.generation import generate_members
 
     seed_action_catalog()
     if Member.objects.count() >= count:
@@ -112,14 +112,14 @@ def main() -> None:
     from predictions.ml.features import build_features
     from predictions.models import Prediction
     from predictions.selectors import FEATURE_EVENT_COLUMNS, events_frame, members_frame
-    from predictions.services import scoring
     from predictions.services.prediction_writer import write_predictions
-    from predictions.services.scoring_settings import set_scoring_model
+    from predictions.services.scoring import predict, runs
+    from predictions.services.scoring.settings import set_scoring_model
 
     ensure_members(args.members)
     cutoff = datetime.combine(START + timedelta(days=DAYS), datetime.min.time(), tzinfo=UTC)
     version = ensure_churn_version(cutoff - timedelta(days=HORIZON))
-    bundle = scoring.load_bundle(version.pk, tuple(sorted(version.artifact_checksums.items())))
+    bundle = predict.load_bundle(version.pk, tuple(sorted(version.artifact_checksums.items())))
     chosen = bundle.candidates[bundle.selected]
     ids = list(scorable_members().order_by("pk").values_list("pk", flat=True)[: args.members])
     n = len(ids)
@@ -181,18 +181,18 @@ def main() -> None:
     rows = timed(
         "prediction rows",
         n,
-        lambda: scoring._churn_rows(version, bundle, features, cutoff),
+        lambda: predict._churn_rows(version, bundle, features, cutoff),
         stages,
         args.repeat,
     )
     set_scoring_model(kind="churn", model=args.served, actor=None)
     if args.attribution_events is not None:
         recent = None if args.attribution_events == "all" else int(args.attribution_events)
-        scoring.SEQUENCE_ATTRIBUTION_RECENT_EVENTS = recent
+        predict.SEQUENCE_ATTRIBUTION_RECENT_EVENTS = recent
     if args.served == "ensemble":
         if bundle.ensemble is None:
             raise SystemExit(f"version {version.pk} has no ensemble: train a new one first")
-        from predictions.ml.churn_sequence import encode_members
+        from predictions.ml.churn.sequence import encode_members
         from predictions.selectors import feature_event_frame
 
         frame, _ = feature_event_frame(cutoff=cutoff, member_ids=ids)
@@ -209,7 +209,7 @@ def main() -> None:
         rows = timed(
             "ensemble prediction rows",
             n,
-            lambda: scoring._churn_rows(version, bundle, features, cutoff, sequences=sequences),
+            lambda: predict._churn_rows(version, bundle, features, cutoff, sequences=sequences),
             stages,
             args.repeat,
         )
@@ -242,15 +242,15 @@ def main() -> None:
 
     def end_to_end():
         # A new cutoff each time: a repeat at the same cutoff would find every row written.
-        run = scoring.start_scoring_run(
+        run = runs.start_scoring_run(
             kind="churn",
             cutoff=cutoff + timedelta(seconds=next(repeats)),
             member_limit=n,
             enqueue=False,
-            chunk_size=args.chunk_size or scoring.DEFAULT_CHUNK_SIZE,
+            chunk_size=args.chunk_size or runs.DEFAULT_CHUNK_SIZE,
         )
         for chunk_id in run.chunks.values_list("pk", flat=True):
-            scoring.score_chunk(chunk_id=chunk_id)
+            runs.score_chunk(chunk_id=chunk_id)
         return run
 
     timed("end to end (score_chunk)", n, end_to_end, stages, args.repeat)
@@ -265,7 +265,7 @@ def main() -> None:
     print(f"end-to-end / bare pred_contribs throughput: {ratio:.2f} (target >= 0.5)")
     print(
         f"served by: {args.served} (sequence events from the latest "
-        f"{scoring.SEQUENCE_ATTRIBUTION_RECENT_EVENTS or 'all'} events)"
+        f"{predict.SEQUENCE_ATTRIBUTION_RECENT_EVENTS or 'all'} events)"
     )
 
 

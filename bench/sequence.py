@@ -30,9 +30,12 @@ sys.path.insert(0, str(ROOT))
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from predictions.ml.labels import active_member_ids, churn_labels  # noqa: E402
-from predictions.ml.sequence_attribution import occlusion_attribution  # noqa: E402
-from predictions.ml.sequence_model import SequenceModelConfig, train_sequence_churn  # noqa: E402
-from predictions.ml.sequences import encode_sequences, prepare_sequence_events  # noqa: E402
+from predictions.ml.sequences.attribution import occlusion_attribution  # noqa: E402
+from predictions.ml.sequences.encoding import (  # noqa: E402
+    encode_sequences,
+    prepare_sequence_events,
+)
+from predictions.ml.sequences.model import SequenceModelConfig, train_sequence_churn  # noqa: E402
 from tests.ml.conftest import CUTOFF, HORIZON, make_loyalty_data  # noqa: E402
 
 SEED = 7

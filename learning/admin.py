@@ -4,8 +4,8 @@ and after values; labels and retraining runs are shown read-only."""
 from django.contrib import admin
 
 from learning.models import GatePolicy, LabeledExample, RetrainingRun
+from loyalty.admin.read_only import ReadOnlyAdmin
 from loyalty.services.config_audit import AuditedAdminMixin
-from reviews.admin import ReadOnlyAdmin
 
 
 @admin.register(GatePolicy)

@@ -4,7 +4,7 @@ leave every future training set."""
 from django.dispatch import receiver
 
 from learning.models import LabeledExample
-from loyalty.services.erasure import member_erased
+from loyalty.signals import member_erased
 
 
 @receiver(member_erased, dispatch_uid="learning.erase_member_examples")

@@ -3,7 +3,7 @@ cache, once per change rather than once per page (five queries on every page bef
 user's and their groups' permissions, their groups, by Django's ModelBackend and `role_of`).
 
 Any change to who holds what (group membership, a user's or a group's permissions, a user or
-group saved or deleted) starts a new generation of every cached entry (`loyalty.signals`), so
+group saved or deleted) starts a new generation of every cached entry (`loyalty.receivers`), so
 a removed permission is gone on the user's next request.
 """
 

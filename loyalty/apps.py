@@ -7,7 +7,7 @@ class LoyaltyConfig(AppConfig):
     verbose_name = "Loyalty program"
 
     def ready(self) -> None:
-        from loyalty import signals  # noqa: F401  (role-change audit)
+        from loyalty import receivers  # noqa: F401  (role-change audit, access cache)
         from loyalty.celery import ensure_broker_folders
 
         ensure_broker_folders()

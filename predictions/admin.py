@@ -11,7 +11,7 @@ from predictions.services.registry import (
     promote_model_version,
     rollback_model_version,
 )
-from predictions.services.scoring_settings import set_scoring_model
+from predictions.services.scoring.settings import set_scoring_model
 
 # Promotion and rollback re-score every member, as `manage.py promote` does: the predictions
 # of the version taken out of service must not stay live.

@@ -12,7 +12,7 @@ the reviews layer, whose routing would otherwise queue them.
 
 from django.dispatch import receiver
 
-from loyalty.services.erasure import member_erased
+from loyalty.signals import member_erased
 from predictions.models import Prediction
 
 

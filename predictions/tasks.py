@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from predictions.services import scoring
+from predictions.services.scoring import runs
 
 
 @shared_task(
@@ -13,9 +13,9 @@ from predictions.services import scoring
     max_retries=5,
 )
 def score_chunk_task(chunk_id: int) -> int:
-    return scoring.score_chunk(chunk_id=chunk_id).scored
+    return runs.score_chunk(chunk_id=chunk_id).scored
 
 
 @shared_task(name="predictions.resend_stale_chunks_task")
 def resend_stale_chunks_task() -> int:
-    return scoring.resend_stale_chunks()
+    return runs.resend_stale_chunks()

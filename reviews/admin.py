@@ -4,19 +4,9 @@ before and after values; policies, reviews, decisions and notifications are show
 
 from django.contrib import admin
 
+from loyalty.admin.read_only import ReadOnlyAdmin
 from loyalty.services.config_audit import AuditedAdminMixin
 from reviews.models import Decision, EscalationPolicy, Notification, ReasonCode, Review
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(ReasonCode)

@@ -3,7 +3,7 @@ reviews leave the queues (decided ones stay as the history they are)."""
 
 from django.dispatch import receiver
 
-from loyalty.signals_consent import consent_withdrawn
+from loyalty.signals import consent_withdrawn
 from reviews.services.withdrawal import withdraw_pending_reviews
 
 # The route reason a person reads on a review that left the queue this way.

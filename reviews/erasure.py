@@ -23,7 +23,7 @@ from django.urls import reverse
 
 from loyalty import shared_cache
 from loyalty.models import AuditRecord
-from loyalty.services.erasure import member_erased
+from loyalty.signals import member_erased
 from predictions.models import Prediction
 from reviews.models import Decision, Notification, Review
 from reviews.selectors.notifications import unread_count_key

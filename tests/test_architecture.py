@@ -2,6 +2,7 @@
 import-linter, whose contracts are in pyproject.toml), module sizes and thin views."""
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,35 @@ def test_views_are_thin(module):
     assert _views(module), "a views module without a view"
     too_long = {name: lines for name, lines in _views(module) if lines > MAX_VIEW_LINES}
     assert too_long == {}
+
+
+def _app_imports(path: Path) -> list[tuple[int, str, str]]:
+    """(line, module, name) of every `from <app module> import name` in a file, those inside
+    functions included (the benchmarks import the apps lazily, after Django is set up)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] in APPS:
+                found += [(node.lineno, node.module, alias.name) for alias in node.names]
+    return found
+
+
+@pytest.mark.parametrize(
+    "script", sorted((ROOT / "bench").glob("*.py")), ids=lambda path: path.name
+)
+def test_the_benchmarks_import_what_exists(script):
+    """No test runs the benchmarks: a module or name they import that moved would show only
+    when someone next measures."""
+    missing = []
+    for line, module_name, name in _app_imports(script):
+        module = importlib.import_module(module_name)
+        if not hasattr(module, name):
+            try:
+                importlib.import_module(f"{module_name}.{name}")
+            except ModuleNotFoundError:
+                missing.append(f"{script.name}:{line} {module_name}.{name}")
+    assert _app_imports(script) or script.name == "__init__.py"
+    assert missing == []
 
 
 def test_the_size_rules_see_what_they_measure():

@@ -1,29 +1,15 @@
 """Turning decisions and observed outcomes into labeled examples: what retraining learns from.
 
-Decision examples, by the reason code's treatment:
-- confirm: the model's own answer is the label (an approval);
-- relabel: the person's answer is the label (an override);
-  both weigh DECISION_LABEL_WEIGHT of their kind. Approvals and corrections alike on purpose:
-  the reviewed members are already a chosen sample, and weighting corrections above approvals
-  tilted the labels towards "the model was wrong" (in bench/loop.py, 2x for overrides put the
-  loop 0.014 AUC below random review, 95 % [-0.026, -0.003]). Per kind: a churn call is a
-  person's guess about the coming horizon, where every history row is a realized outcome, so
-  it weighs as one history row (1); at 2.5, reviewers who are right 90 % of the time cost a
-  candidate 0.011 out-of-time AUC in bench/loop.py's data, at 1 it lost 0.002 and gained 0.010
-  in log loss. A next-action history has no realized answer, only outcomes and bootstrap rules,
-  and a person's choice is its best label: the highest weight there;
-- exclude: bad data; the example is stored `excluded` (so the sweep knows the decision was
-  handled) and never trained on.
-The churn "answer" of the model is its call: churns when the probability is at least 0.5 (the
-same call the policy simulation counts errors against).
+Decision examples follow the reason code's treatment: confirm (the model's answer is the
+label), relabel (the person's answer is), exclude (kept `excluded` so the sweep knows the
+decision was handled, never trained on). Approvals and corrections weigh the same: the reviewed
+members are already a chosen sample, and weighting corrections higher tilts the labels towards
+"the model was wrong" (README, "The learning loop"). The model's churn answer is its call at
+CHURN_CALL_THRESHOLD.
 
-Outcome examples: once the data reach a prediction's cutoff + horizon, what the member did:
-churned (no qualifying event in the window) or not; for a next action, whether a response
-that vindicates an action was observed (`predictions.ml.nba.observed_outcome_labels`). The
-"data clock" is the latest imported event, not the wall clock: an import that lags does not
-turn every member into a churner. Only members who may be profiled
-(`loyalty.selectors.scorable_members`) get outcome examples: an erased member has no events
-left, and "no event" must not become "churned"; one who withdrew consent is not profiled.
+Outcome examples: once the data clock (the latest imported event, not the wall clock) passes a
+prediction's cutoff + horizon, what the member did. Only members who may be profiled get them:
+an erased member has no events left, and "no event" must not become "churned".
 
 Every function here is idempotent: a unique constraint per decision and per prediction's
 outcome stands behind it, so a task run twice or a sweep racing a task creates one row.

@@ -40,7 +40,7 @@ from learning.models import GatePolicy, LabeledExample, RetrainingRun
 from learning.selectors import gate_policy
 from loyalty.exceptions import require_permission
 from loyalty.selectors import scorable_members
-from predictions.ml.churn import LabeledRows
+from predictions.ml.churn.model import LabeledRows
 from predictions.models import ModelVersion, PredictionKind
 from predictions.services.evaluation import (
     ExampleSet,

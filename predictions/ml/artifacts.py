@@ -7,7 +7,7 @@ booster. No pickle: loading parses JSON and XGBoost's own format, so it cannot r
 against it before reading anything, raising CorruptArtifactError on any difference.
 
 A churn bundle with a tree + sequence ensemble also has a `sequence/` subdirectory holding the
-GRU and the stacker (`sequence_model.save_sequence_model`); its files appear in the same
+GRU and the stacker (`sequences.model.save_sequence_model`); its files appear in the same
 checksum mapping as `sequence/<file>`, and the ensemble's calibrators and conformal
 thresholds sit in the churn manifest under "ensemble". torch is imported only to load or save
 such a bundle.
@@ -78,7 +78,7 @@ def save_churn_bundle(*, bundle: ChurnBundle, directory: str | Path) -> dict[str
     }
     sequence_checksums = {}
     if bundle.ensemble is not None:
-        from .sequence_model import save_sequence_model
+        from .sequences.model import save_sequence_model
 
         sequence_checksums = save_sequence_model(
             model=bundle.ensemble.sequence_model,
@@ -171,7 +171,7 @@ def _ensemble_json(ensemble: ChurnEnsemble) -> dict[str, Any]:
 def _ensemble_from(
     data: dict[str, Any], directory: Path, checksums: dict[str, str]
 ) -> ChurnEnsemble:
-    from .sequence_model import load_sequence_model
+    from .sequences.model import load_sequence_model
 
     loaded = load_sequence_model(directory=directory / SEQUENCE_DIRECTORY, checksums=checksums)
     if loaded.stacker is None:

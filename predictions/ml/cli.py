@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import frames
 from .artifacts import save_churn_bundle
-from .churn import predict_churn, train_churn
+from .churn.model import predict_churn, train_churn
 from .contracts import ChurnConfig, MLError, NextActionConfig
 from .csv_input import read_project_csvs
 from .features import build_feature_panel, build_features, prepare_events

@@ -96,7 +96,7 @@ class BoosterParams:
 @dataclass(frozen=True)
 class SequenceModelConfig:
     """Network size and training settings of the sequence (GRU) churn model; small defaults
-    that train in seconds per 10k rows (`sequence_model.train_sequence_churn`)."""
+    that train in seconds per 10k rows (`sequences.model.train_sequence_churn`)."""
 
     hidden_size: int = 48
     kind_dim: int = 8
@@ -124,7 +124,7 @@ class ChurnConfig:
       oldest at least `min_history_days` after the first event. Oldest cutoffs train the
       trees, the next later one stops boosting early, the latest calibrates. Early stopping
       validates on `validation_member_share` of the members, held out of that fit (the
-      final fit uses everyone): see `churn_rows.split_rows` for why.
+      final fit uses everyone): see `churn.rows.split_rows` for why.
     - `interval_coverage`: nominal coverage of the interval on the probability, built from
       `bootstrap_models` half-sample refits (see `confidence.probability_interval`);
       `label_set_coverage`: nominal coverage of the conformal {stay, churn} set.
@@ -139,7 +139,7 @@ class ChurnConfig:
       not allowed in decisions).
     - `sequence`: also train the sequence model (a GRU over each member's last
       `sequence_length` events, `sequence_model` its settings) and the tree + sequence
-      ensemble (`churn_sequence`), when the data hold at least `sequence_min_rows` GRU
+      ensemble (`churn.sequence`), when the data hold at least `sequence_min_rows` GRU
       training rows; the GRU trains on at most `sequence_max_rows` of them (a seeded sample of
       members, all their cutoffs), which bounds training time on big programs.
     """
@@ -281,7 +281,7 @@ class ChurnCandidate:
 
 @dataclass(frozen=True)
 class ChurnEnsemble:
-    """The tree + sequence churn ensemble of a bundle (`churn_sequence`).
+    """The tree + sequence churn ensemble of a bundle (`churn.sequence`).
 
     ensemble margin = stacker(trees' margin, sequence margin), with the bundle's `xgboost`
     candidate as the trees; `calibrator`, `conformal` and `bootstrap_calibrators` (one per
@@ -342,7 +342,7 @@ class ChurnPrediction:
 
     - probability: calibrated probability of no qualifying event within the horizon.
     - low, high: the bootstrap interval with nominal `interval_coverage` on that probability
-      (see `churn.predict_churn`).
+      (see `churn.model.predict_churn`).
     - label_sets: (n, 2) booleans over CHURN_LABELS (stay, churn): the outcomes the Mondrian
       conformal predictor cannot rule out at `label_set_coverage`.
     - confidence: `confidence.confidence_from(...)` of interval and set, in [0, 1].
@@ -350,7 +350,7 @@ class ChurnPrediction:
       the ensemble: the trees' SHAP times the tree weight plus one `behavior_sequence` item,
       the sequence share, all adding up to the ensemble margin.
     - sequence_events: ensemble only, when asked: per row, the events whose removal moved
-      the ensemble margin most (occlusion, `churn_sequence.top_sequence_events`), JSON-able.
+      the ensemble margin most (occlusion, `churn.sequence.top_sequence_events`), JSON-able.
     """
 
     member_ids: np.ndarray

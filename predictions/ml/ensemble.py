@@ -1,29 +1,12 @@
 """The tree + sequence churn ensemble: a two-input logistic stacker and its exact attribution.
 
-    stacker = fit_stacker(                       # on the VALIDATION split only, never test
-        tree_margin=tree.margin(x_valid), sequence_margin=gru.predict_margin(seq_valid),
-        y=y_valid,
-    )
-    margin = stacked_margin(stacker=stacker, tree_margin=..., sequence_margin=...)
-    waterfall = ensemble_contributions(
-        stacker=stacker, tree_contributions=tree.contributions(x), sequence_margin=...
-    )
-
-The stacker is centred on its fit set:
-    margin = intercept + tree_weight * (tree - tree_mean)
-             + sequence_weight * (sequence - sequence_mean)
-so `sequence_share` = sequence_weight * (sequence - sequence_mean) is the part of the ensemble
-margin that the behavior sequence adds beyond an average member of the fit set. With exact
-TreeSHAP of the tree margin (base + sum of contributions = tree margin), the ensemble margin is
-    base' + sum(tree_weight * contributions) + sequence_share,
-    base' = intercept + tree_weight * (tree base - tree_mean)
-exactly: `ensemble_contributions` returns those columns, so a page can show one "behavior
-sequence" bar beside the feature bars of the same waterfall, all adding up to the margin.
-
-Weights are kept non-negative: an input whose logistic weight comes out negative (two
-correlated margins can do that) is dropped and the other refitted alone, so that "the sequence
-pushed the risk up" always means a higher sequence margin. The ensemble margin is then
-calibrated like any candidate's margin (calibration.py, on the calibration split).
+The stacker is centred on its fit set, so the sequence share is what the behavior sequence adds
+beyond an average member of that set; with exact TreeSHAP of the tree margin,
+`ensemble_contributions` gives one "behavior sequence" bar beside the feature bars of the same
+waterfall, all adding up to the ensemble margin. Weights are kept non-negative (an input whose
+weight comes out negative, as two correlated margins can make it, is dropped and the other
+refitted alone), so that "the sequence pushed the risk up" always means a higher sequence
+margin. The stacked margin is calibrated like any candidate's (`calibration`).
 """
 
 from __future__ import annotations

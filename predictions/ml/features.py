@@ -1,22 +1,12 @@
 """Point-in-time member features from events: one row per member, only events before the cutoff.
 
-Every feature is computed with bulk numpy/pandas operations over all members at once. Events
-are first compacted (`prepare_events`) into integer-coded arrays sorted by time, so that a
-panel of many cutoffs pays the string handling once and each cutoff is a contiguous slice.
-
-Conventions that hold for every feature:
-- Only events with occurred_at < cutoff (strictly) and at most MAX_LOOKBACK_DAYS before it.
-- Ages and recencies are in fractional days before the cutoff.
-- A *basket* is one purchase session: the purchase events sharing a session_id, or, where
-  session_id is empty, the purchase events of one member on one UTC day.
-- Items are purchase events (lines), not quantities: quantity units differ between data sets
-  (fuel litres in The Complete Journey), a line count means the same everywhere.
-- Trends compare the latest window with the one before it as (last - before)/(last + before)
-  of per-day rates: 0 when flat or both empty, +1 all new, -1 all gone. They are NaN when less
-  than half of the earlier window lies after the member's first event (history not observed).
-- Rates over long windows divide by the days actually observed for the member (at least
-  `member_aggregates.MIN_RATE_DAYS`), so that members of different tenure stay comparable.
-- Data a data set does not have (no dwell, no channels) gives NaN or 0 columns, never an error.
+Only events strictly before the cutoff and within MAX_LOOKBACK_DAYS count. Every feature is
+computed in bulk over all members, on events compacted once (`prepare_events`), so that a panel
+of many cutoffs pays the string handling once and each cutoff is a contiguous slice. A basket is
+one purchase session (a session_id, else one member's purchases on one UTC day); items are
+purchase lines, not quantities, whose units differ between data sets. Rates and trends account
+for the days a member was actually observed (`member_aggregates`), so that members of different
+tenure stay comparable. Data a data set does not have gives NaN or 0 columns, never an error.
 """
 
 from __future__ import annotations

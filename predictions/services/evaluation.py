@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 
 from predictions.ml import labels
-from predictions.ml.churn import ENSEMBLE, predict_churn
+from predictions.ml.churn.model import ENSEMBLE, predict_churn
 from predictions.ml.features import build_features
 from predictions.ml.metrics import binary_metrics, multiclass_metrics
 from predictions.ml.nba import predict_next_action
 from predictions.models import ModelVersion, PredictionKind
 from predictions.selectors import profiling_frames
-from predictions.services.scoring import load_bundle, version_served_model
+from predictions.services.scoring.predict import load_bundle, version_served_model
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def evaluate_churn_out_of_time(
         ).to_numpy()
         sequences = None
         if version_served_model(version) == ENSEMBLE:
-            from predictions.ml.churn_sequence import encode_members  # imports torch
+            from predictions.ml.churn.sequence import encode_members  # imports torch
 
             sequences = encode_members(
                 ensemble=bundle.ensemble, events=events, member_ids=active, cutoff=stamp

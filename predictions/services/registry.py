@@ -91,7 +91,7 @@ def rollback_model_version(
 
 
 def _rescore_after_commit(kind: str) -> None:
-    from predictions.services.scoring import start_scoring_run
+    from predictions.services.scoring.runs import start_scoring_run
 
     transaction.on_commit(lambda: start_scoring_run(kind=kind))
 

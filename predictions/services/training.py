@@ -18,7 +18,7 @@ from django.db import transaction
 from loyalty.models import Action
 from predictions.exceptions import TrainingDataError
 from predictions.ml import artifacts
-from predictions.ml.churn import LabeledRows, train_churn
+from predictions.ml.churn.model import LabeledRows, train_churn
 from predictions.ml.contracts import ChurnConfig, MLError, NextActionConfig
 from predictions.ml.features import FEATURES, build_feature_panel, prepare_events
 from predictions.ml.nba import bootstrap_rule_labels, observed_outcome_labels, train_next_action
@@ -170,9 +170,9 @@ def training_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def default_training_cutoff(*, kind: str, horizon_days: int) -> datetime:
     """Where a model trained now should be evaluated: the end of the data (see
-    `scoring.default_scoring_cutoff`), less the churn horizon so that the out-of-time window
+    `scoring.runs.default_scoring_cutoff`), less the churn horizon so that the out-of-time window
     after the cutoff is complete."""
-    from predictions.services.scoring import default_scoring_cutoff
+    from predictions.services.scoring.runs import default_scoring_cutoff
 
     end = default_scoring_cutoff()
     return end - timedelta(days=horizon_days) if kind == PredictionKind.CHURN else end

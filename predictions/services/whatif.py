@@ -22,13 +22,13 @@ from loyalty.exceptions import DomainError
 from loyalty.models import Member
 from loyalty.selectors import may_profile
 from predictions.exceptions import ProfilingNotAllowedError
-from predictions.ml.churn import ENSEMBLE, predict_churn
+from predictions.ml.churn.model import ENSEMBLE, predict_churn
 from predictions.ml.contracts import CHURN_LABELS
 from predictions.ml.features import FEATURE_NAMES
 from predictions.ml.nba import predict_next_action
 from predictions.models import Prediction, PredictionKind
 from predictions.selectors import feature_event_frame
-from predictions.services.scoring import (
+from predictions.services.scoring.predict import (
     action_eligibility,
     active_version,
     load_bundle,
@@ -93,7 +93,7 @@ def what_if(*, prediction: Prediction, changes: Mapping[str, object]) -> WhatIfR
         sequences = None
         if version_served_model(version) == ENSEMBLE:
             # The member's events are not edited: the sequence share stays what it was.
-            from predictions.ml.churn_sequence import encode_members  # imports torch
+            from predictions.ml.churn.sequence import encode_members  # imports torch
 
             frame, _ = feature_event_frame(
                 cutoff=prediction.cutoff, member_ids=[prediction.member_id]

@@ -1,6 +1,6 @@
 """Review API views: authenticate, check the role, validate with a serializer, call one service.
 
-Visibility is the one rule of `reviews.selectors.visible_reviews_filter`, applied before
+Visibility is the one rule of `reviews.permissions.visible_reviews_filter`, applied before
 anything else on every route: analysts see the reviews routed to analysts, the auto-approved
 ones (read-only) and what they escalated until an expert decides it; experts and admins see
 every review; nobody sees an erased member's. A review the caller may not see answers 404,

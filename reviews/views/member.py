@@ -16,7 +16,7 @@ from reviews.figures import (
     waterfall_caption,
     waterfall_figure,
 )
-from reviews.forms import DecisionForm, what_if_features
+from reviews.forms.decision import DecisionForm, what_if_features
 from reviews.models import Review
 from reviews.page_errors import domain_errors_as_pages
 from reviews.permissions import can_decide_review

@@ -10,10 +10,10 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from predictions.models import PredictionKind
 from reviews.figures import figure_html, workload_figure
+from reviews.forms.policy import PolicyForm
 from reviews.models import Review
 from reviews.page_errors import domain_errors_as_pages
 from reviews.permissions import MANAGE_POLICY
-from reviews.policy_forms import PolicyForm
 from reviews.policy_settings import PolicySettings
 from reviews.selectors.policy import current_policy, policy_history
 from reviews.services.policy import save_policy

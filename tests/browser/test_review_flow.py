@@ -192,7 +192,7 @@ def test_what_if_draws_the_recomputed_waterfall(
     log_in,
     active_churn_version,  # noqa: F811  (the imported fixture: a real trained model)
 ):
-    from predictions.services.scoring import score_chunk, start_scoring_run
+    from predictions.services.scoring.runs import score_chunk, start_scoring_run
     from tests.predictions.conftest import CUTOFF
 
     create_demo_users()

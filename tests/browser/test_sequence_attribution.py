@@ -5,8 +5,8 @@ timeline."""
 import pytest
 
 from loyalty.services.users import create_demo_users
-from predictions.services.scoring import score_chunk, start_scoring_run
-from predictions.services.scoring_settings import set_scoring_model
+from predictions.services.scoring.runs import score_chunk, start_scoring_run
+from predictions.services.scoring.settings import set_scoring_model
 from reviews.models import Review
 from reviews.services.reason_codes import seed_reason_codes
 from reviews.services.routing import route_new_predictions

@@ -9,9 +9,9 @@ from django.urls import reverse
 from learning.models import GatePolicy, LabeledExample, MonitorReport
 from learning.services.monitoring import run_monitor
 from loyalty.services.catalog import seed_action_catalog
-from loyalty.services.synthetic import generate_members
+from loyalty.services.synthetic.generation import generate_members
 from predictions.services.registry import promote_model_version
-from predictions.services.scoring import score_chunk, start_scoring_run
+from predictions.services.scoring.runs import score_chunk, start_scoring_run
 from predictions.services.training import train_churn_version
 from reviews.models import AutomationPause, Review
 from reviews.selectors.pauses import open_pause

@@ -21,7 +21,7 @@ from learning.services.retraining import (
 from loyalty.services.erasure import erase_member
 from loyalty.services.members import set_consent
 from predictions.models import ModelVersion, Prediction, ScoringRun
-from predictions.services.scoring import start_scoring_run
+from predictions.services.scoring.runs import start_scoring_run
 from reviews.models import Notification, Review
 from reviews.services.decisions import approve_prediction, override_prediction
 from reviews.services.reason_codes import seed_reason_codes
@@ -40,7 +40,7 @@ KILL_QUEUE = "stalling-retraining-worker"
 
 def _score_and_route(kind: str = "churn") -> None:
     run = start_scoring_run(kind=kind, cutoff=CUTOFF, enqueue=False)
-    from predictions.services.scoring import score_chunk
+    from predictions.services.scoring.runs import score_chunk
 
     for chunk_id in run.chunks.values_list("pk", flat=True):
         score_chunk(chunk_id=chunk_id)
@@ -226,7 +226,7 @@ def test_a_rescore_replaces_the_undecided_reviews_of_older_predictions(
     assert before
 
     later = start_scoring_run(kind="churn", cutoff=CUTOFF + timedelta(days=1), enqueue=False)
-    from predictions.services.scoring import score_chunk
+    from predictions.services.scoring.runs import score_chunk
 
     for chunk_id in later.chunks.values_list("pk", flat=True):
         score_chunk(chunk_id=chunk_id)

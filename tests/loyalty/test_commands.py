@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 from loyalty.exceptions import ConflictError
 from loyalty.management.support import command_errors, user_named
 from loyalty.models import AuditRecord, ErasureTombstone, Event, Member
-from loyalty.services.csv_validation import ImportValidationError, RowError
+from loyalty.services.imports.validation import ImportValidationError, RowError
 
 
 def test_a_domain_error_becomes_its_message():

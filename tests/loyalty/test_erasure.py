@@ -19,9 +19,9 @@ from loyalty.services.audit import record_audit
 from loyalty.services.erasure import (
     erase_member,
     erase_member_by_external_id,
-    member_erased,
     tombstone_digest,
 )
+from loyalty.signals import member_erased
 from predictions.models import Prediction
 from reviews.models import Decision, Notification, Review
 from reviews.selectors.notifications import unread_count

@@ -10,10 +10,10 @@ from django.core.management import CommandError, call_command
 
 from loyalty.exceptions import PermissionDeniedError
 from loyalty.models import AuditRecord, Event, Member
-from loyalty.services import csv_validation, import_checks
-from loyalty.services.csv_validation import ImportValidationError, RowError
 from loyalty.services.erasure import erase_member, lift_tombstone
-from loyalty.services.imports import import_events, import_members
+from loyalty.services.imports import checks, validation
+from loyalty.services.imports.members_and_events import import_events, import_members
+from loyalty.services.imports.validation import ImportValidationError, RowError
 from tests.factories import EventFactory, MemberFactory
 
 pytestmark = pytest.mark.django_db
@@ -286,7 +286,7 @@ def test_only_the_first_50_errors_are_listed_and_the_rest_counted(tmp_path):
 
 
 def test_an_error_in_a_late_chunk_writes_nothing_from_earlier_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(csv_validation, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(validation, "CHUNK_ROWS", 2)
     rows = "".join(f"M{n},2024-01-01,,,,,\n" for n in range(5)) + "M5,never,,,,,\n"
 
     error = rejected(lambda: import_members(source=write(tmp_path, MEMBER_HEADER + "\n" + rows)))
@@ -646,7 +646,7 @@ def test_an_erased_members_former_id_cannot_come_back_through_the_member_import(
 def test_an_erased_id_is_refused_in_any_chunk_and_imported_once_lifted(
     tmp_path, monkeypatch, erased_h42
 ):
-    monkeypatch.setattr(csv_validation, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(validation, "CHUNK_ROWS", 2)
     rows = "".join(f"H-{n},,,,,,\n" for n in range(1, 6))
     text = f"{MEMBER_HEADER}\n{rows}H-42,,,,,,\n"
 
@@ -671,7 +671,7 @@ def test_a_long_value_is_cut_in_the_error_message(tmp_path):
 
 
 def test_events_written_over_several_chunks_are_all_stored(tmp_path, monkeypatch):
-    monkeypatch.setattr(csv_validation, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(validation, "CHUNK_ROWS", 3)
     MemberFactory(external_id="M1")
     rows = "".join(f"M1,2025-01-01T00:00:{n:02d},view,,,,web,S,{n},\n" for n in range(10))
 
@@ -719,8 +719,8 @@ def test_event_command_fails_on_a_missing_file(tmp_path):
 
 
 def test_members_are_checked_right_across_chunks_whatever_is_remembered(tmp_path, monkeypatch):
-    monkeypatch.setattr(csv_validation, "CHUNK_ROWS", 2)
-    monkeypatch.setattr(import_checks, "KNOWN_MEMBER_CACHE", 1)
+    monkeypatch.setattr(validation, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(checks, "KNOWN_MEMBER_CACHE", 1)
     MemberFactory(external_id="M1")
     MemberFactory(external_id="M2")
     owners = ["M1", "M2", "M2", "M1", "M1", "NOBODY", "M2"]

@@ -9,7 +9,7 @@ from django.core.management import call_command
 
 from loyalty.exceptions import ConflictError
 from loyalty.models import AuditRecord, Event, Member, SyntheticTruth
-from loyalty.services.synthetic import generate_members
+from loyalty.services.synthetic.generation import generate_members
 
 pytestmark = pytest.mark.django_db
 

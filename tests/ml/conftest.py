@@ -161,7 +161,7 @@ def synthetic() -> Synthetic:
 
 @pytest.fixture(scope="session")
 def churn_result(synthetic):
-    from predictions.ml.churn import train_churn
+    from predictions.ml.churn.model import train_churn
 
     return train_churn(
         events=synthetic.events,

@@ -12,7 +12,7 @@ from predictions.ml.artifacts import (
     save_churn_bundle,
     save_next_action_bundle,
 )
-from predictions.ml.churn import CANDIDATES, predict_churn
+from predictions.ml.churn.model import CANDIDATES, predict_churn
 from predictions.ml.contracts import CorruptArtifactError
 from predictions.ml.features import build_features
 from predictions.ml.nba import predict_next_action

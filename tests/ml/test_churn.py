@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from predictions.ml.calibration import SIGMOID, fit_calibrator
-from predictions.ml.churn import (
+from predictions.ml.churn.model import (
     CANDIDATES,
     RECENCY,
     XGBOOST,
@@ -243,8 +243,8 @@ def test_too_little_history_raises_a_clear_error():
 
 
 def test_early_stopping_validates_on_members_the_fit_never_saw(synthetic):
-    from predictions.ml.churn import model_feature_codes
-    from predictions.ml.churn_rows import rows_at, split_rows
+    from predictions.ml.churn.model import model_feature_codes
+    from predictions.ml.churn.rows import rows_at, split_rows
     from predictions.ml.features import prepare_events
     from predictions.ml.frames import normalize_members
 

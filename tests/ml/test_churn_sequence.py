@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 from predictions.ml import artifacts
-from predictions.ml.churn import ENSEMBLE, XGBOOST, predict_churn, train_churn
-from predictions.ml.churn_sequence import encode_members
+from predictions.ml.churn.model import ENSEMBLE, XGBOOST, predict_churn, train_churn
+from predictions.ml.churn.sequence import encode_members
 from predictions.ml.contracts import (
     SEQUENCE_ITEM,
     BoosterParams,
@@ -30,12 +30,12 @@ from predictions.ml.contracts import (
 )
 from predictions.ml.ensemble import sequence_share, stacked_margin
 from predictions.ml.features import build_features
-from predictions.ml.sequence_attribution import (
+from predictions.ml.sequences.attribution import (
     occlusion_attribution,
     occlusion_attribution_by_masking,
 )
-from predictions.ml.sequence_model import WEIGHTS_FILE
-from predictions.ml.sequences import FIRST_LEARNED_CODE, encode_sequences
+from predictions.ml.sequences.encoding import FIRST_LEARNED_CODE, encode_sequences
+from predictions.ml.sequences.model import WEIGHTS_FILE
 
 START = pd.Timestamp("2024-01-01", tz="UTC")
 DAYS = 330

@@ -31,16 +31,8 @@ from predictions.ml.ensemble import (
 from predictions.ml.explain import tree_contributions
 from predictions.ml.features import build_features
 from predictions.ml.frames import empty_events
-from predictions.ml.sequence_attribution import occlusion_attribution
-from predictions.ml.sequence_model import (
-    WEIGHTS_FILE,
-    SequenceChurnModel,
-    SequenceModelConfig,
-    load_sequence_model,
-    save_sequence_model,
-    train_sequence_churn,
-)
-from predictions.ml.sequences import (
+from predictions.ml.sequences.attribution import occlusion_attribution
+from predictions.ml.sequences.encoding import (
     AGE,
     AMOUNT,
     DWELL,
@@ -54,6 +46,14 @@ from predictions.ml.sequences import (
     encode_sequences,
     learn_vocabulary,
     prepare_sequence_events,
+)
+from predictions.ml.sequences.model import (
+    WEIGHTS_FILE,
+    SequenceChurnModel,
+    SequenceModelConfig,
+    load_sequence_model,
+    save_sequence_model,
+    train_sequence_churn,
 )
 from tests.ml.conftest import CUTOFF
 

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from loyalty.services.catalog import seed_action_catalog
-from loyalty.services.synthetic import generate_members
+from loyalty.services.synthetic.generation import generate_members
 from predictions.ml.contracts import BoosterParams, ChurnConfig, SequenceModelConfig
 from predictions.services.registry import promote_model_version
 from predictions.services.training import train_churn_version, train_next_action_version

@@ -19,7 +19,7 @@ STALL_SECONDS = 300
 
 @task_prerun.connect
 def _stall_before_writing(**_: object) -> None:
-    from predictions.services import scoring
+    from predictions.services.scoring import runs as scoring
 
     if getattr(scoring, "_stalls", False):
         return

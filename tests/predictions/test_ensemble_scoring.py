@@ -8,19 +8,15 @@ import pytest
 
 from loyalty.exceptions import PermissionDeniedError
 from loyalty.models import AuditRecord, Event, Member
-from predictions.ml.churn import ENSEMBLE, predict_churn
-from predictions.ml.churn_sequence import encode_members
+from predictions.ml.churn.model import ENSEMBLE, predict_churn
+from predictions.ml.churn.sequence import encode_members
 from predictions.ml.contracts import SEQUENCE_ITEM, CorruptArtifactError
 from predictions.ml.features import build_features
 from predictions.models import ModelVersion, Prediction, ScoringRun, ScoringSetting
 from predictions.selectors import feature_event_frame, feature_events, members_frame
-from predictions.services.scoring import (
-    SEQUENCE_EVENTS_STORED,
-    load_bundle,
-    score_chunk,
-    start_scoring_run,
-)
-from predictions.services.scoring_settings import ScoringSettingError, set_scoring_model
+from predictions.services.scoring.predict import SEQUENCE_EVENTS_STORED, load_bundle
+from predictions.services.scoring.runs import score_chunk, start_scoring_run
+from predictions.services.scoring.settings import ScoringSettingError, set_scoring_model
 from predictions.services.whatif import what_if
 from tests.predictions.conftest import CUTOFF
 

@@ -11,7 +11,7 @@ from predictions.exceptions import NothingToRollBackToError
 from predictions.ml.contracts import CorruptArtifactError
 from predictions.models import ModelVersion
 from predictions.services.registry import promote_model_version, rollback_model_version
-from predictions.services.scoring import load_bundle
+from predictions.services.scoring.predict import load_bundle
 from predictions.services.training import train_churn_version
 from tests.predictions.conftest import CUTOFF, FAST_CHURN, HORIZON
 

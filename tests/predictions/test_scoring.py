@@ -11,7 +11,7 @@ from django.db import connection
 
 from loyalty.models import Action, Member
 from loyalty.services.members import set_consent
-from predictions.ml.churn import predict_churn
+from predictions.ml.churn.model import predict_churn
 from predictions.ml.features import (
     FEATURE_NAMES,
     MAX_LOOKBACK_DAYS,
@@ -31,13 +31,8 @@ from predictions.selectors import (
     members_frame,
 )
 from predictions.services.prediction_writer import write_predictions
-from predictions.services.scoring import (
-    _predict_rows,
-    action_eligibility,
-    load_bundle,
-    score_chunk,
-    start_scoring_run,
-)
+from predictions.services.scoring.predict import action_eligibility, load_bundle, predict_rows
+from predictions.services.scoring.runs import score_chunk, start_scoring_run
 from tests.factories import EventFactory, MemberFactory, ModelVersionFactory, PredictionFactory
 from tests.predictions.conftest import CUTOFF
 
@@ -351,7 +346,7 @@ def test_prediction_rows_hold_exactly_what_the_ml_records_hold(kind, request):
         events=feature_events(cutoff=CUTOFF, member_ids=ids), members=members, cutoff=CUTOFF
     )
 
-    rows = _predict_rows(version=version, member_ids=ids, cutoff=CUTOFF)
+    rows = predict_rows(version=version, member_ids=ids, cutoff=CUTOFF)
 
     expected = _rows_from_records(version, bundle, features, CUTOFF)
     assert len(rows) == len(expected) == len(ids)

@@ -14,7 +14,7 @@ from django.db import connection
 
 from loyalty.models import Member
 from predictions.models import Prediction, ScoringChunk
-from predictions.services.scoring import resend_stale_chunks, start_scoring_run
+from predictions.services.scoring.runs import resend_stale_chunks, start_scoring_run
 from predictions.tasks import score_chunk_task
 from tests.predictions.conftest import CUTOFF
 

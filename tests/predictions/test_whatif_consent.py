@@ -6,7 +6,7 @@ from loyalty.services.erasure import erase_member
 from loyalty.services.members import set_consent
 from predictions.exceptions import ProfilingNotAllowedError
 from predictions.models import ModelVersion, Prediction
-from predictions.services.scoring import score_chunk, start_scoring_run
+from predictions.services.scoring.runs import score_chunk, start_scoring_run
 from predictions.services.whatif import what_if
 from tests.predictions.conftest import CUTOFF
 

@@ -8,7 +8,7 @@ import pytest
 from loyalty.exceptions import MemberErasedError
 from loyalty.models import Member
 from loyalty.services.erasure import erase_member
-from loyalty.services.imports import import_members
+from loyalty.services.imports.members_and_events import import_members
 from loyalty.services.members import set_consent, update_member
 from reviews.consent import CONSENT_WITHDRAWN_REASON
 from reviews.models import Review

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from loyalty.models import Member
-from predictions.services.scoring import start_scoring_run
+from predictions.services.scoring.runs import start_scoring_run
 from reviews.models import Review
 from tests.predictions.conftest import (  # noqa: F401  (fixtures)
     CUTOFF,

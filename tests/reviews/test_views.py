@@ -372,7 +372,7 @@ def counts():
 
 @pytest.fixture
 def scored_review(active_churn_version):  # noqa: F811
-    from predictions.services.scoring import score_chunk, start_scoring_run
+    from predictions.services.scoring.runs import score_chunk, start_scoring_run
     from reviews.services.reason_codes import seed_reason_codes
     from reviews.services.routing import route_new_predictions
 

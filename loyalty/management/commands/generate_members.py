@@ -5,7 +5,7 @@ from datetime import date
 from django.core.management.base import BaseCommand
 
 from loyalty.management.support import TqdmProgress, command_errors
-from loyalty.services.synthetic import generate_members
+from loyalty.services.synthetic.generation import generate_members
 
 
 class Command(BaseCommand):

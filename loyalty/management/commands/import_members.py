@@ -5,7 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from loyalty.management.support import TqdmProgress, command_errors
-from loyalty.services.imports import import_members
+from loyalty.services.imports.members_and_events import import_members
 
 
 class Command(BaseCommand):

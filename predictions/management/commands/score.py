@@ -7,7 +7,7 @@ from tqdm import tqdm
 
 from predictions.exceptions import NoActiveModelError
 from predictions.models import PredictionKind, ScoringChunk, ScoringRun
-from predictions.services.scoring import DEFAULT_CHUNK_SIZE, score_chunk, start_scoring_run
+from predictions.services.scoring.runs import DEFAULT_CHUNK_SIZE, score_chunk, start_scoring_run
 
 POLL_SECONDS = 0.5
 

@@ -1,40 +1,13 @@
 """Churn: train candidates on stacked past cutoffs, pick one honestly, score with confidence.
 
-Training (`train_churn`):
-1. Cutoffs every `step` days back from cutoff - horizon, so that every training label window
-   ends at or before `cutoff`; the oldest train, the next later one stops boosting early
-   (validation, on members held out of that fit), the latest calibrates (probabilities and
-   conformal sets) and selects.
-2. Rows are the members active at each cutoff (see `labels`); features are point in time.
-3. Three candidates are fitted on the same training rows: XGBoost on all features (as many
-   rounds as early stopping found), and two baselines: `recency` (logistic on log1p of days
-   since last purchase) and `rfm_logistic` (L2 logistic on standardized log1p recency,
-   baskets and spend over a year, tenure).
-4. Each is calibrated on the calibration split (isotonic or sigmoid, chosen by cross-fitted
-   log loss) and gets Mondrian conformal thresholds and `bootstrap_models` half-sample refits
-   whose spread gives its probability interval.
-5. Selection: the cross-fitted log loss of calibrated probabilities on the calibration split,
-   the time-latest data, which no candidate was fitted on (and which the trees' early stopping
-   never saw). The simplest candidate within `selection_tolerance` of the best wins: that is
-   the model offered for promotion, baseline or not.
-6. Evaluation out of time at `cutoff` with labels from [cutoff, cutoff + horizon), for every
-   candidate, when the data reaches that far; otherwise the report says why it is empty.
-7. With `config.sequence` (and enough rows), a GRU over each member's last events and the
-   tree + sequence ensemble are trained on the same split rows (`churn_sequence`): the
-   stacker on the validation split only, the ensemble calibrated on the calibration split.
-   The ensemble enters the selection as the most complex candidate (a tie keeps the trees);
-   `bundle.selected` stays the winner among the others, which need no event sequences, and
-   `bundle.ensemble.selected` says whether the ensemble won. The report's `sequence` (the GRU
-   alone, calibrated) and `ensemble` entries are evaluated out of time like `model`.
-
-Labeled examples (`labeled`, from people's decisions and observed outcomes) join the training
-rows only, with their weights (history rows weigh 1): early stopping, calibration, selection
-and the out-of-time evaluation stay on history alone, so a reviewed sample that is not like
-the population cannot bend the probability scale or the figures the gate compares.
-
-Class imbalance: the trees minimize unweighted log loss (a proper scoring rule, so
-probabilities stay meaningful) and early-stop on it; no resampling or class weights, which
-would distort probabilities that routing and calibration rely on.
+Time decides every split (`churn.rows`): the oldest cutoffs train, the next stops boosting early
+on held-out members, the latest calibrates and selects, so no candidate is chosen on data it was
+fitted on. The simplest candidate within `selection_tolerance` of the best calibrated log loss
+wins, baseline or not; the tree + sequence ensemble (`churn.sequence`) is the most complex.
+People's labeled examples join the training rows only: early stopping, calibration, selection
+and evaluation stay on history, so a reviewed sample unlike the population cannot bend the
+probability scale. No resampling or class weights: they would distort the probabilities that
+calibration and routing rely on.
 """
 
 from __future__ import annotations
@@ -47,8 +20,8 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.metrics import roc_auc_score
 
-from . import calibration, conformal, frames
-from .churn_rows import (
+from predictions.ml import calibration, conformal, frames
+from predictions.ml.churn.rows import (
     Rows,
     Splits,
     feature_matrix,
@@ -60,8 +33,8 @@ from .churn_rows import (
     training_cutoffs,
     with_labeled,
 )
-from .confidence import confidence_from, probability_interval
-from .contracts import (
+from predictions.ml.confidence import confidence_from, probability_interval
+from predictions.ml.contracts import (
     ChurnBundle,
     ChurnCandidate,
     ChurnConfig,
@@ -69,16 +42,16 @@ from .contracts import (
     ChurnTrainingResult,
     InsufficientHistoryError,
 )
-from .explain import global_importance, top_contributions
-from .features import (
+from predictions.ml.explain import global_importance, top_contributions
+from predictions.ml.features import (
     FEATURE_CODES,
     MAX_LOOKBACK_DAYS,
     SNAPSHOT_FEATURES,
     PreparedEvents,
     prepare_events,
 )
-from .metrics import binary_metrics
-from .scorers import (
+from predictions.ml.metrics import binary_metrics
+from predictions.ml.scorers import (
     LinearScorer,
     TreeScorer,
     booster_settings,
@@ -88,7 +61,7 @@ from .scorers import (
 )
 
 if TYPE_CHECKING:  # torch is imported only when a sequence model is trained or scored
-    from .sequences import EncodedSequences, SequenceEvents
+    from predictions.ml.sequences.encoding import EncodedSequences, SequenceEvents
 
 XGBOOST = "xgboost"
 RECENCY = "recency"
@@ -154,8 +127,8 @@ def train_churn(
     """Train, select, calibrate and evaluate churn models (see the module docstring).
 
     The sequence model needs the events frame (or `sequence_events`, from
-    `sequences.prepare_sequence_events`): with `events` given as PreparedEvents alone it is
-    not trained, and the report says why.
+    `sequences.encoding.prepare_sequence_events`): with `events` given as PreparedEvents alone
+    it is not trained, and the report says why.
 
     Raises InsufficientHistoryError when fewer than two training cutoffs fit in the data,
     SingleClassError when a split holds one class only.
@@ -164,7 +137,7 @@ def train_churn(
     if config.bootstrap_models < 2:
         raise ValueError("bootstrap_models must be at least 2 for an interval")
     if config.sequence and sequence_events is None and not isinstance(events, PreparedEvents):
-        from .sequences import prepare_sequence_events
+        from predictions.ml.sequences.encoding import prepare_sequence_events
 
         sequence_events = prepare_sequence_events(events)
     prepared = events if isinstance(events, PreparedEvents) else prepare_events(events)
@@ -310,14 +283,14 @@ def predict_churn(
     The selected candidate unless `candidate` names another. `explain_top_k=0` skips SHAP.
     `with_interval=False` skips the bootstrap replicas: low = high = probability.
     `candidate="ensemble"` scores with the tree + sequence ensemble and needs `sequences`
-    (`churn_sequence.encode_members` of the same members, same order, same cutoff);
+    (`churn.sequence.encode_members` of the same members, same order, same cutoff);
     `sequence_events` > 0 then also names the events that moved it most, per member, among
     its latest `attribution_recent_events` (all when None).
     """
     if candidate == ENSEMBLE:
         if sequences is None:
             raise ValueError("the ensemble scores event sequences: pass `sequences`")
-        from .churn_sequence import predict_churn_ensemble
+        from predictions.ml.churn.sequence import predict_churn_ensemble
 
         return predict_churn_ensemble(
             bundle=bundle,
@@ -436,7 +409,7 @@ def _fit_ensemble(
     if sequence_events is None:
         reason = "no events frame to encode sequences from (events were given prepared)"
         return None, {"trained": False, "reason": reason}
-    from .churn_sequence import fit_churn_ensemble
+    from predictions.ml.churn.sequence import fit_churn_ensemble
 
     fitted = fit_churn_ensemble(
         events=sequence_events,
@@ -592,7 +565,7 @@ def _evaluate(
         )
         out[name]["calibration"] = bundle.candidates[name].calibrator.method
     if bundle.ensemble is not None and sequence_events is not None:
-        from .churn_sequence import evaluate_sequence_models
+        from predictions.ml.churn.sequence import evaluate_sequence_models
 
         out |= evaluate_sequence_models(
             bundle=bundle,

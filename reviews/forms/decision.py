@@ -1,4 +1,4 @@
-"""Forms of the review pages: a decision on the member page, and the what-if inputs."""
+"""The decision form of the member page, and the what-if inputs."""
 
 from django import forms
 

@@ -1,42 +1,12 @@
 """Each member's last events before a cutoff as fixed-length arrays, for the sequence model.
 
-    prepared = prepare_sequence_events(events)        # optional: normalize, sort, code once
-    vocabulary = learn_vocabulary(events=prepared, cutoff=latest_training_cutoff)
-    train = concat_sequences([                        # stacked cutoffs, one vocabulary
-        encode_sequences(events=prepared, member_ids=ids, cutoff=c, vocabulary=vocabulary)
-        for c, ids in training_rows
-    ])
-    validation = encode_sequences(
-        events=prepared, member_ids=held_out_ids, cutoff=validation_cutoff,
-        vocabulary=vocabulary,                        # never learned on later data
-    )
-    rows = train.take(mask_or_positions)              # splits and batches
-
-Conventions:
-- Only events with occurred_at < cutoff (strictly); the last `length` of them, oldest first,
-  LEFT-padded: row i's real events fill positions [length - n_i, length), `mask` marks them.
-- Ties in time keep the order of the input frame's rows.
-- Codes: 0 is padding everywhere. Kinds: 1 unknown, then `vocabulary.kinds` from 2.
-  Categories and channels: 1 unknown (not seen before the training cutoff), 2 no value (''),
-  then the learned values from 3, most frequent first. An unknown value and a missing one are
-  kept apart: a view without a category is not a purchase in a category launched last week.
-- `numeric` channels (NUMERIC_CHANNELS), 0 where absent:
-  - log_amount: sign(amount) * log1p(|amount|), returns always negative (a return gives money
-    back, whichever sign the source used); the signed log the linear baselines use.
-  - log_gap_days: log1p of days since the member's previous event, over ALL earlier history
-    (also before the window); 0 for the member's first event. With `lookback_days`, events
-    older than cutoff - lookback_days are left out as if they had never been loaded, and the
-    first event after that point counts as the member's first (gap 0): so a scoring process
-    that loads only the lookback window encodes exactly what training encoded.
-  - log_dwell_seconds: log1p of dwell seconds.
-  - log_age_days: log1p of days between the event and the cutoff. Without it the model would
-    see the spacing of events but not how long ago the last one was, i.e. not recency.
-- `event_row` is each position's row number in the events frame given (or the frame
-  `prepare_sequence_events` was given), -1 for padding; with `occurred_at` and the kind it
-  identifies the event, so a page can mark the events an attribution picked out.
-
-Everything is bulk numpy: one sort by (member, time) when preparing, then per cutoff a
-bincount of events before it and one fancy-indexing gather into (members, length) arrays.
+Point in time like the features: only events strictly before the cutoff, the last `length` of
+them, oldest first and left-padded (`mask` marks the real ones). The vocabulary is learned at
+the latest training cutoff and reused for every later encoding, so that validation, calibration
+and scoring meet later values as unknown, as production will. An unknown value and a missing
+one get different codes: a view without a category is not a purchase in a category launched
+last week. With `lookback_days`, the first event inside the window counts as the member's first
+(gap 0), so a scoring process that loads only that window encodes exactly what training did.
 """
 
 from __future__ import annotations
@@ -48,10 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import frames
+from predictions.ml import frames
 
 DEFAULT_LENGTH = 64
 DAY_NS = 86_400 * 10**9
+# 0 is padding everywhere. Kinds: 1 unknown, then the vocabulary's kinds from 2. Categories and
+# channels: 1 unknown (not seen before the training cutoff), 2 no value (''), then the learned
+# values from 3, most frequent first.
 PADDING_CODE = 0
 UNKNOWN_CODE = 1
 NO_VALUE_CODE = 2
@@ -60,6 +33,10 @@ FIRST_LEARNED_CODE = 3
 # Categories or channels beyond the most frequent ones share the unknown code: a long tail of
 # rare values would give embeddings that are trained on a handful of events.
 MAX_VOCABULARY = 200
+# Per event, 0 where absent: the signed log1p of the amount (a return always negative, whatever
+# sign the source used), log1p of days since the member's previous event (over all earlier
+# history), log1p of dwell seconds, and log1p of days before the cutoff (without it the model
+# would see the spacing of events but not how long ago the last one was: not recency).
 NUMERIC_CHANNELS: tuple[str, ...] = (
     "log_amount",
     "log_gap_days",

@@ -8,12 +8,12 @@ import pandas as pd
 from django.db import connection
 
 from loyalty.models import Member
-from loyalty.services.csv_validation import LINE, ErrorCollector
 from loyalty.services.erasure import (
     ERASED_EXTERNAL_ID_PREFIX,
     StandingTombstones,
     erased_external_ids,
 )
+from loyalty.services.imports.validation import LINE, ErrorCollector
 
 # External ids of members found active, remembered across chunks of one events import (about
 # 100 bytes each: at most ~50 MB).

@@ -1,36 +1,24 @@
-"""Scoring members with the active model versions, in chunks that parallel workers take.
+"""What a chunk's members become: the active version's predictions, as rows to write.
 
-A run is split into chunks of member ids when it starts; each chunk is one Celery task. The
-chunk's state lives in the database: rerunning a chunk writes nothing twice (one prediction per
-member, version and cutoff, enforced by a unique constraint), and a sweep re-sends chunks whose
-worker died, so every run finishes.
-
-Churn with the tree + sequence ensemble (the admin's ScoringSetting, resolved once per run into
-`ScoringRun.served_model`): score, interval, label set and confidence come from the calibrated
-ensemble; the explanation is the trees' SHAP times the tree weight plus one "behavior_sequence"
-item, adding up to the ensemble margin, with "model": "ensemble" and, under
-"sequence_events", the SEQUENCE_EVENTS_STORED events whose removal moved the ensemble margin
-most (exact occlusion): [{"occurred_at", "kind", "category", "channel", "attribution"}], largest
-|attribution| first, attribution in the ensemble's log-odds (positive: pushed the risk up).
+Churn served by the tree + sequence ensemble (the admin's ScoringSetting, resolved once per run
+into `ScoringRun.served_model`) takes its score, interval, label set and confidence from the
+calibrated ensemble. Its explanation is the trees' SHAP times the tree weight plus one
+"behavior_sequence" item, adding up to the ensemble margin, with "model": "ensemble" and, under
+"sequence_events", the SEQUENCE_EVENTS_STORED events whose removal moved that margin most
+(`churn.sequence.top_sequence_events` gives their shape).
 """
 
 import dataclasses
 import functools
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Max
-from django.utils import timezone
 
-from loyalty.models import Action, Event, Member
-from loyalty.selectors import scorable_members
+from loyalty.models import Action, Member
 from predictions.exceptions import NoActiveModelError
 from predictions.ml import artifacts, frames
-from predictions.ml.churn import ENSEMBLE, predict_churn
+from predictions.ml.churn.model import ENSEMBLE, predict_churn
 from predictions.ml.contracts import (
     ATTRIBUTION_RECENT_EVENTS,
     STORED_SEQUENCE_EVENTS,
@@ -45,30 +33,15 @@ from predictions.ml.features import (
     prepare_events,
 )
 from predictions.ml.nba import predict_next_action
-from predictions.models import ModelVersion, PredictionKind, ScoringChunk, ScoringRun
+from predictions.models import ModelVersion, PredictionKind
 from predictions.selectors import feature_event_frame, members_frame
-from predictions.services.prediction_writer import write_predictions
-from predictions.services.scoring_settings import ENSEMBLE as SERVE_ENSEMBLE
-from predictions.services.scoring_settings import scoring_model_setting, served_model
-from predictions.signals import scoring_run_finished
+from predictions.services.scoring.settings import ENSEMBLE as SERVE_ENSEMBLE
+from predictions.services.scoring.settings import scoring_model_setting, served_model
 
-# Big enough that per-task overhead is small, small enough that a chunk's events fit in memory
-# and a killed chunk costs little to redo.
-DEFAULT_CHUNK_SIZE = 2000
-# A chunk sent this long ago and still pending has lost its worker: send it again.
-STALE_CHUNK_AFTER = timedelta(minutes=15)
 # Events per ensemble prediction that the member page marks on the timeline, and how many of
 # each member's latest events occlusion looks at (see contracts.ATTRIBUTION_RECENT_EVENTS).
 SEQUENCE_EVENTS_STORED = STORED_SEQUENCE_EVENTS
 SEQUENCE_ATTRIBUTION_RECENT_EVENTS = ATTRIBUTION_RECENT_EVENTS
-
-
-@dataclass(frozen=True)
-class ChunkOutcome:
-    chunk_id: int
-    scored: int
-    skipped_no_consent: int
-    already_done: bool
 
 
 def active_version(kind: str) -> ModelVersion:
@@ -76,78 +49,6 @@ def active_version(kind: str) -> ModelVersion:
     if version is None:
         raise NoActiveModelError(f"There is no active {kind} model version.", kind=kind)
     return version
-
-
-def default_scoring_cutoff() -> datetime:
-    """Now, or just after the last imported event when the data ends in the past (a demo or
-    a historical import): features then see all the data there is."""
-    last = Event.objects.aggregate(last=Max("occurred_at"))["last"]
-    now = timezone.now()
-    if last is None or last >= now:
-        return now
-    return (last + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-@transaction.atomic
-def start_scoring_run(
-    *,
-    kind: str,
-    cutoff: datetime | None = None,
-    member_limit: int | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    enqueue: bool = True,
-) -> ScoringRun:
-    """Create a run over the scorable members (consenting, not erased) and, unless the caller
-    scores the chunks itself (`enqueue=False`), queue them once the run is committed."""
-    from predictions import tasks
-
-    version = active_version(kind)
-    cutoff = cutoff or default_scoring_cutoff()
-    member_ids = list(scorable_members().order_by("pk").values_list("pk", flat=True))
-    if member_limit is not None:
-        member_ids = member_ids[:member_limit]
-    run = ScoringRun.objects.create(
-        model_version=version,
-        cutoff=cutoff,
-        served_model=version_served_model(version),
-        chunk_size=chunk_size,
-        members_total=len(member_ids),
-        status=ScoringRun.Status.RUNNING if member_ids else ScoringRun.Status.DONE,
-        finished_at=None if member_ids else timezone.now(),
-    )
-    now = timezone.now()
-    chunks = ScoringChunk.objects.bulk_create(
-        ScoringChunk(
-            run=run, index=i, member_ids=member_ids[start : start + chunk_size], sent_at=now
-        )
-        for i, start in enumerate(range(0, len(member_ids), chunk_size))
-    )
-    chunk_ids = [chunk.pk for chunk in chunks]
-    if enqueue:
-        transaction.on_commit(lambda: [tasks.score_chunk_task.delay(pk) for pk in chunk_ids])
-    return run
-
-
-def score_chunk(*, chunk_id: int) -> ChunkOutcome:
-    """Score one chunk. Idempotent: a done chunk returns at once, and a chunk redone after a
-    crash writes only the predictions that are missing."""
-    chunk = ScoringChunk.objects.select_related("run__model_version").get(pk=chunk_id)
-    if chunk.status == ScoringChunk.Status.DONE:
-        return ChunkOutcome(chunk.pk, chunk.scored, chunk.skipped_no_consent, already_done=True)
-    ScoringChunk.objects.filter(pk=chunk.pk).update(attempts=F("attempts") + 1)
-    run, version = chunk.run, chunk.run.model_version
-    # Consent is read now, not when the run started: a withdrawal stops scoring from then on.
-    member_ids = sorted(
-        scorable_members().filter(pk__in=chunk.member_ids).values_list("pk", flat=True)
-    )
-    try:
-        rows = _predict_rows(
-            version=version, member_ids=member_ids, cutoff=run.cutoff, served=run.served_model
-        )
-    except MLError as error:  # bad data or a corrupted artifact: retrying cannot help
-        _fail_chunk(chunk_id=chunk.pk, reason=f"{type(error).__name__}: {error}")
-        raise
-    return _write_chunk(chunk_id=chunk.pk, rows=rows, skipped=len(chunk.member_ids) - len(rows))
 
 
 def version_served_model(version: ModelVersion) -> str:
@@ -166,7 +67,7 @@ def version_served_model(version: ModelVersion) -> str:
     )
 
 
-def _predict_rows(
+def predict_rows(
     *, version: ModelVersion, member_ids: list[int], cutoff, served: str | None = None
 ) -> list[dict]:
     """Prediction rows of these members; `served` ('trees' or 'ensemble', a run's
@@ -186,7 +87,7 @@ def _predict_rows(
         if served == SERVE_ENSEMBLE:
             if bundle.ensemble is None:
                 raise MLError(f"model version {version.pk} has no ensemble to serve")
-            from predictions.ml.churn_sequence import encode_members  # imports torch
+            from predictions.ml.churn.sequence import encode_members  # imports torch
 
             sequences = encode_members(
                 ensemble=bundle.ensemble, events=frame, member_ids=features.index, cutoff=cutoff
@@ -367,78 +268,6 @@ def _member_values(features: pd.DataFrame) -> list[float | None]:
     cells = values.astype(object)
     cells[~np.isfinite(values)] = None
     return cells.tolist()
-
-
-@transaction.atomic
-def _write_chunk(*, chunk_id: int, rows: list[dict], skipped: int) -> ChunkOutcome:
-    # The run row is locked first: chunks finishing at the same moment take turns, so exactly
-    # one of them sees every other chunk done and finishes the run.
-    run_id = ScoringChunk.objects.values_list("run_id", flat=True).get(pk=chunk_id)
-    run = ScoringRun.objects.select_for_update().select_related("model_version").get(pk=run_id)
-    chunk = ScoringChunk.objects.select_for_update().get(pk=chunk_id)
-    if chunk.status == ScoringChunk.Status.DONE:  # a duplicate delivery finished first
-        return ChunkOutcome(chunk.pk, chunk.scored, chunk.skipped_no_consent, already_done=True)
-    # In this transaction: the predictions and the chunk's "done" commit together or not at all.
-    _commit_without_waiting_for_the_disk()
-    write_predictions(rows=rows)
-    chunk.status = ScoringChunk.Status.DONE
-    chunk.scored = len(rows)
-    chunk.skipped_no_consent = skipped
-    chunk.finished_at = timezone.now()
-    chunk.save(update_fields=["status", "scored", "skipped_no_consent", "finished_at"])
-    ScoringRun.objects.filter(pk=chunk.run_id).update(
-        members_scored=F("members_scored") + len(rows),
-        members_skipped_no_consent=F("members_skipped_no_consent") + skipped,
-    )
-    if not ScoringChunk.objects.filter(run_id=chunk.run_id).exclude(status="done").exists():
-        ScoringRun.objects.filter(pk=chunk.run_id).update(
-            status=ScoringRun.Status.DONE, finished_at=timezone.now()
-        )
-        scoring_run_finished.send(
-            sender=ScoringRun,
-            run_id=run.pk,
-            kind=run.model_version.kind,
-            model_version_id=run.model_version_id,
-        )
-    return ChunkOutcome(chunk.pk, len(rows), skipped, already_done=False)
-
-
-def _commit_without_waiting_for_the_disk() -> None:
-    """PostgreSQL's asynchronous commit for this transaction only: the commit returns before
-    its WAL reaches the disk, which saves a noticeable part of a chunk's write time. Safe
-    here: a database crash can lose only the last moments' transactions, whole, so a lost
-    chunk loses its predictions and its "done" together; it stays pending and the periodic
-    sweep (`resend_stale_chunks`) sends it again. Nothing is ever half written."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit = off")
-
-
-@transaction.atomic
-def _fail_chunk(*, chunk_id: int, reason: str) -> None:
-    chunk = ScoringChunk.objects.select_for_update().get(pk=chunk_id)
-    chunk.status = ScoringChunk.Status.FAILED
-    chunk.error = reason
-    chunk.save(update_fields=["status", "error"])
-    ScoringRun.objects.filter(pk=chunk.run_id).update(
-        status=ScoringRun.Status.FAILED, error=reason, finished_at=timezone.now()
-    )
-
-
-def resend_stale_chunks(*, older_than: timedelta = STALE_CHUNK_AFTER) -> int:
-    """Send again every pending chunk sent more than `older_than` ago (its worker died)."""
-    from predictions import tasks
-
-    stale = list(
-        ScoringChunk.objects.filter(
-            status=ScoringChunk.Status.PENDING, sent_at__lte=timezone.now() - older_than
-        ).values_list("pk", flat=True)
-    )
-    if stale:
-        ScoringChunk.objects.filter(pk__in=stale).update(sent_at=timezone.now())
-        for pk in stale:
-            tasks.score_chunk_task.delay(pk)
-    return len(stale)
 
 
 @functools.lru_cache(maxsize=4)

@@ -30,14 +30,14 @@ long silence makes B dominate and their probability near 1.
 import numpy as np
 import pandas as pd
 
-from loyalty.services.synthetic_events import (
+from loyalty.services.synthetic.events import (
     MAIL_OPEN_DELAY_DAYS,
     MAILING_INTERVAL_DAYS,
     Activity,
     expected_count,
     mailing_days,
 )
-from loyalty.services.synthetic_members import SyntheticSpec
+from loyalty.services.synthetic.members import SyntheticSpec
 
 # Past this many mean delays after a mailing, the chance it is still to be opened is below
 # e^-40, under the precision of a float: it is taken as zero.

@@ -16,7 +16,7 @@ model trains on) come from the same process as the truth at the generator's cuto
   `churned` is read off them: no purchase in [cutoff, cutoff + horizon).
 
 Activity does not change as a member nears leaving, so that the leave time stays memoryless
-given the habits (what `synthetic_truth` relies on).
+given the habits (what `truth` relies on).
 """
 
 from collections.abc import Iterator
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from loyalty.services.synthetic_members import (
+from loyalty.services.synthetic.members import (
     ACTIVITY_STREAM,
     BASKET_NOISE_SD,
     CATEGORIES,

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import frames, labels
-from .contracts import ChurnConfig, InsufficientHistoryError, SingleClassError
-from .features import PreparedEvents, features_at
+from predictions.ml import frames, labels
+from predictions.ml.contracts import ChurnConfig, InsufficientHistoryError, SingleClassError
+from predictions.ml.features import PreparedEvents, features_at
 
 MIN_CUTOFF_STEP_DAYS = 14
 CUTOFFS_PER_HORIZON = 3

@@ -1,10 +1,10 @@
 """Synthetic members and events at any scale, each member's true churn probability known.
 
-Members are drawn with latent habits (`synthetic_members`), act by one mechanism before and
-after the cutoff (`synthetic_events`), and their true churn probability given those habits and
-their history is stored apart from everything a model reads (`synthetic_truth`). Members and
-events go through the import services (same validation and writer), so the same seed always
-gives the same data and a run with the same arguments changes nothing.
+Members are drawn with latent habits (`members`), act by one mechanism before and after the
+cutoff (`events`), and their true churn probability given those habits and their history is
+stored apart from everything a model reads (`truth`). Members and events go through the import
+services (same validation and writer), so the same seed always gives the same data and a run
+with the same arguments changes nothing.
 """
 
 import time
@@ -16,22 +16,22 @@ from django.db import connection, transaction
 
 from loyalty.exceptions import ConflictError
 from loyalty.models import Member, SyntheticTruth
-from loyalty.services.csv_validation import ColumnKind
-from loyalty.services.imports import (
+from loyalty.services.imports.members_and_events import (
     ImportResult,
     ProgressCallback,
     import_events,
     import_members,
 )
-from loyalty.services.staging import load_staging_table, staging_table
-from loyalty.services.synthetic_events import event_frames, simulate_activity
-from loyalty.services.synthetic_members import (
+from loyalty.services.imports.staging import load_staging_table, staging_table
+from loyalty.services.imports.validation import ColumnKind
+from loyalty.services.synthetic.events import event_frames, simulate_activity
+from loyalty.services.synthetic.members import (
     MIN_HISTORY_DAYS,
     SyntheticSpec,
     latent_chunks,
     member_frames,
 )
-from loyalty.services.synthetic_truth import true_churn
+from loyalty.services.synthetic.truth import true_churn
 
 _TRUTH_STAGE = "loyalty_synthetic_truth_import"
 _TRUTH_STAGE_COLUMNS = (

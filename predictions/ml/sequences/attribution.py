@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .sequence_model import ChurnGRU, SequenceChurnModel, _deterministic, _tensors
-from .sequences import FIRST_KIND_CODE, GAP, EncodedSequences
+from predictions.ml.sequences.encoding import FIRST_KIND_CODE, GAP, EncodedSequences
+from predictions.ml.sequences.model import ChurnGRU, SequenceChurnModel, _deterministic, _tensors
 
 DEFAULT_SEQUENCES_PER_PASS = 1024
 # Members whose per-event states are held at once: (members, length, hidden) floats.

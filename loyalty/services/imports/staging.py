@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from django.db import connection
 
-from loyalty.services.csv_validation import ColumnKind
+from loyalty.services.imports.validation import ColumnKind
 
 StageColumns = Sequence[tuple[str, ColumnKind]]
 

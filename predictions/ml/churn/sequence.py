@@ -1,32 +1,13 @@
-"""The sequence model and the tree + sequence ensemble inside churn training and scoring.
+"""The GRU and the tree + sequence ensemble inside churn training and scoring.
 
-`churn.train_churn` calls `fit_churn_ensemble` on the rows of its own splits, so that the GRU
-sees the same members at the same cutoffs as the trees, point in time:
-
-1. The GRU trains on the early-stopping rows (the training cutoffs' members that validation
-   does not hold out; at most `sequence_max_rows` of them) and stops early on the validation
-   rows (the held-out members at the later cutoff), exactly as the trees' early stopping does.
-   It is NOT refit on every member afterwards (the trees are): a second GRU fit would double
-   the training time for members the calibration split already covers.
-2. The stacker (`ensemble.fit_stacker`) is fitted on the validation rows only, on margins
-   that are honest for both models there: the early-stopping booster's (fitted without those
-   members) and the GRU's (likewise). The final trees' margins on validation are not: they
-   were refit on those members at older cutoffs.
-3. The stacked margin of the final trees and the GRU is calibrated on the calibration split
-   (the time-latest cutoff) with the method the candidates use (`calibration.choose_method`),
-   and gets Mondrian conformal thresholds there too. Its cross-fitted log loss on that split
-   is what the selection rule compares with the other candidates'.
-4. The interval: the xgboost candidate's half-sample replicas are stacked with the GRU's
-   margin held fixed, each with a calibrator refitted on a random half of the calibration
-   rows. Cheap (no extra training), and it covers the trees' and the calibration's sampling
-   spread, but NOT the GRU's own estimation uncertainty: the ensemble interval is narrower
-   than a full refit of both models per replica would give.
-
-Scoring (`predict_churn_ensemble`): the same stacked, calibrated margin; the explanation is the
-trees' exact SHAP times the tree weight plus one `behavior_sequence` item (the sequence share),
-adding up to the ensemble margin; `top_sequence_events` names the events whose removal moves
-the ensemble margin most (exact occlusion, `sequence_attribution`), in the ensemble's log-odds
-(the GRU's occlusion times the sequence weight), largest |change| first.
+The GRU gets the rows of churn's own splits (`churn.rows`), so both models see the same members
+at the same cutoffs: it trains and stops early where the trees do, and is not refit afterwards
+(that would double the training time for members the calibration split already covers). The
+stacker is fitted on the validation rows only, where both models' margins are honest (neither
+was fitted on those members); the stacked margin is calibrated and gets conformal thresholds on
+the calibration split, like any candidate. Its interval stacks the trees' half-sample replicas
+with the GRU's margin held fixed: cheap, but without the GRU's own estimation uncertainty, so
+it is narrower than refitting both models per replica would give.
 """
 
 from __future__ import annotations
@@ -39,10 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import calibration, conformal
-from .churn_rows import Rows, feature_matrix, take_rows
-from .confidence import confidence_from, probability_interval
-from .contracts import (
+from predictions.ml import calibration, conformal
+from predictions.ml.churn.rows import Rows, feature_matrix, take_rows
+from predictions.ml.confidence import confidence_from, probability_interval
+from predictions.ml.contracts import (
     SEQUENCE_ITEM,
     ChurnBundle,
     ChurnCandidate,
@@ -52,13 +33,12 @@ from .contracts import (
     Explanation,
     SingleClassError,
 )
-from .ensemble import Stacker, ensemble_contributions, fit_stacker, stacked_margin
-from .explain import top_contributions
-from .features import MAX_LOOKBACK_DAYS
-from .metrics import binary_metrics
-from .sequence_attribution import occlusion_attribution
-from .sequence_model import SequenceChurnModel, train_sequence_churn
-from .sequences import (
+from predictions.ml.ensemble import Stacker, ensemble_contributions, fit_stacker, stacked_margin
+from predictions.ml.explain import top_contributions
+from predictions.ml.features import MAX_LOOKBACK_DAYS
+from predictions.ml.metrics import binary_metrics
+from predictions.ml.sequences.attribution import occlusion_attribution
+from predictions.ml.sequences.encoding import (
     FIRST_KIND_CODE,
     EncodedSequences,
     SequenceEvents,
@@ -68,6 +48,7 @@ from .sequences import (
     learn_vocabulary,
     prepare_sequence_events,
 )
+from predictions.ml.sequences.model import SequenceChurnModel, train_sequence_churn
 
 ENSEMBLE = "ensemble"
 SEQUENCE = "sequence"
@@ -155,9 +136,9 @@ def fit_churn_ensemble(
     stopped_trees: Any,
     config: ChurnConfig,
 ) -> EnsembleFit:
-    """Train the GRU and the ensemble on churn's rows (module docstring, steps 1-4).
+    """Train the GRU and the ensemble on churn's rows (see the module docstring).
 
-    `train`, `validation`, `calibration_rows` are churn's row sets (`churn_rows.Rows`):
+    `train`, `validation`, `calibration_rows` are churn's row sets (`churn.rows.Rows`):
     the early-stopping training rows (history only), the validation rows, the calibration
     rows. `trees` is the fitted xgboost candidate, `stopped_trees` the early-stopping booster's
     scorer. Returns an EnsembleFit without an ensemble, and the reason, when there are too few

@@ -4,7 +4,7 @@ Sources are CSV files or pandas DataFrames (one, or an iterable of chunks) with 
 columns. Timestamps are ISO 8601; a timestamp without an offset is taken as UTC, one with an
 offset is converted to UTC, and all are stored timezone-aware. A `joined_at` that carries a time
 becomes the UTC date of that moment. Validated chunks wait on disk; writing goes through a
-staging table (`loyalty.services.staging`), one INSERT ... SELECT per chunk, skipping events
+staging table (`loyalty.services.imports.staging`), one INSERT ... SELECT per chunk, skipping events
 whose natural key is already stored, all in one transaction.
 """
 
@@ -22,7 +22,14 @@ from django.utils import timezone
 from loyalty.exceptions import ConflictError, require_permission
 from loyalty.models import AuditRecord, Event, Member
 from loyalty.services.audit import record_audit
-from loyalty.services.csv_validation import (
+from loyalty.services.erasure import StandingTombstones
+from loyalty.services.imports.checks import (
+    RepeatedIds,
+    report_refused_external_ids,
+    report_unknown_members,
+)
+from loyalty.services.imports.staging import StageColumns, load_staging_table, staging_table
+from loyalty.services.imports.validation import (
     LINE,
     Chunk,
     ChunkSpill,
@@ -35,14 +42,7 @@ from loyalty.services.csv_validation import (
     source_label,
     validate_chunk,
 )
-from loyalty.services.erasure import StandingTombstones
-from loyalty.services.import_checks import (
-    RepeatedIds,
-    report_refused_external_ids,
-    report_unknown_members,
-)
-from loyalty.services.staging import StageColumns, load_staging_table, staging_table
-from loyalty.signals_consent import consent_withdrawn
+from loyalty.signals import consent_withdrawn
 
 VALIDATE_PHASE = "validate"
 WRITE_PHASE = "write"

@@ -1,5 +1,5 @@
-"""Staff-only admin for members, events, the action catalog, periodic tasks and the audit
-trail; users, groups and API tokens are in `loyalty.admin_users`."""
+"""Staff-only admin for members, events, the action catalog, periodic tasks, erasure tombstones
+and the audit trail; users, groups and API tokens are in `loyalty.admin.users`."""
 
 import json
 
@@ -23,7 +23,7 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
-from loyalty import admin_users  # noqa: F401  (registers the user, group and token admins)
+from loyalty.admin.read_only import ReadOnlyAdmin
 from loyalty.exceptions import DomainError
 from loyalty.models import Action, AuditRecord, ErasureTombstone, Event, Member
 from loyalty.services.config_audit import AuditedAdminMixin, audited_bulk_change
@@ -231,7 +231,7 @@ class LiftTombstoneForm(ActionForm):
 
 
 @admin.register(ErasureTombstone)
-class ErasureTombstoneAdmin(admin.ModelAdmin):
+class ErasureTombstoneAdmin(ReadOnlyAdmin):
     """Read-only: a tombstone shows its digest, never the id (which nobody kept). An admin
     lifts selected tombstones with a reason; by id, `manage.py lift_tombstone`."""
 
@@ -246,15 +246,6 @@ class ErasureTombstoneAdmin(admin.ModelAdmin):
 
     def has_module_permission(self, request) -> bool:
         return request.user.has_perm(ERASE_PERMISSION)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_lift_permission(self, request) -> bool:
         return request.user.has_perm(ERASE_PERMISSION)
@@ -280,18 +271,9 @@ class ErasureTombstoneAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditRecord)
-class AuditRecordAdmin(admin.ModelAdmin):
+class AuditRecordAdmin(ReadOnlyAdmin):
     """Read-only: the trail is append-only."""
 
     list_display = ["occurred_at", "kind", "subject", "actor_name"]
     list_filter = ["kind"]
     search_fields = ["subject", "actor_name"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -1,44 +1,14 @@
 """A small GRU over members' event sequences for churn, trained deterministically in PyTorch.
 
-The whole sequence path, in the order a training service uses it (rows and splits as churn.py
-makes them: oldest cutoffs train, the member-disjoint time-later split validates):
-
-    vocabulary = learn_vocabulary(events=prepared, cutoff=latest_training_cutoff)  # sequences
-    train = encode_sequences(events=prepared, member_ids=..., cutoff=..., vocabulary=vocabulary)
-    valid = encode_sequences(..., cutoff=later, vocabulary=vocabulary)
-    model = train_sequence_churn(
-        train=train, train_labels=y_train, validation=valid, validation_labels=y_valid
-    )
-    stacker = fit_stacker(                                                          # ensemble
-        tree_margin=..., sequence_margin=model.predict_margin(valid), y=y_valid
-    )
-    checksums = save_sequence_model(model=model, directory=..., stacker=stacker)
-    bundle = load_sequence_model(directory=..., checksums=checksums)  # .model, .stacker
-    margin = bundle.model.predict_margin(encode_sequences(..., vocabulary=bundle.model.vocabulary))
-    occlusion_attribution(model=bundle.model, encoded=...)            # sequence_attribution
-
-The network: embeddings of kind, category and channel beside the standardized numeric
-channels, one GRU layer, and a linear head on the GRU state after the member's last real
-event. Padding never enters the GRU: full rows run as they are, the others have their real
-events moved to the front and are packed to their own length. So the state depends on the
-events alone, not on how much padding preceded them, and an event masked out (occlusion) is
-truly absent.
-
-Training minimizes (weighted) log loss with Adam in shuffled mini-batches and stops when the
-time-later validation split's log loss has not improved for `patience` epochs, keeping the best
-epoch's weights. `predict_proba` is the raw sigmoid of the margin: calibrate the stacked
-ensemble margin as the trees are (calibration.py), not this.
-
-Determinism: a seeded run inside `torch.random.fork_rng` (the caller's global RNG is left as it
-was), `torch.use_deterministic_algorithms(True)` and `config.threads` intra-op threads (1 by
-default, as for XGBoost: parallelism comes from Celery workers), restored afterwards. Two runs
-with the same data and config give bit-identical weights and predictions.
-
-Artifacts follow artifacts.py: a directory with `manifest.json` (format, config, vocabulary,
-tensor layout, training history, optional stacker) and `sequence_weights.bin` (the float32
-tensors, little-endian, back to back). No pickle and no zip: loading parses JSON and reads raw
-floats, after every file's SHA-256 was checked (CorruptArtifactError on any difference). Keep
-it in its own directory (e.g. beside the churn bundle's), since both use `manifest.json`.
+Padding never enters the GRU (rows are packed to their own length), so a member's state depends
+on their events alone and an event that occlusion masks out is truly absent. Training stops
+early on the time-later validation split, as the trees do, and keeps the best epoch's weights.
+The margin is raw: calibrate the stacked ensemble margin (`calibration`), not `predict_proba`.
+A run is seeded inside `torch.random.fork_rng` with deterministic algorithms on
+`config.threads` threads (parallelism comes from Celery workers) and restores the caller's
+settings, so the same data and config give bit-identical weights. Artifacts follow `artifacts`
+(JSON and raw float32 tensors, checksummed, no pickle); keep them in their own directory, since
+the churn bundle's manifest has the same file name.
 """
 
 from __future__ import annotations
@@ -56,11 +26,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from . import artifacts
-from .calibration import log_loss_of
-from .contracts import CorruptArtifactError, SequenceModelConfig, SingleClassError
-from .ensemble import Stacker
-from .sequences import NUMERIC_CHANNELS, EncodedSequences, SequenceVocabulary
+from predictions.ml import artifacts
+from predictions.ml.calibration import log_loss_of
+from predictions.ml.contracts import CorruptArtifactError, SequenceModelConfig, SingleClassError
+from predictions.ml.ensemble import Stacker
+from predictions.ml.sequences.encoding import NUMERIC_CHANNELS, EncodedSequences, SequenceVocabulary
 
 SEQUENCE_FORMAT = "loyalty-review/sequence-churn"
 WEIGHTS_FILE = "sequence_weights.bin"
@@ -201,10 +171,10 @@ def train_sequence_churn(
     config: SequenceModelConfig | None = None,
     train_weights: np.ndarray | None = None,
 ) -> SequenceChurnModel:
-    """Fit the GRU on `train`, early-stopped on `validation`'s log loss (module docstring).
+    """Fit the GRU on `train`, early-stopped on `validation`'s log loss.
 
-    `validation` should be time-later than `train` (and member-disjoint, as churn.py does), and
-    share its vocabulary. Raises SingleClassError when either split holds one class.
+    `validation` should be time-later than `train` (and member-disjoint, as `churn.rows` makes
+    it), and share its vocabulary. Raises SingleClassError when either split holds one class.
     """
     config = config or SequenceModelConfig()
     y_train = _labels("train", train, train_labels)
