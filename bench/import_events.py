@@ -75,7 +75,7 @@ def write_events_csv(path: Path, events: int, members: int) -> None:
         frame = pd.DataFrame(
             {
                 "member_external_id": BENCH_PREFIX + pd.Series(member).astype(str),
-                "occurred_at": occurred.strftime("%Y-%m-%dT%H:%M:%S"),
+                "occurred_at": occurred.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "kind": kind,
                 "amount": np.where(is_purchase, amount, np.nan),
                 "quantity": np.where(is_purchase, rng.integers(1, 5, size), np.nan),

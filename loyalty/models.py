@@ -60,7 +60,10 @@ class Event(models.Model):
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="events")
     occurred_at = models.DateTimeField()
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    # Four decimals hold unit prices and three-decimal currencies (KWD, BHD) exactly. Fifteen
+    # digits in all is what SQLite keeps of a decimal and what a double carries exactly, so an
+    # imported amount reads back as it was written on either database.
+    amount = models.DecimalField(max_digits=15, decimal_places=4, null=True, blank=True)
     quantity = models.FloatField(null=True, blank=True)
     category = models.CharField(max_length=64, blank=True)
     channel = models.CharField(max_length=32, blank=True)

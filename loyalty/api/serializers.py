@@ -16,6 +16,8 @@ from loyalty.services.events import (
 # them to review a case.
 PERSONAL_FIELDS = ("age_band", "region")
 PERSONAL_FIELDS_PERMISSION = "loyalty.change_member"
+# Amounts in and out with the stored precision: an API that rounded them would not be exact.
+_AMOUNT = Event._meta.get_field("amount")
 
 
 class ErrorOutputSerializer(serializers.Serializer):
@@ -109,7 +111,11 @@ class EventInputSerializer(serializers.Serializer):
     occurred_at = AwareDateTimeField(help_text="ISO 8601 with an offset, e.g. 2025-01-31T14:05Z.")
     kind = serializers.ChoiceField(choices=Event.Kind.choices)
     amount = serializers.DecimalField(
-        max_digits=14, decimal_places=2, required=False, allow_null=True, default=None
+        max_digits=_AMOUNT.max_digits,
+        decimal_places=_AMOUNT.decimal_places,
+        required=False,
+        allow_null=True,
+        default=None,
     )
     quantity = serializers.FloatField(required=False, allow_null=True, default=None)
     category = serializers.CharField(
@@ -206,7 +212,9 @@ class EventOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     occurred_at = serializers.DateTimeField()
     kind = serializers.ChoiceField(choices=Event.Kind.choices)
-    amount = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+    amount = serializers.DecimalField(
+        max_digits=_AMOUNT.max_digits, decimal_places=_AMOUNT.decimal_places, allow_null=True
+    )
     quantity = serializers.FloatField(allow_null=True)
     category = serializers.CharField()
     channel = serializers.CharField()

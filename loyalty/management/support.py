@@ -1,16 +1,20 @@
-"""What the loyalty management commands share: progress bars, the acting user by name, and
-domain errors as CommandError (a message on stderr and exit status 1, not a traceback)."""
+"""What the loyalty management commands share: progress bars, the acting user by name, the
+import commands' options, and domain errors as CommandError (a message on stderr and exit
+status 1, not a traceback)."""
 
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.management.base import CommandError
+from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from loyalty.exceptions import DomainError
+from loyalty.services.imports.rejects import rejects_path_for
+from loyalty.services.imports.results import ImportResult
 from loyalty.services.imports.validation import ImportValidationError
 
 
@@ -74,3 +78,50 @@ def command_errors(*also: type[Exception]) -> Iterator[None]:
         raise CommandError(error.message) from error
     except also as error:
         raise CommandError(str(error)) from error
+
+
+class ImportCommand(BaseCommand):
+    """A CSV import command: FILE, --timezone and --skip-invalid; subclasses name the import
+    service (`importer`, a staticmethod) and the `label` of its progress bars."""
+
+    label: str
+
+    @staticmethod
+    def importer(**arguments) -> ImportResult:
+        raise NotImplementedError
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("file", type=Path, help="CSV file, UTF-8, header on line 1.")
+        parser.add_argument(
+            "--timezone",
+            metavar="ZONE",
+            help="IANA time zone (e.g. Europe/Paris) of times written without an offset; "
+            "daylight saving time is applied. Default: the LOYALTY_IMPORT_TIMEZONE setting; with "
+            "neither, such times are refused. Times with an offset keep it.",
+        )
+        parser.add_argument(
+            "--skip-invalid",
+            action="store_true",
+            help="Import the valid rows and write the others, with their line, column and "
+            "reason, to FILE.rejected.csv beside the file (instead of importing nothing).",
+        )
+
+    def handle(
+        self, *args, file: Path, timezone: str | None, skip_invalid: bool, **options
+    ) -> None:
+        if not file.is_file():
+            raise CommandError(f"{file}: no such file.")
+        rejects = rejects_path_for(file) if skip_invalid else None
+        with TqdmProgress(self.label) as progress, command_errors():
+            result = self.importer(
+                source=file, progress=progress, naive_timezone=timezone, rejects_path=rejects
+            )
+        self.stdout.write(self.style.SUCCESS(result.summary()))
+        if rejects is not None:
+            style = self.style.WARNING if result.rejected else self.style.SUCCESS
+            self.stdout.write(
+                style(
+                    f"{result.imported:,} rows imported, {result.rejected:,} rejected; the "
+                    f"rejected rows and why are in {rejects}"
+                )
+            )

@@ -47,6 +47,9 @@ _TRANSACTION_COLUMNS = [
 TIER_WINDOW_END = pd.Timestamp("2017-04-01")
 TIERS_BY_QUARTILE = ("bronze", "silver", "gold", "platinum")
 STORE_CHANNEL = "store"
+# The data's times carry no zone. They have always been read as UTC, which keeps every stored
+# event, feature window and model cutoff where it was.
+DATA_TIMEZONE = "UTC"
 COUPON_CATEGORY_FALLBACK = "coupon"
 
 # Given a label ("members", "purchases", ...), a callback for that import's progress.
@@ -114,6 +117,7 @@ def load_complete_journey(
             source_name=f"{SOURCE_NAME}:{table}",
             actor=actor,
             progress=progress_for(label),
+            naive_timezone=DATA_TIMEZONE,
         )
 
     actions = seed_action_catalog()

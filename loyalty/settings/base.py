@@ -209,6 +209,10 @@ CELERY_TIMEZONE = TIME_ZONE
 LOYALTY_TIER_LADDER = env.list(
     "LOYALTY_TIER_LADDER", default=["bronze", "silver", "gold", "platinum"]
 )
+# The IANA zone (e.g. Europe/Paris) of imported times written without an offset; the import
+# commands' --timezone overrides it. No default: unset, such times are refused, since guessing
+# a zone would shift every event of a source by hours without anyone noticing.
+LOYALTY_IMPORT_TIMEZONE = env.str("LOYALTY_IMPORT_TIMEZONE", default="") or None
 
 LOGGING = {
     "version": 1,

@@ -347,7 +347,7 @@ def test_member_events_are_listed_oldest_first(client_as):
     rows = response.json()["results"]
     assert [row["id"] for row in rows] == [early.pk, late.pk]
     assert rows[0]["occurred_at"] == "2025-01-01T00:00:00Z"
-    assert rows[0]["amount"] == "12.50"
+    assert rows[0]["amount"] == "12.5000"
 
 
 # --- event batches --------------------------------------------------------------------------
@@ -395,7 +395,7 @@ def test_batch_with_good_and_bad_items_stores_the_good_and_names_each_bad_one(cl
         _event("H-2", session_id="D"),  # 3 good
         _event("H-1", kind="teleport", dwell_seconds=-1),  # 4 two bad fields
         "not an event",  # 5
-        _event("H-2", session_id="E", amount="1.234"),  # 6 too many decimals
+        _event("H-2", session_id="E", amount="1.23456"),  # 6 too many decimals
         _event("H-2", session_id="F", occurred_at="2025-03-01T12:00:00+02:00"),  # 7 good
     ]
 

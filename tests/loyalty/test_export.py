@@ -153,7 +153,8 @@ def test_export_holds_everything_about_the_member_in_every_layer(member, admin):
         (event["occurred_at"], event["kind"], event["amount"]) for event in document["events"]
     ] == [
         ("2025-03-01T10:00:00Z", "view", None),
-        ("2025-03-02T10:00:00Z", "purchase", "19.99"),
+        # Decimals as stored: four places.
+        ("2025-03-02T10:00:00Z", "purchase", "19.9900"),
     ]
     assert [(record["kind"], record["details"]) for record in document["audit_records"]] == [
         ("member_change", {"member_id": member.pk, "change": "create"}),

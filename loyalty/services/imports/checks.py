@@ -1,24 +1,42 @@
 """Checks of an import source that look past one cell: external ids an erasure refuses, an id
-given twice in one source, and events of members that are unknown or erased."""
+given twice in one source, events of members that are unknown or erased, negative purchases
+(returns), events from the future, and an event given twice in one source."""
 
 import json
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from django.db import connection
 
-from loyalty.models import Member
+from loyalty.models import Event, Member
 from loyalty.services.erasure import (
     ERASED_EXTERNAL_ID_PREFIX,
     StandingTombstones,
     erased_external_ids,
 )
-from loyalty.services.imports.validation import LINE, ErrorCollector
+from loyalty.services.imports.validation import LINE, Chunk, ErrorCollector, as_flags
 
 # External ids of members found active, remembered across chunks of one events import (about
 # 100 bytes each: at most ~50 MB).
 KNOWN_MEMBER_CACHE = 500_000
 _ACTIVE, _ERASED, _UNKNOWN = "active", "erased", "unknown"
+# Clocks and zones of the systems that send events disagree by hours (UTC-12 to UTC+14), never
+# by more than a day: a later event is a wrong clock, zone or year, not an early report.
+FUTURE_TOLERANCE = timedelta(days=1)
+# Marks the rows of a purchase with a negative amount or quantity, read as a return.
+FROM_NEGATIVE_PURCHASE = "_from_negative_purchase"
+EVENT_KEY = ("member_external_id", "occurred_at", "kind", "session_id", "product_id")
+# An event's natural key as two 64-bit hashes with independent keys (a false repeat needs both
+# to collide: about n² / 2^129, nil for any file) and its line.
+_KEY_RECORD = np.dtype([("first", "<u8"), ("second", "<u8"), ("line", "<i8")])
+_HASH_KEYS = ("loyalty-events-1", "loyalty-events-2")  # 16 characters, as pandas wants
+_HASH_MULTIPLIER = 0x9E3779B97F4A7C15  # odd: 2^64 / golden ratio
+# Keys wait on disk in this many files, by their first hash's top bits, so that finding repeats
+# holds one file in memory: 24 bytes per row / 256, about 10 MB for 100 M rows.
+_KEY_BUCKET_BITS = 8
 
 
 def report_refused_external_ids(
@@ -154,3 +172,147 @@ def _member_states(external_ids: list[str]) -> dict[str, str]:
                 [json.dumps(external_ids)],
             )
         return {external_id: _ERASED if erased else _ACTIVE for external_id, erased in cursor}
+
+
+def read_negative_purchases_as_returns(parsed: pd.DataFrame, collector: ErrorCollector) -> None:
+    """A purchase with a negative amount or quantity is money going back: it becomes a return
+    with the absolute amount and quantity, marked in FROM_NEGATIVE_PURCHASE so that the import
+    can count them. Opposite signs in one row, and negative values on any other kind (a return
+    included: its kind already says which way the money went), are refused."""
+    amount, quantity = parsed["amount"], parsed["quantity"]
+    purchase = as_flags(parsed["kind"] == Event.Kind.PURCHASE)
+    negative = (amount < 0) | (quantity < 0)
+    contradictory = purchase & negative & ((amount > 0) | (quantity > 0))
+    lines = parsed[LINE].to_numpy()
+    collector.add_cells(
+        mask=contradictory,
+        lines=lines,
+        values=amount,
+        column="amount",
+        reason="amount and quantity have opposite signs: a purchase is positive in both, one "
+        "read as a return negative in both",
+    )
+    for column, values in (("amount", amount), ("quantity", quantity)):
+        collector.add_cells(
+            mask=(values < 0) & ~purchase,
+            lines=lines,
+            values=values,
+            column=column,
+            reason="negative: only a purchase may be negative (it is then read as a return); "
+            "give every other kind, return included, a positive value",
+        )
+    returned = purchase & negative & ~contradictory
+    parsed[FROM_NEGATIVE_PURCHASE] = returned
+    if returned.any():
+        parsed.loc[returned, "kind"] = Event.Kind.RETURN.value
+        parsed.loc[returned, "amount"] = amount[returned].abs()
+        parsed.loc[returned, "quantity"] = quantity[returned].abs()
+
+
+def report_future_events(
+    chunk: Chunk, parsed: pd.DataFrame, collector: ErrorCollector, *, started_at: datetime
+) -> None:
+    """Events dated more than FUTURE_TOLERANCE after the import started."""
+    latest = pd.Timestamp(started_at + FUTURE_TOLERANCE)
+    lines = parsed[LINE].to_numpy()
+    collector.add_cells(
+        mask=parsed["occurred_at"] > latest,
+        lines=lines,
+        values=chunk.given("occurred_at", lines),
+        column="occurred_at",
+        reason="more than a day after the import ran: events from the future are refused "
+        "(check the sender's clock, year and time zone)",
+    )
+
+
+class RepeatedEventKeys:
+    """The natural keys of every chunk of one events source. An event given twice is refused on
+    its later lines, each naming the first: which of the two is right only the sender knows,
+    and the database would silently keep one. Keys wait on disk, so memory stays flat."""
+
+    def __init__(self) -> None:
+        self._folder: tempfile.TemporaryDirectory | None = None
+
+    def add(self, parsed: pd.DataFrame) -> None:
+        usable = parsed["occurred_at"].notna() & as_flags(
+            parsed["member_external_id"].notna()
+            & (parsed["member_external_id"] != "")
+            & parsed["kind"].notna()
+        )
+        if not usable.any():
+            return
+        keys = parsed.loc[usable, list(EVENT_KEY)]
+        records = np.empty(len(keys), dtype=_KEY_RECORD)
+        records["first"], records["second"] = _key_hashes(keys)
+        records["line"] = parsed[LINE].to_numpy()[usable.to_numpy()]
+        buckets = records["first"] >> np.uint64(64 - _KEY_BUCKET_BITS)
+        order = np.argsort(buckets, kind="stable")
+        records, buckets = records[order], buckets[order]
+        if self._folder is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="loyalty-import-keys-")
+        starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+        for part in np.split(records, starts[1:]):
+            bucket = int(part["first"][0] >> np.uint64(64 - _KEY_BUCKET_BITS))
+            with (Path(self._folder.name) / f"{bucket:03d}").open("ab") as handle:
+                part.tofile(handle)
+
+    def report(self, collector: ErrorCollector) -> None:
+        """Report the repeats, one bucket at a time, then forget the keys."""
+        if self._folder is None:
+            return
+        folder, self._folder = self._folder, None
+        with folder:
+            for path in sorted(Path(folder.name).iterdir()):
+                _report_repeats(np.fromfile(path, dtype=_KEY_RECORD), collector)
+
+
+def _key_hashes(keys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent 64-bit hashes of each row's key. A text column is hashed per distinct
+    value (factorized by Arrow), several times faster than hashing every cell."""
+    first = np.zeros(len(keys), dtype=np.uint64)
+    second = np.zeros(len(keys), dtype=np.uint64)
+    stamps = keys["occurred_at"].astype("datetime64[ns, UTC]").astype("int64").to_numpy()
+    # Integers hash the same under any key (bijectively); the text columns tell the two apart.
+    parts = [(pd.util.hash_array(stamps),) * 2]
+    for column in EVENT_KEY:
+        if column != "occurred_at":
+            codes, distinct = pd.factorize(keys[column])
+            values = np.asarray(distinct, dtype=object)
+            parts.append(
+                tuple(
+                    pd.util.hash_array(values, hash_key=key, categorize=False)[codes]
+                    for key in _HASH_KEYS
+                )
+            )
+    with np.errstate(over="ignore"):
+        for position, (for_first, for_second) in enumerate(parts):
+            # XOR, then multiply by an odd number: each step keeps distinct keys distinct.
+            multiplier = np.uint64(_HASH_MULTIPLIER + 2 * position)
+            first = (first ^ for_first) * multiplier
+            second = (second ^ for_second) * multiplier
+    return first, second
+
+
+def _report_repeats(records: np.ndarray, collector: ErrorCollector) -> None:
+    records.sort(order=["first", "second", "line"])
+    same_as_previous = np.r_[
+        False,
+        (records["first"][1:] == records["first"][:-1])
+        & (records["second"][1:] == records["second"][:-1]),
+    ]
+    if not same_as_previous.any():
+        return
+    # Lines of one key are in file order, so a key's first line is where the key starts.
+    starts = ~same_as_previous
+    first_line = records["line"][np.flatnonzero(starts)][np.cumsum(starts) - 1]
+    later = pd.Series(same_as_previous)
+    collector.add_cells(
+        mask=later,
+        lines=records["line"],
+        values=pd.Series("", index=later.index),
+        column="",
+        reason="same member_external_id, occurred_at, kind, session_id and product_id (the "
+        "event's natural key) as line "
+        + pd.Series(first_line).astype(str)
+        + ": a file may give each event once",
+    )

@@ -1,20 +1,24 @@
 """Bulk import of members and events: validate the whole source first, then write all or nothing.
 
 Sources are CSV files or pandas DataFrames (one, or an iterable of chunks) with the same
-columns. Timestamps are ISO 8601; a timestamp without an offset is taken as UTC, one with an
-offset is converted to UTC, and all are stored timezone-aware. A `joined_at` that carries a time
+columns. Timestamps are ISO 8601; one with an offset is converted to UTC, one without is read in
+the zone the import is given (`naive_timezone`, else the LOYALTY_IMPORT_TIMEZONE setting) and
+refused when there is none; all are stored timezone-aware. A `joined_at` that carries a time
 becomes the UTC date of that moment. Validated chunks wait on disk; writing goes through a
 staging table (`loyalty.services.imports.staging`), one INSERT ... SELECT per chunk, skipping events
-whose natural key is already stored, all in one transaction.
+whose natural key is already stored, all in one transaction. With `rejects_path`, rows with
+errors are set aside in that file (`loyalty.services.imports.rejects`) and the others written.
 """
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import nullcontext
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
@@ -24,11 +28,18 @@ from loyalty.models import AuditRecord, Event, Member
 from loyalty.services.audit import record_audit
 from loyalty.services.erasure import StandingTombstones
 from loyalty.services.imports.checks import (
+    FROM_NEGATIVE_PURCHASE,
+    RepeatedEventKeys,
     RepeatedIds,
+    read_negative_purchases_as_returns,
+    report_future_events,
     report_refused_external_ids,
     report_unknown_members,
 )
+from loyalty.services.imports.rejects import RejectedRows, with_reasons
+from loyalty.services.imports.results import EVENTS, MEMBERS, ImportResult
 from loyalty.services.imports.staging import StageColumns, load_staging_table, staging_table
+from loyalty.services.imports.timestamps import time_zone_named
 from loyalty.services.imports.validation import (
     LINE,
     Chunk,
@@ -127,44 +138,14 @@ _EVENT_STAGE_COLUMNS: StageColumns = (
 )
 
 
-@dataclass(frozen=True)
-class ImportResult:
-    """What one import did. For events, `unchanged` counts rows whose natural key was already
-    stored or appeared earlier in the same source; `updated` is always 0."""
-
-    kind: str
-    source: str
-    rows_read: int
-    created: int
-    updated: int
-    unchanged: int
-    validate_seconds: float
-    write_seconds: float
-
-    def summary(self) -> str:
-        return (
-            f"{self.kind} from {self.source}: {self.rows_read:,} rows read, "
-            f"{self.created:,} created, {self.updated:,} updated, {self.unchanged:,} unchanged "
-            f"(validated in {self.validate_seconds:.1f} s, written in {self.write_seconds:.1f} s)"
-        )
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "kind": self.kind,
-            "source": self.source,
-            "rows_read": self.rows_read,
-            "created": self.created,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-        }
-
-
 def import_members(
     *,
     source: ImportSource,
     source_name: str | None = None,
     actor: AbstractBaseUser | None = None,
     progress: ProgressCallback | None = None,
+    naive_timezone: str | None = None,
+    rejects_path: Path | None = None,
 ) -> ImportResult:
     """Create or update members by external id; a file imported twice changes nothing.
 
@@ -173,13 +154,21 @@ def import_members(
     `consent_changed_at` and are audited one by one. Raises ImportValidationError, with
     nothing written, when any row is bad: unknown or missing columns, bad dates or numbers,
     over-long values, an external id given twice, or one that a standing erasure tombstone
-    refuses (the member was erased).
+    refuses (the member was erased). With `rejects_path`, such rows are written there instead
+    and the others imported (see `_run_import`).
     """
     require_permission(actor, "loyalty.add_member")
     require_permission(actor, "loyalty.change_member")
     name = source_name or source_label(source)
-    plan = _MemberImport(source_name=name, actor=actor)
-    return _run_import(plan, source=source, source_name=name, actor=actor, progress=progress)
+    return _run_import(
+        _MemberImport(source_name=name, actor=actor),
+        source=source,
+        source_name=name,
+        actor=actor,
+        progress=progress,
+        naive_timezone=naive_timezone,
+        rejects_path=rejects_path,
+    )
 
 
 def import_events(
@@ -188,17 +177,29 @@ def import_events(
     source_name: str | None = None,
     actor: AbstractBaseUser | None = None,
     progress: ProgressCallback | None = None,
+    naive_timezone: str | None = None,
+    rejects_path: Path | None = None,
 ) -> ImportResult:
     """Add events, skipping those whose natural key (member, occurred_at, kind, session_id,
     product_id) is already stored, so that a source imported twice changes nothing.
 
-    Every event's member must already exist (import members first) and not be erased. Raises
-    ImportValidationError, with nothing written, when any row is bad.
+    Every event's member must already exist (import members first) and not be erased. A
+    purchase with a negative amount or quantity is stored as a return with positive values.
+    Refused: a natural key given twice in the source, an event dated more than a day after the
+    import started, and every bad cell. Raises ImportValidationError, with nothing written,
+    when any row is bad; with `rejects_path`, such rows are written there instead and the
+    others imported (see `_run_import`).
     """
     require_permission(actor, "loyalty.add_event")
     name = source_name or source_label(source)
     return _run_import(
-        _EventImport(), source=source, source_name=name, actor=actor, progress=progress
+        _EventImport(),
+        source=source,
+        source_name=name,
+        actor=actor,
+        progress=progress,
+        naive_timezone=naive_timezone,
+        rejects_path=rejects_path,
     )
 
 
@@ -211,6 +212,7 @@ class _ImportPlan(Protocol):
     kind: str
     specs: tuple[ColumnSpec, ...]
     stage: str
+    negative_purchases_as_returns: int
 
     @property
     def stage_columns(self) -> StageColumns: ...
@@ -235,30 +237,89 @@ def _run_import(
     source_name: str,
     actor: AbstractBaseUser | None,
     progress: ProgressCallback | None,
+    naive_timezone: str | None,
+    rejects_path: Path | None,
 ) -> ImportResult:
-    """Check the whole source, keeping its chunks on disk; then, only if every row is good,
-    write them all in one transaction and audit the import."""
+    """Check the whole source, keeping its chunks on disk; then write them all in one
+    transaction and audit the import.
+
+    All or nothing: any bad row refuses the source. With `rejects_path`, a bad row is written
+    to that file with its line and reasons instead, and the good rows are imported; a source
+    whose header or CSV structure is bad is still refused whole. The rejects file is complete
+    once the import has committed, and absent if it failed.
+    """
+    zone = time_zone_named(naive_timezone or settings.LOYALTY_IMPORT_TIMEZONE)
+    skipping = rejects_path is not None
     report = progress or _no_progress
     started = time.perf_counter()
-    collector = ErrorCollector(plan.specs)
+    collector = ErrorCollector(plan.specs, keep_rows=skipping)
+    given_columns = tuple(spec.name for spec in plan.specs)
     with ChunkSpill() as spill:
         for chunk in read_chunks(source=source, specs=plan.specs, collector=collector):
-            parsed = validate_chunk(chunk=chunk, specs=plan.specs, collector=collector)
-            _park(spill, plan.check(chunk, parsed, collector), collector)
+            parsed = validate_chunk(chunk=chunk, specs=plan.specs, collector=collector, zone=zone)
+            checked = plan.check(chunk, parsed, collector)
+            if skipping:
+                given_columns = chunk.columns
+                spill.add(with_reasons(checked, chunk, collector.take_rows()))
+            else:
+                _park(spill, checked, collector)
             report(VALIDATE_PHASE, len(parsed), None)
         plan.finish_checks(collector)
-        if collector.count:
+        if collector.file_errors or (collector.count and not skipping):
             raise ImportValidationError(
                 source=source_name, errors=collector.errors, error_count=collector.count
             )
+        # Errors only the whole source shows (a repeated key), for rows already parked.
+        late = collector.take_rows()
         validated = time.perf_counter()
 
-        created = updated = 0
-        with transaction.atomic(), connection.cursor() as cursor:
-            now = timezone.now()
-            columns = plan.stage_columns
-            with staging_table(cursor=cursor, table=plan.stage, columns=columns):
-                for frame in spill:
+        rejected = RejectedRows(path=rejects_path, columns=given_columns) if skipping else None
+        with rejected or nullcontext():
+            with transaction.atomic():
+                created, updated = _write_parked(
+                    plan, spill, rejected=rejected, late=late, report=report
+                )
+                rejected_rows = rejected.count if rejected is not None else 0
+                result = ImportResult(
+                    kind=plan.kind,
+                    source=source_name,
+                    rows_read=spill.rows,
+                    created=created,
+                    updated=updated,
+                    unchanged=spill.rows - rejected_rows - created - updated,
+                    validate_seconds=validated - started,
+                    write_seconds=time.perf_counter() - validated,
+                    rejected=rejected_rows,
+                    rejects_file=str(rejects_path) if skipping else None,
+                    negative_purchases_as_returns=plan.negative_purchases_as_returns,
+                )
+                _audit_import(result, actor)
+            if rejected is not None:
+                # Committed: the rejects file is complete.
+                rejected.keep()
+    return result
+
+
+def _write_parked(
+    plan: _ImportPlan,
+    spill: ChunkSpill,
+    *,
+    rejected: RejectedRows | None,
+    late: pd.DataFrame,
+    report: ProgressCallback,
+) -> tuple[int, int]:
+    """Stage and write every parked chunk, less the rows `rejected` sets aside: (created,
+    updated). Runs in the import's transaction."""
+    created = updated = 0
+    with connection.cursor() as cursor:
+        now = timezone.now()
+        columns = plan.stage_columns
+        with staging_table(cursor=cursor, table=plan.stage, columns=columns):
+            for frame in spill:
+                rows = len(frame)
+                if rejected is not None:
+                    frame = rejected.split(frame, late)
+                if len(frame):
                     frame = plan.staged(frame)
                     load_staging_table(
                         cursor=cursor, table=plan.stage, columns=columns, frame=frame
@@ -266,19 +327,8 @@ def _run_import(
                     rows_created, rows_updated = plan.write_staged(cursor=cursor, now=now)
                     created += rows_created
                     updated += rows_updated
-                    report(WRITE_PHASE, len(frame), spill.rows)
-            result = ImportResult(
-                kind=plan.kind,
-                source=source_name,
-                rows_read=spill.rows,
-                created=created,
-                updated=updated,
-                unchanged=spill.rows - created - updated,
-                validate_seconds=validated - started,
-                write_seconds=time.perf_counter() - validated,
-            )
-            _audit_import(result, actor)
-    return result
+                report(WRITE_PHASE, rows, spill.rows)
+    return created, updated
 
 
 def _no_progress(phase: str, rows: int, total: int | None) -> None:
@@ -306,9 +356,10 @@ def _audit_import(result: ImportResult, actor: AbstractBaseUser | None) -> None:
 
 
 class _MemberImport:
-    kind = "members"
+    kind = MEMBERS
     specs = MEMBER_COLUMNS
     stage = _MEMBER_STAGE
+    negative_purchases_as_returns = 0
 
     def __init__(self, *, source_name: str, actor: AbstractBaseUser | None) -> None:
         self.source_name = source_name
@@ -450,22 +501,31 @@ def _upsert_members(
 
 
 class _EventImport:
-    kind = "events"
+    kind = EVENTS
     specs = EVENT_COLUMNS
     stage = _EVENT_STAGE
     stage_columns = _EVENT_STAGE_COLUMNS
 
     def __init__(self) -> None:
         self.known_active: set[str] = set()
+        self.started_at = timezone.now()
+        self.repeated = RepeatedEventKeys()
+        self.negative_purchases_as_returns = 0
 
     def check(self, chunk: Chunk, parsed: pd.DataFrame, collector: ErrorCollector) -> pd.DataFrame:
         report_unknown_members(parsed, collector, self.known_active)
-        return _with_event_defaults(parsed)
+        parsed = _with_event_defaults(parsed)
+        read_negative_purchases_as_returns(parsed, collector)
+        report_future_events(chunk, parsed, collector, started_at=self.started_at)
+        self.repeated.add(parsed)
+        return parsed
 
     def finish_checks(self, collector: ErrorCollector) -> None:
-        return None
+        self.repeated.report(collector)
 
     def staged(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Counts the rows read as returns; the staging table takes the rest."""
+        self.negative_purchases_as_returns += int(frame.pop(FROM_NEGATIVE_PURCHASE).sum())
         return frame
 
     def write_staged(self, *, cursor, now) -> tuple[int, int]:

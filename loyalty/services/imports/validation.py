@@ -5,13 +5,16 @@ import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from loyalty.exceptions import DomainError
+from loyalty.services.imports.timestamps import parse_timestamps
 
 # Large enough for pandas to work at vectorised speed, small enough that a chunk of wide string
 # rows stays well under 100 MB.
@@ -22,23 +25,18 @@ ERROR_DETAIL_LIMIT = 50
 ERROR_VALUE_CHARS = 80
 HEADER_LINE = 1
 FIRST_DATA_LINE = 2
-# Django keeps microseconds; anything finer would not survive a round trip through the database
-# and would make the same event look new on the next import.
-TIMESTAMP_RESOLUTION = "us"
 # Django's IntegerField: 32 bits in every database.
 INTEGER_FIELD_MIN = -(2**31)
 INTEGER_FIELD_MAX = 2**31 - 1
-# Cents: a float amount is accepted as having 2 decimals when it is this close to whole cents.
-CENT_TOLERANCE = 1e-6
+# A float from a DataFrame has as many decimals as the nearest decimal within this many units in
+# the last place: reading or computing a float leaves an error of about one.
+FLOAT_DECIMAL_ULPS = 8
 TRUE_WORDS = frozenset({"true", "1", "yes"})
 FALSE_WORDS = frozenset({"false", "0", "no", ""})
 LINE = "_line"
 # Arrow-backed strings: strip, length, regex and membership run in C++, not per value in Python.
 TEXT_DTYPE = "string[pyarrow]"
 
-# A time of day followed by Z or an offset. pandas parses naive values that follow an aware one
-# with that value's offset, so aware and naive values are parsed in separate calls.
-_AWARE_TIMESTAMP = r"(?i)[T ]\d.*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 _INTEGER_TEXT = r"[+-]?\d+"
 _PANDAS_LINE = re.compile(r"line (\d+)")
 
@@ -111,21 +109,44 @@ class ImportValidationError(DomainError):
 
 
 class ErrorCollector:
-    """Counts every error and keeps the first ERROR_DETAIL_LIMIT of them in file order."""
+    """Counts every error and keeps the first ERROR_DETAIL_LIMIT of them in file order.
 
-    def __init__(self, specs: Iterable[ColumnSpec]) -> None:
+    Errors of the file as a whole (its header, a line that is not CSV) come through `add` and
+    are counted apart in `file_errors`: no row of such a file can be trusted. With
+    `keep_rows`, every row error is also kept until `take_rows` hands it over, so that an
+    import that skips bad rows can say why each one was skipped.
+    """
+
+    def __init__(self, specs: Iterable[ColumnSpec], *, keep_rows: bool = False) -> None:
         self.count = 0
+        self.file_errors = 0
         self._details: list[RowError] = []
         self._column_order = {spec.name: index for index, spec in enumerate(specs)}
+        self._rows: list[pd.DataFrame] | None = [] if keep_rows else None
 
     @property
     def errors(self) -> tuple[RowError, ...]:
         return tuple(self._details)
 
     def add(self, error: RowError) -> None:
+        """An error of the file as a whole."""
         self.count += 1
+        self.file_errors += 1
         self._details.append(error)
         self._trim()
+
+    def take_rows(self) -> pd.DataFrame:
+        """The row errors kept since the last call: LINE, column and reason, in file order."""
+        found = self._rows or []
+        if self._rows is not None:
+            self._rows = []
+        if not found:
+            return pd.DataFrame({LINE: pd.Series(dtype="int64"), "column": [], "reason": []})
+        rows = pd.concat(found, ignore_index=True)
+        unknown = len(self._column_order)
+        rows["_order"] = rows["column"].map(self._column_order).fillna(unknown)
+        rows = rows.sort_values([LINE, "_order"], kind="stable")
+        return rows.drop(columns="_order").reset_index(drop=True)
 
     def add_cells(
         self,
@@ -142,8 +163,16 @@ class ErrorCollector:
         if not found:
             return
         self.count += found
+        positions = np.flatnonzero(flags)
+        if self._rows is not None:
+            reasons = reason if isinstance(reason, str) else reason.iloc[positions].to_numpy()
+            self._rows.append(
+                pd.DataFrame(
+                    {LINE: np.asarray(lines)[positions], "column": column, "reason": reasons}
+                )
+            )
         # Later lines can never displace these, so the first few per check are enough.
-        for position in np.flatnonzero(flags)[:ERROR_DETAIL_LIMIT]:
+        for position in positions[:ERROR_DETAIL_LIMIT]:
             self._details.append(
                 RowError(
                     line=int(lines[position]),
@@ -167,6 +196,11 @@ class Chunk:
     frame: pd.DataFrame
     lines: np.ndarray
     columns: tuple[str, ...]
+
+    def given(self, column: str, lines: np.ndarray) -> pd.Series:
+        """The cells of `column` on these lines of the chunk, as the source gave them."""
+        # A chunk's lines are consecutive.
+        return self.frame[column].iloc[lines - self.lines[0]]
 
 
 ImportSource = str | Path | pd.DataFrame | Iterable[pd.DataFrame]
@@ -198,12 +232,17 @@ def source_label(source: ImportSource) -> str:
 
 
 def validate_chunk(
-    *, chunk: Chunk, specs: tuple[ColumnSpec, ...], collector: ErrorCollector
+    *,
+    chunk: Chunk,
+    specs: tuple[ColumnSpec, ...],
+    collector: ErrorCollector,
+    zone: ZoneInfo | None = None,
 ) -> pd.DataFrame:
     """Parse every present column of a chunk; bad cells are reported and become missing values.
 
     Returns typed columns (text as Arrow-backed strings, timestamps as UTC datetimes, numbers as
-    float, booleans as bool) plus LINE, without rows that are blank in every column.
+    float, booleans as bool) plus LINE, without rows that are blank in every column. Times
+    without an offset are read in `zone`, and refused without one (`timestamps`).
     """
     frame = chunk.frame.reset_index(drop=True)
     cells = {spec.name: _cells(frame[spec.name], spec) for spec in specs if spec.name in frame}
@@ -216,7 +255,9 @@ def validate_chunk(
         empty = {name: flags[keep].reset_index(drop=True) for name, flags in empty.items()}
     parsed = pd.DataFrame(
         {
-            spec.name: _parse_column(cells[spec.name], empty[spec.name], spec, lines, collector)
+            spec.name: _parse_column(
+                cells[spec.name], empty[spec.name], spec, lines, collector, zone
+            )
             for spec in specs
             if spec.name in cells
         },
@@ -232,6 +273,7 @@ def _parse_column(
     spec: ColumnSpec,
     lines: np.ndarray,
     collector: ErrorCollector,
+    zone: ZoneInfo | None,
 ) -> pd.Series:
     def report(mask: pd.Series, reason: str) -> None:
         collector.add_cells(mask=mask, lines=lines, values=cells, column=spec.name, reason=reason)
@@ -245,34 +287,36 @@ def _parse_column(
             text = text.str.lower()
         bad = pd.Series(False, index=cells.index)
         if spec.kind == ColumnKind.CHOICE:
-            unknown = ~empty & ~_flags(text.isin(spec.choices))
+            unknown = ~empty & ~as_flags(text.isin(spec.choices))
             expected = ", ".join(sorted(spec.choices))
             report(unknown, f"unknown {spec.name}; expected one of: {expected}")
             bad |= unknown
         if spec.max_length is not None:
-            too_long = _flags(text.str.len() > spec.max_length)
+            too_long = as_flags(text.str.len() > spec.max_length)
             report(too_long, f"longer than {spec.max_length} characters")
             bad |= too_long
         return text.where(~bad)
 
     if spec.kind in (ColumnKind.DATETIME, ColumnKind.DATE):
-        stamps, bad = _timestamps(cells, empty)
-        report(bad, "not an ISO 8601 date" if spec.kind == ColumnKind.DATE else _BAD_TIMESTAMP)
-        return stamps.dt.normalize() if spec.kind == ColumnKind.DATE else stamps
+        is_date = spec.kind == ColumnKind.DATE
+        stamps, problems = parse_timestamps(cells, empty, zone=zone, dates=is_date)
+        for mask, reason in problems:
+            report(mask, reason)
+        return stamps.dt.normalize() if is_date else stamps
 
     if spec.kind == ColumnKind.BOOLEAN:
         if pd.api.types.is_bool_dtype(cells):
             return cells.astype(bool)
         words = cells.fillna("").str.lower()
-        bad = ~_flags(words.isin(TRUE_WORDS | FALSE_WORDS))
+        bad = ~as_flags(words.isin(TRUE_WORDS | FALSE_WORDS))
         report(bad, "not a yes/no value (true/false, 1/0, yes/no)")
-        return _flags(words.isin(TRUE_WORDS))
+        return as_flags(words.isin(TRUE_WORDS))
 
     numbers, not_a_number = _numbers(cells, empty)
     checkable = numbers.notna()
     if spec.kind == ColumnKind.INTEGER:
         if _is_text(cells):
-            not_whole = ~empty & ~not_a_number & ~_flags(cells.str.fullmatch(_INTEGER_TEXT))
+            not_whole = ~empty & ~not_a_number & ~as_flags(cells.str.fullmatch(_INTEGER_TEXT))
         else:
             not_whole = checkable & (numbers % 1 != 0)
         report(not_a_number | not_whole, "not a whole number")
@@ -290,11 +334,13 @@ def _parse_column(
         report(too_small, reason)
         bad |= too_small
     if spec.decimal_places is not None:
-        scaled = numbers * 10**spec.decimal_places
-        whole_units = np.isclose(scaled, np.round(scaled), rtol=1e-12, atol=CENT_TOLERANCE)
-        fractional = checkable & ~bad & ~whole_units
-        report(fractional, f"more than {spec.decimal_places} decimal places")
+        places = spec.decimal_places
+        fractional = _more_decimals(cells, numbers, checkable & ~bad, places)
+        reason = f"more than {places} decimal places: amounts are stored exactly, never rounded"
+        report(fractional, reason)
         bad |= fractional
+        # The double nearest to the decimal, which both databases store as that decimal.
+        numbers = numbers.round(places)
     if spec.max_digits is not None and spec.decimal_places is not None:
         whole_digits = spec.max_digits - spec.decimal_places
         too_large = checkable & ~bad & (numbers.abs() >= 10.0**whole_digits)
@@ -303,22 +349,25 @@ def _parse_column(
     return numbers.where(~bad)
 
 
-_BAD_TIMESTAMP = "not an ISO 8601 date/time"
-
-
-def _timestamps(cells: pd.Series, empty: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """UTC timestamps: naive values are taken as UTC, aware ones converted. NaT where bad."""
-    if pd.api.types.is_datetime64_any_dtype(cells):
-        stamps = cells.dt.tz_localize("UTC") if cells.dt.tz is None else cells.dt.tz_convert("UTC")
-        return stamps.dt.floor(TIMESTAMP_RESOLUTION), pd.Series(False, index=cells.index)
-    text = cells.fillna("")
-    stamps = pd.Series(pd.NaT, index=cells.index, dtype="datetime64[ns, UTC]")
-    aware = _flags(text.str.contains(_AWARE_TIMESTAMP, regex=True))
-    for group in (aware, ~aware & ~empty):
-        if group.any():
-            stamps[group] = pd.to_datetime(text[group], format="ISO8601", utc=True, errors="coerce")
-    bad = ~empty & stamps.isna()
-    return stamps.dt.floor(TIMESTAMP_RESOLUTION), bad
+def _more_decimals(
+    cells: pd.Series, numbers: pd.Series, candidates: pd.Series, places: int
+) -> pd.Series:
+    """Which candidate numbers need more than `places` decimals, read from the text as written
+    (a double cannot tell 123456789.12345 from 123456789.1235). Trailing zeros do not count."""
+    if not _is_text(cells):
+        scaled = numbers * 10**places
+        off = (scaled - scaled.round()).abs()
+        return candidates & (off > FLOAT_DECIMAL_ULPS * np.spacing(scaled.abs()))
+    text = cells.where(candidates, "").fillna("")
+    exponent = as_flags(text.str.contains("[eE]", regex=True))
+    # What follows the decimal point (nothing when there is none), without trailing zeros.
+    fraction = text.where(~exponent, "").str.replace(r"^[^.]*\.?", "", regex=True)
+    more = as_flags(fraction.str.rstrip("0").str.len() > places)
+    for position in np.flatnonzero(exponent.to_numpy()):
+        # Rare (1.5e-3): exact, one value at a time.
+        exponent_of = Decimal(text.iat[position]).normalize().as_tuple().exponent
+        more.iat[position] = -exponent_of > places
+    return candidates & more
 
 
 def _numbers(cells: pd.Series, empty: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -348,11 +397,11 @@ def _is_text(cells: pd.Series) -> bool:
 
 def _empty(cells: pd.Series) -> pd.Series:
     if _is_text(cells):
-        return _flags(cells.isna() | (cells == ""))
-    return _flags(cells.isna())
+        return as_flags(cells.isna() | (cells == ""))
+    return as_flags(cells.isna())
 
 
-def _flags(mask: pd.Series) -> pd.Series:
+def as_flags(mask: pd.Series) -> pd.Series:
     """A plain bool Series (nullable results of string functions count missing as False)."""
     return pd.Series(mask.to_numpy(dtype=bool, na_value=False), index=mask.index)
 
