@@ -71,14 +71,20 @@ def label_counts() -> dict[str, LabelCounts]:
     return {kind: LabelCounts(**entry) for kind, entry in out.items()}
 
 
-def loop_overview() -> LoopOverview:
-    runs = list(
+def recent_runs() -> list[RetrainingRun]:
+    """The latest retraining runs, newest first, with what the loop page shows of each."""
+    return list(
         RetrainingRun.objects.select_related("candidate", "compared_with", "requested_by")[
             :RUNS_SHOWN
         ]
     )
+
+
+def loop_overview() -> LoopOverview:
     pauses = {pause.kind: pause for pause in AutomationPause.objects.open()}
-    return LoopOverview(labels=label_counts(), runs=runs, pauses=pauses, monitors=latest_monitors())
+    return LoopOverview(
+        labels=label_counts(), runs=recent_runs(), pauses=pauses, monitors=latest_monitors()
+    )
 
 
 # --- chart data -----------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from learning import figures, selectors
-from learning.selectors import gate_policy, loop_overview, top_drift
+from learning.models import RetrainingRun
+from learning.selectors import gate_policy, loop_overview, recent_runs, top_drift
 from learning.services.retraining import approve_candidate, request_retraining
 from predictions.models import PredictionKind
 from predictions.services.registry import PROMOTE_PERMISSION
@@ -17,16 +18,23 @@ from reviews.page_errors import domain_errors_as_pages, flash_and_redirect
 from reviews.services.automation import resume_auto_approval
 
 WATCH_LOOP = "learning.view_retrainingrun"
+# While a run is queued or running, its table asks for itself again this often.
+RUNS_POLL_SECONDS = 3
+RUNS_FRAGMENT = "retraining-runs"
 
 
 @login_required
 def loop_page(request):
     if not request.user.has_perm(WATCH_LOOP):
         raise PermissionDenied("Only experts and admins may watch the learning loop.")
+    can_retrain = request.user.has_perm(PROMOTE_PERMISSION)
+    if request.htmx and request.htmx.target == RUNS_FRAGMENT:
+        context = _runs_context(recent_runs(), can_retrain=can_retrain)
+        return render(request, "learning/partials/runs.html", context)
     overview = loop_overview()
     context = {
+        **_runs_context(overview.runs, can_retrain=can_retrain),
         "overview": overview,
-        "can_retrain": request.user.has_perm(PROMOTE_PERMISSION),
         "kind_rows": [
             {
                 "kind": kind,
@@ -41,6 +49,17 @@ def loop_page(request):
         ],
     }
     return render(request, "learning/loop.html", context)
+
+
+def _runs_context(runs: list[RetrainingRun], *, can_retrain: bool) -> dict:
+    """What the runs table needs, in the page and as its own fragment."""
+    open_statuses = (RetrainingRun.Status.QUEUED, RetrainingRun.Status.RUNNING)
+    return {
+        "runs": runs,
+        "can_retrain": can_retrain,
+        "runs_open": any(run.status in open_statuses for run in runs),
+        "poll_seconds": RUNS_POLL_SECONDS,
+    }
 
 
 def _charts(kind: str, monitor) -> list[str]:

@@ -37,6 +37,7 @@ SIDE_BY_SIDE_COLUMNS = (
     ("sequence", "Sequence model alone"),
     ("recency", "Recency baseline"),
     ("rfm_logistic", "RFM logistic baseline"),
+    ("bgnbd", "BG/NBD baseline"),
 )
 
 

@@ -4,10 +4,11 @@ blanked when the member is erased, and every prediction goes into the member's e
 Erasure keeps what the model answered (score, probabilities, interval, label set, recommended
 action, confidence) with its kind, version, cutoff and time: aggregate figures (calibration,
 coverage, monitoring) stay whole, and nothing in them names or describes the person once the
-member row is blank. What the model saw goes: the feature values, the SHAP explanation (its
-contributions are the features' effects, and the ensemble's marks the member's events) and
-the member value (the member's spend). Predictions that no review holds yet are deleted by
-the reviews layer, whose routing would otherwise queue them.
+member row is blank. What the model saw goes: the feature values and the row the model scored
+(`model_input`), the SHAP explanation (its contributions are the features' effects, and the
+ensemble's marks the member's events) and the member value (the member's spend). Predictions
+that no review holds yet are deleted by the reviews layer, whose routing would otherwise queue
+them.
 """
 
 from django.dispatch import receiver
@@ -20,7 +21,7 @@ from predictions.models import Prediction
 def blank_erased_member_predictions(sender, *, member_id: int, **kwargs) -> None:
     """Runs in the erasure's transaction."""
     Prediction.objects.filter(member_id=member_id).update(
-        feature_values=[], explanation={}, member_value=None
+        feature_values=[], model_input=None, explanation={}, member_value=None
     )
 
 

@@ -192,7 +192,12 @@ class Prediction(models.Model):
     interval, `label_set` the conformal set of {stay, churn}. Next action: `probabilities` maps
     action code to probability, `label_set` the conformal set of action codes,
     `recommended_action` the most probable eligible action. `explanation` holds the base value,
-    the top SHAP contributions and the remainder. `feature_values` is what the model saw: a
+    the top SHAP contributions and the remainder; it is {} until computed (scoring stores none:
+    `services.explanations` computes it when routing gives the prediction to a person, or when
+    someone first opens it) and stays {} for a member who may not be profiled.
+    `served_model` says which of the version's models scored it ('trees' or 'ensemble') and
+    `model_input` holds the very row it scored: its explanation comes from the same model and
+    the same numbers, whenever it is computed. `feature_values` is what the model saw: a
     list in the order of `model_version.features` (the keys are not repeated in every row: a
     list is a third of the size of the mapping, and writing it is most of the scoring write);
     `features_seen` gives it as a mapping. `member_value` is the member's value at the cutoff
@@ -215,11 +220,23 @@ class Prediction(models.Model):
         Action, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     confidence = models.FloatField()
+    served_model = models.CharField(
+        max_length=20,
+        default="trees",
+        help_text="Which of the version's models scored it ('trees' or 'ensemble', the run's "
+        "served_model): its explanation is computed with the same one.",
+    )
     explanation = models.JSONField(default=dict)
     feature_values = models.JSONField(
         default=list, help_text="Values in the order of the model version's features."
     )
     member_value = models.FloatField(null=True, blank=True)
+    model_input = models.BinaryField(
+        null=True,
+        blank=True,
+        help_text="The row the model scored: float32, little-endian, in the order of the model "
+        "version's features (feature_values is its readable copy, rounded).",
+    )
 
     class Meta:
         constraints = [

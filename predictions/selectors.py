@@ -34,6 +34,7 @@ def events_frame(
     member_ids: Sequence[int] | None = None,
     columns: Sequence[str] = frames.EVENT_COLUMNS,
     only_profiled: bool = False,
+    order_by: str = "",
 ) -> pd.DataFrame:
     """Events as the ML contract wants them: optionally only those strictly before `before`,
     at or after `since`, of members whose id lies in an inclusive range (a scoring chunk), of
@@ -42,7 +43,8 @@ def events_frame(
 
     Columns are `columns` (a subset of frames.EVENT_COLUMNS, in that order): member_id int64,
     occurred_at datetime64[ns, UTC], strings with '' for empty, floats with NaN for empty.
-    Rows come in the order the database returns them, the same on every path.
+    Rows come in the order the database returns them, the same on every path, or in
+    `order_by` (SQL, e.g. STORED_ORDER) when given.
     """
     unknown = set(columns) - set(frames.EVENT_COLUMNS)
     if unknown or "member_id" not in columns or "occurred_at" not in columns:
@@ -64,20 +66,22 @@ def events_frame(
         )
         where.append(f"member_id IN ({profiled_sql})")
         params.extend(profiled_params)
-    if connection.vendor == "postgresql":
-        frame = _events_by_copy(columns=columns, where=where, params=params)
-    else:
-        frame = _events_by_cursor(columns=columns, where=where, params=params)
+    read = _events_by_copy if connection.vendor == "postgresql" else _events_by_cursor
+    frame = read(columns=columns, where=where, params=params, order_by=order_by)
     if member_ids is not None:
         # Filtered here, not in SQL: the query (and so the row order) stays the range scan.
         frame = frame[frame["member_id"].isin(member_ids)].reset_index(drop=True)
     return frame
 
 
-def _events_by_cursor(*, columns: list[str], where: list[str], params: list) -> pd.DataFrame:
+def _events_by_cursor(
+    *, columns: list[str], where: list[str], params: list, order_by: str = ""
+) -> pd.DataFrame:
     sql = f"SELECT {', '.join(columns)} FROM loyalty_event"
     if where:
         sql += " WHERE " + " AND ".join(where)
+    if order_by:
+        sql += f" ORDER BY {order_by}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -93,7 +97,9 @@ def _events_by_cursor(*, columns: list[str], where: list[str], params: list) -> 
     return frame
 
 
-def _events_by_copy(*, columns: list[str], where: list[str], params: list) -> pd.DataFrame:
+def _events_by_copy(
+    *, columns: list[str], where: list[str], params: list, order_by: str = ""
+) -> pd.DataFrame:
     """PostgreSQL: COPY ... TO STDOUT as CSV, parsed by pyarrow with fixed types.
 
     Times travel as integer microseconds since the epoch (exact, unlike a float epoch, and
@@ -107,6 +113,8 @@ def _events_by_copy(*, columns: list[str], where: list[str], params: list) -> pd
     sql = f"SELECT {', '.join(selected)} FROM loyalty_event"
     if where:
         sql += " WHERE " + " AND ".join(where)
+    if order_by:
+        sql += f" ORDER BY {order_by}"
     types = dict.fromkeys(columns, "int64")  # member_id, and occurred_at in microseconds
     types |= {column: "string" for column in columns if column in EVENT_TEXT_COLUMNS}
     types |= {column: "float64" for column in columns if column in frames.EVENT_FLOATS}
@@ -144,20 +152,63 @@ def feature_events(*, cutoff: datetime, member_ids: Sequence[int]) -> PreparedEv
     return dataclasses.replace(prepared, first_ns=first_ns)
 
 
+# Each member's events by time, ties in the order they were stored. Without an ORDER BY the
+# rows come in the order of the plan the database picks (a range scan through the natural-key
+# index, a full scan, an id list), and events at one instant enter the sequence model in the
+# order they come.
+STORED_ORDER = "member_id, occurred_at, id"
+
+
 def feature_event_frame(
-    *, cutoff: datetime, member_ids: Sequence[int]
+    *,
+    cutoff: datetime,
+    member_ids: Sequence[int],
+    in_stored_order: bool = False,
+    scattered: bool = False,
 ) -> tuple[pd.DataFrame, pd.Series | None]:
     """The events frame behind `feature_events` (the lookback window of these members before
     `cutoff`, or all their events when none is older), and each member's first event time
     when the window left older events out (None otherwise). The sequence model encodes the
-    same frame: its sequences look back no further than the features do."""
+    same frame: its sequences look back no further than the features do.
+
+    `in_stored_order`: each member's events in STORED_ORDER, whatever plan the database
+    picks: what the sequence model is given (the features depend on the order only through
+    float rounding). `scattered`: the members are spread over the id range (those routed to
+    people, the one being opened) rather than a scoring chunk's slice of it: only their
+    events are read (an id list, not a range scan), in STORED_ORDER."""
     window_start = cutoff - timedelta(days=MAX_LOOKBACK_DAYS)
     # One probe of the occurred_at index: is there anything older than any window?
     oldest = Event.objects.order_by("occurred_at").values_list("occurred_at", flat=True).first()
-    if oldest is None or oldest >= window_start:
-        return events_frame(before=cutoff, **_chunk_filter(member_ids)), None
-    events = events_frame(before=cutoff, since=window_start, **_chunk_filter(member_ids))
-    return events, first_event_times(before=cutoff, member_ids=member_ids)
+    windowed = oldest is not None and oldest < window_start
+    since = window_start if windowed else None
+    if scattered:
+        events = _scattered_events(before=cutoff, since=since, member_ids=member_ids)
+    else:
+        order_by = STORED_ORDER if in_stored_order else ""
+        events = events_frame(
+            before=cutoff, since=since, order_by=order_by, **_chunk_filter(member_ids)
+        )
+    return events, first_event_times(before=cutoff, member_ids=member_ids) if windowed else None
+
+
+def _scattered_events(
+    *, before: datetime, since: datetime | None, member_ids: Sequence[int]
+) -> pd.DataFrame:
+    ids = sorted(member_ids)
+    where, params = ["occurred_at < %s"], [before]
+    if since is not None:
+        where.append("occurred_at >= %s")
+        params.append(since)
+    if not ids:
+        where.append("1 = 0")
+    elif connection.vendor == "postgresql":
+        where.append("member_id = ANY(%s)")
+        params.append(ids)
+    else:
+        where.append(f"member_id IN ({', '.join(['%s'] * len(ids))})")
+        params.extend(ids)
+    read = _events_by_copy if connection.vendor == "postgresql" else _events_by_cursor
+    return read(columns=FEATURE_EVENT_COLUMNS, where=where, params=params, order_by=STORED_ORDER)
 
 
 def _chunk_filter(member_ids: Sequence[int]) -> dict:

@@ -8,7 +8,8 @@ The Celery task then:
    is held out of every training, so that the gate can compare versions on human labels that
    neither trained on;
 2. trains a candidate on the history plus the other examples with their weights, registering
-   the version and the run's `candidate` in one transaction;
+   the version and the run's `candidate` in one transaction; training's stages move the run's
+   `stage` and `progress` (TrainingBeats) as they go;
 3. gates it against the active version (`GatePolicy`): both are evaluated on the same
    out-of-time holdout (churn: the members active before the candidate's evaluation cutoff,
    labeled by what they did over the horizon after it) and on the held-out human labels;
@@ -25,6 +26,8 @@ half-registered version, and a run resumed after registering goes straight to th
 
 import hashlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -41,6 +44,7 @@ from learning.selectors import gate_policy
 from loyalty.exceptions import require_permission
 from loyalty.selectors import scorable_members
 from predictions.ml.churn.model import LabeledRows
+from predictions.ml.progress import ProgressEvent
 from predictions.models import ModelVersion, PredictionKind
 from predictions.services.evaluation import (
     ExampleSet,
@@ -67,6 +71,14 @@ DEFAULT_HORIZON_DAYS = 90
 ADMIN_PERMISSION = PROMOTE_PERMISSION
 # Errors that pass with time (a dropped connection, a locked database): the task retries them.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+# The run's progress (percent) while training: the engine's stages fill the span between
+# these two; the gate and the promotion come after.
+TRAINING_STARTS = 10
+TRAINING_ENDS = 75
+# Within a stage the row is written at most this often (a new stage is written at once): a
+# boosting refit or an epoch may end every few milliseconds on small data.
+PROGRESS_WRITE_SECONDS = 2.0
+STAGE_LENGTH = RetrainingRun._meta.get_field("stage").max_length
 
 
 @dataclass(frozen=True)
@@ -204,6 +216,7 @@ def _train(run: RetrainingRun, examples: pd.DataFrame) -> ModelVersion:
             config=config,
             labeled=churn_rows(examples),
             on_registered=record,
+            progress=TrainingBeats(run.pk),
         )
     else:
         labels, features = next_action_rows(examples)
@@ -214,8 +227,34 @@ def _train(run: RetrainingRun, examples: pd.DataFrame) -> ModelVersion:
             extra_labels=labels,
             extra_features=features,
             on_registered=record,
+            progress=TrainingBeats(run.pk),
         )
     return outcome.version
+
+
+class TrainingBeats:
+    """A training's progress on its run: `stage` ("training: features"), `progress` between
+    TRAINING_STARTS and TRAINING_ENDS, and the heartbeat. A new stage is written at once,
+    progress within a stage when its percent moved and PROGRESS_WRITE_SECONDS have passed."""
+
+    def __init__(self, run_id: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.run_id = run_id
+        self._clock = clock
+        self._stage = ""
+        self._percent = TRAINING_STARTS
+        self._written_at = -float("inf")
+
+    def __call__(self, event: ProgressEvent) -> None:
+        stage = f"training: {event.stage}"[:STAGE_LENGTH]
+        span = TRAINING_ENDS - TRAINING_STARTS
+        percent = TRAINING_STARTS + int(span * min(max(event.fraction, 0.0), 1.0))
+        now = self._clock()
+        if stage == self._stage and (
+            percent == self._percent or now - self._written_at < PROGRESS_WRITE_SECONDS
+        ):
+            return
+        _beat(self.run_id, stage, percent)
+        self._stage, self._percent, self._written_at = stage, percent, now
 
 
 def _beat(run_id: int, stage: str, progress: int) -> None:

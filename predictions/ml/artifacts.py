@@ -37,7 +37,7 @@ from .contracts import (
     NextActionConfig,
     SequenceModelConfig,
 )
-from .scorers import LinearScorer, TreeScorer
+from .scorers import BgNbdScorer, LinearScorer, TreeScorer
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -112,6 +112,7 @@ def load_churn_bundle(*, directory: str | Path, checksums: dict[str, str]) -> Ch
     config["booster"] = BoosterParams(**config["booster"])
     config["qualifying_kinds"] = tuple(config["qualifying_kinds"])
     config["excluded_features"] = tuple(config["excluded_features"])
+    config["served_candidates"] = tuple(config.get("served_candidates", ()))
     if "sequence_model" in config:
         config["sequence_model"] = SequenceModelConfig(**config["sequence_model"])
     n_jobs = config["booster"].n_jobs
@@ -238,7 +239,7 @@ def _scorer_json(scorer: Any, stem: str, files: dict[str, bytes]) -> dict[str, A
         filename = f"{stem}.ubj"
         files[filename] = bytes(scorer.booster.save_raw(raw_format="ubj"))
         return {"kind": scorer.kind, "file": filename}
-    if isinstance(scorer, LinearScorer):
+    if isinstance(scorer, LinearScorer | BgNbdScorer):
         return {"kind": scorer.kind, **scorer.to_json()}
     raise TypeError(f"cannot save a scorer of type {type(scorer).__name__}")
 
@@ -249,6 +250,8 @@ def _scorer_from(data: dict[str, Any], files: dict[str, bytes], n_jobs: int) -> 
         return TreeScorer(_booster(files, fields["file"], n_jobs))
     if data["kind"] == LinearScorer.kind:
         return LinearScorer.from_json(fields)
+    if data["kind"] == BgNbdScorer.kind:
+        return BgNbdScorer.from_json(fields)
     raise CorruptArtifactError(f"unknown scorer kind {data['kind']!r} in the manifest")
 
 

@@ -32,6 +32,8 @@ class Calibrator:
     """margin -> probability. Sigmoid: expit(slope * margin + intercept). Isotonic: linear
     interpolation between the fitted step points (x ascending), clamped at both ends; its
     probabilities are kept within [1/(n+2), 1 - 1/(n+2)] so that no row is ever called certain.
+    `offset` is added to the log-odds of either: a shift of the base rate between the
+    calibration window and the scored one (`churn.shift`), 0 when there is none.
     """
 
     method: str
@@ -39,12 +41,16 @@ class Calibrator:
     intercept: float = 0.0
     x: tuple[float, ...] = ()
     y: tuple[float, ...] = ()
+    offset: float = 0.0
 
     def probability(self, margin: np.ndarray) -> np.ndarray:
         margin = np.asarray(margin, dtype="float64")
         if self.method == SIGMOID:
-            return _expit(self.slope * margin + self.intercept)
-        return np.interp(margin, np.asarray(self.x), np.asarray(self.y))
+            return _expit(self.slope * margin + self.intercept + self.offset)
+        probability = np.interp(margin, np.asarray(self.x), np.asarray(self.y))
+        if self.offset == 0.0:
+            return probability
+        return _expit(np.log(probability) - np.log1p(-probability) + self.offset)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +59,7 @@ class Calibrator:
             "intercept": self.intercept,
             "x": list(self.x),
             "y": list(self.y),
+            "offset": self.offset,
         }
 
     @classmethod
@@ -65,6 +72,7 @@ class Calibrator:
             intercept=float(data["intercept"]),
             x=tuple(float(v) for v in data["x"]),
             y=tuple(float(v) for v in data["y"]),
+            offset=float(data.get("offset", 0.0)),
         )
 
 

@@ -121,17 +121,29 @@ class ChurnConfig:
       qualifying event in the `active_lookback_days` before it. Scoring scores everybody given.
     - Cutoffs: label windows end at or before the evaluation cutoff; one every
       `cutoff_step_days` (default max(horizon/3, 14)), at most `max_training_cutoffs`, the
-      oldest at least `min_history_days` after the first event. Oldest cutoffs train the
-      trees, the next later one stops boosting early, the latest calibrates. Early stopping
-      validates on `validation_member_share` of the members, held out of that fit (the
-      final fit uses everyone): see `churn.rows.split_rows` for why.
+      oldest at least `min_history_days` after the first event. 24 at the default step span
+      two years at a 90-day horizon: every season twice, so that the season of the cutoff
+      (a feature once the cutoffs span a year) is learned, not extrapolated (see
+      bench/churn_eval.py). Oldest cutoffs train the trees, the next later one stops
+      boosting early, the latest calibrates. Early stopping validates on
+      `validation_member_share` of the members, held out of that fit (the final fit uses
+      everyone): see `churn.rows.split_rows` for why. Beyond `max_training_rows` training
+      rows (80,000 members at 24 cutoffs) a seeded share of members trains, which bounds
+      the time of the fit and its half-sample refits on big programs.
     - `interval_coverage`: nominal coverage of the interval on the probability, built from
       `bootstrap_models` half-sample refits (see `confidence.probability_interval`);
       `label_set_coverage`: nominal coverage of the conformal {stay, churn} set.
     - `calibration`: "auto" picks isotonic or sigmoid per candidate by cross-validated log loss
       on the calibration split; "isotonic" or "sigmoid" forces one.
-    - `selection_tolerance`: a simpler candidate wins unless a more complex one lowers the
-      selection log loss by more than this fraction (Occam's razor against noise).
+    - Selection: candidates are compared at rolling origins with a paired test
+      (`churn.selection`). `selection_tolerance`: the ensemble is served only when it lowers
+      the winner's calibration-split log loss by more than this fraction (Occam's razor
+      against noise); without a rolling origin the simplest candidate within it wins.
+      `served_candidates`: the candidates that may be served (empty: every one but BG/NBD,
+      which is a yardstick), e.g. ("xgboost", "ensemble") for a model that learns from labels.
+    - `season_recalibration`: shift each candidate's calibrated log-odds by the change of
+      base rate between the calibration window and the scored one, measured on the same two
+      windows a year earlier (`churn.shift`), when the history reaches that far.
     - `use_snapshot_attributes`: points balance and tier rank are *current* values, not values
       as of a past cutoff, so training on them leaks the future; off unless the members frame
       is known to be a snapshot taken at the cutoff.
@@ -147,7 +159,8 @@ class ChurnConfig:
     seed: int = 0
     qualifying_kinds: tuple[str, ...] = ("purchase",)
     active_lookback_days: int = 365
-    max_training_cutoffs: int = 8
+    max_training_cutoffs: int = 24
+    max_training_rows: int = 2_000_000
     cutoff_step_days: int | None = None
     validation_member_share: float = 0.2
     min_history_days: int = 28
@@ -157,6 +170,8 @@ class ChurnConfig:
     label_set_coverage: float = 0.9
     calibration: str = "auto"
     selection_tolerance: float = 0.002
+    served_candidates: tuple[str, ...] = ()
+    season_recalibration: bool = True
     use_snapshot_attributes: bool = False
     excluded_features: tuple[str, ...] = ()
     importance_sample_rows: int = 2000

@@ -9,6 +9,7 @@ they do not add up to the calibrated probability, and are not meant to.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -84,3 +85,17 @@ def global_importance(*, contributions: np.ndarray, feature_codes: Sequence[str]
     )
     series = pd.Series(importance, index=list(feature_codes), name="mean_abs_shap")
     return series.sort_values(ascending=False, kind="stable")
+
+
+def sampled_importance(
+    *, scorer: Any, x: np.ndarray, feature_codes: Sequence[str], sample_rows: int, seed: int
+) -> dict[str, float]:
+    """`global_importance` of a scorer's contributions on at most `sample_rows` rows of `x`
+    (a seeded sample), rounded for a JSON report."""
+    if len(x) > sample_rows:
+        pick = np.random.default_rng(seed).choice(len(x), sample_rows, replace=False)
+        x = x[np.sort(pick)]
+    importance = global_importance(
+        contributions=scorer.contributions(x), feature_codes=feature_codes
+    )
+    return {code: round(float(value), 6) for code, value in importance.items()}

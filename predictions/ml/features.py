@@ -22,6 +22,7 @@ from .contracts import FeatureInfo
 from .member_aggregates import (
     distinct_first,
     gap_stats,
+    group_max,
     group_min,
     pair_groups,
     rate_per_30d,
@@ -34,6 +35,7 @@ from .member_aggregates import (
 DAY_NS = 86_400 * 10**9
 WINDOWS = (30, 90, 180, 365)
 MAX_LOOKBACK_DAYS = 730
+DAYS_PER_YEAR = 365.25
 # Code of "no value" in the integer-coded string columns.
 MISSING_CODE = -1
 
@@ -84,6 +86,16 @@ FEATURES: tuple[FeatureInfo, ...] = (
         "gap_cv",
         "Irregularity of purchases",
         "Coefficient of variation of the gaps between purchase days (std / mean).",
+    ),
+    FeatureInfo(
+        "repeat_purchase_days",
+        "Repeat purchase days",
+        "Distinct purchase days after the first one in the last two years (BG/NBD's x).",
+    ),
+    FeatureInfo(
+        "days_since_first_purchase",
+        "Days since first purchase",
+        "Days between the first purchase of the last two years and the cutoff (BG/NBD's T).",
     ),
     *(
         FeatureInfo(
@@ -274,6 +286,21 @@ FEATURES: tuple[FeatureInfo, ...] = (
         "Change in active-day rate: last 30 days vs the 30 before (-1 to +1).",
     ),
     FeatureInfo(
+        "season_sin",
+        "Season (sine)",
+        "sin(2 pi x day of year / 365.25) of the cutoff: with season_cos, the time of year.",
+    ),
+    FeatureInfo(
+        "season_cos",
+        "Season (cosine)",
+        "cos(2 pi x day of year / 365.25) of the cutoff: with season_sin, the time of year.",
+    ),
+    FeatureInfo(
+        "days_to_year_end",
+        "Days to year end",
+        "Days from the cutoff to the next 1 January (the year-end peak of most retailers).",
+    ),
+    FeatureInfo(
         "points_balance",
         "Points balance",
         "Current points balance (a snapshot, not as of the cutoff).",
@@ -291,6 +318,8 @@ FEATURE_NAMES: dict[str, str] = {info.code: info.name for info in FEATURES}
 MEMBER_VALUE_FEATURE = "spend_365"
 # Member attributes known only as of today: using them at past training cutoffs leaks the future.
 SNAPSHOT_FEATURES: tuple[str, ...] = ("points_balance", "tier_rank")
+# Features of the cutoff, not of the member.
+SEASON_FEATURES: tuple[str, ...] = ("season_sin", "season_cos", "days_to_year_end")
 
 
 @dataclass(frozen=True)
@@ -467,6 +496,9 @@ def features_at(
         f["mean_gap_days"] = mean_gap
         f["gap_std_days"] = std_gap
         f["gap_cv"] = std_gap / mean_gap
+    purchase_days, _ = distinct_first(ev.pos, ev.day, ev.age, purchase)
+    f["repeat_purchase_days"] = np.maximum(np.bincount(purchase_days, minlength=n) - 1.0, 0.0)
+    f["days_since_first_purchase"] = group_max(ev.pos[purchase], ev.age[purchase], n)
 
     # Baskets: frequency, monetary value, trends.
     b_pos, b_age, b_amount, b_lines = _baskets(ev, purchase)
@@ -567,6 +599,11 @@ def features_at(
     active_before = np.bincount(d_pos[(d_age >= 30) & (d_age < 60)], minlength=n)
     f["activity_trend_30"] = trend(f["active_days_30"], active_before, observed, 30)
 
+    # The time of year of the cutoff, the same for every member: lets a model trained over
+    # several seasons tell a quiet summer from the weeks before the year-end peak.
+    for code, value in season_of(cutoff).items():
+        f[code] = np.full(n, value)
+
     # Member attributes (snapshots).
     f["points_balance"] = roster["points_balance"].to_numpy(dtype="float64")
     f["tier_rank"] = roster["tier_rank"].to_numpy(dtype="float64")
@@ -574,6 +611,17 @@ def features_at(
     matrix = pd.DataFrame({code: f[code] for code in FEATURE_CODES}, index=member_index)
     matrix.index.name = "member_id"
     return matrix
+
+
+def season_of(cutoff: pd.Timestamp) -> dict[str, float]:
+    """The season features of a cutoff (see FEATURES)."""
+    angle = 2 * np.pi * (cutoff.dayofyear - 1 + cutoff.hour / 24) / DAYS_PER_YEAR
+    year_end = pd.Timestamp(year=cutoff.year + 1, month=1, day=1, tz=cutoff.tz)
+    return {
+        "season_sin": float(np.sin(angle)),
+        "season_cos": float(np.cos(angle)),
+        "days_to_year_end": (year_end - cutoff) / pd.Timedelta(days=1),
+    }
 
 
 def _baskets(ev: _Slice, purchase: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -23,6 +23,13 @@ def group_min(pos: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def group_max(pos: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    out = np.full(n, -np.inf)
+    np.maximum.at(out, pos, values)
+    out[np.isinf(out)] = np.nan
+    return out
+
+
 def gap_stats(pos: np.ndarray, day: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and sample std of gaps (days) between a member's distinct purchase days.
 

@@ -34,6 +34,7 @@ from .contracts import (
 from .explain import top_contributions
 from .features import FEATURE_CODES, PreparedEvents
 from .metrics import multiclass_metrics
+from .progress import Progress, ProgressCallback
 from .scorers import booster_settings, fit_booster, training_matrix
 
 DECISION = "decision"
@@ -63,6 +64,13 @@ COUPON_RESPONSE_RATE = 0.5
 COUPON_AFTER_CAMPAIGN = "coupon_after_campaign"
 DEFAULT_OUTCOME_ACTIONS: Mapping[str, str] = {COUPON_AFTER_CAMPAIGN: PERSONAL_DISCOUNT}
 DEFAULT_TOP_K = 5
+# Training's stages in the order they run, with their expected shares of its time
+# (`progress` of train_next_action): the two boosting fits dominate.
+JOINING = "joining labels"
+FITTING = "fitting"
+CALIBRATION = "calibration"
+EVALUATION = "evaluation"
+PROGRESS_PLAN = {JOINING: 0.1, FITTING: 0.7, CALIBRATION: 0.1, EVALUATION: 0.1}
 
 
 def bootstrap_rule_labels(
@@ -190,6 +198,7 @@ def train_next_action(
     labels: pd.DataFrame,
     action_codes: Sequence[str],
     config: NextActionConfig | None = None,
+    progress: ProgressCallback | None = None,
 ) -> NextActionTrainingResult:
     """Fit the multiclass model, its conformal threshold, and held-out metrics.
 
@@ -198,9 +207,12 @@ def train_next_action(
     dropped and counted). Split by time: rows sorted by cutoff (ties in a seeded random order,
     a member-cutoff's rows kept together); oldest `train_share` train, next `validation_share`
     stop boosting early (on the `validation_member_share` of members held out of that fit),
-    the rest calibrate the LAC set and measure held-out metrics.
+    the rest calibrate the LAC set and measure held-out metrics. `progress` hears the stages
+    (PROGRESS_PLAN) and each boosting fit.
     """
     config = config or NextActionConfig()
+    tracker = Progress(progress, PROGRESS_PLAN)
+    tracker.stage(JOINING)
     codes = tuple(dict.fromkeys(action_codes))
     if not codes:
         raise ValueError("action_codes is empty")
@@ -235,11 +247,13 @@ def train_next_action(
     fit, stop = train & ~held, valid & held
     if not (fit.any() and stop.any()):
         fit, stop = train, valid
+    tracker.stage(FITTING, total=2)  # early stopping, then every training row
     dfit = training_matrix(params=config.booster, x=x[fit], y=y[fit], weights=w[fit])
     dstop = training_matrix(
         params=config.booster, x=x[stop], y=y[stop], weights=w[stop], reference=dfit
     )
     stopped = fit_booster(params=config.booster, settings=settings, train=dfit, valid=dstop)
+    tracker.step(detail=f"early stopping: {stopped.num_boosted_rounds()} rounds")
     dtrain = training_matrix(params=config.booster, x=x[train], y=y[train], weights=w[train])
     booster = fit_booster(
         params=config.booster,
@@ -248,6 +262,8 @@ def train_next_action(
         valid=None,
         rounds=stopped.num_boosted_rounds(),
     )
+    tracker.step(detail="every training row")
+    tracker.stage(CALIBRATION)
     bundle_draft = NextActionBundle(
         feature_codes=feature_codes,
         action_codes=codes,
@@ -261,11 +277,13 @@ def train_next_action(
         probabilities=calib_probs, labels=y[calib], coverage=config.set_coverage
     )
     bundle = replace(bundle_draft, set_threshold=lac.threshold)
+    tracker.stage(EVALUATION)
     report = _report(rows, calib, calib_probs, y, lac, codes, trained, dropped, config)
     report["rows"].update(
         train=int(train.sum()), early_stopping_train=int(fit.sum()), validation=int(stop.sum())
     )
     report["boosting_rounds"] = int(booster.num_boosted_rounds())
+    tracker.finish()
     return NextActionTrainingResult(bundle=bundle, report=report)
 
 

@@ -113,6 +113,8 @@ def _encoder(field: models.Field):
         return lambda value: (
             _COPY_NULL if value is None else encode_json(value).replace("\\", "\\\\")
         )
+    if isinstance(field, models.BinaryField):  # bytea's hex input, its backslash doubled
+        return lambda value: _COPY_NULL if value is None else "\\\\x" + bytes(value).hex()
     if isinstance(field, models.FloatField):
         return lambda value: _COPY_NULL if value is None else repr(float(value))
     if isinstance(field, models.DateTimeField):

@@ -22,6 +22,7 @@ from predictions.ml.churn.model import LabeledRows, train_churn
 from predictions.ml.contracts import ChurnConfig, MLError, NextActionConfig
 from predictions.ml.features import FEATURES, build_feature_panel, prepare_events
 from predictions.ml.nba import bootstrap_rule_labels, observed_outcome_labels, train_next_action
+from predictions.ml.progress import Progress, ProgressCallback, labelled
 from predictions.models import ModelVersion, PredictionKind
 from predictions.selectors import profiling_frames
 
@@ -31,6 +32,24 @@ LIBRARIES = ("xgboost-cpu", "scikit-learn", "numpy", "pandas", "shap", "torch", 
 NEXT_ACTION_SNAPSHOTS = 12
 NEXT_ACTION_SNAPSHOT_STEP = timedelta(days=28)
 OUTCOME_WINDOW_DAYS = 28
+
+# A training's stages around the engine's own (which run as TRAINING), with their shares of
+# its time on The Complete Journey in SQLite: reading the history from the database (a fifth
+# of a churn training, half of a next-action one), features and labels of next action's
+# snapshots, saving the artifacts and registering the version.
+LOADING = "loading data"
+SNAPSHOT_FEATURES = "features"
+SNAPSHOT_LABELS = "labels"
+TRAINING = "training"
+REGISTERING = "registering"
+CHURN_PROGRESS_PLAN = {LOADING: 0.2, TRAINING: 0.78, REGISTERING: 0.02}
+NEXT_ACTION_PROGRESS_PLAN = {
+    LOADING: 0.45,
+    SNAPSHOT_FEATURES: 0.1,
+    SNAPSHOT_LABELS: 0.08,
+    TRAINING: 0.35,
+    REGISTERING: 0.02,
+}
 
 
 @dataclass(frozen=True)
@@ -47,10 +66,14 @@ def train_churn_version(
     config: ChurnConfig | None = None,
     labeled: LabeledRows | None = None,
     on_registered: Callable[[ModelVersion], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> TrainingOutcome:
     """Train churn models on label windows that end by `cutoff`, evaluate them out of time at
     `cutoff`, and register the winner as a candidate version. `labeled`: people's decisions
-    and observed outcomes, trained on with their weights beside the history."""
+    and observed outcomes, trained on with their weights beside the history. `progress`
+    hears CHURN_PROGRESS_PLAN's stages, the engine's own in place of TRAINING."""
+    tracker = Progress(progress, CHURN_PROGRESS_PLAN)
+    tracker.stage(LOADING)
     events, members = training_frames()
     try:
         result = train_churn(
@@ -60,9 +83,11 @@ def train_churn_version(
             horizon_days=horizon_days,
             config=config,
             labeled=labeled,
+            progress=tracker.nest(TRAINING),
         )
     except MLError as error:
         raise TrainingDataError(str(error)) from error
+    tracker.stage(REGISTERING)
     directory = _new_artifact_directory(PredictionKind.CHURN)
     # The trees' files, and the sequence model's under sequence/, in one checksum mapping.
     checksums = artifacts.save_churn_bundle(bundle=result.bundle, directory=directory)
@@ -85,6 +110,7 @@ def train_churn_version(
         actor=actor,
         on_registered=on_registered,
     )
+    tracker.finish(detail=f"version {version.pk}")
     return TrainingOutcome(version=version, report=report)
 
 
@@ -96,6 +122,7 @@ def train_next_action_version(
     extra_labels: pd.DataFrame | None = None,
     extra_features: pd.DataFrame | None = None,
     on_registered: Callable[[ModelVersion], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> TrainingOutcome:
     """Train the next-best-action model over the active catalog and register a candidate.
 
@@ -103,31 +130,41 @@ def train_next_action_version(
     `extra_labels` (people's decisions and observed outcomes of past predictions), each row
     with its source's weight. `extra_features` (indexed by cutoff and member id, like the
     panel) holds what the model saw for those rows, when they are not at a snapshot.
+    `progress` hears NEXT_ACTION_PROGRESS_PLAN's stages, the engine's own in place of TRAINING.
     """
     codes = list(Action.objects.filter(is_active=True).values_list("code", flat=True))
     if not codes:
         raise TrainingDataError("The action catalog has no active action to recommend.")
+    tracker = Progress(progress, NEXT_ACTION_PROGRESS_PLAN)
+    tracker.stage(LOADING)
     events, members = training_frames()
-    prepared = prepare_events(events[events["occurred_at"] < pd.Timestamp(cutoff)])
+    before_cutoff = events[events["occurred_at"] < pd.Timestamp(cutoff)]
+    prepared = prepare_events(before_cutoff)
     snapshots = _next_action_snapshots(cutoff=cutoff, events=events)
     if not snapshots:
         raise TrainingDataError("No history before the cutoff to build training snapshots from.")
-    panel = build_feature_panel(events=prepared, members=members, cutoffs=snapshots)
+    tracker.stage(SNAPSHOT_FEATURES, total=len(snapshots))
+    parts = []
+    for snapshot in snapshots:
+        parts.append(build_feature_panel(events=prepared, members=members, cutoffs=[snapshot]))
+        tracker.step(detail=f"snapshot {snapshot.date()}")
+    panel = pd.concat(parts)
     if extra_features is not None and len(extra_features):
         extra = extra_features[~extra_features.index.isin(panel.index)]
         extra = extra[~extra.index.duplicated()]
         panel = pd.concat([panel, extra.reindex(columns=panel.columns)])
+    tracker.stage(SNAPSHOT_LABELS, total=len(snapshots))
     labels = []
     for snapshot in snapshots:
         labels.append(
             bootstrap_rule_labels(features=panel.loc[snapshot], action_codes=codes, cutoff=snapshot)
         )
-        outcome_events = events[events["occurred_at"] < pd.Timestamp(cutoff)]
         labels.append(
             observed_outcome_labels(
-                events=outcome_events, cutoff=snapshot, window_days=OUTCOME_WINDOW_DAYS
+                events=before_cutoff, cutoff=snapshot, window_days=OUTCOME_WINDOW_DAYS
             )
         )
+        tracker.step(detail=f"snapshot {snapshot.date()}")
     if extra_labels is not None:
         labels.append(extra_labels)
     try:
@@ -136,9 +173,11 @@ def train_next_action_version(
             labels=pd.concat(labels, ignore_index=True),
             action_codes=codes,
             config=config,
+            progress=tracker.nest(TRAINING),
         )
     except MLError as error:
         raise TrainingDataError(str(error)) from error
+    tracker.stage(REGISTERING)
     directory = _new_artifact_directory(PredictionKind.NEXT_ACTION)
     checksums = artifacts.save_next_action_bundle(bundle=result.bundle, directory=directory)
     report = result.report
@@ -159,6 +198,7 @@ def train_next_action_version(
         actor=actor,
         on_registered=on_registered,
     )
+    tracker.finish(detail=f"version {version.pk}")
     return TrainingOutcome(version=version, report=report)
 
 
@@ -184,9 +224,12 @@ class BootstrapOutcome:
     already_active: tuple[str, ...]
 
 
-def ensure_active_versions(*, horizon_days: int = 90) -> BootstrapOutcome:
+def ensure_active_versions(
+    *, horizon_days: int = 90, progress: ProgressCallback | None = None
+) -> BootstrapOutcome:
     """Train and promote a first version of each kind that has no active one (a new install:
-    the system needs a model before anyone has reviewed anything)."""
+    the system needs a model before anyone has reviewed anything). `progress` hears each
+    training's stages, named after its kind (`churn: features`)."""
     from predictions.services.registry import promote_model_version
 
     trained, already = [], []
@@ -195,10 +238,11 @@ def ensure_active_versions(*, horizon_days: int = 90) -> BootstrapOutcome:
             already.append(kind)
             continue
         cutoff = default_training_cutoff(kind=kind, horizon_days=horizon_days)
+        told = labelled(progress, kind)
         if kind == PredictionKind.CHURN:
-            outcome = train_churn_version(cutoff=cutoff, horizon_days=horizon_days)
+            outcome = train_churn_version(cutoff=cutoff, horizon_days=horizon_days, progress=told)
         else:
-            outcome = train_next_action_version(cutoff=cutoff)
+            outcome = train_next_action_version(cutoff=cutoff, progress=told)
         trained.append(promote_model_version(version_id=outcome.version.pk, actor=None))
     return BootstrapOutcome(trained=tuple(trained), already_active=tuple(already))
 

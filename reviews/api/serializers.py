@@ -74,6 +74,52 @@ class PredictionSummaryOutputSerializer(serializers.Serializer):
     )
 
 
+class ExplanationItemOutputSerializer(serializers.Serializer):
+    feature = serializers.CharField(
+        help_text="A feature code, or behavior_sequence: the ensemble's sequence share."
+    )
+    name = serializers.CharField(help_text="What people call it.")
+    value = serializers.FloatField(
+        allow_null=True, help_text="The value the model saw; null when missing or not a feature."
+    )
+    contribution = serializers.FloatField(help_text="Its SHAP value, in log-odds.")
+
+
+class SequenceEventOutputSerializer(serializers.Serializer):
+    occurred_at = serializers.DateTimeField()
+    kind = serializers.CharField()
+    category = serializers.CharField()
+    channel = serializers.CharField()
+    attribution = serializers.FloatField(
+        help_text="How far leaving the event out moves the ensemble's log-odds (+: toward churn)."
+    )
+
+
+class ExplanationOutputSerializer(serializers.Serializer):
+    """The stored explanation (see predictions.services.explanations), as it is stored."""
+
+    base_value = serializers.FloatField(help_text="The expected margin (log-odds).")
+    margin = serializers.FloatField(help_text="base_value + the top contributions + remainder.")
+    top = ExplanationItemOutputSerializer(many=True, help_text="Largest contributions first.")
+    remainder = serializers.FloatField(help_text="The contributions of the other features.")
+    model = serializers.CharField(
+        required=False, help_text="'ensemble' for the tree + sequence ensemble; absent for trees."
+    )
+    sequence_events = SequenceEventOutputSerializer(
+        many=True, required=False, help_text="Ensemble: the events that moved it most."
+    )
+
+
+class PredictionDetailOutputSerializer(PredictionSummaryOutputSerializer):
+    explanation = serializers.SerializerMethodField(
+        help_text="Exact SHAP of the prediction; null for a member who may not be profiled."
+    )
+
+    @extend_schema_field(ExplanationOutputSerializer(allow_null=True))
+    def get_explanation(self, prediction) -> dict | None:
+        return prediction.explanation or None
+
+
 class EscalationOutputSerializer(serializers.Serializer):
     escalated_by = serializers.CharField(source="escalated_by.username", allow_null=True)
     reason_code = serializers.CharField(source="escalation_reason.code", allow_null=True)
@@ -109,6 +155,12 @@ class ReviewOutputSerializer(serializers.Serializer):
     @extend_schema_field(EscalationOutputSerializer(allow_null=True))
     def get_escalation(self, review: Review) -> dict | None:
         return EscalationOutputSerializer(review).data if review.is_escalated else None
+
+
+class ReviewDetailOutputSerializer(ReviewOutputSerializer):
+    """One review as its detail reads it: the prediction with its explanation."""
+
+    prediction = PredictionDetailOutputSerializer()
 
 
 # --- input ----------------------------------------------------------------------------------

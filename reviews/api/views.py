@@ -23,6 +23,7 @@ from rest_framework.response import Response
 
 from loyalty.api.schema import ACCESS_ERRORS, UNAUTHENTICATED
 from loyalty.api.serializers import ErrorOutputSerializer
+from predictions.services.explanations import ensure_explanation
 from reviews.api.filters import DecisionFilter, ReviewFilter
 from reviews.api.pagination import DecisionKeysetPagination, ReviewKeysetPagination
 from reviews.api.serializers import (
@@ -30,6 +31,7 @@ from reviews.api.serializers import (
     DecisionOutputSerializer,
     EscalateInputSerializer,
     OverrideInputSerializer,
+    ReviewDetailOutputSerializer,
     ReviewOutputSerializer,
 )
 from reviews.exceptions import ReviewNotFound
@@ -130,25 +132,30 @@ class ReviewListApi(GenericAPIView):
 
 
 class ReviewDetailApi(GenericAPIView):
-    """One review (GET, needs view_review; analysts their route's and auto-approved ones)."""
+    """One review with its prediction's explanation (GET, needs view_review; analysts their
+    route's and auto-approved ones). An explanation not computed yet is computed and stored
+    first, after the visibility check."""
 
     queryset = Review.objects.all()
-    serializer_class = ReviewOutputSerializer
+    serializer_class = ReviewDetailOutputSerializer
     filter_backends: list = []
 
     @extend_schema(
         operation_id="reviews_retrieve",
         summary="Read a review",
+        description="The review and its prediction with the prediction's SHAP explanation "
+        "(the list leaves explanations out).",
         parameters=[REVIEW_ID_PARAMETER],
         responses={
-            200: ReviewOutputSerializer,
+            200: ReviewDetailOutputSerializer,
             **ACCESS_ERRORS,
             404: NOT_FOUND,
         },
     )
     def get(self, request, review_id: int):
         review = _visible_review(request.user, review_id, _reviews())
-        return Response(ReviewOutputSerializer(review).data)
+        ensure_explanation(prediction=review.prediction)
+        return Response(ReviewDetailOutputSerializer(review).data)
 
 
 class _DecideApi(GenericAPIView):

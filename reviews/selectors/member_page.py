@@ -104,16 +104,30 @@ class ReviewPage:
 def review_page(*, review_id: int, viewer, now: datetime | None = None) -> ReviewPage:
     """Everything the member page shows about one review, for a viewer who may see it.
     Raises Review.DoesNotExist for an unknown id and for one the viewer may not see alike."""
-    now = now or timezone.now()
+    review = visible_page_review(review_id=review_id, viewer=viewer)
+    return page_of_review(review=review, viewer=viewer, now=now)
+
+
+def visible_page_review(*, review_id: int, viewer) -> Review:
+    """The review the member page shows, with what every page reads, for a viewer who may
+    see it. Raises Review.DoesNotExist for an unknown id and for one the viewer may not see
+    alike: nothing else about the review is read before this."""
     # Joined: what every page shows. Read lazily, one small query each and only where there
     # is one: the recommended action (next-action pages), who escalated and why (escalated
     # reviews). Every join costs the planner time on every page view.
-    review = (
+    return (
         visible_reviews(viewer)
         .select_related("member", "prediction__model_version")
         .defer(*(f"prediction__model_version__{name}" for name in MODEL_VERSION_BULK))
         .get(pk=review_id)
     )
+
+
+def page_of_review(*, review: Review, viewer, now: datetime | None = None) -> ReviewPage:
+    """The member page of a review `visible_page_review` gave. It shows the explanation the
+    prediction has: the view asks `predictions.services.explanations.ensure_explanation` for
+    a missing one first (a read computes and stores nothing)."""
+    now = now or timezone.now()
     prediction, member = review.prediction, review.member
     if review.kind == PredictionKind.CHURN:
         headline = format_percent(prediction.score)

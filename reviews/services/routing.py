@@ -14,9 +14,14 @@ auto-approve goes to an analyst instead, saying so.
 
 Priority (higher first in the queues) = churn risk x (1 + value percentile) x (1.1 - confidence):
 risky, valuable, uncertain members first. Next-action reviews carry no risk and use 0.5.
+
+Routing needs no SHAP. Once a batch of reviews is committed, the predictions it gives to people
+get their explanations (`predictions.services.explanations`), so that the queue's items open
+at once; an auto-approved one is explained when someone first opens it.
 """
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,11 +30,15 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from predictions.ml.contracts import MLError
 from predictions.models import Prediction, PredictionKind
+from predictions.services.explanations import explain_predictions
 from reviews.models import EscalationPolicy, Review
 from reviews.policy_settings import PolicySettings
 from reviews.selectors.pauses import open_pause
 from reviews.selectors.policy import current_policy
+
+logger = logging.getLogger(__name__)
 
 ROUTING_BATCH_SIZE = 5000
 # The member value scoring stored beside the prediction (spend over the last 365 days).
@@ -75,6 +84,12 @@ class RoutingRule:
             tier=tier,
             paused=self.paused,
         )
+
+
+def is_for_people(route: str) -> bool:
+    """Whether a person works items of this route (an analyst or an expert; the audit sample
+    is an analyst's): those get their explanation when they are routed."""
+    return route != Review.Route.AUTO
 
 
 def routing_rule(*, kind: str, settings: PolicySettings, values: np.ndarray) -> RoutingRule:
@@ -215,7 +230,19 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
             supersede_older_reviews(kind=kind, member_ids=[row[1] for row in batch])
         for review in reviews:
             counts[review.route] = counts.get(review.route, 0) + 1
+        _explain_for_people(reviews)
     return RoutingResult(routed=sum(counts.values()), by_route=counts)
+
+
+def _explain_for_people(reviews: list[Review]) -> None:
+    """The explanations of the batch's predictions that people will work, after the batch
+    committed. An engine error (a corrupted artifact) leaves them to be explained when opened:
+    the routing itself stands."""
+    ids = [review.prediction_id for review in reviews if is_for_people(review.route)]
+    try:
+        explain_predictions(prediction_ids=ids)
+    except MLError:
+        logger.exception("explaining %d routed predictions failed", len(ids))
 
 
 def supersede_older_reviews(*, kind: str, member_ids: list[int]) -> int:

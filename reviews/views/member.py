@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from predictions.models import PredictionKind
+from predictions.services.explanations import ensure_explanation
 from predictions.services.whatif import what_if
 from reviews.figures import (
     actions_figure,
@@ -27,7 +28,7 @@ from reviews.selectors.formatting import (
     format_interval,
     format_percent,
 )
-from reviews.selectors.member_page import ReviewPage, review_page
+from reviews.selectors.member_page import ReviewPage, page_of_review, visible_page_review
 from reviews.selectors.queue import next_pending_review
 from reviews.services.verdicts import decide_by_verdict
 from reviews.views.queue import QUEUE_URLS
@@ -40,11 +41,15 @@ WHAT_IF_FLAT = 0.005
 
 
 def _open(request, review_id: int) -> ReviewPage:
-    """The member page's data, after the visibility rule: 404 for what the user may not see."""
+    """The member page's data, after the visibility rule: 404 for what the user may not see,
+    before anything is read or computed. A prediction opened for the first time gets its
+    explanation here (computed once, stored)."""
     try:
-        return review_page(review_id=review_id, viewer=request.user)
+        review_obj = visible_page_review(review_id=review_id, viewer=request.user)
     except Review.DoesNotExist as error:
         raise Http404("No such review.") from error
+    ensure_explanation(prediction=review_obj.prediction)
+    return page_of_review(review=review_obj, viewer=request.user)
 
 
 @login_required

@@ -192,6 +192,8 @@ def test_what_if_draws_the_recomputed_waterfall(
     log_in,
     active_churn_version,  # noqa: F811  (the imported fixture: a real trained model)
 ):
+    from predictions.models import Prediction
+    from predictions.services.explanations import explain_predictions
     from predictions.services.scoring.runs import score_chunk, start_scoring_run
     from tests.predictions.conftest import CUTOFF
 
@@ -201,6 +203,8 @@ def test_what_if_draws_the_recomputed_waterfall(
     for chunk_id in run.chunks.values_list("pk", flat=True):
         score_chunk(chunk_id=chunk_id)
     route_new_predictions(kind="churn")
+    # Every member page opened once: auto-approvals too have their explanation.
+    explain_predictions(prediction_ids=Prediction.objects.values_list("pk", flat=True))
     review = next(
         review
         for review in Review.objects.select_related("prediction").order_by("pk")

@@ -31,6 +31,7 @@ from tests.factories import ModelVersionFactory, PredictionFactory
 from tests.predictions.conftest import (  # noqa: F401  (fixtures)
     CUTOFF,
     active_churn_version,
+    active_tree_churn_version,
     generated_members,
 )
 
@@ -313,19 +314,20 @@ def test_a_worker_killed_mid_retraining_leaves_no_half_version_and_loses_no_deci
 
 
 def test_a_candidate_trained_on_poisoned_labels_is_worse_and_is_not_promoted(
-    active_churn_version,  # noqa: F811
+    active_tree_churn_version,  # noqa: F811
 ):
     """Labels that contradict what members did, with a heavy weight: the default gate sees
-    the out-of-time AUC fall and keeps the active version."""
+    the out-of-time AUC fall and keeps the active version. The served model is the trees (a
+    one-feature baseline recalibrated on the latest window cannot be poisoned this way)."""
     _score_and_route()
     GatePolicy.objects.get_or_create(kind="churn")  # the default rules
-    for prediction in Prediction.objects.filter(model_version=active_churn_version):
+    for prediction in Prediction.objects.filter(model_version=active_tree_churn_version):
         LabeledExample.objects.create(
             source="outcome",
             kind="churn",
             prediction=prediction,
             member_id=prediction.member_id,
-            model_version=active_churn_version,
+            model_version=active_tree_churn_version,
             cutoff=prediction.cutoff,
             churn_label=prediction.score < 0.5,  # the opposite of the model's call
             agrees_with_model=False,
@@ -340,13 +342,14 @@ def test_a_candidate_trained_on_poisoned_labels_is_worse_and_is_not_promoted(
 
     assert (run.status, run.verdict) == ("succeeded", "rejected")
     holdout = run.gate["figures"]["holdout"]
-    candidate, active = holdout[str(run.candidate_id)], holdout[str(active_churn_version.pk)]
+    candidate, active = holdout[str(run.candidate_id)], holdout[str(active_tree_churn_version.pk)]
     assert candidate["n"] == active["n"] > 0  # the same rows for both
     assert candidate["log_loss"] > active["log_loss"]
     assert candidate["ece"] > active["ece"]
     failing = {check["rule"] for check in run.gate["checks"] if not check["passed"]}
     assert "calibration error (ECE) at most 0.050" in failing
-    assert ModelVersion.objects.get(kind="churn", status="active").pk == active_churn_version.pk
+    still_active = ModelVersion.objects.get(kind="churn", status="active")
+    assert still_active.pk == active_tree_churn_version.pk
     assert not ScoringRun.objects.filter(model_version_id=run.candidate_id).exists()
 
 

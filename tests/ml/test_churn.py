@@ -46,7 +46,7 @@ def scores(churn_result, synthetic):
 def test_report_is_json_with_every_section(churn_result):
     report = churn_result.report
     json.dumps(report, allow_nan=False)
-    assert set(report["baselines"]) == {"recency", "rfm_logistic"}
+    assert set(report["baselines"]) == {"recency", "rfm_logistic", "bgnbd"}
     assert report["selected"] in CANDIDATES
     assert report["evaluation"]["available"] is True
     for metrics in (report["model"], *report["baselines"].values()):

@@ -80,7 +80,7 @@ def test_churn_command_prints_the_report_as_json(csv_files, tmp_path, capsys):
     output = json.loads(capsys.readouterr().out)
     assert output["evaluation"]["available"] is True
     assert output["model"]["n"] == output["rows"]["evaluation"] > 0
-    assert set(output["baselines"]) == {"recency", "rfm_logistic"}
+    assert set(output["baselines"]) == {"recency", "rfm_logistic", "bgnbd"}
     assert output["scored"]["members"] == 400
     assert {"train_s", "score_s", "score_members_per_s"} <= set(output["timings"])
     bundle = load_churn_bundle(directory=tmp_path / "bundle", checksums=output["checksums"])

@@ -39,6 +39,16 @@ def active_churn_version(generated_members):
 
 
 @pytest.fixture
+def active_tree_churn_version(generated_members):
+    """An active churn version whose served model is the trees: one that learns from people's
+    labels and reads every feature (on these 400 members the rolling selection, rightly,
+    cannot tell the trees from the recency baseline and serves the simpler one)."""
+    config = replace(FAST_CHURN, served_candidates=("xgboost",))
+    outcome = train_churn_version(cutoff=CUTOFF, horizon_days=HORIZON, config=config)
+    return promote_model_version(version_id=outcome.version.pk, actor=None)
+
+
+@pytest.fixture
 def active_next_action_version(generated_members):
     outcome = train_next_action_version(cutoff=CUTOFF)
     return promote_model_version(version_id=outcome.version.pk, actor=None)

@@ -33,7 +33,7 @@ def test_train_json_reports_the_model_the_sequence_model_the_ensemble_and_both_b
 
     report = json.loads(out.getvalue())
     assert METRICS | {"coverage", "nominal_coverage"} <= set(report["model"])
-    assert set(report["baselines"]) == {"recency", "rfm_logistic"}
+    assert set(report["baselines"]) == {"recency", "rfm_logistic", "bgnbd"}
     for baseline in report["baselines"].values():
         assert METRICS <= set(baseline)
     assert report["model"]["nominal_coverage"] == 0.9

@@ -1,5 +1,6 @@
 """Scoring with the tree + sequence ensemble, the admin setting that picks it, and the registry."""
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from predictions.ml.contracts import SEQUENCE_ITEM, CorruptArtifactError
 from predictions.ml.features import build_features
 from predictions.models import ModelVersion, Prediction, ScoringRun, ScoringSetting
 from predictions.selectors import feature_event_frame, feature_events, members_frame
-from predictions.services.scoring.predict import SEQUENCE_EVENTS_STORED, load_bundle
+from predictions.services.explanations import SEQUENCE_EVENTS_STORED, explain_predictions
+from predictions.services.scoring.predict import load_bundle
 from predictions.services.scoring.runs import score_chunk, start_scoring_run
 from predictions.services.scoring.settings import ScoringSettingError, set_scoring_model
 from predictions.services.whatif import what_if
@@ -55,7 +57,8 @@ def _ml_prediction(version: ModelVersion, *, ensemble: bool):
     )
     if not ensemble:
         return predict_churn(bundle=bundle, features=features)
-    frame, _ = feature_event_frame(cutoff=CUTOFF, member_ids=ids)
+    # Each member's events in the order they were stored, as scoring reads them for the GRU.
+    frame, _ = feature_event_frame(cutoff=CUTOFF, member_ids=ids, in_stored_order=True)
     sequences = encode_members(
         ensemble=bundle.ensemble, events=frame, member_ids=features.index, cutoff=CUTOFF
     )
@@ -83,7 +86,13 @@ def test_with_the_ensemble_setting_everything_comes_from_the_calibrated_ensemble
         [label for label, kept in zip(("stay", "churn"), row, strict=True) if kept]
         for row in expected.label_sets.tolist()
     ]
-    for prediction in predictions:
+    # Scoring stores no explanation; each is computed with the model that scored it, as it is
+    # when routing gives the prediction to a person or someone opens it.
+    assert {(p.served_model, json.dumps(p.explanation)) for p in predictions} == {
+        ("ensemble", "{}")
+    }
+    assert explain_predictions(prediction_ids=[p.pk for p in predictions]) == scorable
+    for prediction in predictions.all():
         explanation = prediction.explanation
         assert explanation["model"] == ENSEMBLE
         assert _adds_up(explanation)
@@ -130,7 +139,9 @@ def test_with_the_trees_setting_the_same_version_scores_with_its_trees(ensemble_
     predictions = Prediction.objects.filter(model_version=ensemble_version).order_by("member_id")
     expected = _ml_prediction(ensemble_version, ensemble=False)
     np.testing.assert_allclose([p.score for p in predictions], expected.probability, rtol=1e-12)
-    for prediction in predictions:
+    assert {(p.served_model, json.dumps(p.explanation)) for p in predictions} == {("trees", "{}")}
+    explain_predictions(prediction_ids=[p.pk for p in predictions])
+    for prediction in predictions.all():
         explanation = prediction.explanation
         assert "sequence_events" not in explanation and "model" not in explanation
         assert all(item["feature"] != SEQUENCE_ITEM for item in explanation["top"])

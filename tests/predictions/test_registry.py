@@ -106,7 +106,7 @@ def test_training_registers_a_candidate_with_lineage_and_verified_artifacts(gene
     assert len(version.data_fingerprint) == 64
     assert version.features and {"code", "name", "description"} <= set(version.features[0])
     assert "xgboost-cpu" in version.library_versions
-    assert set(version.metrics["baselines"]) == {"recency", "rfm_logistic"}
+    assert set(version.metrics["baselines"]) == {"recency", "rfm_logistic", "bgnbd"}
     files = sorted(path.name for path in Path(version.artifact_path).iterdir())
     assert files == sorted(version.artifact_checksums)
 

@@ -30,6 +30,7 @@ from predictions.selectors import (
     first_event_times,
     members_frame,
 )
+from predictions.services.explanations import explain_predictions
 from predictions.services.prediction_writer import write_predictions
 from predictions.services.scoring.predict import action_eligibility, load_bundle, predict_rows
 from predictions.services.scoring.runs import score_chunk, start_scoring_run
@@ -58,6 +59,11 @@ def test_scoring_stores_one_churn_prediction_per_scorable_member(active_churn_ve
     prediction = Prediction.objects.filter(kind="churn").first()
     assert prediction.interval_low <= prediction.score <= prediction.interval_high
     assert 0.0 <= prediction.confidence <= 1.0
+    # No SHAP at scoring: routing needs none; it is computed when a person is to see it.
+    assert not Prediction.objects.exclude(explanation={}).exists()
+    assert (prediction.served_model, prediction.explanation) == ("trees", {})
+    assert explain_predictions(prediction_ids=[prediction.pk]) == 1
+    prediction.refresh_from_db()
     explanation = prediction.explanation
     total = (
         explanation["base_value"]
@@ -349,7 +355,16 @@ def test_prediction_rows_hold_exactly_what_the_ml_records_hold(kind, request):
     rows = predict_rows(version=version, member_ids=ids, cutoff=CUTOFF)
 
     expected = _rows_from_records(version, bundle, features, CUTOFF)
+    explained = {want["member_id"]: want.pop("explanation") for want in expected}
     assert len(rows) == len(expected) == len(ids)
     for row, want in zip(rows, expected, strict=True):
         assert {key: row[key] for key in want} == want
         assert (row["model_version_id"], row["kind"], row["cutoff"]) == (version.pk, kind, CUTOFF)
+        assert (row["served_model"], row["explanation"]) == ("trees", {})
+    # The explanations, computed afterwards for the stored rows, are what the records held.
+    write_predictions(rows=rows)
+    assert explain_predictions(prediction_ids=Prediction.objects.values_list("pk", flat=True)) == (
+        len(ids)
+    )
+    stored = dict(Prediction.objects.values_list("member_id", "explanation"))
+    assert stored == explained

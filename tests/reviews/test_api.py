@@ -132,6 +132,9 @@ def test_analyst_reads_an_analyst_review_with_its_prediction(client_as, routed):
         "label_set": ["stay"],
         "recommended_action_code": None,
         "probabilities": None,
+        # The detail's own field (tests/reviews/test_explanations_on_open.py has real ones):
+        # a factory version has no artifacts to explain with.
+        "explanation": None,
     }
     assert (body["escalated_at"], body["escalation"], body["decided_at"]) == (None, None, None)
     assert body["decision"] is None

@@ -14,6 +14,7 @@ from tests.factories import EventFactory, MemberFactory, PredictionFactory
 from tests.predictions.conftest import (  # noqa: F401  (fixtures that train a real model)
     CUTOFF,
     active_churn_version,
+    active_tree_churn_version,
     generated_members,
 )
 
@@ -371,7 +372,8 @@ def counts():
 
 
 @pytest.fixture
-def scored_review(active_churn_version):  # noqa: F811
+def scored_review(active_tree_churn_version):  # noqa: F811
+    from predictions.services.explanations import explain_predictions
     from predictions.services.scoring.runs import score_chunk, start_scoring_run
     from reviews.services.reason_codes import seed_reason_codes
     from reviews.services.routing import route_new_predictions
@@ -381,6 +383,8 @@ def scored_review(active_churn_version):  # noqa: F811
     for chunk_id in run.chunks.values_list("pk", flat=True):
         score_chunk(chunk_id=chunk_id)
     route_new_predictions(kind="churn")
+    # Every member page opened once: auto-approvals too have their explanation.
+    explain_predictions(prediction_ids=Prediction.objects.values_list("pk", flat=True))
     # The least risky member whose explanation lists recency: making them inactive must move it.
     return next(
         review

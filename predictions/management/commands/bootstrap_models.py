@@ -4,6 +4,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from predictions.exceptions import TrainingDataError
+from predictions.management.progress import add_progress_argument, training_progress
 from predictions.models import Prediction
 from predictions.services.training import ensure_active_versions
 
@@ -16,12 +17,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--horizon", type=int, default=90, help="churn horizon in days")
+        add_progress_argument(parser)
 
     def handle(self, *args, **options) -> None:
+        progress = training_progress(self, options)
         try:
-            outcome = ensure_active_versions(horizon_days=options["horizon"])
+            outcome = ensure_active_versions(horizon_days=options["horizon"], progress=progress)
         except TrainingDataError as error:
             raise CommandError(f"Cannot train a first model: {error.message}") from error
+        finally:
+            if progress is not None:
+                progress.close()
         for version in outcome.trained:
             self.stdout.write(f"Trained and promoted {version} ({version.algorithm}).")
         for kind in outcome.already_active:

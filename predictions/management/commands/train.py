@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand, CommandError
 
 from predictions.exceptions import TrainingDataError
+from predictions.management.progress import add_progress_argument, training_progress
 from predictions.models import PredictionKind
 from predictions.services.registry import promote_model_version
 from predictions.services.training import (
@@ -36,17 +37,24 @@ class Command(BaseCommand):
         parser.add_argument("--horizon", type=int, default=90, help="churn horizon in days")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.add_argument("--promote", action="store_true", help="make it the active version")
+        add_progress_argument(parser)
 
     def handle(self, *args, **options) -> None:
         kind, horizon = options["kind"], options["horizon"]
         cutoff = options["cutoff"] or default_training_cutoff(kind=kind, horizon_days=horizon)
+        progress = training_progress(self, options)
         try:
             if kind == PredictionKind.CHURN:
-                outcome = train_churn_version(cutoff=cutoff, horizon_days=horizon)
+                outcome = train_churn_version(
+                    cutoff=cutoff, horizon_days=horizon, progress=progress
+                )
             else:
-                outcome = train_next_action_version(cutoff=cutoff)
+                outcome = train_next_action_version(cutoff=cutoff, progress=progress)
         except TrainingDataError as error:
             raise CommandError(f"Cannot train: {error.message}") from error
+        finally:
+            if progress is not None:
+                progress.close()
         version = outcome.version
         if options["promote"]:
             version = promote_model_version(version_id=version.pk, actor=None)

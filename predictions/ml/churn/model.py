@@ -1,9 +1,11 @@
 """Churn: train candidates on stacked past cutoffs, pick one honestly, score with confidence.
 
 Time decides every split (`churn.rows`): the oldest cutoffs train, the next stops boosting early
-on held-out members, the latest calibrates and selects, so no candidate is chosen on data it was
-fitted on. The simplest candidate within `selection_tolerance` of the best calibrated log loss
-wins, baseline or not; the tree + sequence ensemble (`churn.sequence`) is the most complex.
+on held-out members, the latest calibrates. Candidates are compared out of time at rolling
+origins, refit on the label windows that end by each (`churn.selection`): the best wins unless a
+simpler one is not significantly worse, baseline or not; the tree + sequence ensemble
+(`churn.sequence`) is the most complex. Calibration then follows the season being scored
+(`churn.shift`).
 People's labeled examples join the training rows only: early stopping, calibration, selection
 and evaluation stay on history, so a reviewed sample unlike the population cannot bend the
 probability scale. No resampling or class weights: they would distort the probabilities that
@@ -12,7 +14,7 @@ calibration and routing rely on.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,10 +23,13 @@ import xgboost as xgb
 from sklearn.metrics import roc_auc_score
 
 from predictions.ml import calibration, conformal, frames
+from predictions.ml.churn import stages
 from predictions.ml.churn.rows import (
+    LabeledRows,
     Rows,
     Splits,
     feature_matrix,
+    model_feature_codes,
     qualifying_span,
     require_both_classes,
     rows_at,
@@ -33,6 +38,12 @@ from predictions.ml.churn.rows import (
     training_cutoffs,
     with_labeled,
 )
+from predictions.ml.churn.selection import (
+    rolling_selection,
+    served_candidates,
+    simplest_within,
+)
+from predictions.ml.churn.shift import shift_for_season
 from predictions.ml.confidence import confidence_from, probability_interval
 from predictions.ml.contracts import (
     ChurnBundle,
@@ -42,19 +53,20 @@ from predictions.ml.contracts import (
     ChurnTrainingResult,
     InsufficientHistoryError,
 )
-from predictions.ml.explain import global_importance, top_contributions
+from predictions.ml.explain import sampled_importance, top_contributions
 from predictions.ml.features import (
-    FEATURE_CODES,
     MAX_LOOKBACK_DAYS,
-    SNAPSHOT_FEATURES,
     PreparedEvents,
     prepare_events,
 )
 from predictions.ml.metrics import binary_metrics
+from predictions.ml.progress import Progress, ProgressCallback
 from predictions.ml.scorers import (
+    BgNbdScorer,
     LinearScorer,
     TreeScorer,
     booster_settings,
+    fit_bgnbd_scorer,
     fit_booster,
     fit_linear,
     training_matrix,
@@ -66,52 +78,24 @@ if TYPE_CHECKING:  # torch is imported only when a sequence model is trained or 
 XGBOOST = "xgboost"
 RECENCY = "recency"
 RFM_LOGISTIC = "rfm_logistic"
+BGNBD = "bgnbd"
 ENSEMBLE = "ensemble"
 SEQUENCE = "sequence"
 # Simplest first: on a tie within the tolerance the earlier one wins.
-CANDIDATES = (RECENCY, RFM_LOGISTIC, XGBOOST)
+CANDIDATES = (RECENCY, RFM_LOGISTIC, BGNBD, XGBOOST)
+BASELINES = (RECENCY, RFM_LOGISTIC, BGNBD)
 # The order the selection rule reads, the tree + sequence ensemble last (the most complex).
-SELECTION_ORDER = (*CANDIDATES, ENSEMBLE)
+# BG/NBD is a yardstick, never served: fitted on purchase histories alone, people's labels
+# could not change it, and the learning loop would stand still.
+SELECTION_ORDER = (RECENCY, RFM_LOGISTIC, XGBOOST, ENSEMBLE)
 # Inverse L2 strength of the baselines on standardized inputs: mild, they have 1-4 columns.
 BASELINE_C = 1.0
 RFM_COLUMNS = ("days_since_last_purchase", "baskets_365", "spend_365", "tenure_days")
+# BG/NBD's purchase summary (x, T, T - t_x); without all three there is no bgnbd candidate.
+BGNBD_COLUMNS = ("repeat_purchase_days", "days_since_first_purchase", "days_since_last_purchase")
 # Never having purchased within the lookback is treated as the longest recency there is.
 RECENCY_FILL = float(MAX_LOOKBACK_DAYS)
 DEFAULT_TOP_K = 5
-
-
-@dataclass(frozen=True)
-class LabeledRows:
-    """Training rows that carry their own features, label and weight (people's decisions and
-    observed outcomes): `features` has a row per example and feature codes as columns (a
-    missing column is missing data); `churned`, `weight`, `member_id` and `cutoff` align."""
-
-    features: pd.DataFrame
-    churned: np.ndarray
-    weight: np.ndarray
-    member_id: np.ndarray
-    cutoff: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.churned)
-
-    def rows(self, codes: tuple[str, ...]) -> Rows:
-        frame = self.features.reindex(columns=list(codes))
-        return Rows(
-            x=np.ascontiguousarray(frame.to_numpy(dtype="float32")),
-            y=np.asarray(self.churned, dtype="int64"),
-            member_id=np.asarray(self.member_id, dtype="int64"),
-            cutoff=np.asarray(self.cutoff, dtype=object),
-            w=np.asarray(self.weight, dtype="float64"),
-        )
-
-
-def model_feature_codes(config: ChurnConfig) -> tuple[str, ...]:
-    """The matrix columns the churn models use (snapshot attributes only when allowed)."""
-    excluded = set(config.excluded_features)
-    if not config.use_snapshot_attributes:
-        excluded |= set(SNAPSHOT_FEATURES)
-    return tuple(code for code in FEATURE_CODES if code not in excluded)
 
 
 def train_churn(
@@ -123,6 +107,7 @@ def train_churn(
     config: ChurnConfig | None = None,
     labeled: LabeledRows | None = None,
     sequence_events: SequenceEvents | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ChurnTrainingResult:
     """Train, select, calibrate and evaluate churn models (see the module docstring).
 
@@ -130,12 +115,16 @@ def train_churn(
     `sequences.encoding.prepare_sequence_events`): with `events` given as PreparedEvents alone
     it is not trained, and the report says why.
 
+    `progress` hears the stages (`churn.stages`) and each cutoff, fit, refit and epoch.
+
     Raises InsufficientHistoryError when fewer than two training cutoffs fit in the data,
     SingleClassError when a split holds one class only.
     """
     config = config or ChurnConfig()
     if config.bootstrap_models < 2:
         raise ValueError("bootstrap_models must be at least 2 for an interval")
+    tracker = Progress(progress, stages.progress_plan(config))
+    tracker.stage(stages.PREPARING)
     if config.sequence and sequence_events is None and not isinstance(events, PreparedEvents):
         from predictions.ml.sequences.encoding import prepare_sequence_events
 
@@ -153,9 +142,18 @@ def train_churn(
             f"({first_event.date()}) + {config.min_history_days} days and the cutoff "
             f"({cutoff_ts.date()}) - horizon ({horizon_days} days); at least 2 are needed"
         )
-    codes = model_feature_codes(config)
-    panel = [rows_at(prepared, roster, c, horizon_days, config, codes) for c in cutoffs]
-    splits = split_rows(panel, seed=config.seed, held_out_share=config.validation_member_share)
+    codes = model_feature_codes(config, cutoffs)
+    tracker.stage(stages.FEATURES, total=len(cutoffs))
+    panel = []
+    for c in cutoffs:
+        panel.append(rows_at(prepared, roster, c, horizon_days, config, codes))
+        tracker.step(detail=f"cutoff {c.date()}")
+    splits = split_rows(
+        panel,
+        seed=config.seed,
+        held_out_share=config.validation_member_share,
+        max_training_rows=config.max_training_rows,
+    )
     history = splits
     if labeled is not None and len(labeled):
         splits = with_labeled(splits, labeled.rows(codes))
@@ -168,24 +166,52 @@ def train_churn(
     ):
         require_both_classes(name, rows)
 
-    scorers, dtrain, stopped = _fit_scorers(splits, codes, config)
+    scorers, dtrain, stopped = _fit_scorers(splits, codes, config, tracker)
+    scorers |= _fit_bgnbd(train, codes, horizon_days)
     candidates, selection = {}, {}
-    for name in CANDIDATES:
+    tracker.stage(stages.REFITTING, total=len(scorers) * config.bootstrap_models)
+    for name in (name for name in CANDIDATES if name in scorers):
         candidates[name], selection[name] = _finish_candidate(
-            name, scorers[name], train, dtrain, calib, config
+            name, scorers[name], train, dtrain, calib, config, tracker
         )
     ensemble, sequence_report = _fit_ensemble(
-        config, sequence_events, history, cutoffs, candidates[XGBOOST], stopped, selection
+        config, sequence_events, history, cutoffs, candidates[XGBOOST], stopped, selection, tracker
     )
     log_losses = {name: selection[name]["log_loss"] for name in selection}
-    selected = select_candidate(
-        log_losses={name: log_losses[name] for name in CANDIDATES},
-        tolerance=config.selection_tolerance,
+    order = _served_order(config)
+    rolling = rolling_selection(
+        panel=panel,
+        cutoffs=cutoffs,
+        horizon_days=horizon_days,
+        scorers={name: c.scorer for name, c in candidates.items() if name in order},
+        methods={name: selection[name]["calibration"] for name in order if name in candidates},
+        order=order,
+        refit=lambda scorer, rows: _refit(scorer, rows, dtrain, config, replica=-1),
+        seed=config.seed,
     )
-    overall = select_candidate(log_losses=log_losses, tolerance=config.selection_tolerance)
+    selected, overall, served_because = served_candidates(
+        rolling=rolling,
+        log_losses=log_losses,
+        candidates=tuple(candidates),
+        tolerance=config.selection_tolerance,
+        order=order,
+    )
     if ensemble is not None:
         ensemble = replace(ensemble, selected=overall == ENSEMBLE)
 
+    shifted = shift_for_season(
+        candidates,
+        ensemble=ensemble,
+        sequence_events=sequence_events,
+        prepared=prepared,
+        roster=roster,
+        cutoff=cutoff_ts,
+        first_event=first_event,
+        horizon_days=horizon_days,
+        config=config,
+        codes=codes,
+    )
+    candidates, ensemble = shifted.candidates, shifted.ensemble
     bundle = ChurnBundle(
         feature_codes=codes,
         config=config,
@@ -196,27 +222,42 @@ def train_churn(
         training_cutoffs=tuple(c.isoformat() for c in cutoffs),
         ensemble=ensemble,
     )
+    tracker.stage(stages.EVALUATION)
     evaluation, eval_rows, reason = _evaluate(
         bundle, prepared, roster, cutoff_ts, last_event, horizon_days, config, sequence_events
     )
-    importance = _importance(candidates[XGBOOST], calib, codes, config)
+    importance = sampled_importance(
+        scorer=candidates[XGBOOST].scorer,
+        x=calib.x,
+        feature_codes=codes,
+        sample_rows=config.importance_sample_rows,
+        seed=config.seed,
+    )
+    tracker.finish()
     report = {
         "model": evaluation.get(XGBOOST, {}),
-        "baselines": {name: evaluation.get(name, {}) for name in (RECENCY, RFM_LOGISTIC)},
+        "baselines": {name: evaluation.get(name, {}) for name in BASELINES if name in candidates},
         "sequence": evaluation.get(SEQUENCE, {}),
         "ensemble": evaluation.get(ENSEMBLE, {}),
         "selected": overall,
         "selected_without_sequence": selected,
         "selection": {
-            "rule": "lowest cross-fitted log loss of calibrated probabilities on the "
-            "calibration split (time-latest); the simplest candidate within the tolerance "
-            "wins (order: " + ", ".join(SELECTION_ORDER) + ")",
+            "rule": "the rolling-origin winner (see rolling.rule); the ensemble when it beats "
+            "that winner's cross-fitted log loss on the calibration split (time-latest, "
+            "`log_loss` below) by more than the tolerance; without an origin, the simplest "
+            "candidate within the tolerance of the best calibration-split log loss (order: "
+            + ", ".join(order)
+            + ")",
             "tolerance": config.selection_tolerance,
             "log_loss": log_losses,
             "roc_auc": {name: selection[name]["roc_auc"] for name in selection},
             "calibration": {name: selection[name]["calibration"] for name in selection},
+            "rolling": None if rolling is None else rolling.report,
+            "served": overall,
+            "served_because": served_because,
         },
         "sequence_model": sequence_report,
+        "calibration_shift": shifted.report,
         "evaluation": {
             "available": reason is None,
             "reason": reason,
@@ -348,7 +389,7 @@ def _baseline_layout(codes: tuple[str, ...], names: tuple[str, ...]) -> dict[str
 
 
 def _fit_scorers(
-    splits: Splits, codes: tuple[str, ...], config: ChurnConfig
+    splits: Splits, codes: tuple[str, ...], config: ChurnConfig, progress: Progress
 ) -> tuple[dict[str, Any], xgb.DMatrix, TreeScorer]:
     """The three candidates fitted on the training rows, the trees' training matrix, and the
     early-stopping booster (fitted without the validation members: its margins there are
@@ -362,9 +403,11 @@ def _fit_scorers(
         config.booster, seed=config.seed, objective="binary:logistic", eval_metric="logloss"
     )
     fit, valid, train = splits.early_stopping, splits.validation, splits.train
+    progress.stage(stages.FITTING, total=3)  # early stopping, the trees, the baselines
     dfit = training_matrix(params=config.booster, x=fit.x, y=fit.y, weights=fit.w)
     dvalid = training_matrix(params=config.booster, x=valid.x, y=valid.y, reference=dfit)
     stopped = fit_booster(params=config.booster, settings=settings, train=dfit, valid=dvalid)
+    progress.step(detail=f"xgboost early stopping: {stopped.num_boosted_rounds()} rounds")
     dtrain = training_matrix(params=config.booster, x=train.x, y=train.y, weights=train.w)
     booster = fit_booster(
         params=config.booster,
@@ -373,6 +416,7 @@ def _fit_scorers(
         valid=None,
         rounds=stopped.num_boosted_rounds(),
     )
+    progress.step(detail=XGBOOST)
     scorers = {
         XGBOOST: TreeScorer(booster),
         RECENCY: fit_linear(
@@ -390,7 +434,20 @@ def _fit_scorers(
             **_baseline_layout(codes, RFM_COLUMNS),
         ),
     }
+    progress.step(detail=f"{RECENCY}, {RFM_LOGISTIC}")
     return scorers, dtrain, TreeScorer(stopped)
+
+
+def _fit_bgnbd(train: Rows, codes: tuple[str, ...], horizon_days: int) -> dict[str, Any]:
+    """The BG/NBD baseline, fitted on the training rows' purchase summaries (each as of its
+    own cutoff), or nothing when a summary column is excluded."""
+    if not set(BGNBD_COLUMNS) <= set(codes):
+        return {}
+    columns = tuple(codes.index(name) for name in BGNBD_COLUMNS)
+    scorer = fit_bgnbd_scorer(
+        x=train.x, columns=columns, horizon_days=horizon_days, fill_days=RECENCY_FILL
+    )
+    return {BGNBD: scorer}
 
 
 def _fit_ensemble(
@@ -401,6 +458,7 @@ def _fit_ensemble(
     trees: ChurnCandidate,
     stopped: TreeScorer,
     selection: dict[str, dict[str, Any]],
+    progress: Progress,
 ) -> tuple[Any, dict[str, Any]]:
     """The tree + sequence ensemble on the history rows of the splits (labeled examples carry
     no event sequence), or None and why not. Adds its selection figures to `selection`."""
@@ -420,6 +478,7 @@ def _fit_ensemble(
         trees=trees,
         stopped_trees=stopped,
         config=config,
+        progress=progress,
     )
     if fitted.ensemble is not None:
         selection[ENSEMBLE] = {
@@ -450,6 +509,13 @@ def _refit(scorer: Any, half: Rows, dtrain: xgb.DMatrix, config: ChurnConfig, re
             rounds=scorer.booster.num_boosted_rounds(),
         )
         return TreeScorer(booster)
+    if isinstance(scorer, BgNbdScorer):
+        return fit_bgnbd_scorer(
+            x=half.x,
+            columns=scorer.columns,
+            horizon_days=scorer.horizon_days,
+            fill_days=scorer.fill_days,
+        )
     assert isinstance(scorer, LinearScorer)
     return fit_linear(
         x=half.x,
@@ -469,6 +535,7 @@ def _finish_candidate(
     dtrain: xgb.DMatrix,
     calib: Rows,
     config: ChurnConfig,
+    progress: Progress,
 ) -> tuple[ChurnCandidate, dict[str, Any]]:
     """Calibrator, conformal thresholds and half-sample replicas of one fitted candidate.
 
@@ -498,6 +565,7 @@ def _finish_candidate(
             margin=replica.margin(calib.x[calib_half]), labels=calib.y[calib_half], method=method
         )
         replicas.append((replica, replica_calibrator))
+        progress.step(detail=f"{name} {b + 1}/{config.bootstrap_models}")
     summary = {"log_loss": losses[method], "roc_auc": _auc(calib.y, margin), "calibration": method}
     candidate = ChurnCandidate(
         name=name,
@@ -513,17 +581,15 @@ def _auc(y: np.ndarray, score: np.ndarray) -> float | None:
     return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else None
 
 
-def select_candidate(*, log_losses: dict[str, float], tolerance: float) -> str:
-    """The simplest candidate (SELECTION_ORDER) whose loss is within `tolerance` of the best.
+def _served_order(config: ChurnConfig) -> tuple[str, ...]:
+    """SELECTION_ORDER, cut to `config.served_candidates` when it names any."""
+    allowed = config.served_candidates
+    return tuple(name for name in SELECTION_ORDER if not allowed or name in allowed)
 
-    `tolerance` is relative: 0.002 lets a baseline win when the trees improve log loss by less
-    than 0.2 %, a difference that does not survive the next retraining.
-    """
-    best = min(log_losses.values())
-    for name in SELECTION_ORDER:
-        if name in log_losses and log_losses[name] <= best * (1 + tolerance):
-            return name
-    return min(log_losses, key=log_losses.__getitem__)
+
+def select_candidate(*, log_losses: dict[str, float], tolerance: float) -> str:
+    """The simplest candidate within `tolerance` of the best (`selection.simplest_within`)."""
+    return simplest_within(log_losses=log_losses, tolerance=tolerance, order=SELECTION_ORDER)
 
 
 def _evaluate(
@@ -551,7 +617,7 @@ def _evaluate(
         return {}, 0, "no member is active at the cutoff"
     features = pd.DataFrame(rows.x, index=rows.member_id, columns=list(bundle.feature_codes))
     out = {}
-    for name in CANDIDATES:
+    for name in bundle.candidates:
         prediction = predict_churn(
             bundle=bundle, features=features, candidate=name, explain_top_k=0
         )
@@ -576,21 +642,6 @@ def _evaluate(
             nominal_coverage=config.label_set_coverage,
         )
     return out, len(rows.y), None
-
-
-def _importance(
-    candidate: ChurnCandidate, calib: Rows, codes: tuple[str, ...], config: ChurnConfig
-) -> dict[str, float]:
-    rows = calib.x
-    if len(rows) > config.importance_sample_rows:
-        pick = np.random.default_rng(config.seed).choice(
-            len(rows), config.importance_sample_rows, replace=False
-        )
-        rows = rows[np.sort(pick)]
-    importance = global_importance(
-        contributions=candidate.scorer.contributions(rows), feature_codes=codes
-    )
-    return {code: round(float(value), 6) for code, value in importance.items()}
 
 
 def _json_config(config: ChurnConfig) -> dict[str, Any]:

@@ -10,10 +10,18 @@ import pandas as pd
 
 from predictions.ml import frames, labels
 from predictions.ml.contracts import ChurnConfig, InsufficientHistoryError, SingleClassError
-from predictions.ml.features import PreparedEvents, features_at
+from predictions.ml.features import (
+    FEATURE_CODES,
+    SEASON_FEATURES,
+    SNAPSHOT_FEATURES,
+    PreparedEvents,
+    features_at,
+)
 
 MIN_CUTOFF_STEP_DAYS = 14
 CUTOFFS_PER_HORIZON = 3
+# Training cutoffs must span this many days for the season of the cutoff to be a feature.
+SEASON_SPAN_DAYS = 365
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,48 @@ class Rows:
     member_id: np.ndarray
     cutoff: np.ndarray
     w: np.ndarray
+
+
+@dataclass(frozen=True)
+class LabeledRows:
+    """Training rows that carry their own features, label and weight (people's decisions and
+    observed outcomes): `features` has a row per example and feature codes as columns (a
+    missing column is missing data); `churned`, `weight`, `member_id` and `cutoff` align."""
+
+    features: pd.DataFrame
+    churned: np.ndarray
+    weight: np.ndarray
+    member_id: np.ndarray
+    cutoff: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.churned)
+
+    def rows(self, codes: tuple[str, ...]) -> Rows:
+        frame = self.features.reindex(columns=list(codes))
+        return Rows(
+            x=np.ascontiguousarray(frame.to_numpy(dtype="float32")),
+            y=np.asarray(self.churned, dtype="int64"),
+            member_id=np.asarray(self.member_id, dtype="int64"),
+            cutoff=np.asarray(self.cutoff, dtype=object),
+            w=np.asarray(self.weight, dtype="float64"),
+        )
+
+
+def model_feature_codes(
+    config: ChurnConfig, cutoffs: list[pd.Timestamp] | None = None
+) -> tuple[str, ...]:
+    """The matrix columns the churn models use (snapshot attributes only when allowed).
+
+    The season of the cutoff is used only when the training `cutoffs` span a year: from
+    fewer months a model can only extrapolate the season it is asked about.
+    """
+    excluded = set(config.excluded_features)
+    if not config.use_snapshot_attributes:
+        excluded |= set(SNAPSHOT_FEATURES)
+    if cutoffs is not None and (max(cutoffs) - min(cutoffs)).days < SEASON_SPAN_DAYS:
+        excluded |= set(SEASON_FEATURES)
+    return tuple(code for code in FEATURE_CODES if code not in excluded)
 
 
 def training_cutoffs(
@@ -123,7 +173,9 @@ class Splits:
     calibration: Rows
 
 
-def split_rows(panel: list[Rows], *, seed: int, held_out_share: float) -> Splits:
+def split_rows(
+    panel: list[Rows], *, seed: int, held_out_share: float, max_training_rows: int | None = None
+) -> Splits:
     """Oldest cutoffs train, the second latest validates, the latest calibrates.
 
     Validation is also member-disjoint: a seeded `held_out_share` of members is held out, the
@@ -134,10 +186,17 @@ def split_rows(panel: list[Rows], *, seed: int, held_out_share: float) -> Splits
     allows. The final fit then uses every training member.
     With only two cutoffs the later one serves both: held-out members validate, the others
     calibrate.
+    Training rows beyond `max_training_rows` are thinned by members: a seeded share of them
+    keeps all its training cutoffs (a member's rows stay together, as the half-sample refits
+    expect); validation and calibration keep everyone.
     """
     members = np.unique(np.concatenate([rows.member_id for rows in panel]))
-    held = members[np.random.default_rng(seed).random(len(members)) < held_out_share]
+    rng = np.random.default_rng(seed)
+    held = members[rng.random(len(members)) < held_out_share]
     train = concat_rows(panel[:-2]) if len(panel) >= 3 else panel[0]
+    if max_training_rows is not None and len(train.y) > max_training_rows:
+        kept = members[rng.random(len(members)) < max_training_rows / len(train.y)]
+        train = take_rows(train, np.isin(train.member_id, kept))
     later = panel[-2] if len(panel) >= 3 else panel[-1]
     calibration = panel[-1]
     if len(panel) < 3:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from predictions.ml import calibration, conformal
 from predictions.ml.churn.rows import Rows, feature_matrix, take_rows
+from predictions.ml.churn.stages import ENSEMBLE_CALIBRATION, SEQUENCE_MODEL
 from predictions.ml.confidence import confidence_from, probability_interval
 from predictions.ml.contracts import (
     SEQUENCE_ITEM,
@@ -37,6 +38,7 @@ from predictions.ml.ensemble import Stacker, ensemble_contributions, fit_stacker
 from predictions.ml.explain import top_contributions
 from predictions.ml.features import MAX_LOOKBACK_DAYS
 from predictions.ml.metrics import binary_metrics
+from predictions.ml.progress import Progress
 from predictions.ml.sequences.attribution import occlusion_attribution
 from predictions.ml.sequences.encoding import (
     FIRST_KIND_CODE,
@@ -135,6 +137,7 @@ def fit_churn_ensemble(
     trees: ChurnCandidate,
     stopped_trees: Any,
     config: ChurnConfig,
+    progress: Progress | None = None,
 ) -> EnsembleFit:
     """Train the GRU and the ensemble on churn's rows (see the module docstring).
 
@@ -142,7 +145,8 @@ def fit_churn_ensemble(
     the early-stopping training rows (history only), the validation rows, the calibration
     rows. `trees` is the fitted xgboost candidate, `stopped_trees` the early-stopping booster's
     scorer. Returns an EnsembleFit without an ensemble, and the reason, when there are too few
-    rows or a split holds one class.
+    rows or a split holds one class. `progress` (churn training's) hears the GRU's epochs and
+    the ensemble's calibration.
     """
     report: dict[str, Any] = {"trained": False, "reason": None}
     if len(train.y) < config.sequence_min_rows:
@@ -151,6 +155,8 @@ def fit_churn_ensemble(
             f"({config.sequence_min_rows})"
         )
         return EnsembleFit(None, reason, {**report, "reason": reason})
+    progress = progress or Progress(None, {SEQUENCE_MODEL: 1.0, ENSEMBLE_CALIBRATION: 1.0})
+    epochs = progress.part(SEQUENCE_MODEL)
     train = _capped(train, config)
     latest_training = max(cutoff_of[str(label)] for label in pd.unique(train.cutoff))
     vocabulary = learn_vocabulary(events=events, cutoff=latest_training)
@@ -175,10 +181,12 @@ def fit_churn_ensemble(
             validation=valid_seq,
             validation_labels=validation.y,
             config=config.sequence_model,
+            progress=epochs,
         )
     except SingleClassError as error:
         return EnsembleFit(None, str(error), {**report, "reason": str(error)})
     seconds = time.perf_counter() - started
+    progress.stage(ENSEMBLE_CALIBRATION)
 
     stacker = fit_stacker(
         tree_margin=stopped_trees.margin(validation.x),

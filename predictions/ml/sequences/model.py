@@ -30,12 +30,15 @@ from predictions.ml import artifacts
 from predictions.ml.calibration import log_loss_of
 from predictions.ml.contracts import CorruptArtifactError, SequenceModelConfig, SingleClassError
 from predictions.ml.ensemble import Stacker
+from predictions.ml.progress import Progress, ProgressCallback
 from predictions.ml.sequences.encoding import NUMERIC_CHANNELS, EncodedSequences, SequenceVocabulary
 
 SEQUENCE_FORMAT = "loyalty-review/sequence-churn"
 WEIGHTS_FILE = "sequence_weights.bin"
 WEIGHTS_DTYPE = "<f4"
 PREDICT_BATCH = 2048
+# The one stage `train_sequence_churn` reports, an epoch per step.
+EPOCHS = "epochs"
 # Numeric channels whose spread on the training events is below this are only centred.
 MIN_SCALE = 1e-6
 
@@ -170,11 +173,14 @@ def train_sequence_churn(
     validation_labels: np.ndarray,
     config: SequenceModelConfig | None = None,
     train_weights: np.ndarray | None = None,
+    progress: ProgressCallback | None = None,
 ) -> SequenceChurnModel:
     """Fit the GRU on `train`, early-stopped on `validation`'s log loss.
 
     `validation` should be time-later than `train` (and member-disjoint, as `churn.rows` makes
     it), and share its vocabulary. Raises SingleClassError when either split holds one class.
+    `progress` hears each epoch end (of at most `config.max_epochs`; early stopping ends
+    sooner, at 1.0).
     """
     config = config or SequenceModelConfig()
     y_train = _labels("train", train, train_labels)
@@ -188,7 +194,12 @@ def train_sequence_churn(
         torch.manual_seed(config.seed)
         network = ChurnGRU(vocabulary=train.vocabulary, config=config)
         _set_numeric_scaling(network, train)
-        history, best_epoch = _fit(network, train, y_train, weights, validation, y_valid, config)
+        tracker = Progress(progress, {EPOCHS: 1.0})
+        tracker.stage(EPOCHS, total=config.max_epochs)
+        history, best_epoch = _fit(
+            network, train, y_train, weights, validation, y_valid, config, tracker
+        )
+        tracker.finish(detail=f"best epoch {best_epoch}")
     return SequenceChurnModel(
         network=network,
         vocabulary=train.vocabulary,
@@ -325,6 +336,7 @@ def _fit(
     validation: EncodedSequences,
     y_valid: np.ndarray,
     config: SequenceModelConfig,
+    progress: Progress,
 ) -> tuple[list[EpochRecord], int]:
     """Mini-batch Adam epochs with early stopping; leaves the best epoch's weights in place."""
     optimizer = torch.optim.Adam(
@@ -360,6 +372,7 @@ def _fit(
                 validation_seconds=time.perf_counter() - trained,
             )
         )
+        progress.step(detail=f"epoch {epoch}: validation log loss {valid_loss:.4f}")
         if valid_loss < best_loss:
             best_loss, best_epoch = valid_loss, epoch
             best_state = copy.deepcopy(network.state_dict())

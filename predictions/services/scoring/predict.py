@@ -1,11 +1,15 @@
 """What a chunk's members become: the active version's predictions, as rows to write.
 
+Rows carry no explanation ({}): routing reads the score, interval, confidence and member
+value, never SHAP, and exact SHAP of every member would be spent mostly on predictions nobody
+reads. `predictions.services.explanations` explains a prediction when routing gives it to a
+person, or when someone first opens it. Each row keeps what that needs to give exactly what
+scoring would have given: the model that scored it (`served_model`) and the row it scored
+(`model_input`).
+
 Churn served by the tree + sequence ensemble (the admin's ScoringSetting, resolved once per run
 into `ScoringRun.served_model`) takes its score, interval, label set and confidence from the
-calibrated ensemble. Its explanation is the trees' SHAP times the tree weight plus one
-"behavior_sequence" item, adding up to the ensemble margin, with "model": "ensemble" and, under
-"sequence_events", the SEQUENCE_EVENTS_STORED events whose removal moved that margin most
-(`churn.sequence.top_sequence_events` gives their shape).
+calibrated ensemble.
 """
 
 import dataclasses
@@ -19,13 +23,8 @@ from loyalty.models import Action, Member
 from predictions.exceptions import NoActiveModelError
 from predictions.ml import artifacts, frames
 from predictions.ml.churn.model import ENSEMBLE, predict_churn
-from predictions.ml.contracts import (
-    ATTRIBUTION_RECENT_EVENTS,
-    STORED_SEQUENCE_EVENTS,
-    ChurnBundle,
-    MLError,
-    NextActionBundle,
-)
+from predictions.ml.churn.rows import feature_matrix
+from predictions.ml.contracts import ChurnBundle, MLError, NextActionBundle
 from predictions.ml.features import (
     FEATURE_NAMES,
     MEMBER_VALUE_FEATURE,
@@ -36,12 +35,7 @@ from predictions.ml.nba import predict_next_action
 from predictions.models import ModelVersion, PredictionKind
 from predictions.selectors import feature_event_frame, members_frame
 from predictions.services.scoring.settings import ENSEMBLE as SERVE_ENSEMBLE
-from predictions.services.scoring.settings import scoring_model_setting, served_model
-
-# Events per ensemble prediction that the member page marks on the timeline, and how many of
-# each member's latest events occlusion looks at (see contracts.ATTRIBUTION_RECENT_EVENTS).
-SEQUENCE_EVENTS_STORED = STORED_SEQUENCE_EVENTS
-SEQUENCE_ATTRIBUTION_RECENT_EVENTS = ATTRIBUTION_RECENT_EVENTS
+from predictions.services.scoring.settings import TREES, scoring_model_setting, served_model
 
 
 def active_version(kind: str) -> ModelVersion:
@@ -70,30 +64,72 @@ def version_served_model(version: ModelVersion) -> str:
 def predict_rows(
     *, version: ModelVersion, member_ids: list[int], cutoff, served: str | None = None
 ) -> list[dict]:
-    """Prediction rows of these members; `served` ('trees' or 'ensemble', a run's
-    `served_model`) defaults to what the scoring setting serves now."""
+    """Prediction rows of these members, without explanations; `served` ('trees' or
+    'ensemble', a run's `served_model`) defaults to what the scoring setting serves now."""
     if not member_ids:
         return []
-    frame, first_ns = feature_event_frame(cutoff=cutoff, member_ids=member_ids)
+    bundle = version_bundle(version)
+    if version.kind == PredictionKind.CHURN:
+        served = served or version_served_model(version)
+        inputs = model_inputs(
+            member_ids=member_ids, cutoff=cutoff, in_stored_order=served == SERVE_ENSEMBLE
+        )
+        sequences = None
+        if served == SERVE_ENSEMBLE:
+            sequences = ensemble_sequences(
+                version=version,
+                bundle=bundle,
+                events=inputs.events,
+                member_ids=inputs.features.index,
+                cutoff=cutoff,
+            )
+        return _churn_rows(version, bundle, inputs.features, cutoff, sequences=sequences)
+    inputs = model_inputs(member_ids=member_ids, cutoff=cutoff)
+    return _next_action_rows(version, bundle, inputs.features, inputs.members, cutoff)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInputs:
+    """What a model scores members with: their features at the cutoff (index member_id, in
+    the members frame's order), the members frame and the events frame they were built from
+    (the ensemble encodes its sequences from the same frame)."""
+
+    features: pd.DataFrame
+    members: pd.DataFrame
+    events: pd.DataFrame
+
+
+def model_inputs(*, member_ids: list[int], cutoff, in_stored_order: bool = False) -> ModelInputs:
+    """The inputs scoring builds for these members at `cutoff`, from their events read as
+    `selectors.feature_event_frame` says (`in_stored_order` for the sequence model)."""
+    frame, first_ns = feature_event_frame(
+        cutoff=cutoff, member_ids=member_ids, in_stored_order=in_stored_order
+    )
     events = prepare_events(frame)
     if first_ns is not None:
         events = dataclasses.replace(events, first_ns=first_ns)
     members = members_frame(member_ids=member_ids)
     features = build_features(events=events, members=members, cutoff=cutoff)
-    bundle = load_bundle(version.pk, tuple(sorted(version.artifact_checksums.items())))
-    if version.kind == PredictionKind.CHURN:
-        served = served or version_served_model(version)
-        sequences = None
-        if served == SERVE_ENSEMBLE:
-            if bundle.ensemble is None:
-                raise MLError(f"model version {version.pk} has no ensemble to serve")
-            from predictions.ml.churn.sequence import encode_members  # imports torch
+    return ModelInputs(features=features, members=members, events=frame)
 
-            sequences = encode_members(
-                ensemble=bundle.ensemble, events=frame, member_ids=features.index, cutoff=cutoff
-            )
-        return _churn_rows(version, bundle, features, cutoff, sequences=sequences)
-    return _next_action_rows(version, bundle, features, members, cutoff)
+
+def ensemble_sequences(
+    *, version: ModelVersion, bundle: ChurnBundle, events: pd.DataFrame, member_ids, cutoff
+):
+    """The encoded event sequences the version's ensemble scores these members with (from
+    `events`, a ModelInputs' frame), in their order; MLError when it has no ensemble."""
+    if bundle.ensemble is None:
+        raise MLError(f"model version {version.pk} has no ensemble to serve")
+    from predictions.ml.churn.sequence import encode_members  # imports torch
+
+    return encode_members(
+        ensemble=bundle.ensemble, events=events, member_ids=member_ids, cutoff=cutoff
+    )
+
+
+def version_bundle(version: ModelVersion):
+    """The version's trained bundle (`load_bundle`, cached per process)."""
+    return load_bundle(version.pk, tuple(sorted(version.artifact_checksums.items())))
 
 
 def _churn_rows(
@@ -101,31 +137,23 @@ def _churn_rows(
 ) -> list[dict]:
     """Prediction rows (write_predictions mappings). With `sequences` (the members' encoded
     events), the ensemble scores them."""
-    if sequences is None:
-        result = predict_churn(bundle=bundle, features=features)
-    else:
-        result = predict_churn(
-            bundle=bundle,
-            features=features,
-            candidate=ENSEMBLE,
-            sequences=sequences,
-            sequence_events=SEQUENCE_EVENTS_STORED,
-            attribution_recent_events=SEQUENCE_ATTRIBUTION_RECENT_EVENTS,
-        )
+    result = predict_churn(
+        bundle=bundle,
+        features=features,
+        candidate=ENSEMBLE if sequences is not None else None,
+        sequences=sequences,
+        explain_top_k=0,
+    )
     columns = result.columns(names=FEATURE_NAMES)
-    explanations = _explanations(columns)
-    if sequences is not None:
-        for explanation in explanations:
-            explanation["model"] = ENSEMBLE
     return _prediction_rows(
         version=version,
         kind=PredictionKind.CHURN.value,
         cutoff=cutoff,
+        served_model=SERVE_ENSEMBLE if sequences is not None else TREES,
         member_ids=columns["member_id"],
         scores=columns["probability"],
         label_sets=columns["label_set"],
         confidences=columns["confidence"],
-        explanations=explanations,
         features=features,
         feature_codes=bundle.feature_codes,
         interval_low=columns["low"],
@@ -137,18 +165,20 @@ def _next_action_rows(
     version, bundle: NextActionBundle, features: pd.DataFrame, members: pd.DataFrame, cutoff
 ) -> list[dict]:
     eligibility = action_eligibility(member_ids=list(features.index), codes=bundle.action_codes)
-    result = predict_next_action(bundle=bundle, features=features, eligibility=eligibility)
+    result = predict_next_action(
+        bundle=bundle, features=features, eligibility=eligibility, explain_top_k=0
+    )
     columns = result.columns(names=FEATURE_NAMES)
     action_ids = dict(Action.objects.values_list("code", "pk"))
     return _prediction_rows(
         version=version,
         kind=PredictionKind.NEXT_ACTION.value,
         cutoff=cutoff,
+        served_model=TREES,
         member_ids=columns["member_id"],
         scores=columns["probability"],
         label_sets=columns["action_set"],
         confidences=columns["confidence"],
-        explanations=_explanations(columns),
         features=features,
         feature_codes=bundle.feature_codes,
         probabilities=columns["probabilities"],
@@ -161,11 +191,11 @@ def _prediction_rows(
     version: ModelVersion,
     kind: str,
     cutoff,
+    served_model: str,
     member_ids: list[int],
     scores: list[float],
     label_sets: list[list[str]],
     confidences: list[float],
-    explanations: list[dict],
     features: pd.DataFrame,
     feature_codes: tuple[str, ...],
     interval_low: list | None = None,
@@ -185,8 +215,8 @@ def _prediction_rows(
         label_sets,
         recommended_action_ids or absent,
         confidences,
-        explanations,
         _feature_values(features, feature_codes),
+        model_input_rows(features, feature_codes),
         _member_values(features),
         strict=True,
     )
@@ -203,8 +233,10 @@ def _prediction_rows(
             "label_set": label_set,
             "recommended_action_id": action_id,
             "confidence": confidence,
-            "explanation": explanation,
+            "served_model": served_model,
+            "explanation": {},
             "feature_values": seen,
+            "model_input": scored,
             "member_value": value,
         }
         for (
@@ -216,16 +248,11 @@ def _prediction_rows(
             label_set,
             action_id,
             confidence,
-            explanation,
             seen,
+            scored,
             value,
         ) in rows
     ]
-
-
-def _explanations(columns: dict[str, list]) -> list[dict]:
-    """The explanation column of an ML result's `columns()`, {} per row when it has none."""
-    return columns.get("explanation") or [{} for _ in columns["member_id"]]
 
 
 def action_eligibility(*, member_ids: list[int], codes: tuple[str, ...]) -> pd.DataFrame:
@@ -258,6 +285,28 @@ def _feature_values(features: pd.DataFrame, codes: tuple[str, ...]) -> list[list
     cells = rounded.astype(object)
     cells[np.isnan(rounded)] = None
     return cells.tolist()
+
+
+# How a prediction stores the row its model scored (`Prediction.model_input`).
+MODEL_INPUT_DTYPE = "<f4"
+
+
+def model_input_rows(features: pd.DataFrame, codes: tuple[str, ...]) -> list[bytes]:
+    """Per member, the row the models score (`churn.rows.feature_matrix`: float32, `codes`
+    order) as bytes: an explanation computed later starts from exactly these numbers."""
+    matrix = feature_matrix(features, codes).astype(MODEL_INPUT_DTYPE, copy=False)
+    return [row.tobytes() for row in matrix]
+
+
+def model_input_matrix(rows: list[bytes], codes: tuple[str, ...]) -> np.ndarray:
+    """The float32 matrix of stored `model_input_rows`; MLError when one does not hold a
+    value per code."""
+    width = np.dtype(MODEL_INPUT_DTYPE).itemsize * len(codes)
+    data = [bytes(row) for row in rows]
+    if any(len(row) != width for row in data):
+        raise MLError(f"a stored model input does not hold {len(codes)} float32 values")
+    matrix = np.frombuffer(b"".join(data), dtype=MODEL_INPUT_DTYPE)
+    return matrix.reshape(len(data), len(codes)).astype("float32")
 
 
 def _member_values(features: pd.DataFrame) -> list[float | None]:
