@@ -6,7 +6,10 @@ from pathlib import Path
 from celery import Celery
 from celery.signals import worker_init
 
+from loyalty import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loyalty.settings.base")
+broker.install()
 
 app = Celery("loyalty")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -95,8 +95,9 @@ def what_if(*, prediction: Prediction, changes: Mapping[str, object]) -> WhatIfR
             # The member's events are not edited: the sequence share stays what it was.
             from predictions.ml.churn.sequence import encode_members  # imports torch
 
+            # In stored order, as scoring read them (same-instant events keep their order).
             frame, _ = feature_event_frame(
-                cutoff=prediction.cutoff, member_ids=[prediction.member_id]
+                cutoff=prediction.cutoff, member_ids=[prediction.member_id], scattered=True
             )
             sequences = encode_members(
                 ensemble=bundle.ensemble,
