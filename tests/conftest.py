@@ -89,6 +89,23 @@ def next_action_review(reason_codes):
 
 
 @pytest.fixture
+def migrator():
+    """Migrates the test database to the given (app, migration) targets and returns the
+    historical apps there; back to the latest state after the test, whatever it did."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    def migrate(targets):
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(targets)
+        return executor.loader.project_state(targets).apps
+
+    yield migrate
+    migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+@pytest.fixture
 def api_client():
     from rest_framework.test import APIClient
 

@@ -274,20 +274,6 @@ BEFORE = [("loyalty", "0005_audit_kinds_for_trust")]
 AFTER = [("loyalty", "0007_audit_names_members_by_pk")]
 
 
-@pytest.fixture
-def migrator():
-    """Migrates as a test asks, then back to the latest state whatever the test did."""
-    yield _migrate
-    _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
-
-
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
 @pytest.mark.django_db(transaction=True)
 def test_migration_gives_older_erasures_tombstones_and_names_members_by_pk(migrator):
     old = migrator(BEFORE)

@@ -3,27 +3,11 @@
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BEFORE = [("predictions", "0001_initial")]
 AFTER = [("predictions", "0002_compact_feature_values")]
-
-
-@pytest.fixture
-def migrator():
-    """Migrates as a test asks, then back to the latest state whatever the test did."""
-    yield _migrate
-    _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
-
-
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
 
 
 def test_feature_value_mappings_become_lists_in_the_versions_feature_order(migrator):

@@ -3,27 +3,11 @@
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BEFORE = [("predictions", "0003_scoring_setting")]
 AFTER = [("predictions", "0004_prediction_served_model_and_input")]
-
-
-@pytest.fixture
-def migrator():
-    """Migrates as a test asks, then back to the latest state whatever the test did."""
-    yield _migrate
-    _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
-
-
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
 
 
 def test_ensemble_predictions_stored_before_keep_their_model(migrator):
