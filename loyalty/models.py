@@ -245,3 +245,39 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname} at {self.beat_at:%Y-%m-%d %H:%M:%S}"
+
+
+class OutboxEvent(models.Model):
+    """Something other systems must hear of, written in the transaction of the change it
+    announces (`loyalty.outbox.emit`), so that it exists exactly when the change does.
+    `integrations` delivers it; `event_id` is what receivers deduplicate on, the same on
+    every retry. `member_id` names the member it is about (a pk, not a key: the row outlives
+    an erasure, whose receiver redacts the member's identifiers from `data`)."""
+
+    event_id = models.UUIDField(unique=True, editable=False)
+    type = models.CharField(max_length=64, db_index=True)
+    data = models.JSONField()
+    member_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(db_index=True)
+    # Set once delivery rows exist for every endpoint that wanted the event.
+    fanned_out_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    redacted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+
+class Counter(models.Model):
+    """A named counter whose next values are handed out under a row lock
+    (`loyalty.sequences.next_values`): the lock is held until the transaction commits, so the
+    values become visible in the order they were handed out and a reader paging by them never
+    skips one committed late."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    value = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.value}"

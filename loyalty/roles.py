@@ -54,6 +54,12 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "learning.view_gatepolicy",
         "learning.change_gatepolicy",
         "learning.add_retrainingrun",
+        # Webhook endpoints and their delivery log (integrations).
+        "integrations.view_webhookendpoint",
+        "integrations.add_webhookendpoint",
+        "integrations.change_webhookendpoint",
+        "integrations.delete_webhookendpoint",
+        "integrations.view_delivery",
     ]
     + _WATCH_LOOP,
     # Systems that push members and events in and pull decisions out, through the API.

@@ -14,9 +14,11 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("loyalty.api.urls")),
     path("api/", include("reviews.api.urls")),
+    path("api/", include("integrations.api.urls")),
     path("reviews/", include("reviews.urls")),
     # The learning loop's page sits with the other managers' pages.
     path("reviews/manage/loop/", include("learning.urls")),
+    path("integrations/", include("integrations.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -173,6 +173,9 @@ class Decision(models.Model):
     )
     decided_as = models.CharField(max_length=20, help_text="The role the person decided in.")
     decided_at = models.DateTimeField(auto_now_add=True)
+    # The decision feed's order (`loyalty.sequences`): assigned under a lock held until the
+    # decision commits, so a reader paging by it never skips a decision committed late.
+    sequence = models.PositiveBigIntegerField(unique=True, editable=False)
     reason = models.ForeignKey(ReasonCode, on_delete=models.PROTECT, related_name="decisions")
     comment = models.TextField(blank=True)
     churn_label = models.BooleanField(

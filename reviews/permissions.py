@@ -11,6 +11,7 @@ from reviews.models import Review
 DECIDE = "reviews.decide_review"
 DECIDE_ESCALATED = "reviews.decide_escalated"
 VIEW_REVIEW = "reviews.view_review"
+VIEW_DECISION = "reviews.view_decision"
 MANAGE_POLICY = "reviews.add_escalationpolicy"
 VIEW_AUDIT = "loyalty.view_auditrecord"
 
@@ -72,6 +73,18 @@ def visible_reviews(user, reviews=None):
     """`reviews` (all reviews by default) narrowed to what `user` may see."""
     queryset = Review.objects.all() if reviews is None else reviews
     return queryset.filter(visible_reviews_filter(user))
+
+
+def visible_decisions_filter(user) -> Q:
+    """Which decisions a user may read (the decision feed and exports), as a filter on
+    Decision: those on the reviews they may see; a system that acts on decisions (an
+    integrator: view_decision without view_review) every decision, so that it misses none,
+    erased members' excepted like everywhere."""
+    if not user.has_perm(VIEW_DECISION):
+        return Q(pk__in=[])
+    if user.has_perm(VIEW_REVIEW):
+        return Q(review__in=visible_reviews(user))
+    return Q(review__member__erased_at__isnull=True)
 
 
 def can_decide_review(user, review: Review) -> bool:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 from django.contrib import admin
+from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.authtoken.models import Token
@@ -39,15 +40,19 @@ class Row:
     name: str
     method: str
     statuses: tuple[int, int, int, int, int]
-    target: str = ""  # which fixture object the URL names (see _objects)
-    data: tuple = ()  # request body, as items (a dict is not hashable in a frozen row)
+    target: str = ""  # which fixture object the URL names (see `world`)
+    data: tuple = ()  # request body (a GET's query), as items (a dict is not hashable)
+    path: tuple = ()  # other URL arguments, as items: ("action", "rotate")
+    note: str = ""  # tells apart rows of one route, target and method in the test ids
 
     @property
     def is_api(self) -> bool:
-        return self.name.startswith(("api", "reviews-api"))
+        return self.name.startswith(("api", "reviews-api", "integrations-api"))
 
     def label(self) -> str:
-        return f"{self.method} {self.name}" + (f" [{self.target}]" if self.target else "")
+        shown = [self.target, *(str(value) for _, value in self.path), self.note]
+        shown = [part for part in shown if part]
+        return f"{self.method} {self.name}" + (f" [{' '.join(shown)}]" if shown else "")
 
 
 DECIDE_FORM = (("verdict", "approve"), ("reason", "model-correct"))
@@ -69,6 +74,8 @@ MEMBER_FIELDS = (
     ("age_band", ""),
     ("region", ""),
 )
+ENDPOINT_FORM = (("url", "https://receiver.example.com/hooks"),)
+EXPORT_DAYS = (("start", "2026-03-01"), ("end", "2026-03-02"))
 EVENT = (
     ("events", ({"member_external_id": "M-1", "occurred_at": "2024-01-01T10:00:00Z",
                  "kind": "purchase", "amount": "5.00"},)),
@@ -142,6 +149,96 @@ ROWS: tuple[Row, ...] = (
     Row("learning:approve_run", "POST", (LOGIN, 403, 403, 302, 403), target="run"),
     Row("learning:approve_run", "POST", (LOGIN, 403, 403, 404, 403), target="unknown_run"),
     Row("learning:resume_automation", "POST", (LOGIN, 403, 403, 302, 403)),
+    Row("integrations:webhooks", "GET", (LOGIN, 403, 403, 200, 403)),
+    # Post/redirect/get: the secret is shown once, on the page the redirect leads to.
+    Row("integrations:webhooks", "POST", (LOGIN, 403, 403, 302, 403), data=ENDPOINT_FORM),
+    Row(
+        "integrations:webhooks",
+        "POST",
+        (LOGIN, 403, 403, 400, 403),
+        data=(("url", "ftp://receiver.example.com/"),),
+        note="refused url",
+    ),
+    Row(
+        "integrations:endpoint_action",
+        "POST",
+        (LOGIN, 403, 403, 302, 403),
+        target="endpoint",
+        path=(("action", "rotate"),),
+    ),
+    Row(
+        "integrations:endpoint_action",
+        "POST",
+        (LOGIN, 403, 403, 302, 403),
+        target="endpoint",
+        path=(("action", "disable"),),
+    ),
+    Row(
+        "integrations:endpoint_action",
+        "POST",
+        (LOGIN, 403, 403, 302, 403),
+        target="endpoint",
+        path=(("action", "delete"),),
+    ),
+    Row(
+        "integrations:endpoint_action",
+        "POST",
+        (LOGIN, 403, 403, 404, 403),
+        target="endpoint",
+        path=(("action", "explode"),),
+    ),
+    Row(
+        "integrations:endpoint_action",
+        "POST",
+        (LOGIN, 403, 403, 404, 403),
+        target="unknown_endpoint",
+        path=(("action", "disable"),),
+    ),
+    Row("integrations:deliveries", "GET", (LOGIN, 403, 403, 200, 403)),
+    Row("integrations:delivery", "GET", (LOGIN, 403, 403, 200, 403), target="delivery"),
+    Row("integrations:delivery", "GET", (LOGIN, 403, 403, 404, 403), target="unknown_delivery"),
+    Row("integrations:redeliver", "POST", (LOGIN, 403, 403, 302, 403), target="delivery"),
+    Row(
+        "integrations:redeliver",
+        "POST",
+        (LOGIN, 403, 403, 404, 403),
+        target="unknown_delivery",
+    ),
+    # A queue's export answers like the queue.
+    Row(
+        "integrations:export_queue",
+        "GET",
+        (LOGIN, 200, 200, 403, 403),
+        path=(("route", "analyst"),),
+    ),
+    Row(
+        "integrations:export_queue",
+        "GET",
+        (LOGIN, 403, 200, 403, 403),
+        path=(("route", "expert"),),
+    ),
+    Row(
+        "integrations:export_queue",
+        "GET",
+        (LOGIN, 404, 404, 404, 404),
+        path=(("route", "auto"),),
+    ),
+    # Without dates: the form; with them, the decisions the caller may read.
+    Row("integrations:export_decisions", "GET", (LOGIN, 200, 200, 200, 200)),
+    Row(
+        "integrations:export_decisions",
+        "GET",
+        (LOGIN, 200, 200, 200, 200),
+        data=EXPORT_DAYS,
+        note="a day",
+    ),
+    Row(
+        "integrations:export_decisions",
+        "GET",
+        (LOGIN, 400, 400, 400, 400),
+        data=(("start", "2026-03-02"), ("end", "2026-03-01")),
+        note="end before start",
+    ),
     # --- the API -------------------------------------------------------------------------
     Row("api-schema", "GET", (200, 200, 200, 200, 200)),
     Row("api-docs", "GET", (200, 200, 200, 200, 200)),
@@ -235,7 +332,44 @@ ROWS: tuple[Row, ...] = (
         target="expert_review",
         data=(("reason_code", "needs-expert"),),
     ),
-    Row("reviews-api:decision-list", "GET", (401, 200, 200, 200, 200)),
+    Row("integrations-api:decision-feed", "GET", (401, 200, 200, 200, 200)),
+    Row("integrations-api:endpoint-list", "GET", (401, 403, 403, 200, 403)),
+    Row("integrations-api:endpoint-list", "POST", (401, 403, 403, 201, 403), data=ENDPOINT_FORM),
+    Row("integrations-api:endpoint-detail", "GET", (401, 403, 403, 200, 403), target="endpoint"),
+    Row(
+        "integrations-api:endpoint-detail",
+        "GET",
+        (401, 403, 403, 404, 403),
+        target="unknown_endpoint",
+    ),
+    Row(
+        "integrations-api:endpoint-detail",
+        "PATCH",
+        (401, 403, 403, 200, 403),
+        target="endpoint",
+        data=(("is_enabled", False),),
+    ),
+    Row(
+        "integrations-api:endpoint-detail",
+        "PATCH",
+        (401, 403, 403, 404, 403),
+        target="unknown_endpoint",
+        data=(("is_enabled", False),),
+    ),
+    Row("integrations-api:endpoint-detail", "DELETE", (401, 403, 403, 204, 403), target="endpoint"),
+    Row(
+        "integrations-api:endpoint-detail",
+        "DELETE",
+        (401, 403, 403, 404, 403),
+        target="unknown_endpoint",
+    ),
+    Row("integrations-api:endpoint-rotate", "POST", (401, 403, 403, 200, 403), target="endpoint"),
+    Row(
+        "integrations-api:endpoint-rotate",
+        "POST",
+        (401, 403, 403, 404, 403),
+        target="unknown_endpoint",
+    ),
 )
 
 
@@ -244,8 +378,12 @@ ROWS: tuple[Row, ...] = (
 
 @pytest.fixture
 def world(routed):
-    """Three routed reviews, a member of each kind and a retraining run; ids by name."""
+    """Three routed reviews, a member of each kind, a retraining run, a webhook endpoint and
+    one delivery to it; ids by name."""
+    from integrations.models import Delivery
+    from integrations.services.endpoints import create_endpoint
     from learning.models import RetrainingRun
+    from loyalty.outbox import DECISION_CREATED, emit
     from reviews.models import Review
     from reviews.services.routing import route_new_predictions
 
@@ -261,7 +399,15 @@ def world(routed):
     run = RetrainingRun.objects.create(
         kind="churn", trigger="manual", status="succeeded", candidate=ModelVersionFactory()
     )
+    endpoint = create_endpoint(actor=None, url="https://receiver.example.com/hooks").endpoint
+    with transaction.atomic():
+        event = emit(DECISION_CREATED, {"member_external_id": "M-1"})
+    delivery = Delivery.objects.create(event=event, endpoint=endpoint, status="failed")
     return {
+        "endpoint": endpoint.pk,
+        "unknown_endpoint": endpoint.pk + 10_000,
+        "delivery": delivery.pk,
+        "unknown_delivery": delivery.pk + 10_000,
         "analyst_review": routed["analyst"].pk,
         "expert_review": routed["expert"].pk,
         "auto_review": routed["auto"].pk,
@@ -278,9 +424,12 @@ def world(routed):
 
 def _url(row: Row, world: dict) -> str:
     pattern = _patterns()[row.name]
+    given = dict(row.path)
     kwargs = {}
     for parameter in pattern.converters:
-        if parameter == "kind":
+        if parameter in given:
+            kwargs[parameter] = given[parameter]
+        elif parameter == "kind":
             kwargs["kind"] = "churn"
         else:
             kwargs[parameter] = world[row.target]
@@ -312,7 +461,7 @@ def _ask(client: Client, row: Row, url: str, body: dict):
     if row.is_api and row.method != "GET":
         return client.generic(row.method, url, json.dumps(body), content_type="application/json")
     if row.method == "GET":
-        return client.get(url)
+        return client.get(url, body)
     return client.post(url, body)
 
 

@@ -5,7 +5,7 @@ label), relabel (the person's answer is), exclude (kept `excluded` so the sweep 
 decision was handled, never trained on). Approvals and corrections weigh the same: the reviewed
 members are already a chosen sample, and weighting corrections higher tilts the labels towards
 "the model was wrong" (README, "The learning loop"). The model's churn answer is its call at
-CHURN_CALL_THRESHOLD.
+CHURN_CALL_THRESHOLD (predictions.calls).
 
 Outcome examples: once the data clock (the latest imported event, not the wall clock) passes a
 prediction's cutoff + horizon, what the member did. Only members who may be profiled get them:
@@ -26,12 +26,12 @@ from django.utils import timezone
 from learning.models import LabeledExample
 from loyalty.models import Action, Event
 from loyalty.selectors import scorable_members
+from predictions.calls import model_churn_call
 from predictions.ml.nba import DECISION_WEIGHT, OUTCOME_WEIGHT, observed_outcome_labels
 from predictions.models import ModelVersion, Prediction, PredictionKind
 from predictions.selectors import events_frame
 from reviews.models import Decision, ReasonCode, Review
 
-CHURN_CALL_THRESHOLD = 0.5
 DECISION_LABEL_WEIGHT = {
     PredictionKind.CHURN: 1.0,
     PredictionKind.NEXT_ACTION: DECISION_WEIGHT / 2,
@@ -46,11 +46,6 @@ class OutcomeResult:
     recorded: int
     by_kind: dict[str, int]
     data_clock: datetime | None
-
-
-def model_churn_call(score: float | None) -> bool | None:
-    """The model's churn call for a probability: True (churns) at or above 0.5."""
-    return None if score is None else score >= CHURN_CALL_THRESHOLD
 
 
 def label_decision(*, decision_id: int) -> LabeledExample:

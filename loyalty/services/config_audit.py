@@ -165,7 +165,11 @@ def _is_token(instance: models.Model) -> bool:
 
 
 def _omitted_fields(instance: models.Model) -> frozenset[str]:
-    return frozenset({TOKEN_KEY_FIELD}) if _is_token(instance) else frozenset()
+    """Secret values the trail never holds: a token's key, and whatever a model lists in
+    `AUDIT_OMITTED_FIELDS` (e.g. a webhook endpoint's encrypted secrets)."""
+    if _is_token(instance):
+        return frozenset({TOKEN_KEY_FIELD})
+    return frozenset(getattr(instance, "AUDIT_OMITTED_FIELDS", ()))
 
 
 def _subject_key(instance: models.Model) -> Any:

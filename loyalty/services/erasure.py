@@ -17,6 +17,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from loyalty import outbox
 from loyalty.exceptions import (
     DomainError,
     MemberNotFoundError,
@@ -160,6 +161,17 @@ def erase_member(*, member_id: int, actor: AbstractBaseUser | None) -> ErasureRe
     member.erased_at = timezone.now()
     member.full_clean()
     member.save()
+    # Downstream systems know the member by the former id: the event names it (until it is
+    # delivered, `integrations` redacts it then); every earlier event is redacted now.
+    outbox.redact_member(member.pk, placeholder=member.external_id)
+    outbox.emit(
+        outbox.MEMBER_ERASED,
+        {
+            outbox.MEMBER_KEY: former_external_id,
+            "erased_at": member.erased_at.isoformat(),
+        },
+        member_id=member.pk,
+    )
     # One standing tombstone per id: a second member under the same id (possible only before
     # tombstones existed) is already refused by the first one's.
     if not ErasureTombstone.objects.standing().filter(digest=digest).exists():

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "predictions",
     "reviews",
     "learning",
+    "integrations",
 ]
 
 MIDDLEWARE = [
@@ -161,6 +162,21 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Push members and events in; pull predictions and decisions out.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # 3.1 for the `webhooks` section: what the product sends (integrations.api.schema).
+    "OAS_VERSION": "3.1.0",
+    "WEBHOOKS": [
+        f"integrations.api.schema.{name}"
+        for name in (
+            "DECISION_CREATED",
+            "DECISION_HELD_OUT",
+            "REVIEW_ESCALATED",
+            "MEMBER_ERASED",
+            "MEMBER_CONSENT_WITHDRAWN",
+            "MODEL_PROMOTED",
+            "AUTOMATION_PAUSED",
+            "AUTOMATION_RESUMED",
+        )
+    ],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -257,6 +273,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     # A policy change's re-routing whose message or worker was lost is queued again.
     "reroute-stale": {"task": "reviews.reroute_stale_task", "schedule": 10 * 60.0},
+    # Outbox events with no delivery yet, and deliveries due (retries, lost messages).
+    "sweep-deliveries": {"task": "integrations.sweep_deliveries_task", "schedule": 60.0},
 }
 
 # Notifications by email (SLA escalations, retraining results); the console in development.
@@ -268,3 +286,29 @@ SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 
 # Trained model artifacts (the registry keeps their checksums and verifies them on load).
 MODEL_ARTIFACT_DIR = Path(env("MODEL_ARTIFACT_DIR", default=str(VAR_DIR / "models")))
+
+# --- Webhooks (integrations) ----------------------------------------------------------------
+# Receivers on loopback, private or link-local addresses are refused at delivery, except in the
+# embedded development setup (SQLite, DEBUG), where a receiver on the same machine is normal.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool(
+    "WEBHOOK_ALLOW_PRIVATE_TARGETS",
+    default=DEBUG and DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3",
+)
+# A Fernet key for the endpoints' signing secrets at rest; derived from SECRET_KEY when empty.
+WEBHOOK_ENCRYPTION_KEY = env("WEBHOOK_ENCRYPTION_KEY", default="")
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+WEBHOOK_MAX_RESPONSE_BYTES = env.int("WEBHOOK_MAX_RESPONSE_BYTES", default=64 * 1024)
+# Seconds from a failed attempt to the next: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, i.e.
+# eight attempts over about 27.5 hours, then the delivery is given up (the log can redeliver).
+WEBHOOK_RETRY_SCHEDULE_SECONDS = [
+    int(seconds)
+    for seconds in env.list(
+        "WEBHOOK_RETRY_SCHEDULE_SECONDS",
+        default=["5", "300", "1800", "7200", "18000", "36000", "36000"],
+    )
+]
+# An endpoint whose deliveries have all failed for this long is disabled; admins are told.
+WEBHOOK_DISABLE_AFTER_HOURS = env.float("WEBHOOK_DISABLE_AFTER_HOURS", default=5 * 24)
+WEBHOOK_SECRET_ROTATION_OVERLAP_HOURS = env.float(
+    "WEBHOOK_SECRET_ROTATION_OVERLAP_HOURS", default=24
+)

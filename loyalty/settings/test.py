@@ -33,3 +33,6 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": f"{_folder}/control",
         "polling_interval": 0.1,
     }
+
+# As in production: tests that deliver to a receiver on this machine allow it themselves.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)

@@ -4,6 +4,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from loyalty import outbox
 from loyalty.exceptions import require_permission
 from loyalty.models import AuditRecord
 from loyalty.services.audit import record_audit
@@ -49,6 +50,7 @@ def promote_model_version(
     model_version_activated.send(
         sender=ModelVersion, kind=version.kind, model_version_id=version.pk
     )
+    _emit_promotion(version, retired=previous, rollback=False)
     if rescore:
         _rescore_after_commit(version.kind)
     return version
@@ -85,9 +87,24 @@ def rollback_model_version(
         details={"kind": kind, "restored": earlier.pk, "retired": current.pk if current else None},
     )
     model_version_activated.send(sender=ModelVersion, kind=kind, model_version_id=earlier.pk)
+    _emit_promotion(earlier, retired=current, rollback=True)
     if rescore:
         _rescore_after_commit(kind)
     return earlier
+
+
+def _emit_promotion(version: ModelVersion, *, retired: ModelVersion | None, rollback: bool):
+    """Announce the version now serving its kind (`model.promoted`; a rollback is one too)."""
+    outbox.emit(
+        outbox.MODEL_PROMOTED,
+        {
+            "model_version_id": version.pk,
+            "model_version": str(version),
+            "kind": version.kind,
+            "retired_model_version_id": retired.pk if retired else None,
+            "rollback": rollback,
+        },
+    )
 
 
 def _rescore_after_commit(kind: str) -> None:

@@ -4,7 +4,7 @@ import django_filters
 
 from loyalty.api.filters import moment_is_set_filter
 from predictions.models import PredictionKind
-from reviews.models import Decision, Review
+from reviews.models import Review
 
 
 class ReviewFilter(django_filters.FilterSet):
@@ -25,24 +25,3 @@ class ReviewFilter(django_filters.FilterSet):
     class Meta:
         model = Review
         fields = ["route", "state", "kind", "tier", "min_confidence", "max_confidence", "escalated"]
-
-
-class DecisionFilter(django_filters.FilterSet):
-    kind = django_filters.ChoiceFilter(
-        field_name="review__kind", choices=PredictionKind.choices, help_text="Prediction kind."
-    )
-    verdict = django_filters.ChoiceFilter(choices=Decision.Verdict.choices)
-    decided_after = django_filters.IsoDateTimeFilter(
-        field_name="decided_at",
-        lookup_expr="gte",
-        help_text="Decided at or after this ISO 8601 time, e.g. 2026-01-31T00:00:00Z.",
-    )
-    after_id = django_filters.NumberFilter(
-        field_name="id",
-        lookup_expr="gt",
-        help_text="Only decisions with a higher id: the last id you received, to pull new ones.",
-    )
-
-    class Meta:
-        model = Decision
-        fields = ["kind", "verdict", "decided_after", "after_id"]

@@ -7,9 +7,3 @@ class ReviewKeysetPagination(KeysetPagination):
     """The queue's order: highest priority first, then oldest id."""
 
     ordering = ("-priority", "id")
-
-
-class DecisionKeysetPagination(KeysetPagination):
-    """Oldest decision first, so that an integrator resumes from its last `next` link."""
-
-    ordering = ("id",)

@@ -24,5 +24,4 @@ urlpatterns = [
         views.ReviewEscalateApi.as_view(),
         name="review-escalate",
     ),
-    path("decisions/", views.DecisionListApi.as_view(), name="decision-list"),
 ]

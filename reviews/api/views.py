@@ -24,8 +24,8 @@ from rest_framework.response import Response
 from loyalty.api.schema import ACCESS_ERRORS, UNAUTHENTICATED
 from loyalty.api.serializers import ErrorOutputSerializer
 from predictions.services.explanations import ensure_explanation
-from reviews.api.filters import DecisionFilter, ReviewFilter
-from reviews.api.pagination import DecisionKeysetPagination, ReviewKeysetPagination
+from reviews.api.filters import ReviewFilter
+from reviews.api.pagination import ReviewKeysetPagination
 from reviews.api.serializers import (
     ApproveInputSerializer,
     DecisionOutputSerializer,
@@ -71,7 +71,6 @@ _REVIEW_RELATIONS = (
     "decision__action",
     "decision__decided_by",
 )
-_DECISION_RELATIONS = ("review", "review__member", "reason", "action", "decided_by")
 
 
 class CanDecideReviews(BasePermission):
@@ -258,32 +257,3 @@ class ReviewEscalateApi(GenericAPIView):
         review, data = _visible_and_valid(request, review_id, EscalateInputSerializer)
         escalate_review(review_id=review.pk, actor=request.user, **data)
         return Response(ReviewOutputSerializer(_reviews().get(pk=review.pk)).data)
-
-
-class DecisionListApi(GenericAPIView):
-    """Decisions, oldest first, for systems that act on them (GET, needs view_decision)."""
-
-    queryset = Decision.objects.all()
-    serializer_class = DecisionOutputSerializer
-    filterset_class = DecisionFilter
-    pagination_class = DecisionKeysetPagination
-
-    @extend_schema(
-        operation_id="decisions_list",
-        summary="List decisions",
-        description="Oldest first, keyset-paginated by id. To pull new decisions later, keep "
-        "the highest id received and ask with `after_id`. Analysts see the decisions on the "
-        "reviews they can read (analyst items and auto-approved ones). An auto-approved "
-        "review carries a decision only when an expert decided it afterwards.",
-        responses={
-            200: DecisionOutputSerializer(many=True),
-            400: INVALID,
-            **ACCESS_ERRORS,
-        },
-    )
-    def get(self, request):
-        decisions = Decision.objects.select_related(*_DECISION_RELATIONS).filter(
-            review__in=visible_reviews(request.user)
-        )
-        page = self.paginate_queryset(self.filter_queryset(decisions))
-        return self.get_paginated_response(DecisionOutputSerializer(page, many=True).data)

@@ -7,7 +7,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from loyalty import shared_cache
+from loyalty import outbox, shared_cache
 from loyalty.exceptions import require_permission
 from loyalty.models import AuditRecord
 from loyalty.services.audit import record_audit
@@ -37,6 +37,10 @@ def pause_auto_approval(
                 actor=None,
                 subject=f"automation:{kind}",
                 details={"auto_approval": "paused", "reason": reason},
+            )
+            outbox.emit(
+                outbox.AUTOMATION_PAUSED,
+                {"kind": kind, "reason": reason, "paused_at": pause.paused_at.isoformat()},
             )
     except IntegrityError:
         return open_pause(kind)
@@ -69,5 +73,9 @@ def resume_auto_approval(
             actor=actor,
             subject=f"automation:{kind}",
             details={"auto_approval": "resumed", "reason": reason},
+        )
+        outbox.emit(
+            outbox.AUTOMATION_RESUMED,
+            {"kind": kind, "reason": reason, "resumed_at": pause.resumed_at.isoformat()},
         )
     return pause

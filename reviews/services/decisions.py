@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from loyalty.exceptions import require_permission
 from loyalty.models import Action, AuditRecord
+from loyalty.sequences import next_values
 from loyalty.services.audit import record_audit
 from predictions.models import PredictionKind
 from reviews.exceptions import (
@@ -22,6 +23,7 @@ from reviews.exceptions import (
 )
 from reviews.models import VERDICT_TREATMENTS, Decision, ReasonCode, Review
 from reviews.permissions import DECIDE, DECIDE_ESCALATED, visible_reviews
+from reviews.services.decision_events import emit_decision, emit_escalation
 from reviews.signals import decision_recorded
 
 # The answer fields a decision may carry besides its reason, and what can be wrong with one.
@@ -56,7 +58,9 @@ def _reason(code: str, verdict: str) -> ReasonCode:
 def _lock(review_id: int, actor: AbstractBaseUser | None) -> Review:
     """The review, row-locked, if the actor may see it (the visibility rule comes before
     anything else: an id they may not see answers as no id). `actor=None` is the system."""
-    reviews = Review.objects.select_for_update(of=("self",)).select_related("prediction")
+    reviews = Review.objects.select_for_update(of=("self",)).select_related(
+        "member", "prediction__model_version", "prediction__recommended_action"
+    )
     if actor is not None:
         reviews = visible_reviews(actor, reviews)
     try:
@@ -165,6 +169,7 @@ def decide_review(
                 comment=comment,
                 churn_label=churn_label,
                 action=action,
+                sequence=next_values("decision")[0],
             )
     except IntegrityError as error:  # a concurrent decision won the race
         raise ReviewAlreadyDecided("This review was decided a moment ago.") from error
@@ -172,6 +177,7 @@ def decide_review(
     review.decided_at = timezone.now()
     review.save(update_fields=["state", "decided_at"])
     decision_recorded.send(sender=Decision, decision_id=decision.pk)
+    emit_decision(decision)
     record_audit(
         kind=AuditRecord.Kind.DECISION,
         actor=actor,
@@ -285,4 +291,5 @@ def escalate_review(
             "with_proposal": proposal is not None,
         },
     )
+    emit_escalation(review, reason_code=reason.code)
     return review

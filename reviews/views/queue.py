@@ -80,6 +80,11 @@ def _queue_context(request, route: str, params) -> dict:
             if page.next_cursor
             else ""
         ),
+        # The export streams every row under the same filters (integrations.exports).
+        "export_url": (
+            reverse("integrations:export_queue", args=[route])
+            + (f"?{urlencode(filter_params)}" if filter_params else "")
+        ),
         "filter_options": _filter_options(),
         "escalate_reasons": reason_choices(("escalate",)),
         "can_see_expert_queue": can_open_queue(request.user, Review.Route.EXPERT),

@@ -8,7 +8,7 @@ from django.conf import settings
 
 from loyalty.celery import app
 
-APPS = ("loyalty", "predictions", "reviews", "learning")
+APPS = ("loyalty", "predictions", "reviews", "learning", "integrations")
 
 
 def _project_tasks() -> dict[str, object]:

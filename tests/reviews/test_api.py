@@ -1,7 +1,7 @@
-"""The review API: visibility per role, keyset pages, decisions (201/200/409), escalation."""
+"""The review API: visibility per role, keyset pages, decisions (201/200/409), escalation.
+The decision feed is tested in tests/integrations/test_decision_feed.py."""
 
 import base64
-from datetime import UTC, datetime
 
 import pytest
 from django.core.management import call_command
@@ -10,7 +10,6 @@ from rest_framework.test import APIClient
 
 from loyalty.models import AuditRecord
 from reviews.models import Decision, Review
-from reviews.services.decisions import approve_prediction, override_prediction
 from reviews.services.routing import route_new_predictions
 from tests.factories import ModelVersionFactory, PredictionFactory
 
@@ -511,95 +510,6 @@ def test_escalation_needs_a_known_reason_code(client_as, routed):
 # --- decisions ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def decided(routed, next_action_review, make_user):
-    """Three decisions: an approval of an analyst item, an expert's override of an expert item
-    (churn) and of an analyst item (next action)."""
-    analyst, expert = make_user("analyst", "decider-a"), make_user("expert", "decider-e")
-    approval = approve_prediction(
-        review_id=routed["analyst"].pk, actor=analyst, reason_code="model-correct"
-    )
-    churn = override_prediction(
-        review_id=routed["expert"].pk,
-        actor=expert,
-        reason_code="wrong-churn-call",
-        churn_label=False,
-    )
-    action = override_prediction(
-        review_id=next_action_review.pk,
-        actor=expert,
-        reason_code="better-action",
-        action_code="win_back_email",
-    )
-    Decision.objects.filter(pk=approval.pk).update(decided_at=datetime(2026, 1, 1, tzinfo=UTC))
-    Decision.objects.filter(pk__in=[churn.pk, action.pk]).update(
-        decided_at=datetime(2026, 2, 1, tzinfo=UTC)
-    )
-    return {"approval": approval, "churn": churn, "action": action}
-
-
-def test_decisions_list_oldest_first_with_filters(client_as, decided):
-    client = client_as("admin")
-    every = [decided["approval"].pk, decided["churn"].pk, decided["action"].pk]
-
-    def ids(**query) -> list[int]:
-        response = client.get(DECISIONS_URL, query)
-        assert response.status_code == 200
-        return _ids(response)
-
-    assert ids() == every
-    assert ids(verdict="override") == every[1:]
-    assert ids(verdict="approve") == every[:1]
-    assert ids(kind="next_action") == [decided["action"].pk]
-    assert ids(kind="churn", verdict="override") == [decided["churn"].pk]
-    assert ids(decided_after="2026-01-15T00:00:00Z") == every[1:]
-    assert ids(decided_after="2026-03-01T00:00:00+01:00") == []
-    assert ids(after_id=every[0]) == every[1:]
-    assert client.get(DECISIONS_URL, {"decided_after": "soon"}).status_code == 400
-
-
-def test_decisions_pages_by_id(client_as, decided):
-    client = client_as("admin")
-
-    first = client.get(DECISIONS_URL, {"page_size": 2}).json()
-    second = client.get(first["next"]).json()
-
-    assert [item["id"] for item in first["results"]] == [
-        decided["approval"].pk,
-        decided["churn"].pk,
-    ]
-    assert [item["id"] for item in second["results"]] == [decided["action"].pk]
-    assert second["next"] is None
-    item = second["results"][0]
-    assert (item["kind"], item["verdict"], item["action_code"]) == (
-        "next_action",
-        "override",
-        "win_back_email",
-    )
-    assert (item["decided_by"], item["decided_as"]) == ("decider-e", "expert")
-    assert item["decided_at"] == "2026-02-01T00:00:00Z"
-
-
-def test_analyst_sees_decisions_on_the_reviews_they_can_read(client_as, decided, routed, make_user):
-    auto = override_prediction(
-        review_id=routed["auto"].pk,
-        actor=make_user("expert", "auditor"),
-        reason_code="wrong-churn-call",
-        churn_label=True,
-    )
-
-    response = client_as("analyst").get(DECISIONS_URL)
-
-    assert response.status_code == 200
-    # The next-action review was routed to analysts too; the churn override was an expert's
-    # item; the expert's override of an auto-approval is on a review analysts can read.
-    assert _ids(response) == [decided["approval"].pk, decided["action"].pk, auto.pk]
-
-
-def test_decisions_need_view_decision(client_as, decided):
-    assert client_as(None).get(DECISIONS_URL).status_code == 403
-
-
 # --- schema ---------------------------------------------------------------------------------
 
 
@@ -615,7 +525,7 @@ def test_schema_documents_the_review_endpoints(tmp_path):
         "reviews_approve",
         "reviews_override",
         "reviews_escalate",
-        "decisions_list",
+        "decisions_feed",
     ):
         assert f"operationId: {operation}\n" in text
 

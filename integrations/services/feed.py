@@ -1,0 +1,33 @@
+"""The decision feed: every decision a caller may read, in the order their sequence numbers
+were handed out (`loyalty.sequences`), so that polling with the last number received never
+misses a decision that committed late and never repeats one."""
+
+from dataclasses import dataclass
+
+from reviews.models import Decision
+from reviews.permissions import visible_decisions_filter
+from reviews.services.decision_events import DECISION_RELATIONS, decision_data
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    results: list[dict]
+    next_since: int
+    has_more: bool
+
+
+def visible_decisions(user):
+    return Decision.objects.filter(visible_decisions_filter(user))
+
+
+def decision_feed(user, *, since: int, limit: int, kind: str | None = None) -> FeedPage:
+    decisions = visible_decisions(user).filter(sequence__gt=since)
+    if kind:
+        decisions = decisions.filter(review__kind=kind)
+    rows = list(decisions.select_related(*DECISION_RELATIONS).order_by("sequence")[: limit + 1])
+    page = rows[:limit]
+    return FeedPage(
+        results=[decision_data(decision) for decision in page],
+        next_since=page[-1].sequence if page else since,
+        has_more=len(rows) > limit,
+    )
