@@ -16,7 +16,11 @@ pause is closed first), which explains the predictions it routes to people (exac
 checks that every routed item's stored explanation equals the engine's on the same members
 (predict_churn over them at once, as scoring explained before), and prints the ratio of
 end-to-end throughput to bare `pred_contribs` throughput (targets: >= 1.5 on PostgreSQL,
->= 1.0 on SQLite).
+>= 1.0 on SQLite) at that share. It then says why items went to people (by routing rule, and
+how many label sets hold both outcomes) and what bounds the ratio at that share: exact SHAP of
+a share s of the members costs about s bare `pred_contribs` runs, so the ratio cannot exceed
+about 1 / s however fast scoring and routing are; the ratio is also extrapolated to other
+shares from the measured parts.
 `--repeat N` runs every stage N times and reports the median, for a shared, noisy machine.
 `--served ensemble` scores with the tree + sequence ensemble (the admin's scoring setting, set
 here for the run): the prediction rows then come from the ensemble, the routed items'
@@ -320,6 +324,7 @@ def main() -> None:
             predict, explanations, version, some, outcome["at"], args.served
         )
     equal = sum(routed[member_id] == reference[member_id] for member_id in routed)
+    why = _routing_reasons(outcome["at"], version, for_people)
     Prediction.objects.filter(cutoff__gt=cutoff, model_version=version).delete()
 
     print(f"{'stage':<48}{'seconds':>10}{'members/s':>14}")
@@ -340,18 +345,85 @@ def main() -> None:
         f"routed items' SHAP (computed for {explaining['predictions']:,} predictions) equal "
         f"to the engine's on the same members: {equal:,} of {len(routed):,}"
     )
+    print(f"why routed to people: {why}")
     bare = next(v for k, v in stages.items() if k.startswith("bare"))
     e2e = stages["end to end (scoring + routing + routed SHAP)"]
     ratio = (e2e[0] / e2e[1]) / (bare[0] / bare[1])
     target = 1.5 if connection.vendor == "postgresql" else 1.0
     print(
-        f"end-to-end / bare pred_contribs throughput: {ratio:.2f} "
-        f"(target >= {target} on {connection.vendor})"
+        f"end-to-end / bare pred_contribs throughput: {ratio:.2f} at {share:.1%} routed to "
+        f"people (target >= {target} on {connection.vendor})"
     )
+    _print_ratio_bounds(stages, bare_seconds=bare[1], share=share, target=target)
     print(
         f"served by: {args.served} (sequence events from the latest "
         f"{explanations.SEQUENCE_ATTRIBUTION_RECENT_EVENTS or 'all'} events)"
     )
+
+
+# Routing reasons, by the words that open them (`reviews.services.routing.choose_route`).
+REASON_GROUPS = (
+    ("confidence below the expert threshold", " < expert threshold"),
+    ("confidence between the thresholds", " between expert "),
+    ("top member value", "member value in top"),
+    ("churn risk band", "churn risk "),
+    ("audit sample", "audit sample"),
+    ("automation pause", "auto-approval paused"),
+)
+
+
+def _routing_reasons(at, version, for_people) -> str:
+    """The reviews of the last repeat routed to people, counted by the rule that sent them,
+    and how many of those predictions hold both outcomes in their conformal label set (their
+    confidence is at most half of 1 - interval width, below the default expert threshold)."""
+    from predictions.models import Prediction
+    from reviews.models import Review
+
+    reviews = Review.objects.filter(prediction__cutoff=at, prediction__model_version=version)
+    reasons = list(reviews.filter(route__in=for_people).values_list("route_reason", flat=True))
+    counts = dict.fromkeys([label for label, _ in REASON_GROUPS], 0)
+    for reason in reasons:
+        label = next((label for label, text in REASON_GROUPS if text in reason), "other")
+        counts[label] = counts.get(label, 0) + 1
+    total = max(reviews.count(), 1)
+    both = sum(
+        len(label_set) == 2
+        for label_set in Prediction.objects.filter(cutoff=at, model_version=version).values_list(
+            "label_set", flat=True
+        )
+    )
+    parts = [f"{label} {n:,} ({n / total:.1%})" for label, n in counts.items() if n]
+    return "; ".join(parts) + f". Label sets holding both outcomes: {both:,} ({both / total:.1%})"
+
+
+def _print_ratio_bounds(stages: dict, *, bare_seconds: float, share: float, target: float):
+    """What bounds the ratio at the share measured: the routed SHAP alone (scoring and routing
+    free) and the rest alone, and the ratio extrapolated to other shares from the measured
+    parts (the routed SHAP scales with the share; scoring and routing do not)."""
+    scoring = stages["  of which scoring"][1]
+    routing_seconds = stages["  of which routing"][1]
+    shap = stages["  of which routed SHAP"][1]
+    ceiling = bare_seconds / shap if shap else float("inf")
+    without_shap = bare_seconds / (scoring + routing_seconds)
+    print(
+        f"ratio bounds at {share:.1%} routed: routed SHAP alone caps it at {ceiling:.2f} "
+        f"(explaining {share:.0%} of members exactly costs about {share:.0%} of a bare "
+        f"pred_contribs on all of them, so no speed-up elsewhere can lift the ratio above about "
+        f"{1 / share if share else float('inf'):.2f}); scoring + routing alone, without SHAP: "
+        f"{without_shap:.2f}"
+    )
+    if share:
+        per_share = shap / share
+        estimates = ", ".join(
+            f"{other:.0%}: {bare_seconds / (scoring + routing_seconds + per_share * other):.2f}"
+            for other in (0.1, 0.2, 0.5)
+        )
+        print(f"ratio extrapolated to other shares routed to people: {estimates}")
+    if ceiling < target:
+        print(
+            f"target {target} is out of reach at this share: the exact SHAP of the routed "
+            "predictions alone takes longer than the target allows for the whole run"
+        )
 
 
 def _engine_explanations(predict, explanations, version, member_ids, at, served) -> dict:

@@ -155,11 +155,11 @@ def _explanations(
     if version.kind == PredictionKind.NEXT_ACTION:
         eligibility = _recommended_only(bundle.action_codes, pending)
         result = predict_next_action(bundle=bundle, features=features, eligibility=eligibility)
-        return result.columns(names=FEATURE_NAMES)["explanation"]
+        return result.explanation.rows(names=FEATURE_NAMES)
     if served == SERVE_ENSEMBLE:
         return _ensemble_explanations(version, bundle, features, cutoff)
     result = predict_churn(bundle=bundle, features=features, with_interval=False)
-    return result.columns(names=FEATURE_NAMES)["explanation"]
+    return result.explanation.rows(names=FEATURE_NAMES)
 
 
 def _ensemble_explanations(version, bundle, features: pd.DataFrame, cutoff) -> list[dict]:

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db import connection, models, transaction
+from django.db.models import Count
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from predictions.ml.contracts import MLError
@@ -197,8 +198,18 @@ def routed_fields(choice: RouteChoice, *, routed_at: datetime, sla_hours: int) -
     }
 
 
-def priority(*, risk: float | None, value_percentile: float, confidence: float) -> float:
-    return (NO_RISK if risk is None else risk) * (1 + value_percentile) * (1.1 - confidence)
+def priority(
+    *,
+    risk: float | np.ndarray | None,
+    value_percentile: float | np.ndarray,
+    confidence: float | np.ndarray,
+) -> float | np.ndarray:
+    """Floats, or numpy arrays of a batch's rows (a risk of None or NaN counts as NO_RISK)."""
+    if risk is None:
+        risk = NO_RISK
+    elif isinstance(risk, np.ndarray):
+        risk = np.where(np.isnan(risk), NO_RISK, risk)
+    return risk * (1 + value_percentile) * (1.1 - confidence)
 
 
 def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> RoutingResult:
@@ -224,40 +235,200 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
         if not batch:
             break
         last_id = batch[-1][0]
-        reviews = [_review(policy, rule, row, sorted_values) for row in batch]
+        rows = _review_rows(policy, rule, batch, sorted_values, routed_at=timezone.now())
         with transaction.atomic():
-            Review.objects.bulk_create(reviews, ignore_conflicts=True)
+            insert_reviews(columns=REVIEW_COLUMNS, rows=rows)
             supersede_older_reviews(kind=kind, member_ids=[row[1] for row in batch])
-        for review in reviews:
-            counts[review.route] = counts.get(review.route, 0) + 1
-        _explain_for_people(reviews)
+        routes = [row[ROUTE_POSITION] for row in rows]
+        for route in routes:
+            counts[route] = counts.get(route, 0) + 1
+        _explain_for_people(
+            [row[0] for row, route in zip(rows, routes, strict=True) if is_for_people(route)]
+        )
     return RoutingResult(routed=sum(counts.values()), by_route=counts)
 
 
-def _explain_for_people(reviews: list[Review]) -> None:
+# What routing writes of a new review, in this order (insert_reviews); the rest take defaults.
+REVIEW_COLUMNS = (
+    "prediction_id",
+    "member_id",
+    "kind",
+    "policy_id",
+    "priority",
+    "tier",
+    "member_value",
+    "risk",
+    "confidence",
+    "created_at",
+    "route",
+    "state",
+    "route_reason",
+    "routed_at",
+    "due_at",
+)
+ROUTE_POSITION = REVIEW_COLUMNS.index("route")
+
+
+def _review_rows(
+    policy: EscalationPolicy,
+    rule: RoutingRule,
+    batch: list[tuple],
+    sorted_values: np.ndarray,
+    *,
+    routed_at: datetime,
+) -> list[tuple]:
+    """The REVIEW_COLUMNS of each prediction of the batch: its route by `rule` (one row at a
+    time: the rule's home is `choose_route`), its priority computed for the whole batch."""
+    prediction_ids, member_ids, scores, confidences, raw_values, tiers = zip(*batch, strict=True)
+    values = [_value(value) for value in raw_values]
+    risks = scores if rule.kind == PredictionKind.CHURN else (None,) * len(batch)
+    percentiles = (
+        np.searchsorted(sorted_values, values, side="right") / len(sorted_values)
+        if len(sorted_values)
+        else np.zeros(len(batch))
+    )
+    priorities = priority(
+        risk=np.array(risks, dtype="float64") if rule.kind == PredictionKind.CHURN else None,
+        value_percentile=percentiles,
+        confidence=np.array(confidences, dtype="float64"),
+    ).tolist()
+    rows = []
+    for prediction_id, member_id, risk, confidence, value, tier, rank in zip(
+        prediction_ids, member_ids, risks, confidences, values, tiers, priorities, strict=True
+    ):
+        tier = tier or ""
+        choice = rule.route(
+            prediction_id=prediction_id, confidence=confidence, risk=risk, value=value, tier=tier
+        )
+        routed = routed_fields(choice, routed_at=routed_at, sla_hours=policy.sla_hours)
+        rows.append(
+            (
+                prediction_id,
+                member_id,
+                rule.kind,
+                policy.pk,
+                rank,
+                tier,
+                value,
+                risk,
+                confidence,
+                routed_at,
+                routed["route"],
+                routed["state"],
+                routed["route_reason"],
+                routed["routed_at"],
+                routed["due_at"],
+            )
+        )
+    return rows
+
+
+# Rows per INSERT statement where one statement carries many rows (PostgreSQL).
+INSERT_ROWS_PER_STATEMENT = 1000
+
+
+def insert_reviews(*, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Insert reviews, skipping any whose prediction has one already: what
+    `bulk_create(ignore_conflicts=True)` did, without a model instance and its compiled SQL
+    per row (they cost more than routing itself). `columns` are attribute names; each row holds
+    plain ints, floats, strings, None and aware datetimes; every other column takes its
+    field's default. Sends no signals, like bulk_create."""
+    if not rows:
+        return
+    fields = {field.attname: field for field in Review._meta.concrete_fields}
+    rest = [
+        field
+        for field in Review._meta.concrete_fields
+        if not field.primary_key and field.attname not in columns
+    ]
+    defaults = tuple(field.get_db_prep_save(field.get_default(), connection) for field in rest)
+    prepared: dict[tuple[str, datetime | None], object] = {}  # a batch shares a few times
+
+    def database_value(field, value):
+        key = (field.attname, value)
+        if key not in prepared:
+            prepared[key] = field.get_db_prep_save(value, connection)
+        return prepared[key]
+
+    to_prepare = [
+        position
+        for position, name in enumerate(columns)
+        if isinstance(fields[name], models.DateTimeField)
+    ]
+    values = []
+    for row in rows:
+        if to_prepare:
+            row = list(row)
+            for position in to_prepare:
+                row[position] = database_value(fields[columns[position]], row[position])
+        values.append((*row, *defaults))
+    ops = connection.ops
+    names = ", ".join(ops.quote_name(fields[name].column) for name in columns)
+    names += "".join(f", {ops.quote_name(field.column)}" for field in rest)
+    head = (
+        f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} "
+        f"{ops.quote_name(Review._meta.db_table)} ({names}) VALUES "
+    )
+    suffix = ops.on_conflict_suffix_sql(list(fields.values()), OnConflict.IGNORE, None, None)
+    one_row = "(" + ", ".join(["%s"] * (len(columns) + len(rest))) + ")"
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":  # its executemany loops in C over a prepared statement
+            cursor.executemany(f"{head}{one_row} {suffix}", values)
+            return
+        for start in range(0, len(values), INSERT_ROWS_PER_STATEMENT):
+            page = values[start : start + INSERT_ROWS_PER_STATEMENT]
+            cursor.execute(
+                f"{head}{', '.join([one_row] * len(page))} {suffix}",
+                [value for row in page for value in row],
+            )
+
+
+def _explain_for_people(prediction_ids: list[int]) -> None:
     """The explanations of the batch's predictions that people will work, after the batch
     committed. An engine error (a corrupted artifact) leaves them to be explained when opened:
     the routing itself stands."""
-    ids = [review.prediction_id for review in reviews if is_for_people(review.route)]
     try:
-        explain_predictions(prediction_ids=ids)
+        explain_predictions(prediction_ids=prediction_ids)
     except MLError:
-        logger.exception("explaining %d routed predictions failed", len(ids))
+        logger.exception("explaining %d routed predictions failed", len(prediction_ids))
 
 
 def supersede_older_reviews(*, kind: str, member_ids: list[int]) -> int:
     """Undecided reviews of these members that a newer prediction of the same kind replaced
     (a re-score, a new model version) leave the queues: nobody should decide on stale
     numbers. Decided and auto-approved reviews stay as the history they are."""
-    newer = Review.objects.filter(
-        kind=kind,
-        member_id=OuterRef("member_id"),
-        prediction__scored_at__gt=OuterRef("prediction__scored_at"),
+    # Read through the member index, the newest prediction per member found here: one query
+    # with a correlated EXISTS made SQLite walk every pending review in the queues per batch.
+    reviews = Review.objects.filter(kind=kind)
+    several = list(
+        reviews.filter(member_id__in=member_ids)
+        .values("member_id")
+        .annotate(count=Count("pk"))
+        .filter(count__gt=1)
+        .values_list("member_id", flat=True)
     )
-    return (
-        Review.objects.filter(kind=kind, state=Review.State.PENDING, member_id__in=member_ids)
-        .filter(Exists(newer))
-        .update(state=Review.State.SUPERSEDED)
+    if not several:  # a member's first review replaces nothing
+        return 0
+    rows = list(
+        reviews.filter(member_id__in=several).values_list(
+            "pk", "member_id", "state", "prediction__scored_at"
+        )
+    )
+    newest: dict[int, datetime] = {}
+    for _, member_id, _, scored_at in rows:
+        if member_id not in newest or scored_at > newest[member_id]:
+            newest[member_id] = scored_at
+    stale = [
+        pk
+        for pk, member_id, state, scored_at in rows
+        if state == Review.State.PENDING and scored_at < newest[member_id]
+    ]
+    if not stale:
+        return 0
+    # The state is checked again as the rows are written: a decision that committed since the
+    # read keeps its review.
+    return Review.objects.filter(pk__in=stale, state=Review.State.PENDING).update(
+        state=Review.State.SUPERSEDED
     )
 
 
@@ -268,31 +439,3 @@ def _member_values(predictions) -> np.ndarray:
 
 def _value(value: float | str | None) -> float:
     return float(value) if value is not None else 0.0
-
-
-def _review(
-    policy: EscalationPolicy, rule: RoutingRule, row: tuple, sorted_values: np.ndarray
-) -> Review:
-    prediction_id, member_id, score, confidence, raw_value, tier = row
-    value = _value(raw_value)
-    risk = score if rule.kind == PredictionKind.CHURN else None
-    choice = rule.route(
-        prediction_id=prediction_id, confidence=confidence, risk=risk, value=value, tier=tier or ""
-    )
-    percentile = (
-        float(np.searchsorted(sorted_values, value, side="right")) / len(sorted_values)
-        if len(sorted_values)
-        else 0.0
-    )
-    return Review(
-        prediction_id=prediction_id,
-        member_id=member_id,
-        kind=rule.kind,
-        policy=policy,
-        priority=priority(risk=risk, value_percentile=percentile, confidence=confidence),
-        tier=tier or "",
-        member_value=value,
-        risk=risk,
-        confidence=confidence,
-        **routed_fields(choice, routed_at=timezone.now(), sla_hours=policy.sla_hours),
-    )
