@@ -10,8 +10,9 @@ from datetime import date, datetime, time
 
 from django.utils import timezone
 
+from integrations.services.feed import decision_item, visible_decisions
 from reviews.selectors.queue import QueueFilters, pending_reviews_for
-from reviews.services.decision_events import DECISION_RELATIONS, decision_data
+from reviews.services.decision_events import DECISION_RELATIONS
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 PAGE = 500
@@ -80,9 +81,11 @@ def queue_rows(*, route: str, filters: QueueFilters) -> Iterator[tuple]:
         cursor = page.next_cursor
 
 
-def decision_rows(decisions, *, start: datetime, end: datetime) -> Iterator[tuple]:
-    """The given decisions (already narrowed to what the caller may read) made in
-    [start, end), in feed order."""
+def decision_rows(user, *, start: datetime, end: datetime) -> Iterator[tuple]:
+    """The decisions `user` may read made in [start, end), in feed order, as the feed shows
+    them to that user."""
+    decisions = visible_decisions(user)
+    now = timezone.now()
     decisions = decisions.filter(decided_at__gte=start, decided_at__lt=end).select_related(
         *DECISION_RELATIONS
     )
@@ -90,7 +93,7 @@ def decision_rows(decisions, *, start: datetime, end: datetime) -> Iterator[tupl
     while True:
         page = list(decisions.filter(sequence__gt=after).order_by("sequence")[:PAGE])
         for decision in page:
-            data = decision_data(decision)
+            data = decision_item(user, decision, now=now)
             yield tuple(data[column] for column in DECISION_COLUMNS)
         if len(page) < PAGE:
             return

@@ -15,7 +15,6 @@ from integrations.exceptions import InvalidEndpoint
 from integrations.forms import DecisionExportForm, DeliveryFilterForm, EndpointForm
 from integrations.services import delivery as deliveries
 from integrations.services import endpoints
-from integrations.services.feed import visible_decisions
 from reviews.page_errors import domain_errors_as_pages
 from reviews.permissions import VIEW_DECISION, can_open_queue
 from reviews.selectors.queue import QUEUE_ROUTES, QueueFilters
@@ -156,7 +155,7 @@ def export_decisions(request):
         status = 400 if request.GET else 200
         return render(request, "integrations/export.html", {"form": form}, status=status)
     start, end = exports.day_bounds(form.cleaned_data["start"], form.cleaned_data["end"])
-    rows = exports.decision_rows(visible_decisions(request.user), start=start, end=end)
+    rows = exports.decision_rows(request.user, start=start, end=end)
     return _csv(f"decisions-{form.cleaned_data['start']}", exports.DECISION_COLUMNS, rows)
 
 

@@ -1,6 +1,7 @@
 """The loyalty program's data: members, their behavioral events, the action catalog, audit."""
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -98,6 +99,14 @@ class Action(models.Model):
         default=True, help_text="Only for members who consented to profiling."
     )
     is_active = models.BooleanField(default=True)
+    holdout_share = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of decisions for this action recorded but not executed (a holdout "
+        "that measures what the action changes), drawn at random per decision. Blank: the "
+        "program's default (control group settings).",
+    )
 
     class Meta:
         ordering = ["code"]
@@ -281,3 +290,50 @@ class Counter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} = {self.value}"
+
+
+def _new_salt() -> str:
+    import secrets
+
+    return secrets.token_hex(16)
+
+
+def _default_universal_share() -> float:
+    return settings.LOYALTY_UNIVERSAL_CONTROL_SHARE
+
+
+def _default_action_holdout_share() -> float:
+    return settings.LOYALTY_ACTION_HOLDOUT_SHARE
+
+
+class ControlGroupSettings(models.Model):
+    """The universal control group (one row): members whose stable draw
+    (`loyalty.control_groups`) falls below `universal_share` receive no action at all; they
+    are still scored and decided, so that their outcomes are the baseline. `salt` makes the
+    draw unguessable and is never changed: raising the share only adds members. The shares a
+    new row starts with are settings (LOYALTY_UNIVERSAL_CONTROL_SHARE, 5 %, and
+    LOYALTY_ACTION_HOLDOUT_SHARE, 10 %); admins change them in the admin (audited)."""
+
+    universal_share = models.FloatField(
+        default=_default_universal_share,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of members who receive no action at all (the baseline).",
+    )
+    action_holdout_share = models.FloatField(
+        default=_default_action_holdout_share,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of each action's decisions recorded but not executed, for actions "
+        "that set no share of their own.",
+    )
+    salt = models.CharField(max_length=64, default=_new_salt, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "control group settings"
+        verbose_name_plural = "control group settings"
+
+    # The salt decides who is held out; the trail records that settings changed, not it.
+    AUDIT_OMITTED_FIELDS = ("salt",)
+
+    def __str__(self) -> str:
+        return f"universal control: {self.universal_share:.0%}"

@@ -36,6 +36,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "loyalty.add_action",
         "loyalty.change_action",
         "loyalty.delete_action",
+        "loyalty.view_controlgroupsettings",
+        "loyalty.change_controlgroupsettings",
         "loyalty.view_auditrecord",
         "auth.view_user",
         "auth.add_user",

@@ -14,7 +14,7 @@ from django.db.models import Min
 from loyalty.models import Event, Member
 from loyalty.query_frames import arrow_table_by_copy
 from loyalty.selectors import scorable_members
-from predictions.ml import frames
+from predictions.ml import frames, row_budget
 from predictions.ml.features import MAX_LOOKBACK_DAYS, PreparedEvents, prepare_events
 
 # What build_features reads: quantity and product_id feed no feature, so scoring skips them.
@@ -235,11 +235,40 @@ def first_event_times(*, before: datetime, member_ids: Sequence[int]) -> pd.Seri
     return pd.Series(stamps.asi8, index=index, name="t_ns")
 
 
-def profiling_frames(*, before: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+# Kept members' ids per range read (profiling_frames): one range of the program's events in
+# memory at a time beside the kept ones.
+PROFILING_READ_IDS = 20_000
+
+
+def profiling_frames(
+    *, before: datetime | None = None, max_members: int | None = -1, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(events, members) of the members who may be profiled: what training, the gate's
     out-of-time evaluation and the calibration monitor read, so that a member who withdrew
-    consent or was erased is neither trained on nor scored for a report."""
-    return events_frame(before=before, only_profiled=True), members_frame(only_profiled=True)
+    consent or was erased is neither trained on nor scored for a report.
+
+    Memory follows a member budget, not the program: beyond `max_members`
+    (LOYALTY_TRAINING_MAX_MEMBERS by default; None: no budget) the members with the lowest
+    stable hash of (id, seed) are kept (`predictions.ml.row_budget`: reproducible, a larger
+    budget keeps a superset) and only their events are read, range by range."""
+    if max_members == -1:
+        max_members = settings.LOYALTY_TRAINING_MAX_MEMBERS
+    members = members_frame(only_profiled=True)
+    if max_members is None or len(members) <= max_members:
+        return events_frame(before=before, only_profiled=True), members
+    ids = members["member_id"].to_numpy()
+    kept = np.sort(ids[row_budget.within_budget(ids, budget=max_members, seed=seed)])
+    members = members[members["member_id"].isin(kept)].reset_index(drop=True)
+    parts = [
+        events_frame(
+            before=before,
+            only_profiled=True,
+            member_id_range=(int(chunk[0]), int(chunk[-1])),
+            member_ids=chunk,
+        )
+        for chunk in np.array_split(kept, max(1, -(-len(kept) // PROFILING_READ_IDS)))
+    ]
+    return pd.concat(parts, ignore_index=True), members
 
 
 def members_frame(

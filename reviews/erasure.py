@@ -36,7 +36,16 @@ ERASED_ROUTE_REASON = "member erased"
 # decision or an escalation happened, why (the reason code), in which role, on which
 # prediction. The answer about the member and the analyst's proposal go.
 KEPT_AUDIT_DETAILS = {
-    AuditRecord.Kind.DECISION: ("verdict", "reason", "as", "member", "prediction"),
+    # Whether a decision was held out is the control group's log, nothing about the member.
+    AuditRecord.Kind.DECISION: (
+        "verdict",
+        "reason",
+        "as",
+        "member",
+        "prediction",
+        "held_out",
+        "holdout_reason",
+    ),
     AuditRecord.Kind.ESCALATION: ("reason", "member", "with_proposal"),
 }
 # The details key that lists what erasure took out of a record.

@@ -189,6 +189,10 @@ class Decision(models.Model):
         related_name="+",
         help_text="Override of a next action: the right action.",
     )
+    # A control group (loyalty.control_groups): recorded, never executed; drawn, never chosen.
+    held_out = models.BooleanField(default=False)
+    holdout_reason = models.CharField(max_length=32, blank=True)
+    holdout_draw = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["-decided_at", "-id"]

@@ -4,6 +4,8 @@ Pages, the API, the services and the tasks all ask here; a rule about who sees o
 review lives in exactly one function of this module.
 """
 
+from datetime import datetime, timedelta
+
 from django.db.models import Q
 
 from reviews.models import Review
@@ -85,6 +87,20 @@ def visible_decisions_filter(user) -> Q:
     if user.has_perm(VIEW_REVIEW):
         return Q(review__in=visible_reviews(user))
     return Q(review__member__erased_at__isnull=True)
+
+
+# When a model version states no horizon (older versions), the product's default one.
+DEFAULT_HORIZON_DAYS = 90
+
+
+def holdout_disclosed(user, decision, *, now: datetime) -> bool:
+    """Whether `user` may know that a decision was held out: a system at once (it must not
+    act on it); a person only once the decision's horizon has passed, so that knowing cannot
+    change how they decide or follow up."""
+    if not user.has_perm(VIEW_REVIEW):
+        return True
+    horizon = decision.review.prediction.model_version.horizon_days or DEFAULT_HORIZON_DAYS
+    return now >= decision.decided_at + timedelta(days=horizon)
 
 
 def can_decide_review(user, review: Review) -> bool:

@@ -492,6 +492,7 @@ ADMIN_VISIBLE_TO_ADMIN_ROLE = {
     "loyalty.member",
     "loyalty.event",
     "loyalty.action",
+    "loyalty.controlgroupsettings",
     "loyalty.auditrecord",
     "loyalty.erasuretombstone",
     "predictions.modelversion",

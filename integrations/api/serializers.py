@@ -20,7 +20,10 @@ class DecisionEventSerializer(serializers.Serializer):
         help_text="Position in the feed; pass the last one you received as `since`."
     )
     held_out = serializers.BooleanField(
-        help_text="A held-out decision is recorded, never acted on (a control group)."
+        allow_null=True,
+        help_text="A held-out decision is recorded, never acted on (a control group; its "
+        "webhook is `decision.held_out`). Systems see it at once; for people it is null until "
+        "the decision's horizon has passed.",
     )
     member_external_id = serializers.CharField()
     kind = serializers.ChoiceField(choices=PredictionKind.choices)

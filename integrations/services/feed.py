@@ -4,8 +4,10 @@ misses a decision that committed late and never repeats one."""
 
 from dataclasses import dataclass
 
+from django.utils import timezone
+
 from reviews.models import Decision
-from reviews.permissions import visible_decisions_filter
+from reviews.permissions import holdout_disclosed, visible_decisions_filter
 from reviews.services.decision_events import DECISION_RELATIONS, decision_data
 
 
@@ -20,14 +22,24 @@ def visible_decisions(user):
     return Decision.objects.filter(visible_decisions_filter(user))
 
 
+def decision_item(user, decision: Decision, *, now) -> dict:
+    """The decision as `user` may read it: whether it was held out stays null for people
+    until its horizon has passed (`reviews.permissions.holdout_disclosed`)."""
+    item = decision_data(decision)
+    if not holdout_disclosed(user, decision, now=now):
+        item["held_out"] = None
+    return item
+
+
 def decision_feed(user, *, since: int, limit: int, kind: str | None = None) -> FeedPage:
     decisions = visible_decisions(user).filter(sequence__gt=since)
     if kind:
         decisions = decisions.filter(review__kind=kind)
     rows = list(decisions.select_related(*DECISION_RELATIONS).order_by("sequence")[: limit + 1])
     page = rows[:limit]
+    now = timezone.now()
     return FeedPage(
-        results=[decision_data(decision) for decision in page],
+        results=[decision_item(user, decision, now=now) for decision in page],
         next_since=page[-1].sequence if page else since,
         has_more=len(rows) > limit,
     )

@@ -24,8 +24,16 @@ from django_celery_beat.models import (
 )
 
 from loyalty.admin.read_only import ReadOnlyAdmin
+from loyalty.control_groups import control_settings
 from loyalty.exceptions import DomainError
-from loyalty.models import Action, AuditRecord, ErasureTombstone, Event, Member
+from loyalty.models import (
+    Action,
+    AuditRecord,
+    ControlGroupSettings,
+    ErasureTombstone,
+    Event,
+    Member,
+)
 from loyalty.services.config_audit import AuditedAdminMixin, audited_bulk_change
 from loyalty.services.erasure import (
     ERASE_PERMISSION,
@@ -171,9 +179,35 @@ class EventAdmin(admin.ModelAdmin):
 
 @admin.register(Action)
 class ActionAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ["code", "name", "cost", "min_tier", "requires_consent", "is_active"]
+    list_display = [
+        "code",
+        "name",
+        "cost",
+        "min_tier",
+        "requires_consent",
+        "holdout_share",
+        "is_active",
+    ]
     list_filter = ["is_active", "requires_consent"]
     search_fields = ["code", "name"]
+
+
+@admin.register(ControlGroupSettings)
+class ControlGroupSettingsAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """The one row of control group settings: changed (audited), never added or deleted."""
+
+    list_display = ["__str__", "universal_share", "action_holdout_share", "updated_at"]
+    fields = ["universal_share", "action_holdout_share"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request):
+        control_settings()  # the row exists even after a flush
+        return super().get_queryset(request)
 
 
 class AuditedPeriodicTaskAdmin(AuditedAdminMixin, PeriodicTaskAdmin):

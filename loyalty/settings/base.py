@@ -228,6 +228,14 @@ LOYALTY_TIER_LADDER = env.list(
 # The IANA zone (e.g. Europe/Paris) of imported times written without an offset; the import
 # commands' --timezone overrides it. No default: unset, such times are refused, since guessing
 # a zone would shift every event of a source by hours without anyone noticing.
+# Control groups (loyalty.control_groups): the shares the settings row starts with; admins
+# change them in the admin afterwards (audited).
+LOYALTY_UNIVERSAL_CONTROL_SHARE = env.float("LOYALTY_UNIVERSAL_CONTROL_SHARE", default=0.05)
+LOYALTY_ACTION_HOLDOUT_SHARE = env.float("LOYALTY_ACTION_HOLDOUT_SHARE", default=0.10)
+# Training, the gate's evaluation and the monitor read at most this many members (a stable
+# sample beyond it, `predictions.selectors.profiling_frames`): their memory follows this
+# budget, not the size of the program.
+LOYALTY_TRAINING_MAX_MEMBERS = env.int("LOYALTY_TRAINING_MAX_MEMBERS", default=250_000)
 LOYALTY_IMPORT_TIMEZONE = env.str("LOYALTY_IMPORT_TIMEZONE", default="") or None
 
 LOGGING = {

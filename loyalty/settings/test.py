@@ -36,3 +36,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 
 # As in production: tests that deliver to a receiver on this machine allow it themselves.
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
+
+# No control groups unless a test sets their shares: whether a member is drawn into one
+# depends on its database id, which no test may depend on (tests/loyalty/test_control_groups.py
+# sets the shares it tests).
+LOYALTY_UNIVERSAL_CONTROL_SHARE = 0.0
+LOYALTY_ACTION_HOLDOUT_SHARE = 0.0

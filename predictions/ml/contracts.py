@@ -127,9 +127,10 @@ class ChurnConfig:
       bench/churn_eval.py). Oldest cutoffs train the trees, the next later one stops
       boosting early, the latest calibrates. Early stopping validates on
       `validation_member_share` of the members, held out of that fit (the final fit uses
-      everyone): see `churn.rows.split_rows` for why. Beyond `max_training_rows` training
-      rows (80,000 members at 24 cutoffs) a seeded share of members trains, which bounds
-      the time of the fit and its half-sample refits on big programs.
+      everyone): see `churn.rows.split_rows` for why. `max_training_rows` is a budget over
+      every cutoff training reads: each keeps at most its share (83,333 members at 24
+      cutoffs), a stable sample chosen before any feature is built (`churn.panel`,
+      `row_budget`), which bounds the memory and time of the fit and its half-sample refits.
     - `interval_coverage`: nominal coverage of the interval on the probability, built from
       `bootstrap_models` half-sample refits (see `confidence.probability_interval`);
       `label_set_coverage`: nominal coverage of the conformal {stay, churn} set.

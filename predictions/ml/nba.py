@@ -35,6 +35,7 @@ from .explain import top_contributions
 from .features import FEATURE_CODES, PreparedEvents
 from .metrics import multiclass_metrics
 from .progress import Progress, ProgressCallback
+from .row_budget import budget_report, rows_per_cutoff, within_budget
 from .scorers import booster_settings, fit_booster, training_matrix
 
 DECISION = "decision"
@@ -71,6 +72,11 @@ FITTING = "fitting"
 CALIBRATION = "calibration"
 EVALUATION = "evaluation"
 PROGRESS_PLAN = {JOINING: 0.1, FITTING: 0.7, CALIBRATION: 0.1, EVALUATION: 0.1}
+# Member-cutoffs of history (rules and outcomes) trained on at most, as churn's
+# `max_training_rows`: each snapshot keeps a stable sample of its members beyond its share
+# (`row_budget`), so the fit's memory and time stay bounded on big programs. People's
+# decisions always train.
+MAX_TRAINING_ROWS = 2_000_000
 
 
 def bootstrap_rule_labels(
@@ -199,6 +205,7 @@ def train_next_action(
     action_codes: Sequence[str],
     config: NextActionConfig | None = None,
     progress: ProgressCallback | None = None,
+    max_training_rows: int = MAX_TRAINING_ROWS,
 ) -> NextActionTrainingResult:
     """Fit the multiclass model, its conformal threshold, and held-out metrics.
 
@@ -208,7 +215,9 @@ def train_next_action(
     a member-cutoff's rows kept together); oldest `train_share` train, next `validation_share`
     stop boosting early (on the `validation_member_share` of members held out of that fit),
     the rest calibrate the LAC set and measure held-out metrics. `progress` hears the stages
-    (PROGRESS_PLAN) and each boosting fit.
+    (PROGRESS_PLAN) and each boosting fit. Beyond `max_training_rows` member-cutoffs, each
+    cutoff keeps the members `snapshot_members` keeps there (decisions are never dropped);
+    the report's `row_budget` says how many.
     """
     config = config or NextActionConfig()
     tracker = Progress(progress, PROGRESS_PLAN)
@@ -217,6 +226,7 @@ def train_next_action(
     if not codes:
         raise ValueError("action_codes is empty")
     rows, dropped = _join(features, labels, codes)
+    rows, budget = _within_row_budget(rows, max_training_rows, config.seed)
     if len(rows) < config.min_rows:
         raise InsufficientHistoryError(
             f"{len(rows)} usable label rows, at least {config.min_rows} are needed"
@@ -283,8 +293,51 @@ def train_next_action(
         train=int(train.sum()), early_stopping_train=int(fit.sum()), validation=int(stop.sum())
     )
     report["boosting_rounds"] = int(booster.num_boosted_rounds())
+    report["row_budget"] = budget
     tracker.finish()
     return NextActionTrainingResult(bundle=bundle, report=report)
+
+
+def snapshot_members(
+    member_ids: np.ndarray,
+    *,
+    snapshots: int,
+    seed: int = 0,
+    max_training_rows: int = MAX_TRAINING_ROWS,
+) -> np.ndarray:
+    """The members (of `member_ids`, distinct) to build snapshot features for, so that no
+    snapshot holds more than its share of the row budget: the budget's stable sample over all
+    of them (`row_budget.within_budget`), which `train_next_action` then keeps whole."""
+    ids = np.asarray(member_ids, dtype="int64")
+    budget = rows_per_cutoff(max_training_rows, snapshots)
+    return ids[within_budget(ids, budget=budget, seed=seed)]
+
+
+def _within_row_budget(
+    rows: pd.DataFrame, max_training_rows: int, seed: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The joined rows with each cutoff's history cut to its budget (`snapshot_members`)."""
+    cutoffs = pd.to_datetime(rows["cutoff"], utc=True)
+    member = rows["member_id"].to_numpy(dtype="int64")
+    history = (rows["source"] != DECISION).to_numpy()
+    keep = np.ones(len(rows), dtype=bool)
+    counts = {}
+    distinct = sorted(cutoffs.unique())
+    for cutoff in distinct:
+        at = (cutoffs == cutoff).to_numpy() & history
+        members = np.unique(member[at])
+        kept = snapshot_members(
+            members, snapshots=len(distinct), seed=seed, max_training_rows=max_training_rows
+        )
+        keep[at] = np.isin(member[at], kept)
+        counts[cutoff.isoformat()] = {"active": int(len(members)), "kept": int(len(kept))}
+    report = budget_report(
+        max_rows=max_training_rows,
+        per_cutoff=rows_per_cutoff(max_training_rows, max(len(distinct), 1)),
+        counts=counts,
+    )
+    report["rule"] += "; people's decisions always train"
+    return rows[keep].reset_index(drop=True), report
 
 
 def class_probabilities(bundle: NextActionBundle, x: np.ndarray) -> np.ndarray:

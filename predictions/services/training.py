@@ -16,12 +16,18 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from loyalty.models import Action
+from loyalty.selectors import scorable_members
 from predictions.exceptions import TrainingDataError
 from predictions.ml import artifacts
 from predictions.ml.churn.model import LabeledRows, train_churn
 from predictions.ml.contracts import ChurnConfig, MLError, NextActionConfig
 from predictions.ml.features import FEATURES, build_feature_panel, prepare_events
-from predictions.ml.nba import bootstrap_rule_labels, observed_outcome_labels, train_next_action
+from predictions.ml.nba import (
+    bootstrap_rule_labels,
+    observed_outcome_labels,
+    snapshot_members,
+    train_next_action,
+)
 from predictions.ml.progress import Progress, ProgressCallback, labelled
 from predictions.models import ModelVersion, PredictionKind
 from predictions.selectors import profiling_frames
@@ -91,7 +97,7 @@ def train_churn_version(
     directory = _new_artifact_directory(PredictionKind.CHURN)
     # The trees' files, and the sequence model's under sequence/, in one checksum mapping.
     checksums = artifacts.save_churn_bundle(bundle=result.bundle, directory=directory)
-    report = result.report
+    report = {**result.report, "member_budget": member_budget(len(members))}
     version = _register(
         kind=PredictionKind.CHURN,
         # The ensemble when it won the selection; the registry shows both side by side.
@@ -144,9 +150,18 @@ def train_next_action_version(
     if not snapshots:
         raise TrainingDataError("No history before the cutoff to build training snapshots from.")
     tracker.stage(SNAPSHOT_FEATURES, total=len(snapshots))
+    # Features only for the members the trainer's row budget keeps (nba.snapshot_members):
+    # the panel never outgrows the budget, whatever the number of members.
+    seed = (config or NextActionConfig()).seed
+    kept_ids = snapshot_members(
+        members["member_id"].to_numpy(), snapshots=len(snapshots), seed=seed
+    )
+    panel_members = members[members["member_id"].isin(kept_ids)]
     parts = []
     for snapshot in snapshots:
-        parts.append(build_feature_panel(events=prepared, members=members, cutoffs=[snapshot]))
+        parts.append(
+            build_feature_panel(events=prepared, members=panel_members, cutoffs=[snapshot])
+        )
         tracker.step(detail=f"snapshot {snapshot.date()}")
     panel = pd.concat(parts)
     if extra_features is not None and len(extra_features):
@@ -180,7 +195,7 @@ def train_next_action_version(
     tracker.stage(REGISTERING)
     directory = _new_artifact_directory(PredictionKind.NEXT_ACTION)
     checksums = artifacts.save_next_action_bundle(bundle=result.bundle, directory=directory)
-    report = result.report
+    report = {**result.report, "member_budget": member_budget(len(members))}
     version = _register(
         kind=PredictionKind.NEXT_ACTION,
         algorithm="xgboost",
@@ -203,9 +218,21 @@ def train_next_action_version(
 
 
 def training_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The history every training reads, (events, members): only of the members that may be
-    profiled (`predictions.selectors.profiling_frames`)."""
+    """(events, members) training reads: only members who may be profiled, at most
+    LOYALTY_TRAINING_MAX_MEMBERS of them (`predictions.selectors.profiling_frames`)."""
     return profiling_frames()
+
+
+def member_budget(members_read: int) -> dict:
+    """What a training report says about the member budget: how many members may be
+    profiled, how many were read, and the rule."""
+    return {
+        "max_members": settings.LOYALTY_TRAINING_MAX_MEMBERS,
+        "profiled": scorable_members().count(),
+        "read": members_read,
+        "rule": "beyond max_members, the members with the lowest stable hash of (member id, "
+        "seed 0) are read, and only their events (LOYALTY_TRAINING_MAX_MEMBERS)",
+    }
 
 
 def default_training_cutoff(*, kind: str, horizon_days: int) -> datetime:

@@ -4,6 +4,7 @@ pull feed and the export, built here from the decision and its prediction."""
 from typing import Any
 
 from loyalty import outbox
+from loyalty.models import Action
 from predictions.calls import model_churn_call
 from predictions.models import PredictionKind
 from reviews.models import Decision, Review
@@ -19,15 +20,18 @@ DECISION_RELATIONS = (
 )
 
 
-def decided_action_code(decision: Decision) -> str | None:
-    """The action the decision settles on: on a next-action review, the model's recommended
+def settled_action(review: Review, verdict: str, override_action: Action | None) -> Action | None:
+    """The action a decision settles on: on a next-action review, the model's recommended
     action when approved, the person's when overridden; a churn review settles none."""
-    review = decision.review
     if review.kind != PredictionKind.NEXT_ACTION:
         return None
-    if decision.verdict == Decision.Verdict.OVERRIDE:
-        return decision.action.code if decision.action_id else None
-    action = review.prediction.recommended_action
+    if verdict == Decision.Verdict.OVERRIDE:
+        return override_action
+    return review.prediction.recommended_action
+
+
+def decided_action_code(decision: Decision) -> str | None:
+    action = settled_action(decision.review, decision.verdict, decision.action)
     return action.code if action is not None else None
 
 
@@ -50,7 +54,7 @@ def decision_data(decision: Decision) -> dict[str, Any]:
     return {
         "decision_id": decision.pk,
         "sequence": decision.sequence,
-        "held_out": False,
+        "held_out": decision.held_out,
         "member_external_id": review.member.external_id,
         "kind": review.kind,
         "verdict": decision.verdict,
@@ -68,10 +72,11 @@ def decision_data(decision: Decision) -> dict[str, Any]:
 
 
 def emit_decision(decision: Decision) -> None:
-    """Announce the decision in the caller's transaction (`decision.created`)."""
-    outbox.emit(
-        outbox.DECISION_CREATED, decision_data(decision), member_id=decision.review.member_id
-    )
+    """Announce the decision in the caller's transaction: `decision.created`, or for a
+    held-out decision only `decision.held_out`, so that a receiver that ignores the flag
+    still cannot act on it."""
+    event_type = outbox.DECISION_HELD_OUT if decision.held_out else outbox.DECISION_CREATED
+    outbox.emit(event_type, decision_data(decision), member_id=decision.review.member_id)
 
 
 def emit_escalation(review: Review, *, reason_code: str) -> None:

@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from loyalty.control_groups import holdout_for
 from loyalty.exceptions import require_permission
 from loyalty.models import Action, AuditRecord
 from loyalty.sequences import next_values
@@ -23,7 +24,7 @@ from reviews.exceptions import (
 )
 from reviews.models import VERDICT_TREATMENTS, Decision, ReasonCode, Review
 from reviews.permissions import DECIDE, DECIDE_ESCALATED, visible_reviews
-from reviews.services.decision_events import emit_decision, emit_escalation
+from reviews.services.decision_events import emit_decision, emit_escalation, settled_action
 from reviews.signals import decision_recorded
 
 # The answer fields a decision may carry besides its reason, and what can be wrong with one.
@@ -158,6 +159,11 @@ def decide_review(
             review_id=review.pk,
             verdict=earlier.verdict,
         )
+    holdout = holdout_for(
+        member_id=review.member_id,
+        action=settled_action(review, verdict, action),
+        subject=f"prediction:{review.prediction_id}",
+    )
     try:
         with transaction.atomic():
             decision = Decision.objects.create(
@@ -169,6 +175,9 @@ def decide_review(
                 comment=comment,
                 churn_label=churn_label,
                 action=action,
+                held_out=holdout.held_out,
+                holdout_reason=holdout.reason,
+                holdout_draw=holdout.draw,
                 sequence=next_values("decision")[0],
             )
     except IntegrityError as error:  # a concurrent decision won the race
@@ -190,6 +199,8 @@ def decide_review(
             "prediction": review.prediction_id,
             "churn_label": churn_label,
             "action": action.code if action else None,
+            "held_out": holdout.held_out,
+            "holdout_reason": holdout.reason,
         },
     )
     return decision, True

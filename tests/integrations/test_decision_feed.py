@@ -80,11 +80,16 @@ def test_a_feed_item_says_what_was_decided(decided, make_user):
 
     churn = items[decided["churn"].pk]
     assert (churn["kind"], churn["verdict"], churn["churn_call"]) == ("churn", "override", False)
+    # People learn whether a decision was held out only after its horizon; systems at once.
     assert (churn["reason_code"], churn["decided_as"], churn["held_out"]) == (
         "wrong-churn-call",
         "expert",
-        False,
+        None,
     )
+    as_system = {
+        item["decision_id"]: item for item in _pull(_client(make_user("integrator")))["results"]
+    }
+    assert as_system[decided["churn"].pk]["held_out"] is False
     action = items[decided["action"].pk]
     assert (action["action_code"], action["churn_call"]) == ("win_back_email", None)
     review = decided["action"].review

@@ -562,6 +562,7 @@ def test_adding_changing_and_deleting_an_action_is_audited(client, make_user):
         "min_tier": "",
         "requires_consent": True,
         "is_active": True,
+        "holdout_share": None,  # blank: the program's default holdout share
     }
     assert [record.subject for record in (added, changed, deleted)] == [
         f"loyalty.action:{action.pk}"

@@ -479,6 +479,9 @@ def test_erasure_redacts_the_audit_details_about_the_members_reviews(scored, peo
         "as": "expert",
         "member": member_id,
         "prediction": mine["decided"].prediction_id,
+        # The control group's log stays: it says nothing about the member.
+        "held_out": False,
+        "holdout_reason": "",
         "redacted_at_erasure": ["action", "churn_label"],
     }
     assert (decision_record.actor, decision_record.kind) == (people["expert"], "decision")

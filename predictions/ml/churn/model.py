@@ -19,22 +19,33 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
-from sklearn.metrics import roc_auc_score
 
-from predictions.ml import calibration, conformal, frames
+from predictions.ml import frames
 from predictions.ml.churn import stages
+from predictions.ml.churn.candidates import (
+    BASELINES,
+    CANDIDATES,
+    ENSEMBLE,
+    SELECTION_ORDER,
+    SEQUENCE,
+    XGBOOST,
+    finish_candidate,
+    fit_bgnbd,
+    fit_scorers,
+    refit,
+)
+from predictions.ml.churn.candidates import BGNBD as BGNBD
+from predictions.ml.churn.candidates import RECENCY as RECENCY
+from predictions.ml.churn.candidates import RFM_LOGISTIC as RFM_LOGISTIC
+from predictions.ml.churn.panel import Panel, budgeted_rows, build_panel, panel_report
 from predictions.ml.churn.rows import (
     LabeledRows,
-    Rows,
     Splits,
     feature_matrix,
     model_feature_codes,
     qualifying_span,
     require_both_classes,
-    rows_at,
     split_rows,
-    take_rows,
     training_cutoffs,
     with_labeled,
 )
@@ -54,47 +65,14 @@ from predictions.ml.contracts import (
     InsufficientHistoryError,
 )
 from predictions.ml.explain import sampled_importance, top_contributions
-from predictions.ml.features import (
-    MAX_LOOKBACK_DAYS,
-    PreparedEvents,
-    prepare_events,
-)
+from predictions.ml.features import PreparedEvents, prepare_events
 from predictions.ml.metrics import binary_metrics
 from predictions.ml.progress import Progress, ProgressCallback
-from predictions.ml.scorers import (
-    BgNbdScorer,
-    LinearScorer,
-    TreeScorer,
-    booster_settings,
-    fit_bgnbd_scorer,
-    fit_booster,
-    fit_linear,
-    training_matrix,
-)
+from predictions.ml.scorers import TreeScorer
 
 if TYPE_CHECKING:  # torch is imported only when a sequence model is trained or scored
     from predictions.ml.sequences.encoding import EncodedSequences, SequenceEvents
 
-XGBOOST = "xgboost"
-RECENCY = "recency"
-RFM_LOGISTIC = "rfm_logistic"
-BGNBD = "bgnbd"
-ENSEMBLE = "ensemble"
-SEQUENCE = "sequence"
-# Simplest first: on a tie within the tolerance the earlier one wins.
-CANDIDATES = (RECENCY, RFM_LOGISTIC, BGNBD, XGBOOST)
-BASELINES = (RECENCY, RFM_LOGISTIC, BGNBD)
-# The order the selection rule reads, the tree + sequence ensemble last (the most complex).
-# BG/NBD is a yardstick, never served: fitted on purchase histories alone, people's labels
-# could not change it, and the learning loop would stand still.
-SELECTION_ORDER = (RECENCY, RFM_LOGISTIC, XGBOOST, ENSEMBLE)
-# Inverse L2 strength of the baselines on standardized inputs: mild, they have 1-4 columns.
-BASELINE_C = 1.0
-RFM_COLUMNS = ("days_since_last_purchase", "baskets_365", "spend_365", "tenure_days")
-# BG/NBD's purchase summary (x, T, T - t_x); without all three there is no bgnbd candidate.
-BGNBD_COLUMNS = ("repeat_purchase_days", "days_since_first_purchase", "days_since_last_purchase")
-# Never having purchased within the lookback is treated as the longest recency there is.
-RECENCY_FILL = float(MAX_LOOKBACK_DAYS)
 DEFAULT_TOP_K = 5
 
 
@@ -144,10 +122,16 @@ def train_churn(
         )
     codes = model_feature_codes(config, cutoffs)
     tracker.stage(stages.FEATURES, total=len(cutoffs))
-    panel = []
-    for c in cutoffs:
-        panel.append(rows_at(prepared, roster, c, horizon_days, config, codes))
-        tracker.step(detail=f"cutoff {c.date()}")
+    built = build_panel(
+        prepared=prepared,
+        roster=roster,
+        cutoffs=cutoffs,
+        horizon_days=horizon_days,
+        config=config,
+        codes=codes,
+        on_cutoff=lambda c: tracker.step(detail=f"cutoff {c.date()}"),
+    )
+    panel = built.rows
     splits = split_rows(
         panel,
         seed=config.seed,
@@ -166,12 +150,12 @@ def train_churn(
     ):
         require_both_classes(name, rows)
 
-    scorers, dtrain, stopped = _fit_scorers(splits, codes, config, tracker)
-    scorers |= _fit_bgnbd(train, codes, horizon_days)
+    scorers, dtrain, stopped = fit_scorers(splits, codes, config, tracker)
+    scorers |= fit_bgnbd(train, codes, horizon_days)
     candidates, selection = {}, {}
     tracker.stage(stages.REFITTING, total=len(scorers) * config.bootstrap_models)
     for name in (name for name in CANDIDATES if name in scorers):
-        candidates[name], selection[name] = _finish_candidate(
+        candidates[name], selection[name] = finish_candidate(
             name, scorers[name], train, dtrain, calib, config, tracker
         )
     ensemble, sequence_report = _fit_ensemble(
@@ -186,7 +170,7 @@ def train_churn(
         scorers={name: c.scorer for name, c in candidates.items() if name in order},
         methods={name: selection[name]["calibration"] for name in order if name in candidates},
         order=order,
-        refit=lambda scorer, rows: _refit(scorer, rows, dtrain, config, replica=-1),
+        refit=lambda scorer, rows: refit(scorer, rows, dtrain, config, replica=-1),
         seed=config.seed,
     )
     selected, overall, served_because = served_candidates(
@@ -210,6 +194,7 @@ def train_churn(
         horizon_days=horizon_days,
         config=config,
         codes=codes,
+        budget=built.rows_per_cutoff,
     )
     candidates, ensemble = shifted.candidates, shifted.ensemble
     bundle = ChurnBundle(
@@ -223,8 +208,8 @@ def train_churn(
         ensemble=ensemble,
     )
     tracker.stage(stages.EVALUATION)
-    evaluation, eval_rows, reason = _evaluate(
-        bundle, prepared, roster, cutoff_ts, last_event, horizon_days, config, sequence_events
+    evaluation, eval_counts, reason = _evaluate(
+        bundle, prepared, roster, cutoff_ts, last_event, horizon_days, built, sequence_events
     )
     importance = sampled_importance(
         scorer=candidates[XGBOOST].scorer,
@@ -270,13 +255,14 @@ def train_churn(
             "early_stopping_train": len(splits.early_stopping.y),
             "validation": len(splits.validation.y),
             "calibration": len(calib.y),
-            "evaluation": eval_rows,
+            "evaluation": 0 if eval_counts is None else eval_counts["kept"],
             "labeled": 0 if labeled is None else len(labeled),
             "labeled_weight": 0.0 if labeled is None else float(np.sum(labeled.weight)),
             "train_churn_rate": float(train.y.mean()),
             "validation_churn_rate": float(splits.validation.y.mean()),
             "calibration_churn_rate": float(calib.y.mean()),
         },
+        "row_budget": panel_report(built, config, eval_counts),
         "cutoffs": [c.isoformat() for c in cutoffs],
         "split_cutoffs": {
             "train": sorted({str(c) for c in train.cutoff}),
@@ -378,78 +364,6 @@ def predict_churn(
     )
 
 
-def _baseline_layout(codes: tuple[str, ...], names: tuple[str, ...]) -> dict[str, tuple]:
-    """Column positions and transforms of a baseline; excluded features are left out."""
-    if "days_since_last_purchase" not in codes:
-        raise ValueError("days_since_last_purchase cannot be excluded: every baseline uses it")
-    names = tuple(name for name in names if name in codes)
-    columns = tuple(codes.index(name) for name in names)
-    fill = tuple(RECENCY_FILL if name == "days_since_last_purchase" else 0.0 for name in names)
-    return {"columns": columns, "signed_log": (True,) * len(names), "fill": fill}
-
-
-def _fit_scorers(
-    splits: Splits, codes: tuple[str, ...], config: ChurnConfig, progress: Progress
-) -> tuple[dict[str, Any], xgb.DMatrix, TreeScorer]:
-    """The three candidates fitted on the training rows, the trees' training matrix, and the
-    early-stopping booster (fitted without the validation members: its margins there are
-    honest, which the ensemble's stacker needs).
-
-    The number of boosting rounds comes from early stopping on the member-disjoint,
-    time-later validation rows; the trees are then refit with that many rounds on every
-    training member, the rows the baselines are fitted on too.
-    """
-    settings = booster_settings(
-        config.booster, seed=config.seed, objective="binary:logistic", eval_metric="logloss"
-    )
-    fit, valid, train = splits.early_stopping, splits.validation, splits.train
-    progress.stage(stages.FITTING, total=3)  # early stopping, the trees, the baselines
-    dfit = training_matrix(params=config.booster, x=fit.x, y=fit.y, weights=fit.w)
-    dvalid = training_matrix(params=config.booster, x=valid.x, y=valid.y, reference=dfit)
-    stopped = fit_booster(params=config.booster, settings=settings, train=dfit, valid=dvalid)
-    progress.step(detail=f"xgboost early stopping: {stopped.num_boosted_rounds()} rounds")
-    dtrain = training_matrix(params=config.booster, x=train.x, y=train.y, weights=train.w)
-    booster = fit_booster(
-        params=config.booster,
-        settings=settings,
-        train=dtrain,
-        valid=None,
-        rounds=stopped.num_boosted_rounds(),
-    )
-    progress.step(detail=XGBOOST)
-    scorers = {
-        XGBOOST: TreeScorer(booster),
-        RECENCY: fit_linear(
-            x=train.x,
-            y=train.y,
-            weights=train.w,
-            regularization_c=BASELINE_C,
-            **_baseline_layout(codes, ("days_since_last_purchase",)),
-        ),
-        RFM_LOGISTIC: fit_linear(
-            x=train.x,
-            y=train.y,
-            weights=train.w,
-            regularization_c=BASELINE_C,
-            **_baseline_layout(codes, RFM_COLUMNS),
-        ),
-    }
-    progress.step(detail=f"{RECENCY}, {RFM_LOGISTIC}")
-    return scorers, dtrain, TreeScorer(stopped)
-
-
-def _fit_bgnbd(train: Rows, codes: tuple[str, ...], horizon_days: int) -> dict[str, Any]:
-    """The BG/NBD baseline, fitted on the training rows' purchase summaries (each as of its
-    own cutoff), or nothing when a summary column is excluded."""
-    if not set(BGNBD_COLUMNS) <= set(codes):
-        return {}
-    columns = tuple(codes.index(name) for name in BGNBD_COLUMNS)
-    scorer = fit_bgnbd_scorer(
-        x=train.x, columns=columns, horizon_days=horizon_days, fill_days=RECENCY_FILL
-    )
-    return {BGNBD: scorer}
-
-
 def _fit_ensemble(
     config: ChurnConfig,
     sequence_events: SequenceEvents | None,
@@ -489,98 +403,6 @@ def _fit_ensemble(
     return fitted.ensemble, fitted.report
 
 
-def _refit(scorer: Any, half: Rows, dtrain: xgb.DMatrix, config: ChurnConfig, replica: int) -> Any:
-    """The same candidate refit on a half-sample (trees: same settings and number of rounds)."""
-    if isinstance(scorer, TreeScorer):
-        settings = booster_settings(
-            config.booster,
-            seed=config.seed + 1 + replica,
-            objective="binary:logistic",
-            eval_metric="logloss",
-        )
-        matrix = training_matrix(
-            params=config.booster, x=half.x, y=half.y, weights=half.w, reference=dtrain
-        )
-        booster = fit_booster(
-            params=config.booster,
-            settings=settings,
-            train=matrix,
-            valid=None,
-            rounds=scorer.booster.num_boosted_rounds(),
-        )
-        return TreeScorer(booster)
-    if isinstance(scorer, BgNbdScorer):
-        return fit_bgnbd_scorer(
-            x=half.x,
-            columns=scorer.columns,
-            horizon_days=scorer.horizon_days,
-            fill_days=scorer.fill_days,
-        )
-    assert isinstance(scorer, LinearScorer)
-    return fit_linear(
-        x=half.x,
-        y=half.y,
-        weights=half.w,
-        columns=scorer.columns,
-        signed_log=scorer.signed_log,
-        fill=scorer.fill,
-        regularization_c=BASELINE_C,
-    )
-
-
-def _finish_candidate(
-    name: str,
-    scorer: Any,
-    train: Rows,
-    dtrain: xgb.DMatrix,
-    calib: Rows,
-    config: ChurnConfig,
-    progress: Progress,
-) -> tuple[ChurnCandidate, dict[str, Any]]:
-    """Calibrator, conformal thresholds and half-sample replicas of one fitted candidate.
-
-    Each replica refits the candidate on a random half of the training members (all their
-    cutoffs) and its calibrator on a random half of the calibration rows. Half-samples drawn
-    without replacement vary like bootstrap resamples of the full data (for a mean the
-    variance is exactly S^2/n: (S^2/(n/2)) * (1 - 1/2)), so their spread estimates the
-    full model's sampling spread at half the cost of a resample.
-    """
-    margin = scorer.margin(calib.x)
-    method, losses = calibration.choose_method(
-        margin=margin, labels=calib.y, requested=config.calibration, seed=config.seed
-    )
-    calibrator = calibration.fit_calibrator(margin=margin, labels=calib.y, method=method)
-    mondrian = conformal.fit_mondrian_binary(
-        margin=margin, labels=calib.y, coverage=config.label_set_coverage
-    )
-    rng = np.random.default_rng([config.seed, CANDIDATES.index(name)])
-    members = np.unique(train.member_id)
-    replicas = []
-    for b in range(config.bootstrap_models):
-        chosen = members[rng.permutation(len(members))[: len(members) // 2]]
-        half = take_rows(train, np.isin(train.member_id, chosen))
-        calib_half = np.sort(rng.permutation(len(calib.y))[: len(calib.y) // 2])
-        replica = _refit(scorer, half, dtrain, config, b)
-        replica_calibrator = calibration.fit_calibrator(
-            margin=replica.margin(calib.x[calib_half]), labels=calib.y[calib_half], method=method
-        )
-        replicas.append((replica, replica_calibrator))
-        progress.step(detail=f"{name} {b + 1}/{config.bootstrap_models}")
-    summary = {"log_loss": losses[method], "roc_auc": _auc(calib.y, margin), "calibration": method}
-    candidate = ChurnCandidate(
-        name=name,
-        scorer=scorer,
-        calibrator=calibrator,
-        conformal=mondrian,
-        bootstrap=tuple(replicas),
-    )
-    return candidate, summary
-
-
-def _auc(y: np.ndarray, score: np.ndarray) -> float | None:
-    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else None
-
-
 def _served_order(config: ChurnConfig) -> tuple[str, ...]:
     """SELECTION_ORDER, cut to `config.served_candidates` when it names any."""
     allowed = config.served_candidates
@@ -599,11 +421,13 @@ def _evaluate(
     cutoff: pd.Timestamp,
     last_event: pd.Timestamp,
     horizon_days: int,
-    config: ChurnConfig,
+    panel: Panel,
     sequence_events: SequenceEvents | None = None,
-) -> tuple[dict[str, dict[str, Any]], int, str | None]:
+) -> tuple[dict[str, dict[str, Any]], dict[str, int] | None, str | None]:
     """Out-of-time metrics per candidate (and of the GRU alone and the ensemble, when there is
-    one) at `cutoff`, or why there are none."""
+    one) at `cutoff` on the panel's row budget, with the active and kept member counts there,
+    or why there are none."""
+    config = bundle.config
     window_end = cutoff + pd.Timedelta(days=horizon_days)
     # The last day of the label window must be in the data, or absence means nothing.
     if last_event < window_end - pd.Timedelta(days=1):
@@ -611,10 +435,12 @@ def _evaluate(
             f"the data ends {last_event.date()}, before the label window "
             f"[{cutoff.date()}, {window_end.date()}) closes: no out-of-time evaluation"
         )
-        return {}, 0, reason
-    rows = rows_at(prepared, roster, cutoff, horizon_days, config, bundle.feature_codes)
+        return {}, None, reason
+    rows, counts = budgeted_rows(
+        prepared, roster, cutoff, horizon_days, config, bundle.feature_codes, panel.rows_per_cutoff
+    )
     if len(rows.y) == 0:
-        return {}, 0, "no member is active at the cutoff"
+        return {}, counts, "no member is active at the cutoff"
     features = pd.DataFrame(rows.x, index=rows.member_id, columns=list(bundle.feature_codes))
     out = {}
     for name in bundle.candidates:
@@ -641,7 +467,7 @@ def _evaluate(
             labels=rows.y,
             nominal_coverage=config.label_set_coverage,
         )
-    return out, len(rows.y), None
+    return out, counts, None
 
 
 def _json_config(config: ChurnConfig) -> dict[str, Any]:

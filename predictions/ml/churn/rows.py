@@ -17,6 +17,7 @@ from predictions.ml.features import (
     PreparedEvents,
     features_at,
 )
+from predictions.ml.row_budget import within_budget
 
 MIN_CUTOFF_STEP_DAYS = 14
 CUTOFFS_PER_HORIZON = 3
@@ -116,26 +117,37 @@ def feature_matrix(features: pd.DataFrame, codes: tuple[str, ...]) -> np.ndarray
     return np.ascontiguousarray(features.loc[:, list(codes)].to_numpy(dtype="float32"))
 
 
-def rows_at(
-    prepared: PreparedEvents,
-    roster: pd.DataFrame,
-    cutoff: pd.Timestamp,
-    horizon_days: int,
-    config: ChurnConfig,
-    codes: tuple[str, ...],
-) -> Rows:
-    """The members active at `cutoff`, their features then and whether they churned after."""
+def active_at(
+    prepared: PreparedEvents, roster: pd.DataFrame, cutoff: pd.Timestamp, config: ChurnConfig
+) -> np.ndarray:
+    """Sorted ids of the roster's members active at `cutoff` (a qualifying event in the
+    lookback before it): who may have a row there. Reads nothing at or after the cutoff."""
     active = labels.active_member_ids(
         events=prepared,
         cutoff=cutoff,
         lookback_days=config.active_lookback_days,
         qualifying_kinds=config.qualifying_kinds,
     )
-    active = active[np.isin(active, roster["member_id"].to_numpy())]
-    matrix = features_at(prepared, roster, cutoff).loc[active]
+    return active[np.isin(active, roster["member_id"].to_numpy())]
+
+
+def member_rows(
+    prepared: PreparedEvents,
+    roster: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    horizon_days: int,
+    config: ChurnConfig,
+    codes: tuple[str, ...],
+    member_ids: np.ndarray,
+) -> Rows:
+    """The rows of `member_ids` (from `active_at`, in its order): their features at `cutoff`
+    and whether they churned after. Features are built for these members only, so a cutoff
+    costs memory for its rows, not for the whole roster."""
+    listed = roster[roster["member_id"].isin(member_ids)]
+    matrix = features_at(prepared, listed, cutoff).loc[member_ids]
     y = labels.churn_labels(
         events=prepared,
-        member_ids=active,
+        member_ids=member_ids,
         cutoff=cutoff,
         horizon_days=horizon_days,
         qualifying_kinds=config.qualifying_kinds,
@@ -143,10 +155,26 @@ def rows_at(
     return Rows(
         x=feature_matrix(matrix, codes),
         y=y.to_numpy(dtype="int64"),
-        member_id=active,
-        cutoff=np.full(len(active), cutoff.date().isoformat(), dtype=object),
-        w=np.ones(len(active), dtype="float64"),
+        member_id=member_ids,
+        cutoff=np.full(len(member_ids), cutoff.date().isoformat(), dtype=object),
+        w=np.ones(len(member_ids), dtype="float64"),
     )
+
+
+def rows_at(
+    prepared: PreparedEvents,
+    roster: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    horizon_days: int,
+    config: ChurnConfig,
+    codes: tuple[str, ...],
+    budget: int | None = None,
+) -> Rows:
+    """The members active at `cutoff`, their features then and whether they churned after;
+    beyond `budget` members, the stable sample of them that `row_budget` keeps."""
+    active = active_at(prepared, roster, cutoff, config)
+    active = active[within_budget(active, budget=budget, seed=config.seed)]
+    return member_rows(prepared, roster, cutoff, horizon_days, config, codes, active)
 
 
 def concat_rows(parts: list[Rows]) -> Rows:

@@ -66,9 +66,11 @@ def shift_for_season(
     horizon_days: int,
     config: ChurnConfig,
     codes: tuple[str, ...],
+    budget: int | None = None,
 ) -> Shifted:
     """The candidates (and the ensemble, scored with `sequence_events`) with their seasonal
-    shifts; unchanged where the history or the config does not allow one."""
+    shifts; unchanged where the history or the config does not allow one. The twin windows
+    hold at most `budget` members each (the training panel's row budget)."""
     twins = twin_cutoffs(cutoff, horizon_days)
 
     def unchanged(rows: tuple[Rows, Rows] | None, reason: str) -> Shifted:
@@ -83,7 +85,7 @@ def shift_for_season(
             f"the history starts {first_event.date()}: the calibration window's twin a year "
             f"earlier ({twins[1].date()}) is not observed",
         )
-    rows = tuple(rows_at(prepared, roster, c, horizon_days, config, codes) for c in twins)
+    rows = tuple(rows_at(prepared, roster, c, horizon_days, config, codes, budget) for c in twins)
     if not all(0 < r.y.sum() < len(r.y) for r in rows):
         return unchanged(rows, "a twin window holds one class only")
     shifts = {
