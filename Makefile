@@ -1,6 +1,7 @@
 # Loyalty Review: `make run` starts the app with demo data, `make test` runs the whole suite.
-# Both create .venv and install the pinned requirements first; nothing else is needed but
-# Python 3.11 (and, for the browser tests, root to install Debian's chromium if missing).
+# Both create .venv and install the pinned requirements first (`run` the runtime pins in
+# requirements.txt, `test` those plus the test and lint tools in requirements-dev.txt); nothing
+# else is needed but Python 3.11 (and, for the browser tests, root to install Debian's chromium).
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -11,9 +12,10 @@ PORT ?= 8000
 HOUSEHOLDS ?=
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint bench install chromium services-check clean
+.PHONY: run test lint bench install install-dev chromium services-check clean
 
 install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +23,14 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $@
 
+# The test and lint tools on top of the runtime pins (requirements-dev.txt: -r requirements.txt).
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+# The development settings for every process `run` starts (the Celery app and wsgi default to
+# production, which a developer's machine has no key for).
+run: export DJANGO_SETTINGS_MODULE = loyalty.settings.base
 run: install
 	@mkdir -p var
 	$(PY) manage.py migrate --noinput
@@ -41,14 +51,14 @@ chromium:
 	@test -x $(CHROMIUM) || { echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: install chromium
+test: install-dev chromium
 	@mkdir -p var
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	DJANGO_SETTINGS_MODULE=loyalty.settings.test $(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: install
+lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 

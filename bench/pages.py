@@ -239,16 +239,15 @@ def ensure_data(n: int) -> dict:
 
 def ensure_users() -> str:
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
+    from loyalty.services.tokens import create_api_token
     from loyalty.services.users import create_demo_users
     from reviews.services.reason_codes import seed_reason_codes
 
     seed_reason_codes()
     create_demo_users()
     analyst = get_user_model().objects.get(username="analyst")
-    token, _ = Token.objects.get_or_create(user=analyst)
-    return token.key
+    return create_api_token(user=analyst)[1]
 
 
 def queue_cursor(page: int, page_size: int) -> tuple[int, str]:

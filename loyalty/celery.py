@@ -8,7 +8,12 @@ from celery.signals import worker_init
 
 from loyalty import broker
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loyalty.settings.base")
+# Workers and beat are production processes like the web server, and must run the settings it
+# runs (the same keys decrypt webhook secrets and key erasure tombstones): production unless the
+# environment names another. Importing the `loyalty` package runs this line first, so it is also
+# the default that loyalty/wsgi.py and asgi.py get. manage.py names the development settings
+# before it imports anything; `make run` and the tests name theirs.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loyalty.settings.production")
 broker.install()
 
 app = Celery("loyalty")

@@ -126,8 +126,10 @@ class Action(models.Model):
 
 
 class AuditRecord(models.Model):
-    """Append-only trail of imports, erasures, consent and role changes (and, later, decisions,
-    policy changes and promotions). Rows are never updated or deleted."""
+    """Append-only trail of imports, erasures, consent and role changes, decisions, policy
+    changes, promotions and the rest of `Kind`. Rows are never updated or deleted: the model
+    refuses it, and so do database triggers (migration 0011), which let one change through, a
+    declared redaction of `details` (see `reviews.erasure`)."""
 
     class Kind(models.TextChoices):
         IMPORT = "import"
@@ -147,10 +149,21 @@ class AuditRecord(models.Model):
         EXPORT = "export"
         # An admin lifted an erasure's tombstone, so that the external id may come back.
         TOMBSTONE_LIFT = "tombstone_lift"
+        # Repeated failed logins locked an account (django-axes), and an admin unlocked it.
+        LOGIN_LOCKOUT = "login_lockout"
+        LOGIN_UNLOCK = "login_unlock"
 
     occurred_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The user's id, not a database foreign key: deleting a user leaves the record as it was
+    # (id and name), where SET NULL would rewrite it. A deleted user's record reads no user
+    # (`select_related("actor")` gives None; plain `.actor` raises DoesNotExist): read
+    # `actor_name`, as the pages do.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
     )
     actor_name = models.CharField(max_length=150, blank=True)
     kind = models.CharField(max_length=32, choices=Kind.choices, db_index=True)

@@ -1,11 +1,13 @@
 """How the loyalty layer reacts to changes to users and groups: role changes made anywhere
 (admin, shell, services) land in the audit trail, and make every cached permission set stale
-(`loyalty.access`).
+(`loyalty.access`); a login lockout (django-axes) lands there too.
 
 Group membership is a many-to-many on Django's own User model, so a signal receiver is the one
 place that sees every change to it.
 """
 
+from axes.signals import user_locked_out
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models.signals import m2m_changed, post_delete, post_save
@@ -16,6 +18,7 @@ from loyalty.access import forget_all_access
 from loyalty.middleware import current_user
 from loyalty.models import AuditRecord, Member
 from loyalty.services.audit import record_audit
+from loyalty.services.logins import record_lockout
 from loyalty.signals import consent_withdrawn
 
 User = get_user_model()
@@ -75,3 +78,12 @@ def announce_consent_withdrawn(sender, member_ids, **kwargs) -> None:
         )
         for pk, external_id, changed_at in members.order_by("pk")
     )
+
+
+@receiver(user_locked_out)
+def audit_lockout(sender, request, username, **kwargs) -> None:
+    """One record when an account becomes locked; django-axes announces every refused attempt
+    during the lockout too, which are not new lockouts."""
+    failures = getattr(request, "axes_failures_since_start", None)
+    if failures == settings.AXES_FAILURE_LIMIT:
+        record_lockout(username=username, failures=failures)

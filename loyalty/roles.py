@@ -42,6 +42,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "auth.view_user",
         "auth.add_user",
         "auth.change_user",
+        # Login lockouts (django-axes): see the failed attempts, unlock an account (audited).
+        "axes.view_accessattempt",
+        "axes.delete_accessattempt",
         "django_celery_beat.view_periodictask",
         "django_celery_beat.change_periodictask",
         "predictions.promote_modelversion",

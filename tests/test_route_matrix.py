@@ -22,11 +22,11 @@ from django.contrib import admin
 from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
-from rest_framework.authtoken.models import Token
 
 from loyalty.models import Member
 from loyalty.services.erasure import erase_member
 from tests.factories import MemberFactory, ModelVersionFactory, PredictionFactory
+from tests.tokens import token_header
 
 ROLES = ("anonymous", "analyst", "expert", "admin", "integrator")
 LOGIN = 302  # a page's answer to an anonymous visitor: the login page
@@ -451,7 +451,7 @@ def _client(role: str, make_user, *, api: bool) -> Client:
         return client
     user = make_user(role, username=f"{role}-matrix")
     if api:
-        client.defaults["HTTP_AUTHORIZATION"] = f"Token {Token.objects.create(user=user).key}"
+        client.defaults["HTTP_AUTHORIZATION"] = token_header(user)
     else:
         client.force_login(user)
     return client
@@ -507,6 +507,8 @@ ADMIN_VISIBLE_TO_ADMIN_ROLE = {
     "learning.retrainingrun",
     "learning.labeledexample",
     "django_celery_beat.periodictask",
+    # Login lockouts: admins see failed attempts and unlock accounts (test_rate_limits.py).
+    "axes.accessattempt",
 }
 
 

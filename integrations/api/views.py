@@ -64,9 +64,14 @@ class DecisionFeedApi(GenericAPIView):
 class WebhookEndpointListApi(GenericAPIView):
     permission_classes = [CanManageEndpoints]
     pagination_class = None
+    queryset = WebhookEndpoint.objects.all()  # what the schema's list response is made of
     serializer_class = WebhookEndpointOutputSerializer
 
-    @extend_schema(operation_id="webhook_endpoints_list", summary="List webhook endpoints")
+    @extend_schema(
+        operation_id="webhook_endpoints_list",
+        summary="List webhook endpoints",
+        responses={200: WebhookEndpointOutputSerializer(many=True), **ACCESS_ERRORS},
+    )
     def get(self, request):
         rows = WebhookEndpoint.objects.order_by("pk")
         return Response(WebhookEndpointOutputSerializer(rows, many=True).data)
@@ -103,7 +108,12 @@ class WebhookEndpointDetailApi(GenericAPIView):
         operation_id="webhook_endpoints_update",
         parameters=[ENDPOINT_ID],
         request=WebhookEndpointUpdateInputSerializer,
-        responses={200: WebhookEndpointOutputSerializer, 400: INVALID, 404: NOT_FOUND},
+        responses={
+            200: WebhookEndpointOutputSerializer,
+            400: INVALID,
+            404: NOT_FOUND,
+            **ACCESS_ERRORS,
+        },
     )
     def patch(self, request, endpoint_id: int):
         data = _valid(request, WebhookEndpointUpdateInputSerializer, partial=True)
@@ -131,7 +141,7 @@ class WebhookEndpointRotateApi(GenericAPIView):
         "for the overlap (24 hours by default), so the receiver can switch without a gap.",
         parameters=[ENDPOINT_ID],
         request=None,
-        responses={200: WebhookEndpointWithSecretOutputSerializer, 404: NOT_FOUND},
+        responses={200: WebhookEndpointWithSecretOutputSerializer, 404: NOT_FOUND, **ACCESS_ERRORS},
     )
     def post(self, request, endpoint_id: int):
         made = endpoints.rotate_secret(actor=request.user, endpoint_id=endpoint_id)

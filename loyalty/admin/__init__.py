@@ -1,7 +1,8 @@
-"""Staff-only admin of the loyalty program (`program`) and of who may do what (`users`).
+"""Staff-only admin of the loyalty program (`program`), of who may do what (`users`) and of
+login lockouts (`logins`).
 
 Django's admin autodiscovery imports this package only, so it imports the modules that register
 their admins.
 """
 
-from loyalty.admin import program, users  # noqa: F401
+from loyalty.admin import logins, program, users  # noqa: F401

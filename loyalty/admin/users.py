@@ -17,8 +17,8 @@ from django.core.exceptions import PermissionDenied
 from django.db import router, transaction
 from django.db.models import Q
 from django.forms import ModelForm
-from rest_framework.authtoken.admin import TokenAdmin
-from rest_framework.authtoken.models import TokenProxy
+from knox.admin import AuthTokenAdmin
+from knox.models import AuthToken
 
 from loyalty import roles
 from loyalty.services.config_audit import (
@@ -139,13 +139,17 @@ class AuditedGroupAdmin(AuditedAdminMixin, GroupAdmin):
     pass
 
 
-class AuditedTokenAdmin(AuditedAdminMixin, TokenAdmin):
-    """API tokens: the trail names the token's user and its creation time, never its key."""
+class AuditedTokenAdmin(AuditedAdminMixin, AuthTokenAdmin):
+    """API tokens (django-rest-knox; the key is shown once, on adding): the trail names the
+    token's user, creation time and expiry, never its digest or key. Listed by user and dates."""
+
+    list_display = ("user", "created", "expiry")
+    search_fields = ("user__username",)
 
 
 admin.site.unregister(User)
 admin.site.register(User, RestrictedUserAdmin)
 admin.site.unregister(Group)
 admin.site.register(Group, AuditedGroupAdmin)
-admin.site.unregister(TokenProxy)
-admin.site.register(TokenProxy, AuditedTokenAdmin)
+admin.site.unregister(AuthToken)
+admin.site.register(AuthToken, AuditedTokenAdmin)

@@ -3,8 +3,8 @@
 `snapshot` reads a model instance into JSON-safe values; `record_config_change` appends one
 `config_change` record holding the fields that differ between two snapshots;
 `AuditedAdminMixin` does both for every add, change and delete a ModelAdmin makes. Secrets never
-reach the trail: a password hash is shown only as whether one is set, and an API token's key
-(which is also its primary key) is left out, the token being named by its user.
+reach the trail: a password hash is shown only as whether one is set, and an API token's digest
+(its primary key) and key prefix are left out, the token being named by its user.
 """
 
 import datetime
@@ -18,7 +18,7 @@ from typing import Any
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.db import models, transaction
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from loyalty.models import AuditRecord
 from loyalty.services.audit import record_audit
@@ -33,9 +33,9 @@ PASSWORD_UNUSABLE = "<unusable>"
 PASSWORD_CHANGED = "<changed>"
 PASSWORD_FIELD = "password"
 
-# A token's key is the credential itself and its primary key: never shown, the token is
-# named by the user it belongs to.
-TOKEN_KEY_FIELD = "key"
+# A token's digest (its primary key) and the first characters of its key (which find it): never
+# shown, the token is named by the user it belongs to.
+TOKEN_SECRET_FIELDS = frozenset({"digest", "token_key"})
 TOKEN_SUBJECT_FIELD = "user_id"
 
 
@@ -161,14 +161,14 @@ def _is_password(instance: models.Model, model_field: models.Field) -> bool:
 
 
 def _is_token(instance: models.Model) -> bool:
-    return isinstance(instance, Token)
+    return isinstance(instance, AuthToken)
 
 
 def _omitted_fields(instance: models.Model) -> frozenset[str]:
-    """Secret values the trail never holds: a token's key, and whatever a model lists in
-    `AUDIT_OMITTED_FIELDS` (e.g. a webhook endpoint's encrypted secrets)."""
+    """Secret values the trail never holds: a token's digest and key prefix, and whatever a
+    model lists in `AUDIT_OMITTED_FIELDS` (e.g. a webhook endpoint's encrypted secrets)."""
     if _is_token(instance):
-        return frozenset({TOKEN_KEY_FIELD})
+        return TOKEN_SECRET_FIELDS
     return frozenset(getattr(instance, "AUDIT_OMITTED_FIELDS", ()))
 
 

@@ -7,6 +7,7 @@ PostgreSQL and Redis or RabbitMQ without a code change.
 
 import hashlib
 import hmac
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -17,7 +18,9 @@ VAR_DIR = BASE_DIR / "var"
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="insecure-development-key-change-me")
+# Development only: production settings refuse to start with it (loyalty/settings/production.py).
+DEVELOPMENT_SECRET_KEY = "insecure-development-key-change-me"
+SECRET_KEY = env("DJANGO_SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
 # Keys the digests of erased members' external ids (loyalty.models.ErasureTombstone). Changing
 # it lets every erased id come back: set it on its own (not derived) before rotating SECRET_KEY.
 ERASURE_TOMBSTONE_KEY = (
@@ -38,7 +41,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # API tokens, hashed at rest, with an expiry (see "API tokens" below)
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -147,7 +150,7 @@ STORAGES = {
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["loyalty.api.permissions.RoleModelPermissions"],
@@ -320,3 +323,87 @@ WEBHOOK_DISABLE_AFTER_HOURS = env.float("WEBHOOK_DISABLE_AFTER_HOURS", default=5
 WEBHOOK_SECRET_ROTATION_OVERLAP_HOURS = env.float(
     "WEBHOOK_SECRET_ROTATION_OVERLAP_HOURS", default=24
 )
+
+# --- Login lockout and rates ------------------------------------------------------------------
+# django-axes: AXES_FAILURE_LIMIT failed logins in a row of one username from one client address
+# lock that pair for AXES_COOLOFF_HOURS (0: until an admin unlocks it, admin → Access attempts →
+# "Unlock the selected accounts"); each further failure while locked restarts the cool-off.
+# Lockouts and unlocks are audited. The pair, not the address alone: behind a proxy every client
+# may share one address, and locking it would lock everybody out. The address is found as the
+# API's throttles find it (THROTTLE_NUM_PROXIES). Attempts live in the database, which every
+# process shares.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as django-axes requires
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", *AUTHENTICATION_BACKENDS]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0) or None
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "loyalty.rate_limits.client_address"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "loyalty.rate_limits.locked_out"
+
+# Throttles (loyalty/rate_limits.py) on every API route: per user (token or session) and per
+# client address without one, plus the scoped rates of expensive calls (the API views and pages
+# that name the scope). "N/second|minute|hour|day"; each one overridable by its variable.
+# The counts live in the default cache: CACHE_URL's where it is set, which every web process
+# shares; unset, each process counts alone, exact for one process (runserver) but N times the
+# rate with N processes: a deployment with several web processes must set CACHE_URL.
+THROTTLE_RATES = {
+    "anon": env("THROTTLE_RATE_ANON", default="60/minute"),
+    "user": env("THROTTLE_RATE_USER", default="1200/minute"),
+    "events_batch": env("THROTTLE_RATE_EVENTS_BATCH", default="120/minute"),
+    "what_if": env("THROTTLE_RATE_WHAT_IF", default="30/minute"),
+}
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
+    "loyalty.rate_limits.AnonymousRateThrottle",
+    "loyalty.rate_limits.UserRateThrottle",
+    "loyalty.rate_limits.ScopedRateThrottle",
+]
+# The client address is REMOTE_ADDR unless this many proxies in front of the app append to
+# X-Forwarded-For (DRF otherwise trusts the whole header, which a client can forge).
+REST_FRAMEWORK["NUM_PROXIES"] = env.int("THROTTLE_NUM_PROXIES", default=0)
+
+# --- API tokens -------------------------------------------------------------------------------
+# django-rest-knox: the database keeps a SHA-512 digest of each token, never the token, which is
+# shown once (`manage.py drf_create_token USERNAME`, or the admin for superusers). A token stops
+# working API_TOKEN_TTL_DAYS after it was made (0: never); clients still send
+# `Authorization: Token <key>`. Tokens of DRF's old plaintext table were hashed into knox by
+# migration loyalty 0013 with a fresh TTL, and the plaintext keys deleted.
+API_TOKEN_TTL_DAYS = env.float("API_TOKEN_TTL_DAYS", default=90)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS) if API_TOKEN_TTL_DAYS else None,
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
+}
+
+# --- Content-Security-Policy (django-csp 4) ---------------------------------------------------
+# No inline script and no eval anywhere: pages load their scripts as static files, read figure
+# specs from json_script elements (reviews/figures.py) and ask before a delete through
+# static/js/confirm.js, not an onsubmit attribute; the API docs load Swagger UI's init script
+# from its own URL (SpectacularSwaggerSplitView). Styles may be inline: Plotly and htmx insert
+# style rules at run time, and a few pages keep a <style> block. Images may be data: URLs
+# (Swagger UI's icons). tests/browser/test_content_security_policy.py opens every kind of page
+# under this policy and fails on any violation or console error.
+INSTALLED_APPS += ["csp"]
+# Files served at the site's root: /favicon.ico, which every browser asks for on every page
+# (the admin's and the API's too); without it each first visit logs a 404 console error.
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "csp.middleware.CSPMiddleware",
+)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}

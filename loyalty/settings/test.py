@@ -42,3 +42,11 @@ WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", defaul
 # sets the shares it tests).
 LOYALTY_UNIVERSAL_CONTROL_SHARE = 0.0
 LOYALTY_ACTION_HOLDOUT_SHARE = 0.0
+
+# Rates far above anything the suite sends: many tests make dozens of requests as one user
+# (tests/test_route_matrix.py), and the default cache outlives a test. Tests of throttling set
+# low rates with the `settings` fixture and clear the cache.
+THROTTLE_RATES = {scope: "1000000/minute" for scope in THROTTLE_RATES}  # noqa: F405
+# Django's test client logs in with `authenticate()` and no request, which django-axes refuses;
+# the lockout tests turn it on with the `settings` fixture (tests/loyalty/test_rate_limits.py).
+AXES_ENABLED = False

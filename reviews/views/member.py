@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from loyalty.rate_limits import throttled_page
 from predictions.models import PredictionKind
 from predictions.services.explanations import ensure_explanation
 from predictions.services.whatif import what_if
@@ -19,7 +20,7 @@ from reviews.figures import (
 )
 from reviews.forms.decision import DecisionForm, what_if_features
 from reviews.models import Review
-from reviews.page_errors import domain_errors_as_pages
+from reviews.page_errors import domain_errors_as_pages, error_fragment
 from reviews.permissions import can_decide_review
 from reviews.selectors.catalogs import catalogs_read_once
 from reviews.selectors.formatting import (
@@ -152,6 +153,7 @@ def _go_on_after_decision(request, review_obj: Review, done: str):
 
 @login_required
 @require_POST
+@throttled_page("what_if", respond=error_fragment)
 @domain_errors_as_pages()
 def what_if_view(request, review_id: int):
     """Score the member again with a few feature values changed; stores nothing. Invalid input

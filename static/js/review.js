@@ -1,11 +1,11 @@
 /* Review workspace: keyboard shortcuts on the queue, decision tabs on the member page, and
-   showing 400/403/409 answers of htmx requests (htmx does not swap error responses). */
+   showing 400/403/409/429 answers of htmx requests (htmx does not swap error responses). */
 (function () {
   "use strict";
 
   document.addEventListener("htmx:beforeSwap", function (event) {
     var status = event.detail.xhr.status;
-    if (status === 400 || status === 403 || status === 409) {
+    if (status === 400 || status === 403 || status === 409 || status === 429) {
       event.detail.shouldSwap = true;
       event.detail.isError = false;
     }

@@ -5,20 +5,20 @@ import threading
 
 import pytest
 from django.db import connection, transaction
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from reviews.models import Decision, Review
 from reviews.services.decisions import approve_prediction, override_prediction
 from reviews.services.routing import route_new_predictions
 from tests.factories import ModelVersionFactory, PredictionFactory
+from tests.tokens import token_header
 
 FEED = "/api/decisions/"
 
 
 def _client(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=token_header(user))
     return client
 
 

@@ -8,7 +8,8 @@ import pytest
 from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
+from rest_framework.test import APIClient
 
 from learning.models import GatePolicy
 from loyalty.models import Action, AuditRecord
@@ -418,37 +419,50 @@ def test_adding_and_changing_a_group_is_audited_with_its_permissions(client, sup
     }
 
 
-def test_a_token_is_audited_by_its_user_and_creation_time_never_its_key(
+def test_a_token_is_audited_by_its_user_and_dates_never_its_key_or_digest(
     client, make_user, superuser
 ):
     integrator = make_user("integrator")
     client.force_login(superuser)
 
-    client.post(reverse("admin:authtoken_tokenproxy_add"), {"user": integrator.pk})
-    token = Token.objects.get(user=integrator)
-    client.post(reverse("admin:authtoken_tokenproxy_delete", args=[integrator.pk]), {"post": "yes"})
+    added = client.post(
+        reverse("admin:knox_authtoken_add"),
+        {"user": integrator.pk, "expiry_0": "2031-01-02", "expiry_1": "03:04:05"},
+        follow=True,
+    )
+    token = AuthToken.objects.get(user=integrator)
+    [shown] = [str(message) for message in added.context["messages"] if "TOKEN " in str(message)]
+    key = shown.split("TOKEN ", 1)[1]
+    authenticated = APIClient()
+    authenticated.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert authenticated.get(reverse("api:member-list")).status_code == 200
+    client.post(reverse("admin:knox_authtoken_delete", args=[token.digest]), {"post": "yes"})
 
-    assert Token.objects.filter(user=integrator).exists() is False
-    added, deleted = _config_records()
-    token_values = {"user": integrator.pk, "created": token.created.isoformat()}
-    assert [(record.subject, record.actor, record.details) for record in (added, deleted)] == [
+    assert AuthToken.objects.filter(user=integrator).exists() is False
+    added_record, deleted_record = _config_records()
+    token_values = {
+        "user": integrator.pk,
+        "created": token.created.isoformat(),
+        "expiry": "2031-01-02T03:04:05+00:00",
+    }
+    assert [
+        (record.subject, record.actor, record.details) for record in (added_record, deleted_record)
+    ] == [
         (
-            f"authtoken.tokenproxy:{integrator.pk}",
+            f"knox.authtoken:{integrator.pk}",
             superuser,
-            {"change": "add", "model": "authtoken.tokenproxy", "before": {}, "after": token_values},
+            {"change": "add", "model": "knox.authtoken", "before": {}, "after": token_values},
         ),
         (
-            f"authtoken.tokenproxy:{integrator.pk}",
+            f"knox.authtoken:{integrator.pk}",
             superuser,
-            {
-                "change": "delete",
-                "model": "authtoken.tokenproxy",
-                "before": token_values,
-                "after": {},
-            },
+            {"change": "delete", "model": "knox.authtoken", "before": token_values, "after": {}},
         ),
     ]
-    assert token.key not in _all_audit_details()
+    trail = _all_audit_details()
+    assert key not in trail
+    assert key[:15] not in trail
+    assert token.digest not in trail
 
 
 def test_admin_role_holds_no_token_permissions(client, make_user):
@@ -456,10 +470,10 @@ def test_admin_role_holds_no_token_permissions(client, make_user):
     integrator = make_user("integrator")
     client.force_login(admin)
 
-    response = client.post(reverse("admin:authtoken_tokenproxy_add"), {"user": integrator.pk})
+    response = client.post(reverse("admin:knox_authtoken_add"), {"user": integrator.pk})
 
     assert response.status_code == 403
-    assert Token.objects.count() == 0
+    assert AuthToken.objects.count() == 0
 
 
 def test_changing_the_gate_policy_is_audited(client, make_user):

@@ -6,12 +6,12 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 
 from loyalty.models import AuditRecord, Event, Member
 from loyalty.services.erasure import erase_member, tombstone_digest
 from loyalty.services.events import EVENT_BATCH_LIMIT
 from tests.factories import EventFactory, MemberFactory
+from tests.tokens import token_header
 
 pytestmark = pytest.mark.django_db
 
@@ -25,8 +25,7 @@ def client_as(make_user, api_client):
 
     def as_role(role: str):
         user = make_user(role)
-        token = Token.objects.create(user=user)
-        api_client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        api_client.credentials(HTTP_AUTHORIZATION=token_header(user))
         api_client.user = user
         return api_client
 

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from loyalty import outbox
@@ -22,6 +21,7 @@ from loyalty.control_groups import (
 from loyalty.models import Action, ControlGroupSettings, OutboxEvent
 from reviews.models import Decision
 from reviews.services.decisions import approve_prediction
+from tests.tokens import token_header
 
 pytestmark = pytest.mark.django_db
 DRAWS = 10_000
@@ -115,7 +115,7 @@ def _put_in_control(member_id: int) -> None:
 
 def _token_client(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=token_header(user))
     return client
 
 

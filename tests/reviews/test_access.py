@@ -10,7 +10,6 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from loyalty.models import AuditRecord, Member
@@ -19,6 +18,7 @@ from reviews.policy_settings import PolicySettings
 from reviews.selectors.policy import current_policy
 from reviews.services.decisions import escalate_review
 from reviews.services.policy import change_policy
+from tests.tokens import token_header
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -26,7 +26,7 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 def _api(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=token_header(user))
     return client
 
 

@@ -5,13 +5,13 @@ import base64
 
 import pytest
 from django.core.management import call_command
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from loyalty.models import AuditRecord
 from reviews.models import Decision, Review
 from reviews.services.routing import route_new_predictions
 from tests.factories import ModelVersionFactory, PredictionFactory
+from tests.tokens import token_header
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,7 @@ def client_as(make_user):
     def as_role(role: str | None, username: str | None = None) -> APIClient:
         user = make_user(role, username=username)
         client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        client.credentials(HTTP_AUTHORIZATION=token_header(user))
         client.user = user
         return client
 
@@ -539,10 +539,10 @@ def test_two_identical_approvals_at_once_answer_201_and_200(make_user, routed):
     from django.db import connection
 
     review = routed["analyst"]
-    token = Token.objects.create(user=make_user("analyst"))
+    header = token_header(make_user("analyst"))
     clients = [APIClient(), APIClient()]
     for client in clients:
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=header)
     start = Barrier(2)
 
     def approve(client: APIClient) -> tuple[int, int]:

@@ -3,7 +3,6 @@ decide and the service itself refuse the same bad inputs, and nothing changes.""
 
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from loyalty.models import AuditRecord
@@ -18,6 +17,7 @@ from reviews.services.decisions import (
     decide_review,
 )
 from tests.conftest import TEST_PASSWORD
+from tests.tokens import token_header
 
 pytestmark = pytest.mark.django_db
 
@@ -109,7 +109,7 @@ def reviews(routed, next_action_review) -> dict[str, Review]:
 
 def _api(expert, review: Review, verdict: str, payload: dict) -> int:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=expert)[0]}")
+    client.credentials(HTTP_AUTHORIZATION=token_header(expert))
     return client.post(f"/api/reviews/{review.pk}/{verdict}/", payload, format="json").status_code
 
 

@@ -6,7 +6,6 @@ import re
 
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from loyalty.services.erasure import erase_member
@@ -20,6 +19,7 @@ from tests.predictions.conftest import (  # noqa: F401  (fixtures that train a r
     generated_members,
 )
 from tests.predictions.test_explanations import _engine_explanations, _score_and_route
+from tests.tokens import token_header
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,7 +56,7 @@ def _page_client(client, make_user, role: str):
 def _api_client(make_user, role: str) -> APIClient:
     api = APIClient()
     user = make_user(role, username=f"api-{role}")
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=token_header(user))
     return api
 
 
