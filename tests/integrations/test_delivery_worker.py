@@ -8,12 +8,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from integrations.models import Delivery
@@ -24,19 +21,10 @@ from loyalty import outbox
 from loyalty.models import OutboxEvent
 from reviews.services.decisions import approve_prediction
 from tests.integrations.receiver import Receiver
+from tests.workers import ROOT, wait_until, worker_database_url
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-ROOT = Path(__file__).resolve().parent.parent.parent
 KILL_QUEUE = "killed-delivery-worker"
-
-
-def _wait_until(check, *, timeout: float = 60.0, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -56,11 +44,11 @@ def test_a_committed_decision_reaches_the_receiver_through_the_worker(
         review_id=routed["analyst"].pk, actor=make_user("analyst"), reason_code="model-correct"
     )
 
-    _wait_until(lambda: receiver.requests, what="the webhook")
+    wait_until(lambda: receiver.requests, what="the webhook")
     event = OutboxEvent.objects.get(type=outbox.DECISION_CREATED)
     assert receiver.requests[0].headers["webhook-id"] == message_id(event)
     assert event.data["decision_id"] == decision.pk
-    _wait_until(
+    wait_until(
         lambda: Delivery.objects.filter(event=event, status="delivered").exists(),
         what="the delivery to be recorded",
     )
@@ -119,14 +107,6 @@ def test_a_decision_made_while_the_broker_is_down_is_delivered_by_the_sweep(
     assert Delivery.objects.get(event=event).status == "delivered"
 
 
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def test_a_worker_killed_mid_delivery_is_made_good_by_the_sweep_with_the_same_id(
     routed, make_user, receiver, settings, tmp_path
 ):
@@ -159,7 +139,7 @@ def test_a_worker_killed_mid_delivery_is_made_good_by_the_sweep_with_the_same_id
         cwd=ROOT,
         env={
             **os.environ,
-            "DATABASE_URL": _test_database_url(),
+            "DATABASE_URL": worker_database_url(),
             "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
         },
         stdout=log,
@@ -168,7 +148,7 @@ def test_a_worker_killed_mid_delivery_is_made_good_by_the_sweep_with_the_same_id
     try:
         deliver_events_task.apply_async(args=[[event.pk]], queue=KILL_QUEUE)
         try:
-            _wait_until(receiver.first_arrived.is_set, timeout=90, what="the first request")
+            wait_until(receiver.first_arrived.is_set, timeout=90, what="the first request")
         except AssertionError as error:
             log_text = (tmp_path / "worker.log").read_text()
             raise AssertionError(f"{error}; log:\n{log_text}") from error

@@ -249,7 +249,7 @@ def test_a_worker_killed_mid_retraining_leaves_no_half_version_and_loses_no_deci
 ):
     from learning.tasks import retrain_task
     from reviews.models import Decision
-    from tests.predictions.test_tasks import ROOT, _test_database_url, _wait_until
+    from tests.workers import ROOT, wait_until, worker_database_url
 
     seed_reason_codes()
     _score_and_route()
@@ -258,7 +258,7 @@ def test_a_worker_killed_mid_retraining_leaves_no_half_version_and_loses_no_deci
         override_prediction(
             review_id=review.pk, actor=expert, reason_code="wrong-churn-call", churn_label=True
         )
-    _wait_until(lambda: LabeledExample.objects.count() == 10, what="the decisions' labels")
+    wait_until(lambda: LabeledExample.objects.count() == 10, what="the decisions' labels")
     _gate(max_auc_drop=1.0, max_ece=1.0, coverage_tolerance=1.0, auto_promote=False)
     run = request_retraining(kind="churn", trigger="manual", enqueue=False)
     marker = tmp_path / "stalled"
@@ -279,14 +279,14 @@ def test_a_worker_killed_mid_retraining_leaves_no_half_version_and_loses_no_deci
             "--without-gossip",
         ],
         cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": _test_database_url(), "STALL_MARKER": str(marker)},
+        env={**os.environ, "DATABASE_URL": worker_database_url(), "STALL_MARKER": str(marker)},
         stdout=log_path.open("w"),
         stderr=subprocess.STDOUT,
     )
     try:
         retrain_task.apply_async(args=[run.pk], queue=KILL_QUEUE)
         try:
-            _wait_until(marker.exists, timeout=120, what="the worker to reach registration")
+            wait_until(marker.exists, timeout=120, what="the worker to reach registration")
         except AssertionError as error:
             raise AssertionError(f"{error}; worker log:\n{log_path.read_text()}") from error
     finally:
@@ -300,7 +300,7 @@ def test_a_worker_killed_mid_retraining_leaves_no_half_version_and_loses_no_deci
 
     # The sweep sends it again; the test's own worker (a healthy one) finishes it.
     assert recover_stalled_runs(older_than=timedelta(0)) == 1
-    _wait_until(
+    wait_until(
         lambda: RetrainingRun.objects.get(pk=run.pk).status in ("succeeded", "failed"),
         timeout=120,
         what="the run to finish",
@@ -359,7 +359,7 @@ def test_after_an_auto_promotion_the_worker_rescores_and_routes_everybody(
     celery_worker,
 ):
     from loyalty.models import Member
-    from tests.predictions.test_tasks import _wait_until
+    from tests.workers import wait_until
 
     seed_reason_codes()
     _gate(max_auc_drop=1.0, max_ece=1.0, coverage_tolerance=1.0, auto_promote=True)
@@ -370,7 +370,7 @@ def test_after_an_auto_promotion_the_worker_rescores_and_routes_everybody(
     )
 
     assert run.verdict == "promoted"
-    _wait_until(
+    wait_until(
         lambda: (
             Review.objects.filter(prediction__model_version_id=run.candidate_id).count() == scorable
         ),

@@ -110,7 +110,7 @@ def test_a_real_failure_ends_the_run_with_its_error_and_tells_the_admins(monkeyp
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_retries_a_run_that_lost_the_database(monkeypatch, celery_worker):
     from learning.tasks import retrain_task
-    from tests.predictions.test_tasks import _wait_until
+    from tests.workers import wait_until
 
     run = _run()
     carry_out = _carry_out_failing(OperationalError(LOST_DATABASE), times=1)
@@ -118,7 +118,7 @@ def test_the_worker_retries_a_run_that_lost_the_database(monkeypatch, celery_wor
 
     retrain_task.delay(run.pk)
 
-    _wait_until(
+    wait_until(
         lambda: RetrainingRun.objects.get(pk=run.pk).status == "succeeded",
         timeout=60,
         what="the retried run to finish",

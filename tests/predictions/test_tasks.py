@@ -5,31 +5,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from loyalty.models import Member
 from predictions.models import Prediction, ScoringChunk
 from predictions.services.scoring.runs import resend_stale_chunks, start_scoring_run
 from predictions.tasks import score_chunk_task
 from tests.predictions.conftest import CUTOFF
+from tests.workers import ROOT, wait_until, worker_database_url
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-ROOT = Path(__file__).resolve().parent.parent.parent
 KILL_QUEUE = "stalling-worker"
-
-
-def _wait_until(check, *, timeout: float = 90.0, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_worker_scores_every_chunk_of_a_run(active_churn_version, celery_worker):
@@ -37,19 +25,11 @@ def test_worker_scores_every_chunk_of_a_run(active_churn_version, celery_worker)
 
     run = start_scoring_run(kind="churn", cutoff=CUTOFF, chunk_size=100)
 
-    _wait_until(lambda: not run.chunks.exclude(status="done").exists(), what="chunks done")
+    wait_until(lambda: not run.chunks.exclude(status="done").exists(), what="chunks done")
     run.refresh_from_db()
     assert run.chunks.count() == -(-scorable // 100)
     assert (run.status, run.members_scored) == ("done", scorable)
     assert Prediction.objects.filter(model_version=active_churn_version).count() == scorable
-
-
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def test_a_worker_killed_mid_chunk_loses_nothing_and_duplicates_nothing(
@@ -76,14 +56,14 @@ def test_a_worker_killed_mid_chunk_loses_nothing_and_duplicates_nothing(
             "--without-gossip",
         ],
         cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": _test_database_url(), "STALL_MARKER": str(marker)},
+        env={**os.environ, "DATABASE_URL": worker_database_url(), "STALL_MARKER": str(marker)},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
         score_chunk_task.apply_async(args=[chunk.pk], queue=KILL_QUEUE)
         try:
-            _wait_until(marker.exists, what="the worker to reach the write")
+            wait_until(marker.exists, what="the worker to reach the write")
         except AssertionError as error:
             log_text = (tmp_path / "worker.log").read_text()
             raise AssertionError(f"{error}; worker log:\n{log_text}") from error
@@ -96,7 +76,7 @@ def test_a_worker_killed_mid_chunk_loses_nothing_and_duplicates_nothing(
     assert Prediction.objects.count() == 0
 
     assert resend_stale_chunks(older_than=timedelta(0)) == 1
-    _wait_until(lambda: ScoringChunk.objects.get(pk=chunk.pk).status == "done", what="redo")
+    wait_until(lambda: ScoringChunk.objects.get(pk=chunk.pk).status == "done", what="redo")
 
     run.refresh_from_db()
     assert (run.status, run.members_scored) == ("done", scorable)
