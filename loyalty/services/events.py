@@ -14,6 +14,12 @@ from loyalty.exceptions import EventBatchTooLargeError, require_permission
 from loyalty.models import AuditRecord, Event, Member
 from loyalty.services.audit import record_audit
 from loyalty.services.erasure import erased_external_ids
+from loyalty.services.imports.checks import (
+    FUTURE_EVENT,
+    FUTURE_TOLERANCE,
+    NEGATIVE_NOT_PURCHASE,
+    OPPOSITE_SIGNS,
+)
 
 # One request stays well under a second of work and a few hundred kilobytes of JSON; bigger
 # loads go through the CSV import.
@@ -77,7 +83,8 @@ def record_event_batch(
     accounts for every item sent. An event whose natural key (member, occurred_at, kind,
     session_id, product_id) is already stored, or repeated earlier in the batch, counts as a
     duplicate and is not stored twice. Naive datetimes are refused: the API cannot know their
-    zone.
+    zone. The import's rules hold here too: an event more than a day in the future is refused,
+    and a negative purchase is stored as a return (README, "Data in").
     """
     require_permission(actor, "loyalty.add_event")
     received = len(events) + len(rejected)
@@ -152,6 +159,30 @@ def record_event_batch(
     return result
 
 
+def _signed(item: EventInput) -> tuple[str, Decimal | None, float | None, dict]:
+    """The import's rule for signs (`imports.checks.read_negative_purchases_as_returns`), for
+    one item: a purchase negative in amount or quantity is a return of the absolute values;
+    opposite signs, and negative values on any other kind, are refused."""
+    amount, quantity = item.amount, item.quantity
+    negative = (amount is not None and amount < 0) or (quantity is not None and quantity < 0)
+    if not negative:
+        return item.kind, amount, quantity, {}
+    if item.kind != Event.Kind.PURCHASE:
+        fields = [
+            name for name, value in (("amount", amount), ("quantity", quantity))
+            if value is not None and value < 0
+        ]  # fmt: skip
+        return item.kind, amount, quantity, {name: [NEGATIVE_NOT_PURCHASE] for name in fields}
+    if (amount is not None and amount > 0) or (quantity is not None and quantity > 0):
+        return item.kind, amount, quantity, {"amount": [OPPOSITE_SIGNS]}
+    return (
+        Event.Kind.RETURN,
+        abs(amount) if amount is not None else None,
+        abs(quantity) if quantity is not None else None,
+        {},
+    )
+
+
 def _build_event(
     item: EventInput, member: Member | None
 ) -> tuple[Event | None, dict[str, list[str]]]:
@@ -163,12 +194,17 @@ def _build_event(
         return None, {"member_external_id": [ERASED_MEMBER_MESSAGE]}
     if timezone.is_naive(item.occurred_at):
         return None, {"occurred_at": [NAIVE_DATETIME_MESSAGE]}
+    if item.occurred_at > timezone.now() + FUTURE_TOLERANCE:
+        return None, {"occurred_at": [f"more than a day from now: {FUTURE_EVENT}"]}
+    kind, amount, quantity, sign_errors = _signed(item)
+    if sign_errors:
+        return None, sign_errors
     event = Event(
         member=member,
         occurred_at=item.occurred_at,
-        kind=item.kind,
-        amount=item.amount,
-        quantity=item.quantity,
+        kind=kind,
+        amount=amount,
+        quantity=quantity,
         category=item.category,
         channel=item.channel,
         session_id=item.session_id,

@@ -637,3 +637,38 @@ def test_swagger_ui_is_served_from_local_static_files(client):
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
     for cdn in ("cdn.jsdelivr", "unpkg", "cdnjs", "googleapis"):
         assert cdn not in html
+
+
+def test_the_batch_applies_the_imports_rules_for_signs_and_future_dates(client_as):
+    """The same rules as the CSV import (README, "Data in"), in the same words."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from loyalty.services.imports.checks import NEGATIVE_NOT_PURCHASE, OPPOSITE_SIGNS
+
+    client = client_as("integrator")
+    MemberFactory(external_id="H-1")
+    soon = (timezone.now() + timedelta(hours=12)).isoformat()
+    later = (timezone.now() + timedelta(days=3)).isoformat()
+    items = [
+        _event(session_id="refund", amount="-19.99", quantity=-2),  # 0 a return
+        _event(session_id="mixed", amount="-19.99", quantity=2),  # 1 opposite signs
+        _event(session_id="neg-return", kind="return", amount="-5.00", quantity=1),  # 2
+        _event(session_id="soon", occurred_at=soon),  # 3 within a day: a clock skew
+        _event(session_id="future", occurred_at=later),  # 4 from the future
+    ]
+
+    response = client.post(BATCH_URL, items, format="json")
+
+    assert response.status_code == 207
+    errors = {error["index"]: error["errors"] for error in response.json()["errors"]}
+    assert errors == {
+        1: {"amount": [OPPOSITE_SIGNS]},
+        2: {"amount": [NEGATIVE_NOT_PURCHASE]},
+        4: {"occurred_at": [errors[4]["occurred_at"][0]]},
+    }
+    assert "events from the future are refused" in errors[4]["occurred_at"][0]
+    refund = Event.objects.get(session_id="refund")
+    assert (refund.kind, refund.amount, refund.quantity) == ("return", Decimal("19.99"), 2)
+    assert sorted(Event.objects.values_list("session_id", flat=True)) == ["refund", "soon"]

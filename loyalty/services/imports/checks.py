@@ -26,6 +26,17 @@ _ACTIVE, _ERASED, _UNKNOWN = "active", "erased", "unknown"
 # Clocks and zones of the systems that send events disagree by hours (UTC-12 to UTC+14), never
 # by more than a day: a later event is a wrong clock, zone or year, not an early report.
 FUTURE_TOLERANCE = timedelta(days=1)
+# The rules' words, shared with the events batch API (loyalty.services.events), which applies
+# the same rules to one item at a time.
+FUTURE_EVENT = "events from the future are refused (check the sender's clock, year and time zone)"
+OPPOSITE_SIGNS = (
+    "amount and quantity have opposite signs: a purchase is positive in both, one read as a "
+    "return negative in both"
+)
+NEGATIVE_NOT_PURCHASE = (
+    "negative: only a purchase may be negative (it is then read as a return); give every other "
+    "kind, return included, a positive value"
+)
 # Marks the rows of a purchase with a negative amount or quantity, read as a return.
 FROM_NEGATIVE_PURCHASE = "_from_negative_purchase"
 EVENT_KEY = ("member_external_id", "occurred_at", "kind", "session_id", "product_id")
@@ -189,8 +200,7 @@ def read_negative_purchases_as_returns(parsed: pd.DataFrame, collector: ErrorCol
         lines=lines,
         values=amount,
         column="amount",
-        reason="amount and quantity have opposite signs: a purchase is positive in both, one "
-        "read as a return negative in both",
+        reason=OPPOSITE_SIGNS,
     )
     for column, values in (("amount", amount), ("quantity", quantity)):
         collector.add_cells(
@@ -198,8 +208,7 @@ def read_negative_purchases_as_returns(parsed: pd.DataFrame, collector: ErrorCol
             lines=lines,
             values=values,
             column=column,
-            reason="negative: only a purchase may be negative (it is then read as a return); "
-            "give every other kind, return included, a positive value",
+            reason=NEGATIVE_NOT_PURCHASE,
         )
     returned = purchase & negative & ~contradictory
     parsed[FROM_NEGATIVE_PURCHASE] = returned
@@ -220,8 +229,7 @@ def report_future_events(
         lines=lines,
         values=chunk.given("occurred_at", lines),
         column="occurred_at",
-        reason="more than a day after the import ran: events from the future are refused "
-        "(check the sender's clock, year and time zone)",
+        reason=f"more than a day after the import ran: {FUTURE_EVENT}",
     )
 
 
