@@ -6,8 +6,6 @@ event id again, so the receiver can deduplicate."""
 import logging
 import os
 import signal
-import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
@@ -21,7 +19,7 @@ from loyalty import outbox
 from loyalty.models import OutboxEvent
 from reviews.services.decisions import approve_prediction
 from tests.integrations.receiver import Receiver
-from tests.workers import ROOT, wait_until, worker_database_url
+from tests.workers import start_worker_process, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 KILL_QUEUE = "killed-delivery-worker"
@@ -121,29 +119,8 @@ def test_a_worker_killed_mid_delivery_is_made_good_by_the_sweep_with_the_same_id
     )
     event = OutboxEvent.objects.get(type=outbox.DECISION_CREATED)
     log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "loyalty",
-            "worker",
-            "--pool=solo",
-            "--queues",
-            KILL_QUEUE,
-            "--loglevel=INFO",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "DATABASE_URL": worker_database_url(),
-            "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
-        },
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    worker = start_worker_process(
+        "loyalty", queue=KILL_QUEUE, log=log, env={"WEBHOOK_ALLOW_PRIVATE_TARGETS": "true"}
     )
     try:
         deliver_events_task.apply_async(args=[[event.pk]], queue=KILL_QUEUE)

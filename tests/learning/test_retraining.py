@@ -2,8 +2,6 @@
 
 import os
 import signal
-import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
@@ -249,7 +247,7 @@ def test_a_worker_killed_mid_retraining_leaves_no_half_version_and_loses_no_deci
 ):
     from learning.tasks import retrain_task
     from reviews.models import Decision
-    from tests.workers import ROOT, wait_until, worker_database_url
+    from tests.workers import start_worker_process, wait_until
 
     seed_reason_codes()
     _score_and_route()
@@ -263,25 +261,11 @@ def test_a_worker_killed_mid_retraining_leaves_no_half_version_and_loses_no_deci
     run = request_retraining(kind="churn", trigger="manual", enqueue=False)
     marker = tmp_path / "stalled"
     log_path = tmp_path / "worker.log"
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tests.reviews.stalling_retraining_worker",
-            "worker",
-            "--pool=solo",
-            "--queues",
-            KILL_QUEUE,
-            "--loglevel=INFO",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": worker_database_url(), "STALL_MARKER": str(marker)},
-        stdout=log_path.open("w"),
-        stderr=subprocess.STDOUT,
+    worker = start_worker_process(
+        "tests.reviews.stalling_retraining_worker",
+        queue=KILL_QUEUE,
+        log=log_path.open("w"),
+        env={"STALL_MARKER": str(marker)},
     )
     try:
         retrain_task.apply_async(args=[run.pk], queue=KILL_QUEUE)

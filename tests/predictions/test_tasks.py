@@ -3,8 +3,6 @@ a worker killed in the middle of a chunk."""
 
 import os
 import signal
-import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
@@ -14,7 +12,7 @@ from predictions.models import Prediction, ScoringChunk
 from predictions.services.scoring.runs import resend_stale_chunks, start_scoring_run
 from predictions.tasks import score_chunk_task
 from tests.predictions.conftest import CUTOFF
-from tests.workers import ROOT, wait_until, worker_database_url
+from tests.workers import start_worker_process, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 KILL_QUEUE = "stalling-worker"
@@ -40,25 +38,11 @@ def test_a_worker_killed_mid_chunk_loses_nothing_and_duplicates_nothing(
     chunk = run.chunks.get()
     marker = tmp_path / "stalled"
     log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tests.predictions.stalling_worker",
-            "worker",
-            "--pool=solo",
-            "--queues",
-            KILL_QUEUE,
-            "--loglevel=INFO",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": worker_database_url(), "STALL_MARKER": str(marker)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    worker = start_worker_process(
+        "tests.predictions.stalling_worker",
+        queue=KILL_QUEUE,
+        log=log,
+        env={"STALL_MARKER": str(marker)},
     )
     try:
         score_chunk_task.apply_async(args=[chunk.pk], queue=KILL_QUEUE)
