@@ -86,12 +86,12 @@ def setup_django() -> None:
 
 MEMBERS_SQL = """
 INSERT INTO loyalty_member (external_id, joined_on, tier, points_balance, consent_profiling,
-    consent_changed_at, age_band, region, erased_at, created_at, updated_at)
+    consent_marketing, consent_changed_at, age_band, region, erased_at, created_at, updated_at)
 SELECT %(prefix)s || lpad(g::text, 8, '0'),
        date '2016-01-01' + floor(random() * 3500)::int,
        CASE WHEN u < 0.5 THEN 'bronze' WHEN u < 0.8 THEN 'silver'
             WHEN u < 0.95 THEN 'gold' ELSE 'platinum' END,
-       floor(random() * 20000)::int, true, now(), '', '', NULL, now(), now()
+       floor(random() * 20000)::int, true, true, now(), '', '', NULL, now(), now()
 FROM (SELECT g, random() AS u FROM generate_series(1, %(n)s) g) s
 ON CONFLICT (external_id) DO NOTHING
 """

@@ -33,13 +33,13 @@ def main() -> None:
     from reviews.policy_settings import PolicySettings
     from reviews.selectors.policy import current_policy
     from reviews.services import simulation
-    from reviews.services.rerouting import reroutable_reviews
+    from reviews.services.rerouting import routed_population
 
     settings = PolicySettings.of(current_policy(args.kind))
     reads, runs = [], []
     for _ in range(args.repeat):
         started = time.perf_counter()
-        columns = simulation.read_columns(reroutable_reviews(args.kind), kind=args.kind)
+        columns = simulation.read_columns(routed_population(args.kind), kind=args.kind)
         reads.append(time.perf_counter() - started)
         started = time.perf_counter()
         result = simulation.simulate_policy(kind=args.kind, settings=settings)

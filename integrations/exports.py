@@ -46,6 +46,7 @@ DECISION_COLUMNS = (
     "reason_code",
     "decided_as",
     "held_out",
+    "announced",
     "review_id",
 )
 

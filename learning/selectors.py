@@ -137,8 +137,9 @@ def version_metrics(kind: str) -> list[dict]:
 
 
 def override_rates(kind: str) -> dict[str, list]:
-    """Share of decisions that overrode the model, per model version and per reason code."""
-    decisions = Decision.objects.filter(review__kind=kind)
+    """Share of people's decisions that overrode the model, per model version and per reason
+    code (the policy's auto-approvals never override)."""
+    decisions = Decision.objects.filter(review__kind=kind).exclude(decided_as=Decision.POLICY)
     per_version = (
         decisions.values("review__prediction__model_version")
         .annotate(n=Count("pk"), overrides=Count("pk", filter=Q(verdict=Decision.Verdict.OVERRIDE)))

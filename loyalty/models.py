@@ -16,11 +16,21 @@ class Member(models.Model):
     personal field blanked and `erased_at` set.
     """
 
+    class Consent(models.TextChoices):
+        """The consents a member gives; each is the field `consent_<value>`, changed only
+        through `services.members.set_consent`. `consent_changed_at` is when one last changed."""
+
+        PROFILING = "profiling", "Profiling"
+        MARKETING = "marketing", "Marketing"
+
     external_id = models.CharField(max_length=64, unique=True)
     joined_on = models.DateField(null=True, blank=True)
     tier = models.CharField(max_length=32, blank=True, db_index=True)
     points_balance = models.IntegerField(default=0)
     consent_profiling = models.BooleanField(default=False)
+    # Consent to be contacted with offers: checked when a decision that contacts the member
+    # leaves the product (`loyalty.contact_rules`), as it stands then, not as it stood at scoring.
+    consent_marketing = models.BooleanField(default=False, db_default=False)
     consent_changed_at = models.DateTimeField(null=True, blank=True)
     age_band = models.CharField(max_length=32, blank=True)
     region = models.CharField(max_length=64, blank=True)
@@ -106,6 +116,35 @@ class Action(models.Model):
         help_text="Share of decisions for this action recorded but not executed (a holdout "
         "that measures what the action changes), drawn at random per decision. Blank: the "
         "program's default (control group settings).",
+    )
+    # What the action is worth until the control groups have measured it: expected value for a
+    # member = P(churn) x retention_gain x member value - cost (`predictions.ml.action_value`).
+    retention_gain = models.FloatField(
+        default=0.0,
+        db_default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Prior: the share of members about to churn that this action keeps "
+        "(0.10 = one in ten), until the control groups have measured it.",
+    )
+    budget_count = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="At most this many executed decisions per budget period (contact rules); "
+        "blank: no limit.",
+    )
+    budget_amount = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="At most this much spent (cost x executed decisions) per budget period; "
+        "blank: no limit.",
+    )
+    cooldown_days = models.PositiveIntegerField(
+        default=30,
+        db_default=30,
+        help_text="A re-score sends this action to the same member again only after this many "
+        "days; a change of action goes out at once.",
     )
 
     class Meta:
@@ -317,6 +356,39 @@ def _default_universal_share() -> float:
 
 def _default_action_holdout_share() -> float:
     return settings.LOYALTY_ACTION_HOLDOUT_SHARE
+
+
+class ContactRules(models.Model):
+    """The program's contact rules (one row, `loyalty.contact_rules`): at most
+    `frequency_cap_actions` executed actions per member in `frequency_cap_days`, and each
+    action's budget (`Action.budget_count`, `Action.budget_amount`) per `budget_period_days`.
+    A decision that would break one is flagged, never auto-approved, and needs a person's
+    reason to go out."""
+
+    frequency_cap_actions = models.PositiveIntegerField(
+        default=2,
+        validators=[MinValueValidator(1)],
+        help_text="At most this many executed actions per member ...",
+    )
+    frequency_cap_days = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1)], help_text="... in this many days."
+    )
+    budget_period_days = models.PositiveIntegerField(
+        default=30,
+        validators=[MinValueValidator(1)],
+        help_text="The period each action's budget covers (the last N days).",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "contact rules"
+        verbose_name_plural = "contact rules"
+
+    def __str__(self) -> str:
+        return (
+            f"at most {self.frequency_cap_actions} actions in {self.frequency_cap_days} days; "
+            f"budgets per {self.budget_period_days} days"
+        )
 
 
 class ControlGroupSettings(models.Model):

@@ -37,7 +37,7 @@ EVENT_TYPES: dict[str, str] = {
     DECISION_HELD_OUT: "A decision was made but its member is held out: record it, do nothing.",
     REVIEW_ESCALATED: "An analyst sent a review to the experts.",
     MEMBER_ERASED: "A member's personal data was erased: erase it downstream too.",
-    MEMBER_CONSENT_WITHDRAWN: "A member withdrew consent to profiling.",
+    MEMBER_CONSENT_WITHDRAWN: "A member withdrew a consent: profiling or marketing.",
     MODEL_PROMOTED: "A model version now serves a prediction kind.",
     AUTOMATION_PAUSED: "Auto-approval of a prediction kind was paused: people decide everything.",
     AUTOMATION_RESUMED: "Auto-approval of a prediction kind was resumed.",

@@ -13,12 +13,12 @@ from django.contrib.auth.models import Group
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
-from loyalty import outbox
 from loyalty.access import forget_all_access
 from loyalty.middleware import current_user
 from loyalty.models import AuditRecord, Member
 from loyalty.services.audit import record_audit
 from loyalty.services.logins import record_lockout
+from loyalty.services.members import emit_consent_withdrawn
 from loyalty.signals import consent_withdrawn
 
 User = get_user_model()
@@ -62,22 +62,11 @@ def forget_access_after_a_save(sender, **kwargs) -> None:
 
 @receiver(consent_withdrawn)
 def announce_consent_withdrawn(sender, member_ids, **kwargs) -> None:
-    """Every withdrawal, from the member page, the API or an import, leaves as one event per
-    member (`member.consent_withdrawn`), in the withdrawal's transaction."""
-    members = Member.objects.filter(pk__in=member_ids).values_list(
-        "pk", "external_id", "consent_changed_at"
-    )
-    outbox.emit_many(
-        outbox.Emission(
-            type=outbox.MEMBER_CONSENT_WITHDRAWN,
-            data={
-                outbox.MEMBER_KEY: external_id,
-                "withdrawn_at": changed_at.isoformat() if changed_at else None,
-            },
-            member_id=pk,
-        )
-        for pk, external_id, changed_at in members.order_by("pk")
-    )
+    """Every withdrawal of consent to profiling, from the member page, the API or an import,
+    leaves as one event per member (`member.consent_withdrawn` with `"consent": "profiling"`),
+    in the withdrawal's transaction. A marketing withdrawal emits its own event
+    (`services.members.announce_consent_withdrawal`) without this signal."""
+    emit_consent_withdrawn(member_ids=member_ids, consent=Member.Consent.PROFILING)
 
 
 @receiver(user_locked_out)

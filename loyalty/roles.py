@@ -38,6 +38,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "loyalty.delete_action",
         "loyalty.view_controlgroupsettings",
         "loyalty.change_controlgroupsettings",
+        "loyalty.view_contactrules",
+        "loyalty.change_contactrules",
         "loyalty.view_auditrecord",
         "auth.view_user",
         "auth.add_user",

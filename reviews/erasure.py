@@ -45,6 +45,7 @@ KEPT_AUDIT_DETAILS = {
         "prediction",
         "held_out",
         "holdout_reason",
+        "announced",
     ),
     AuditRecord.Kind.ESCALATION: ("reason", "member", "with_proposal"),
 }
@@ -71,7 +72,7 @@ def erase_member_reviews(sender, *, member_id: int, external_id: str = "", **kwa
     )
     # Decisions are immutable to their model's save(); erasure is the one sanctioned change.
     Decision.objects.filter(review__member_id=member_id).update(
-        comment="", churn_label=None, action=None
+        comment="", churn_label=None, action=None, settled_action=None, contact_flags=[]
     )
     # A prediction not routed yet would put the erased member in a queue at the next routing;
     # it has no review, decision or label to keep.

@@ -243,11 +243,14 @@ def _running_range(steps: WaterfallSteps) -> tuple[float, float]:
     return min(running), max(running)
 
 
-def waterfall_caption(explanation: dict, *, probability: float | None, kind: str) -> str:
-    """What the waterfall's ends mean, in words (shown under the chart)."""
+def waterfall_caption(
+    explanation: dict, *, probability: float | None, kind: str, action: str = ""
+) -> str:
+    """What the waterfall's ends mean, in words (shown under the chart). `action`: the name of
+    the action a next-action explanation explains, where it is known."""
     if not explanation or "margin" not in explanation:
         return ""
-    toward = "churn" if kind == PredictionKind.CHURN else "this action"
+    toward = "churn" if kind == PredictionKind.CHURN else (action or "this action")
     text = (
         f"Red pushes toward {toward}, green away from it. The model's output is "
         f"{explanation['margin']:.2f} log-odds"

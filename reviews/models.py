@@ -24,8 +24,22 @@ class EscalationPolicy(models.Model):
     `segment_overrides` maps a tier to replacements of the two confidence thresholds.
     """
 
+    class Ranking(models.TextChoices):
+        PROPENSITY = "propensity", "By propensity: the action the member is likeliest to take up"
+        EXPECTED_VALUE = (
+            "expected_value",
+            ("By expected value: P(churn) x retention gain x member value - cost"),
+        )
+
     kind = models.CharField(max_length=20, choices=PredictionKind.choices)
     version = models.PositiveIntegerField()
+    ranking = models.CharField(
+        max_length=20,
+        choices=Ranking.choices,
+        default=Ranking.PROPENSITY,
+        db_default=Ranking.PROPENSITY,
+        help_text="How a next-action review picks the action it recommends.",
+    )
     auto_approve_confidence = models.FloatField(default=0.9)
     expert_confidence = models.FloatField(default=0.5)
     expert_value_quantile = models.FloatField(default=0.95)
@@ -126,6 +140,16 @@ class Review(models.Model):
     member_value = models.FloatField(default=0.0)
     risk = models.FloatField(null=True, blank=True)
     confidence = models.FloatField()
+    # A next-action review's recommendation, ranked when it was routed by its policy's
+    # `ranking` (`reviews.services.action_ranking`): the action (None: nothing eligible) and
+    # its expected value (None: no churn score to weigh it with).
+    recommended_action = models.ForeignKey(
+        Action, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    expected_value = models.FloatField(null=True, blank=True)
+    # The contact rules the recommendation would break (`loyalty.contact_rules`), as routing
+    # found them: such a review is never auto-approved.
+    contact_flags = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     routed_at = models.DateTimeField()
     due_at = models.DateTimeField(null=True, blank=True)
@@ -160,18 +184,41 @@ class Review(models.Model):
 
 
 class Decision(models.Model):
-    """Who decided what about a review, when and why. Immutable; one per review."""
+    """Who decided what about a review, when and why. Immutable; one per review.
+
+    A person decides (`decided_as` analyst or expert), or the policy does when it auto-approves
+    (`decided_as` "policy", no `decided_by`): both leave the product alike and neither is ever
+    reopened. `settled_action` is what the decision settles on (the approved recommendation or
+    the person's action; None for a churn review or when nothing is eligible). `announced`:
+    whether it left as an event; a re-score that settles on the member's last action again
+    within the action's cooldown is recorded, not sent again (`silenced_because` says so)."""
 
     class Verdict(models.TextChoices):
         APPROVE = "approve"
         OVERRIDE = "override"
 
+    POLICY = "policy"
+
     review = models.OneToOneField(Review, on_delete=models.CASCADE, related_name="decision")
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="decisions")
     verdict = models.CharField(max_length=20, choices=Verdict.choices)
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="decisions",
     )
-    decided_as = models.CharField(max_length=20, help_text="The role the person decided in.")
+    decided_as = models.CharField(
+        max_length=20, help_text="The role the person decided in, or policy (automatic)."
+    )
+    settled_action = models.ForeignKey(
+        Action, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    announced = models.BooleanField(default=True, db_default=True)
+    silenced_because = models.CharField(max_length=200, blank=True, db_default="")
+    # The contact rules the decision broke, each overridden by the person with their reason.
+    contact_flags = models.JSONField(default=list, blank=True)
     decided_at = models.DateTimeField(auto_now_add=True)
     # The decision feed's order (`loyalty.sequences`): assigned under a lock held until the
     # decision commits, so a reader paging by it never skips a decision committed late.
@@ -196,14 +243,32 @@ class Decision(models.Model):
 
     class Meta:
         ordering = ["-decided_at", "-id"]
+        indexes = [
+            # The contact rules count a member's and an action's recent executed decisions.
+            models.Index(fields=["member", "-decided_at"], name="decision_member_recent"),
+            models.Index(fields=["settled_action", "-decided_at"], name="decision_action_recent"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(decided_as="policy") | Q(decided_by__isnull=False),
+                name="a_person_decision_names_the_person",
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"{self.verdict} of review {self.review_id} by {self.decided_by_id}"
+        return f"{self.verdict} of review {self.review_id} by {self.decided_by_id or 'policy'}"
 
     def save(self, *args, **kwargs) -> None:
         if self.pk is not None:
             raise ValueError("Decisions are immutable.")
         super().save(*args, **kwargs)
+
+    @property
+    def decider(self) -> str:
+        """Who decided, as pages and feeds name them."""
+        if self.decided_by_id is None:
+            return "policy"
+        return self.decided_by.get_username()
 
 
 class Notification(models.Model):

@@ -14,6 +14,7 @@ POLICY_FIELDS = (
     "audit_sample_rate",
     "sla_hours",
     "segment_overrides",
+    "ranking",
 )
 FIRST_VERSION = 1
 FIRST_VERSION_REASON = "defaults"
@@ -31,6 +32,8 @@ class PolicySettings:
     audit_sample_rate: float = 0.02
     sla_hours: int = 48
     segment_overrides: dict | None = None
+    # How a next-action review picks its recommendation (EscalationPolicy.Ranking).
+    ranking: str = EscalationPolicy.Ranking.PROPENSITY
 
     @classmethod
     def of(cls, policy: EscalationPolicy) -> "PolicySettings":

@@ -17,6 +17,7 @@ class MemberFactory(factory.django.DjangoModelFactory):
     tier = "silver"
     points_balance = 1200
     consent_profiling = True
+    consent_marketing = True
     age_band = "35-44"
     region = "north"
 
@@ -76,3 +77,10 @@ class PredictionFactory(factory.django.DjangoModelFactory):
     confidence = 0.8
     explanation = factory.LazyFunction(dict)
     member_value = factory.SelfAttribute("spend")
+
+
+def people_decisions():
+    """The decisions people made (an auto-approval is the policy's decision, made at routing)."""
+    from reviews.models import Decision
+
+    return Decision.objects.exclude(decided_as=Decision.POLICY)

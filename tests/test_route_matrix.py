@@ -71,6 +71,7 @@ MEMBER_FIELDS = (
     ("tier", "gold"),
     ("points_balance", 10),
     ("consent_profiling", True),
+    ("consent_marketing", True),
     ("age_band", ""),
     ("region", ""),
 )
@@ -297,10 +298,11 @@ ROWS: tuple[Row, ...] = (
         target="expert_review",
         data=(("reason_code", "model-correct"),),
     ),
+    # An auto-approval is the policy's decision already: an expert may try, and hears so.
     Row(
         "reviews-api:review-approve",
         "POST",
-        (401, 403, 201, 403, 403),
+        (401, 403, 409, 403, 403),
         target="auto_review",
         data=(("reason_code", "model-correct"),),
     ),
@@ -493,6 +495,7 @@ ADMIN_VISIBLE_TO_ADMIN_ROLE = {
     "loyalty.event",
     "loyalty.action",
     "loyalty.controlgroupsettings",
+    "loyalty.contactrules",
     "loyalty.auditrecord",
     "loyalty.erasuretombstone",
     "predictions.modelversion",

@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from integrations.exceptions import InvalidEndpoint
 from integrations.services.endpoints import clean_url
+from loyalty.models import Member
 from loyalty.outbox import EVENT_TYPES
 from predictions.models import PredictionKind
 from reviews.models import Decision
@@ -24,6 +25,15 @@ class DecisionEventSerializer(serializers.Serializer):
         help_text="A held-out decision is recorded, never acted on (a control group; its "
         "webhook is `decision.held_out`). Systems see it at once; for people it is null until "
         "the decision's horizon has passed.",
+    )
+    announced = serializers.BooleanField(
+        help_text="Whether it left as an event. A re-score that settles on the action last "
+        "announced to the member, within the action's cooldown, is recorded without one."
+    )
+    contact_rules_overridden = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Contact rules the decision broke and a person overrode with a reason "
+        "(frequency_cap, budget_count, budget_amount, no_marketing_consent); empty otherwise.",
     )
     member_external_id = serializers.CharField()
     kind = serializers.ChoiceField(choices=PredictionKind.choices)
@@ -129,6 +139,11 @@ class MemberErasedEventSerializer(serializers.Serializer):
 
 class ConsentWithdrawnEventSerializer(serializers.Serializer):
     member_external_id = serializers.CharField()
+    consent = serializers.ChoiceField(
+        choices=Member.Consent.choices,
+        help_text="Which consent was withdrawn: profiling (stop scoring the member) or "
+        "marketing (stop contacting them with offers).",
+    )
     withdrawn_at = serializers.DateTimeField(allow_null=True)
 
 

@@ -79,8 +79,9 @@ def _decision_example(decision: Decision) -> LabeledExample:
         churn_label = model_call if approved else decision.churn_label
         agrees = churn_label == model_call
     else:
-        action_id = prediction.recommended_action_id if approved else decision.action_id
-        agrees = action_id == prediction.recommended_action_id
+        # What the person saw recommended (ranked by the review's policy) is the model's answer.
+        action_id = review.recommended_action_id if approved else decision.action_id
+        agrees = action_id == review.recommended_action_id
     excluded = treatment == ReasonCode.Treatment.EXCLUDE
     return LabeledExample(
         source=LabeledExample.Source.DECISION,
@@ -102,11 +103,13 @@ def _decision_example(decision: Decision) -> LabeledExample:
 
 
 def unlabeled_decisions():
-    """Decisions that have no example yet (their task never ran or failed)."""
+    """People's decisions that have no example yet (their task never ran or failed). The
+    policy's own decisions (auto-approvals) teach nothing: they are the model's answer, and
+    training on them would only feed it back; their members' observed outcomes label them."""
     labeled = LabeledExample.objects.filter(
         decision_id=OuterRef("pk"), source=LabeledExample.Source.DECISION
     )
-    return Decision.objects.filter(~Exists(labeled))
+    return Decision.objects.filter(~Exists(labeled)).exclude(decided_as=Decision.POLICY)
 
 
 def sweep_unlabeled_decisions(*, limit: int | None = None) -> int:

@@ -1,5 +1,6 @@
-"""Staff-only admin for members, events, the action catalog, periodic tasks, erasure tombstones
-and the audit trail; users, groups and API tokens are in `loyalty.admin.users`."""
+"""Staff-only admin for members, events, the action catalog, the program's settings (control
+groups, contact rules), periodic tasks, erasure tombstones and the audit trail; users, groups
+and API tokens are in `loyalty.admin.users`."""
 
 import json
 
@@ -24,11 +25,13 @@ from django_celery_beat.models import (
 )
 
 from loyalty.admin.read_only import ReadOnlyAdmin
+from loyalty.contact_settings import contact_rules_settings
 from loyalty.control_groups import control_settings
 from loyalty.exceptions import DomainError
 from loyalty.models import (
     Action,
     AuditRecord,
+    ContactRules,
     ControlGroupSettings,
     ErasureTombstone,
     Event,
@@ -71,10 +74,11 @@ class MemberAdmin(admin.ModelAdmin):
         "tier",
         "points_balance",
         "consent_profiling",
+        "consent_marketing",
         "joined_on",
         "erased_at",
     ]
-    list_filter = ["tier", "consent_profiling"]
+    list_filter = ["tier", "consent_profiling", "consent_marketing"]
     search_fields = ["external_id"]
     readonly_fields = ["consent_changed_at", "erased_at", "created_at", "updated_at"]
     actions = ["erase_selected", "export_selected"]
@@ -183,6 +187,7 @@ class ActionAdmin(AuditedAdminMixin, admin.ModelAdmin):
         "code",
         "name",
         "cost",
+        "retention_gain",
         "min_tier",
         "requires_consent",
         "holdout_share",
@@ -190,6 +195,27 @@ class ActionAdmin(AuditedAdminMixin, admin.ModelAdmin):
     ]
     list_filter = ["is_active", "requires_consent"]
     search_fields = ["code", "name"]
+    fieldsets = [
+        (None, {"fields": ["code", "name", "description", "is_active"]}),
+        ("Who may receive it", {"fields": ["min_tier", "requires_consent"]}),
+        (
+            "What it is worth",
+            {
+                "fields": ["cost", "retention_gain"],
+                "description": "Expected value for a member: P(churn) x retention gain x member "
+                "value - cost.",
+            },
+        ),
+        (
+            "Contact rules",
+            {
+                "fields": ["budget_count", "budget_amount", "cooldown_days"],
+                "description": "Budgets count executed decisions in the contact rules' budget "
+                "period.",
+            },
+        ),
+        ("Measurement", {"fields": ["holdout_share"]}),
+    ]
 
 
 @admin.register(ControlGroupSettings)
@@ -207,6 +233,33 @@ class ControlGroupSettingsAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         control_settings()  # the row exists even after a flush
+        return super().get_queryset(request)
+
+
+@admin.register(ContactRules)
+class ContactRulesAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """The one row of contact rules: changed (audited), never added or deleted."""
+
+    list_display = [
+        "__str__",
+        "frequency_cap_actions",
+        "frequency_cap_days",
+        "budget_period_days",
+        "updated_at",
+    ]
+    fieldsets = [
+        ("Frequency cap", {"fields": ["frequency_cap_actions", "frequency_cap_days"]}),
+        ("Budgets", {"fields": ["budget_period_days"]}),
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request):
+        contact_rules_settings()  # the row exists even after a flush
         return super().get_queryset(request)
 
 

@@ -18,10 +18,13 @@ class MemberFilter(django_filters.FilterSet):
     consent_profiling = django_filters.BooleanFilter(
         help_text="true: members who consent to profiling; false: those who do not."
     )
+    consent_marketing = django_filters.BooleanFilter(
+        help_text="true: members who consent to marketing; false: those who do not."
+    )
     erased = moment_is_set_filter(
         "erased_at", help_text="true: only erased members; false: only members not erased."
     )
 
     class Meta:
         model = Member
-        fields = ["tier", "consent_profiling", "erased"]
+        fields = ["tier", "consent_profiling", "consent_marketing", "erased"]

@@ -30,7 +30,10 @@ class MemberOutputSerializer(serializers.Serializer):
     tier = serializers.CharField()
     points_balance = serializers.IntegerField()
     consent_profiling = serializers.BooleanField()
-    consent_changed_at = serializers.DateTimeField(allow_null=True)
+    consent_marketing = serializers.BooleanField()
+    consent_changed_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a consent (to profiling or to marketing) last changed."
+    )
     age_band = serializers.CharField(
         required=False, help_text="Only for users who may change members (admin, integrator)."
     )
@@ -60,6 +63,11 @@ class MemberUpdateInputSerializer(serializers.Serializer):
     consent_profiling = serializers.BooleanField(
         help_text="Consent to profiling. Withdrawing it stops scoring from the next run on."
     )
+    consent_marketing = serializers.BooleanField(
+        required=False,
+        help_text="Consent to be contacted with offers. Withdrawing it stops contact, not "
+        "scoring. Left out of a PUT, it stays as it is (clients written before it existed).",
+    )
     age_band = serializers.CharField(max_length=32, allow_blank=True)
     region = serializers.CharField(max_length=64, allow_blank=True)
 
@@ -72,6 +80,7 @@ class MemberCreateInputSerializer(serializers.Serializer):
     tier = serializers.CharField(max_length=32, required=False, allow_blank=True)
     points_balance = serializers.IntegerField(required=False)
     consent_profiling = serializers.BooleanField(required=False, default=False)
+    consent_marketing = serializers.BooleanField(required=False, default=False)
     age_band = serializers.CharField(max_length=32, required=False, allow_blank=True)
     region = serializers.CharField(max_length=64, required=False, allow_blank=True)
 

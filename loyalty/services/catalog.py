@@ -16,6 +16,9 @@ class ActionSeed:
     cost: Decimal
     min_tier: str = ""
     requires_consent: bool = True
+    # The prior until the control groups measure it: the share of members about to churn that
+    # the action keeps (`Action.retention_gain`).
+    retention_gain: float = 0.0
 
 
 # Costs are the program's expected cost per member treated, in the program's currency.
@@ -33,24 +36,28 @@ DEFAULT_ACTIONS: tuple[ActionSeed, ...] = (
         name="Bonus points",
         description="Credit extra points on the member's next purchases for four weeks.",
         cost=Decimal("3.00"),
+        retention_gain=0.05,
     ),
     ActionSeed(
         code="personal_discount",
         name="Personal discount",
         description="A one-time discount on the member's most-bought category.",
         cost=Decimal("5.00"),
+        retention_gain=0.08,
     ),
     ActionSeed(
         code="free_delivery",
         name="Free delivery",
         description="Free delivery on the next online order.",
         cost=Decimal("4.00"),
+        retention_gain=0.04,
     ),
     ActionSeed(
         code="win_back_email",
         name="Win-back email",
         description="A personal email recalling what the member used to buy, with a small offer.",
         cost=Decimal("0.50"),
+        retention_gain=0.03,
     ),
     ActionSeed(
         code="personal_outreach",
@@ -58,12 +65,14 @@ DEFAULT_ACTIONS: tuple[ActionSeed, ...] = (
         description="A call from the member service team; kept for the most valuable members.",
         cost=Decimal("15.00"),
         min_tier="gold",
+        retention_gain=0.15,
     ),
     ActionSeed(
         code="tier_trial",
         name="Tier trial",
         description="One month at the next tier up, to show what the member would gain.",
         cost=Decimal("8.00"),
+        retention_gain=0.06,
     ),
 )
 
@@ -77,7 +86,7 @@ class CatalogSeedResult:
 @transaction.atomic
 def seed_action_catalog() -> CatalogSeedResult:
     """Create the default actions that are missing. Existing ones are left as an admin set
-    them (cost, eligibility, active), so seeding again changes nothing."""
+    them (cost, eligibility, retention gain, active), so seeding again changes nothing."""
     codes = [seed.code for seed in DEFAULT_ACTIONS]
     existing = set(Action.objects.filter(code__in=codes).values_list("code", flat=True))
     created = []
@@ -91,6 +100,7 @@ def seed_action_catalog() -> CatalogSeedResult:
             cost=seed.cost,
             min_tier=seed.min_tier,
             requires_consent=seed.requires_consent,
+            retention_gain=seed.retention_gain,
         )
         action.full_clean()
         action.save()

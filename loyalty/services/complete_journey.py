@@ -187,6 +187,7 @@ def _members(
             "tier": ids.map(tiers),
             "points_balance": np.floor(ids.map(per_household["spend"]).fillna(0)).astype("int64"),
             "consent_profiling": True,
+            "consent_marketing": True,
             "age_band": ids.map(ages).fillna(""),
             "region": "",
         }

@@ -154,6 +154,7 @@ def erase_member(*, member_id: int, actor: AbstractBaseUser | None) -> ErasureRe
     member.tier = ""
     member.points_balance = 0
     member.consent_profiling = False
+    member.consent_marketing = False
     # When someone consented is itself a fact about them.
     member.consent_changed_at = None
     member.age_band = ""

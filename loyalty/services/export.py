@@ -44,6 +44,7 @@ MEMBER_FIELDS = (
     "tier",
     "points_balance",
     "consent_profiling",
+    "consent_marketing",
     "consent_changed_at",
     "age_band",
     "region",

@@ -1,7 +1,8 @@
-"""Write side of members: creating them, changing their data, and their consent to profiling."""
+"""Write side of members: creating them, changing their data, and their consents (to profiling
+and to marketing)."""
 
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -9,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from loyalty import outbox
 from loyalty.exceptions import MemberErasedError, MemberExistsError, require_permission
 from loyalty.models import AuditRecord, Member
 from loyalty.services.audit import record_audit
@@ -20,15 +22,20 @@ from loyalty.services.erasure import (
 from loyalty.signals import consent_withdrawn
 
 # What a create or an update may set. The external id is the key integrators address a member
-# by, so it never changes; consent goes through set_consent so that every change is audited.
+# by, so it never changes; consents go through set_consent so that every change is audited.
 MEMBER_EDITABLE_FIELDS = (
     "joined_on",
     "tier",
     "points_balance",
     "consent_profiling",
+    "consent_marketing",
     "age_band",
     "region",
 )
+# The member field that holds each consent.
+CONSENT_FIELDS: dict[Member.Consent, str] = {
+    consent: f"consent_{consent.value}" for consent in Member.Consent
+}
 
 
 @transaction.atomic
@@ -40,11 +47,13 @@ def create_member(
     tier: str = "",
     points_balance: int = 0,
     consent_profiling: bool = False,
+    consent_marketing: bool = False,
     age_band: str = "",
     region: str = "",
 ) -> Member:
     """Add one member. A second member with the same external id is a conflict, not a copy,
-    and so is the id of an erased member while its tombstone stands (MemberErasedError)."""
+    and so is the id of an erased member while its tombstone stands (MemberErasedError).
+    Each consent given is audited like a later change."""
     require_permission(actor, "loyalty.add_member")
     if external_id.startswith(ERASED_EXTERNAL_ID_PREFIX):
         raise ValidationError(
@@ -57,13 +66,18 @@ def create_member(
         )
     if erased_external_ids([external_id]):
         raise MemberErasedError(ERASED_ID_MESSAGE, external_id=external_id)
+    given = {
+        Member.Consent.PROFILING: consent_profiling,
+        Member.Consent.MARKETING: consent_marketing,
+    }
     member = Member(
         external_id=external_id,
         joined_on=joined_on,
         tier=tier,
         points_balance=points_balance,
         consent_profiling=consent_profiling,
-        consent_changed_at=timezone.now() if consent_profiling else None,
+        consent_marketing=consent_marketing,
+        consent_changed_at=timezone.now() if any(given.values()) else None,
         age_band=age_band,
         region=region,
     )
@@ -88,8 +102,9 @@ def create_member(
         subject=f"member:{member.pk}",
         details={"member_id": member.pk, "change": "create"},
     )
-    if consent_profiling:
-        _audit_consent(member=member, actor=actor)
+    for consent, granted in given.items():
+        if granted:
+            _audit_consent(member=member, consent=consent, actor=actor)
     return member
 
 
@@ -107,10 +122,11 @@ def update_member(
         raise ValueError(f"Not editable on a member: {', '.join(sorted(unknown))}")
     require_permission(actor, "loyalty.change_member")
     locked = _lock_writable(member)
+    consent_fields = set(CONSENT_FIELDS.values())
     changed = sorted(
         field
         for field, value in data.items()
-        if field != "consent_profiling" and getattr(locked, field) != value
+        if field not in consent_fields and getattr(locked, field) != value
     )
     if changed:
         for field in changed:
@@ -123,30 +139,73 @@ def update_member(
             subject=f"member:{locked.pk}",
             details={"member_id": locked.pk, "change": "update", "fields": changed},
         )
-    if "consent_profiling" in data:
-        locked = set_consent(member=locked, consent=data["consent_profiling"], actor=actor)
+    for consent, field in CONSENT_FIELDS.items():
+        if field in data:
+            locked = set_consent(member=locked, consent=data[field], actor=actor, kind=consent)
     return locked
 
 
 @transaction.atomic
-def set_consent(*, member: Member, consent: bool, actor: AbstractBaseUser | None) -> Member:
-    """Grant or withdraw consent to profiling; the same value again writes nothing.
+def set_consent(
+    *,
+    member: Member,
+    consent: bool,
+    actor: AbstractBaseUser | None,
+    kind: Member.Consent = Member.Consent.PROFILING,
+) -> Member:
+    """Grant or withdraw one consent (`kind`: to profiling unless told otherwise); the same
+    value again writes nothing. Either change sets `consent_changed_at` and is audited with the
+    consent it names.
 
-    Withdrawal takes effect at once for scoring, training and what-if, which read
-    selectors.scorable_members(), and announces `consent_withdrawn` in this transaction (the
-    member's undecided reviews leave the queues).
+    Withdrawing consent to profiling takes effect at once for scoring, training and what-if,
+    which read selectors.scorable_members(), and announces `consent_withdrawn` in this
+    transaction (the member's undecided reviews leave the queues; its receiver emits
+    `member.consent_withdrawn`). Withdrawing consent to marketing stops contact, not profiling:
+    its reviews stay, and `member.consent_withdrawn` is emitted here, in this transaction.
     """
     require_permission(actor, "loyalty.change_member")
+    kind = Member.Consent(kind)
+    field = CONSENT_FIELDS[kind]
     locked = _lock_writable(member)
-    if locked.consent_profiling == consent:
+    if getattr(locked, field) == consent:
         return locked
-    locked.consent_profiling = consent
+    setattr(locked, field, consent)
     locked.consent_changed_at = timezone.now()
-    locked.save(update_fields=["consent_profiling", "consent_changed_at", "updated_at"])
-    _audit_consent(member=locked, actor=actor)
+    locked.save(update_fields=[field, "consent_changed_at", "updated_at"])
+    _audit_consent(member=locked, consent=kind, actor=actor)
     if not consent:
-        consent_withdrawn.send(sender=Member, member_ids=[locked.pk])
+        announce_consent_withdrawal(member_ids=[locked.pk], consent=kind)
     return locked
+
+
+def announce_consent_withdrawal(*, member_ids: list[int], consent: Member.Consent) -> None:
+    """Tell the other layers and systems, in the caller's transaction, that these members
+    withdrew `consent`: for profiling the `consent_withdrawn` signal (reviews leave the queues;
+    its receiver in loyalty.receivers emits the event); for marketing only the outbox event."""
+    if consent == Member.Consent.PROFILING:
+        consent_withdrawn.send(sender=Member, member_ids=member_ids)
+    else:
+        emit_consent_withdrawn(member_ids=member_ids, consent=consent)
+
+
+def emit_consent_withdrawn(*, member_ids: list[int], consent: Member.Consent) -> None:
+    """One `member.consent_withdrawn` event per member, naming the consent, in the caller's
+    transaction."""
+    members = Member.objects.filter(pk__in=member_ids).values_list(
+        "pk", "external_id", "consent_changed_at"
+    )
+    outbox.emit_many(
+        outbox.Emission(
+            type=outbox.MEMBER_CONSENT_WITHDRAWN,
+            data={
+                outbox.MEMBER_KEY: external_id,
+                "consent": Member.Consent(consent).value,
+                "withdrawn_at": changed_at.isoformat() if changed_at else None,
+            },
+            member_id=pk,
+        )
+        for pk, external_id, changed_at in members.order_by("pk")
+    )
 
 
 def _lock_writable(member: Member) -> Member:
@@ -159,14 +218,31 @@ def _lock_writable(member: Member) -> Member:
     return locked
 
 
-def _audit_consent(*, member: Member, actor: AbstractBaseUser | None) -> None:
+def _audit_consent(
+    *, member: Member, consent: Member.Consent, actor: AbstractBaseUser | None
+) -> None:
+    field = CONSENT_FIELDS[Member.Consent(consent)]
     record_audit(
         kind=AuditRecord.Kind.CONSENT_CHANGE,
         actor=actor,
         subject=f"member:{member.pk}",
-        details={
-            "member_id": member.pk,
-            "consent_profiling": member.consent_profiling,
-            "changed_at": member.consent_changed_at.isoformat(),
-        },
+        details=consent_audit_details(
+            member_id=member.pk,
+            consent=consent,
+            granted=getattr(member, field),
+            changed_at=member.consent_changed_at,
+        ),
     )
+
+
+def consent_audit_details(
+    *, member_id: int, consent: Member.Consent, granted: bool, changed_at: datetime
+) -> dict[str, Any]:
+    """What a consent change's audit record says, from any path (service, import)."""
+    consent = Member.Consent(consent)
+    return {
+        "member_id": member_id,
+        "consent": consent.value,
+        CONSENT_FIELDS[consent]: bool(granted),
+        "changed_at": changed_at.isoformat(),
+    }

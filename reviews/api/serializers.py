@@ -46,7 +46,9 @@ class DecisionOutputSerializer(serializers.Serializer):
         allow_null=True,
         help_text="An override of a next action: the right action's code.",
     )
-    decided_by = serializers.CharField(source="decided_by.username")
+    decided_by = serializers.CharField(
+        source="decider", help_text="The person's username, or policy (an auto-approval)."
+    )
     decided_as = serializers.CharField(help_text="The role the person decided in.")
     decided_at = serializers.DateTimeField()
 
@@ -139,8 +141,23 @@ class ReviewOutputSerializer(serializers.Serializer):
     priority = serializers.FloatField(help_text="Higher first.")
     tier = serializers.CharField()
     confidence = serializers.FloatField()
-    risk = serializers.FloatField(allow_null=True, help_text="Churn reviews only.")
+    risk = serializers.FloatField(
+        allow_null=True,
+        help_text="The member's churn risk: a churn review's probability; for a next-action "
+        "review, the latest churn probability its actions were weighed with (null: none).",
+    )
     member_value = serializers.FloatField()
+    recommended_action_code = serializers.CharField(
+        source="recommended_action.code",
+        allow_null=True,
+        help_text="Next-action reviews: the action recommended by the policy's ranking "
+        "(propensity or expected value); null for churn reviews or when none is eligible.",
+    )
+    expected_value = serializers.FloatField(
+        allow_null=True,
+        help_text="P(churn) x retention gain x member value - cost of the recommended action; "
+        "null without a churn score.",
+    )
     prediction = PredictionSummaryOutputSerializer()
     created_at = serializers.DateTimeField()
     routed_at = serializers.DateTimeField()
@@ -179,6 +196,13 @@ class DecisionInputSerializer(serializers.Serializer):
 
     reason_code = _reason_code_field()
     comment = serializers.CharField(required=False, allow_blank=True, default="")
+    override_contact_rules = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Send a decision that breaks a contact rule (frequency cap, action budget, "
+        "marketing consent) anyway; the comment must say why. Without it such a decision is "
+        "refused (400) and the rules it breaks are named.",
+    )
 
     def validate_reason_code(self, reason: ReasonCode) -> str:
         return reason.code
@@ -228,6 +252,7 @@ class OverrideInputSerializer(DecisionInputSerializer):
 
 
 class EscalateInputSerializer(DecisionInputSerializer):
+    override_contact_rules = None  # an escalation sends nothing
     proposal = serializers.DictField(
         required=False,
         allow_null=True,

@@ -64,6 +64,7 @@ _REVIEW_RELATIONS = (
     "member",
     "prediction",
     "prediction__recommended_action",
+    "recommended_action",
     "escalated_by",
     "escalation_reason",
     "decision",

@@ -40,6 +40,10 @@ class DecisionForm(forms.Form):
         choices=[("", "Choose…"), ("churn", "Will churn"), ("stay", "Will stay")],
     )
     action = forms.ChoiceField(required=False, label="The right action")
+    override_contact_rules = forms.BooleanField(
+        required=False,
+        label="Send it anyway: override the contact rules (say why in the comment)",
+    )
 
     def __init__(self, *args, review: Review, verdict: str = "approve", **kwargs):
         super().__init__(*args, **kwargs)
@@ -49,9 +53,8 @@ class DecisionForm(forms.Form):
         self.fields["verdict"].initial = self.verdict_name
         self.fields["reason"].choices = reason_choices(VERDICT_TREATMENTS[self.verdict_name])
         self.fields["reason"].initial = DEFAULT_REASONS.get(self.verdict_name)
-        recommended = review.prediction.recommended_action
         self.fields["action"].choices = [("", "Choose…")] + override_action_choices(
-            exclude=recommended.code if recommended else ""
+            exclude_id=review.recommended_action_id
         )
         self.auto_id = f"id_{self.verdict_name}_%s"
 

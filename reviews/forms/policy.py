@@ -4,6 +4,7 @@ from django import forms
 from django.conf import settings as django_settings
 
 from predictions.models import PredictionKind
+from reviews.models import EscalationPolicy
 from reviews.policy_settings import PolicySettings
 
 SHARE = {"min_value": 0.0, "max_value": 1.0}
@@ -45,6 +46,13 @@ class PolicyForm(forms.Form):
     sla_hours = forms.IntegerField(
         label="Escalate analyst items after (hours)", min_value=1, max_value=24 * 30
     )
+    ranking = forms.ChoiceField(
+        label="Recommend actions",
+        choices=EscalationPolicy.Ranking.choices,
+        help_text="Expected value weighs each action's retention-gain prior and cost (set in "
+        "the action catalog) with the member's churn risk and value; no action wins when "
+        "nothing is worth more than it costs.",
+    )
     # The version the page showed: saving over a version someone else saved since is a conflict.
     based_on_version = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
     reason = forms.CharField(
@@ -62,6 +70,8 @@ class PolicyForm(forms.Form):
             # Next-action reviews carry no churn risk: no band applies to them.
             del self.fields["human_risk_low"]
             del self.fields["human_risk_high"]
+        else:
+            del self.fields["ranking"]  # a churn review recommends no action
         overrides = (self.initial.get("segment_overrides") or {}) if self.initial else {}
         self.tiers = list(django_settings.LOYALTY_TIER_LADDER) + sorted(
             tier for tier in overrides if tier not in django_settings.LOYALTY_TIER_LADDER
@@ -150,4 +160,5 @@ class PolicyForm(forms.Form):
             audit_sample_rate=data["audit_sample_rate"],
             sla_hours=data["sla_hours"],
             segment_overrides=overrides,
+            ranking=data.get("ranking") or EscalationPolicy.Ranking.PROPENSITY,
         )

@@ -15,7 +15,7 @@ class _Catalogs:
     """The active reason codes and actions, read once for a block of code (catalogs_read_once)."""
 
     reason_codes: list[tuple[str, str, str]] | None = None  # (treatment, code, label)
-    actions: list[tuple[str, str]] | None = None  # (code, name)
+    actions: list[tuple[int, str, str]] | None = None  # (pk, code, name)
 
 
 _catalogs: ContextVar[_Catalogs | None] = ContextVar("review_catalogs", default=None)
@@ -34,7 +34,7 @@ def catalogs_read_once():
 
 
 REASON_CODES_KEY = "catalog:reason-codes"
-ACTIONS_KEY = "catalog:actions"
+ACTIONS_KEY = "catalog:actions:v2"
 
 
 def _active_reason_codes() -> list[tuple[str, str, str]]:
@@ -50,12 +50,12 @@ def _active_reason_codes() -> list[tuple[str, str, str]]:
     )
 
 
-def _active_actions() -> list[tuple[str, str]]:
-    """(code, name) of the active actions, cached as the reason codes are."""
+def _active_actions() -> list[tuple[int, str, str]]:
+    """(pk, code, name) of the active actions, cached as the reason codes are."""
     return shared_cache.remembered(
         ACTIONS_KEY,
         lambda: list(
-            Action.objects.filter(is_active=True).order_by("name").values_list("code", "name")
+            Action.objects.filter(is_active=True).order_by("name").values_list("pk", "code", "name")
         ),
     )
 
@@ -72,8 +72,8 @@ def reason_choices(treatments: tuple[str, ...]) -> list[tuple[str, str]]:
     return [(code, label) for treatment, code, label in codes if treatment in treatments]
 
 
-def override_action_choices(*, exclude: str = "") -> list[tuple[str, str]]:
-    """Active actions a next-action override can pick (all but the model's own answer)."""
+def override_action_choices(*, exclude_id: int | None = None) -> list[tuple[str, str]]:
+    """Active actions a next-action override can pick (all but the recommended one)."""
     catalogs = _catalogs.get()
     if catalogs is None:
         actions = _active_actions()
@@ -81,4 +81,4 @@ def override_action_choices(*, exclude: str = "") -> list[tuple[str, str]]:
         if catalogs.actions is None:
             catalogs.actions = _active_actions()
         actions = catalogs.actions
-    return [(code, name) for code, name in actions if code != exclude]
+    return [(code, name) for pk, code, name in actions if pk != exclude_id]

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from loyalty.models import Action, Event
 from predictions.models import PredictionKind
-from reviews.models import Decision, Review
+from reviews.models import Decision, EscalationPolicy, Review
 from reviews.permissions import visible_reviews
 from reviews.selectors.formatting import (
     format_age,
@@ -23,8 +23,12 @@ from reviews.selectors.formatting import (
     format_tenure,
     risk_band,
 )
+from reviews.services.action_ranking import ranked_actions
 
 TIMELINE_EVENTS = 50
+# The states a decision comes with: a person's, or the policy's auto-approval (an auto-approval
+# routed before policy decisions existed has none, and shows as auto-approved).
+DECIDED_STATES = (Review.State.DECIDED, Review.State.AUTO_APPROVED)
 MEMBER_HISTORY = 20
 # What a model version records about its training: kilobytes of JSON that the member page
 # never shows, left in the database.
@@ -80,6 +84,21 @@ class ActionProbability:
 
 
 @dataclass(frozen=True)
+class ActionWorthRow:
+    """One eligible action as the member page ranks it, with its expected value's numbers."""
+
+    code: str
+    name: str
+    propensity: str
+    gain: str
+    cost: str
+    expected_value: str
+    formula: str
+    is_recommended: bool
+    is_positive: bool
+
+
+@dataclass(frozen=True)
 class ReviewPage:
     review: Review
     member_facts: tuple[Fact, ...]
@@ -96,6 +115,12 @@ class ReviewPage:
     escalation: tuple[Fact, ...]
     decision: tuple[Fact, ...]
     actions: tuple[ActionProbability, ...]
+    ranked_actions: tuple[ActionWorthRow, ...]
+    ranking_label: str
+    contact_warning: str
+    # The action the explanation explains: the model's likeliest, which a ranking by expected
+    # value may not recommend ('' for a churn review).
+    explained_action: str
     explanation: dict
     timeline: tuple[TimelineItem, ...]
     history: tuple[HistoryItem, ...]
@@ -117,7 +142,7 @@ def visible_page_review(*, review_id: int, viewer) -> Review:
     # reviews). Every join costs the planner time on every page view.
     return (
         visible_reviews(viewer)
-        .select_related("member", "prediction__model_version")
+        .select_related("member", "prediction__model_version", "policy")
         .defer(*(f"prediction__model_version__{name}" for name in MODEL_VERSION_BULK))
         .get(pk=review_id)
     )
@@ -129,6 +154,8 @@ def page_of_review(*, review: Review, viewer, now: datetime | None = None) -> Re
     a missing one first (a read computes and stores nothing)."""
     now = now or timezone.now()
     prediction, member = review.prediction, review.member
+    # The action catalog, read once for the headline, the ranking and the chart.
+    catalog = {action.pk: action for action in Action.objects.all()}
     if review.kind == PredictionKind.CHURN:
         headline = format_percent(prediction.score)
         interval = format_interval(prediction.interval_low, prediction.interval_high)
@@ -136,9 +163,16 @@ def page_of_review(*, review: Review, viewer, now: datetime | None = None) -> Re
         outcomes = " or ".join(prediction.label_set or ()) or "none"
         set_text = f"possible outcomes: {outcomes}"
     else:
-        action = prediction.recommended_action
+        action = catalog.get(review.recommended_action_id)
         headline = action.name if action else "No eligible action"
-        headline_detail = f"probability {format_percent(prediction.score)}"
+        # The recommendation's own numbers: it may not be the model's likeliest action.
+        propensity = (prediction.probabilities or {}).get(action.code) if action else None
+        headline_detail = f"probability {format_percent(propensity)}"
+        if review.expected_value is not None and action is not None:
+            headline_detail = (
+                f"expected value {format_money(review.expected_value)} · cost "
+                f"{format_money(float(action.cost))} · {headline_detail}"
+            )
         size = len(prediction.label_set or ())
         set_text = f"{size} action{'s' if size != 1 else ''} the model cannot rule out"
     # As of the data the model saw: a historical import must not age its members to today.
@@ -166,13 +200,24 @@ def page_of_review(*, review: Review, viewer, now: datetime | None = None) -> Re
         state_label=review.get_state_display().replace("_", " "),
         escalation=_escalation_facts(review),
         decision=_decision_facts(review),
-        actions=_action_probabilities(prediction),
+        actions=_action_probabilities(review, catalog),
+        ranked_actions=_ranked_action_rows(review, catalog),
+        ranking_label=_ranking_label(review),
+        explained_action=_name(catalog.get(prediction.recommended_action_id)),
+        contact_warning="; ".join(
+            CONTACT_FLAG_LABELS.get(flag, flag) for flag in review.contact_flags or ()
+        ),
         explanation=prediction.explanation or {},
         timeline=member_timeline(
             member_id=member.pk,
             marked=(prediction.explanation or {}).get("sequence_events") or (),
         ),
-        history=member_history(member_id=member.pk, viewer=viewer, current=review.pk),
+        history=member_history(
+            member_id=member.pk,
+            viewer=viewer,
+            current=review.pk,
+            action_names={pk: action.name for pk, action in catalog.items()},
+        ),
     )
 
 
@@ -192,8 +237,8 @@ def _escalation_facts(review: Review) -> tuple[Fact, ...]:
 
 
 def _decision_facts(review: Review) -> tuple[Fact, ...]:
-    if review.state != Review.State.DECIDED:
-        return ()  # a review gets its decision and the state decided in one transaction
+    if review.state not in DECIDED_STATES:
+        return ()  # a review gets its decision and its state in one transaction
     decision = (
         Decision.objects.select_related("decided_by", "reason", "action")
         .filter(review=review)
@@ -203,7 +248,12 @@ def _decision_facts(review: Review) -> tuple[Fact, ...]:
         return ()
     facts = [
         Fact("Verdict", decision.get_verdict_display()),
-        Fact("By", f"{decision.decided_by.get_username()} ({decision.decided_as})"),
+        Fact(
+            "By",
+            decision.decider
+            if decision.decided_by_id is None
+            else f"{decision.decider} ({decision.decided_as})",
+        ),
         Fact("When", format_datetime(decision.decided_at)),
         Fact("Reason", decision.reason.label),
     ]
@@ -213,14 +263,76 @@ def _decision_facts(review: Review) -> tuple[Fact, ...]:
         facts.append(Fact("Right action", decision.action.name))
     if decision.comment:
         facts.append(Fact("Comment", decision.comment))
+    if decision.contact_flags:
+        facts.append(
+            Fact(
+                "Contact rules overridden",
+                "; ".join(CONTACT_FLAG_LABELS.get(flag, flag) for flag in decision.contact_flags),
+            )
+        )
+    if not decision.announced:
+        facts.append(Fact("Not sent", decision.silenced_because))
     return tuple(facts)
 
 
-def _action_probabilities(prediction) -> tuple[ActionProbability, ...]:
+# What each contact rule a recommendation broke at routing means (`contact_rules`); the exact
+# counts are given when a person decides, checked again then.
+CONTACT_FLAG_LABELS = {
+    "frequency_cap": "the member has reached the cap of actions in the period",
+    "budget_count": "the action has used its budget of decisions for the period",
+    "budget_amount": "the action would exceed its money budget for the period",
+    "no_marketing_consent": "the member has not consented to marketing",
+}
+
+
+def _name(action: Action | None) -> str:
+    return action.name if action is not None else ""
+
+
+def _ranking_label(review: Review) -> str:
+    if review.kind != PredictionKind.NEXT_ACTION:
+        return ""
+    if review.policy.ranking == EscalationPolicy.Ranking.EXPECTED_VALUE:
+        if review.risk is None:
+            return "by propensity: the member has no churn score to weigh expected value with"
+        return "by expected value"
+    return "by propensity (the policy's ranking)"
+
+
+def _ranked_action_rows(review: Review, catalog: dict) -> tuple[ActionWorthRow, ...]:
+    """The eligible actions in the order the review's policy ranks them; each expected value
+    written out as P(churn) x gain x value - cost with the member's numbers."""
+    rows = []
+    for action in ranked_actions(review, list(catalog.values())):
+        formula = ""
+        if action.expected_value is not None:
+            formula = (
+                f"{format_percent(review.risk)} × {format_percent(action.gain)} × "
+                f"{format_money(review.member_value)} − {format_money(action.cost)}"
+            )
+        rows.append(
+            ActionWorthRow(
+                code=action.code,
+                name=action.name,
+                propensity=format_percent(action.propensity),
+                gain=format_percent(action.gain),
+                cost=format_money(action.cost),
+                expected_value=format_money(action.expected_value),
+                formula=formula,
+                is_recommended=action.is_recommended,
+                is_positive=(action.expected_value or 0) > 0,
+            )
+        )
+    return tuple(rows)
+
+
+def _action_probabilities(review: Review, catalog: dict) -> tuple[ActionProbability, ...]:
+    prediction = review.prediction
     if not prediction.probabilities:
         return ()
-    names = dict(Action.objects.values_list("code", "name"))
-    recommended = prediction.recommended_action.code if prediction.recommended_action else ""
+    names = {action.code: action.name for action in catalog.values()}
+    recommended_action = catalog.get(review.recommended_action_id)
+    recommended = recommended_action.code if recommended_action else ""
     in_set = set(prediction.label_set or ())
     ordered = sorted(prediction.probabilities.items(), key=lambda item: -float(item[1] or 0))
     return tuple(
@@ -298,10 +410,16 @@ def _timeline_item(row: tuple, effects: dict[tuple[datetime, str], float]) -> Ti
 
 
 def member_history(
-    *, member_id: int, viewer, current: int | None = None, limit: int = MEMBER_HISTORY
+    *,
+    member_id: int,
+    viewer,
+    current: int | None = None,
+    limit: int = MEMBER_HISTORY,
+    action_names: dict[int, str] | None = None,
 ) -> tuple[HistoryItem, ...]:
     """The member's past predictions with their reviews and decisions, newest first: those
-    the viewer may see (an analyst does not learn how an expert decided an expert's item)."""
+    the viewer may see (an analyst does not learn how an expert decided an expert's item).
+    `action_names`: {pk: name} of the catalog, where the caller has read it already."""
     reviews = list(
         visible_reviews(viewer)
         .filter(member_id=member_id)
@@ -314,14 +432,12 @@ def member_history(
             "confidence",
             "prediction__score",
             "prediction__cutoff",
-            "prediction__recommended_action_id",
+            "recommended_action_id",
         )[:limit]
     )
-    decisions = _decisions_of(
-        [row["pk"] for row in reviews if row["state"] == Review.State.DECIDED]
-    )
-    action_ids = {row["prediction__recommended_action_id"] for row in reviews} - {None}
-    action_names = (
+    decisions = _decisions_of([row["pk"] for row in reviews if row["state"] in DECIDED_STATES])
+    action_ids = {row["recommended_action_id"] for row in reviews} - {None}
+    action_names = action_names or (
         dict(Action.objects.filter(pk__in=action_ids).values_list("pk", "name"))
         if action_ids
         else {}
@@ -351,10 +467,11 @@ def _history_item(
     if is_churn:
         call = f"{format_percent(row['prediction__score'])} churn risk"
     else:
-        call = action_names.get(row["prediction__recommended_action_id"], "No eligible action")
+        call = action_names.get(row["recommended_action_id"], "No eligible action")
     if decision is not None:
         status = VERDICT_LABELS.get(decision["verdict"], decision["verdict"])
-        by, reason = decision["decided_by__username"], decision["reason__label"]
+        by = decision["decided_by__username"] or Decision.POLICY
+        reason = decision["reason__label"]
     else:
         status = {
             Review.State.PENDING: f"Waiting ({ROUTE_LABELS[row['route']].lower()})",

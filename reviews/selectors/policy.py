@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from predictions.models import PredictionKind
 from reviews.models import EscalationPolicy
 from reviews.policy_settings import first_version_fields
 
@@ -24,6 +25,7 @@ class PolicyVersionRow:
     author: str
     risk_band: str
     tier_overrides: str
+    ranking: str
 
 
 def policy_history(kind: str, *, limit: int = HISTORY_SHOWN) -> list[PolicyVersionRow]:
@@ -56,4 +58,13 @@ def _version_row(policy: EscalationPolicy) -> PolicyVersionRow:
         author=policy.created_by.get_username() if policy.created_by else "system",
         risk_band=band,
         tier_overrides=overrides or "—",
+        ranking=RANKING_LABELS.get(policy.ranking, policy.ranking)
+        if policy.kind == PredictionKind.NEXT_ACTION
+        else "—",
     )
+
+
+RANKING_LABELS = {
+    EscalationPolicy.Ranking.PROPENSITY: "Propensity",
+    EscalationPolicy.Ranking.EXPECTED_VALUE: "Expected value",
+}

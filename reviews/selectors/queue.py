@@ -196,7 +196,8 @@ QUEUE_FIELDS = (
     "prediction__score",
     "prediction__interval_low",
     "prediction__interval_high",
-    "prediction__recommended_action_id",
+    "recommended_action_id",
+    "expected_value",
 )
 
 
@@ -208,15 +209,16 @@ class _RowLabels:
     reason_labels: dict[int, str] = field(default_factory=dict)
     action_names_by_id: dict[int, str] = field(default_factory=dict)
     action_names_by_code: dict[str, str] = field(default_factory=dict)
+    action_costs_by_id: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def for_rows(cls, rows: list[dict]) -> _RowLabels:
         user_ids = {row["escalated_by_id"] for row in rows} - {None}
         reason_ids = {row["escalation_reason_id"] for row in rows} - {None}
-        needs_actions = any(
-            row["prediction__recommended_action_id"] or row["analyst_proposal"] for row in rows
+        needs_actions = any(row["recommended_action_id"] or row["analyst_proposal"] for row in rows)
+        actions = (
+            list(Action.objects.values_list("pk", "code", "name", "cost")) if needs_actions else []
         )
-        actions = list(Action.objects.values_list("pk", "code", "name")) if needs_actions else []
         return cls(
             usernames=_usernames(user_ids),
             reason_labels=dict(
@@ -224,8 +226,9 @@ class _RowLabels:
             )
             if reason_ids
             else {},
-            action_names_by_id={pk: name for pk, _, name in actions},
-            action_names_by_code={code: name for _, code, name in actions},
+            action_names_by_id={pk: name for pk, _, name, _ in actions},
+            action_names_by_code={code: name for _, code, name, _ in actions},
+            action_costs_by_id={pk: float(cost) for pk, _, _, cost in actions},
         )
 
 
@@ -277,9 +280,13 @@ def _queue_row(row: dict, now: datetime, labels: _RowLabels) -> QueueRow:
             row["prediction__interval_low"], row["prediction__interval_high"]
         )
     else:
-        action_id = row["prediction__recommended_action_id"]
+        action_id = row["recommended_action_id"]
         call = labels.action_names_by_id.get(action_id) or "No eligible action"
-        call_detail = f"p = {format_percent(row['prediction__score'])}"
+        call_detail = action_worth(
+            expected_value=row["expected_value"],
+            cost=labels.action_costs_by_id.get(action_id),
+            probability=row["prediction__score"],
+        )
     due_at = row["due_at"]
     return QueueRow(
         review_id=row["pk"],
@@ -299,6 +306,14 @@ def _queue_row(row: dict, now: datetime, labels: _RowLabels) -> QueueRow:
         escalated_by=labels.usernames.get(row["escalated_by_id"], ""),
         proposal=format_proposal(row["analyst_proposal"], labels.action_names_by_code),
     )
+
+
+def action_worth(*, expected_value: float | None, cost: float | None, probability) -> str:
+    """A recommendation's worth in a few words: its expected value and cost when a churn score
+    weighed it, the model's probability otherwise."""
+    if expected_value is None or cost is None:
+        return f"p = {format_percent(probability)}"
+    return f"EV {format_money(expected_value)} · cost {format_money(cost)}"
 
 
 def next_pending_review(*, route: str, after: Review) -> int | None:

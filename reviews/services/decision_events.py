@@ -1,6 +1,8 @@
 """What a decision says to the systems that act on it: one shape for the webhook event, the
 pull feed and the export, built here from the decision and its prediction."""
 
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from loyalty import outbox
@@ -16,34 +18,38 @@ DECISION_RELATIONS = (
     "decided_by",
     "review__member",
     "review__prediction__model_version",
-    "review__prediction__recommended_action",
+    "settled_action",
 )
 
 
 def settled_action(review: Review, verdict: str, override_action: Action | None) -> Action | None:
-    """The action a decision settles on: on a next-action review, the model's recommended
-    action when approved, the person's when overridden; a churn review settles none."""
+    """The action a decision settles on: on a next-action review, the review's recommendation
+    (ranked by its policy, `action_ranking`) when approved, the person's when overridden; a
+    churn review settles none."""
     if review.kind != PredictionKind.NEXT_ACTION:
         return None
     if verdict == Decision.Verdict.OVERRIDE:
         return override_action
-    return review.prediction.recommended_action
+    return review.recommended_action
 
 
 def decided_action_code(decision: Decision) -> str | None:
-    action = settled_action(decision.review, decision.verdict, decision.action)
+    action = decision.settled_action
     return action.code if action is not None else None
 
 
-def decided_churn_call(decision: Decision) -> bool | None:
-    """The churn call the decision settles on: the model's when approved, the person's when
+def settled_churn_call(review: Review, verdict: str, churn_label: bool | None) -> bool | None:
+    """The churn call a decision settles on: the model's when approved, the person's when
     overridden; a next-action review settles none."""
-    review = decision.review
     if review.kind != PredictionKind.CHURN:
         return None
-    if decision.verdict == Decision.Verdict.OVERRIDE:
-        return decision.churn_label
+    if verdict == Decision.Verdict.OVERRIDE:
+        return churn_label
     return model_churn_call(review.prediction.score)
+
+
+def decided_churn_call(decision: Decision) -> bool | None:
+    return settled_churn_call(decision.review, decision.verdict, decision.churn_label)
 
 
 def decision_data(decision: Decision) -> dict[str, Any]:
@@ -55,6 +61,8 @@ def decision_data(decision: Decision) -> dict[str, Any]:
         "decision_id": decision.pk,
         "sequence": decision.sequence,
         "held_out": decision.held_out,
+        "announced": decision.announced,
+        "contact_rules_overridden": list(decision.contact_flags or ()),
         "member_external_id": review.member.external_id,
         "kind": review.kind,
         "verdict": decision.verdict,
@@ -71,12 +79,79 @@ def decision_data(decision: Decision) -> dict[str, Any]:
     }
 
 
-def emit_decision(decision: Decision) -> None:
-    """Announce the decision in the caller's transaction: `decision.created`, or for a
-    held-out decision only `decision.held_out`, so that a receiver that ignores the flag
-    still cannot act on it."""
+def decision_emission(decision: Decision) -> outbox.Emission:
+    """The event that announces a decision: `decision.created`, or for a held-out decision
+    only `decision.held_out`, so that a receiver that ignores the flag still cannot act on it."""
     event_type = outbox.DECISION_HELD_OUT if decision.held_out else outbox.DECISION_CREATED
-    outbox.emit(event_type, decision_data(decision), member_id=decision.review.member_id)
+    return outbox.Emission(
+        type=event_type, data=decision_data(decision), member_id=decision.review.member_id
+    )
+
+
+def emit_decision(decision: Decision) -> None:
+    """Announce the decision in the caller's transaction, unless it was recorded silently
+    (`repeat_silences`)."""
+    if decision.announced:
+        outbox.emit_many([decision_emission(decision)])
+
+
+# How long the same churn call, or no action, stays a repeat (an action has its own cooldown).
+NO_ACTION_COOLDOWN = timedelta(days=30)
+
+
+def repeat_silences(
+    decisions: Sequence[tuple[int, str, Action | None, bool | None]], *, now: datetime
+) -> list[str]:
+    """For decisions about to be made, `(member_id, kind, settled action, settled churn call)`
+    each: why each is recorded without being announced ('' when it goes out). A re-score sends
+    nothing new for a member unless what is decided changes (the action; the churn call) or the
+    cooldown has passed since the same was last announced to them (the action's own; else
+    NO_ACTION_COOLDOWN)."""
+    member_ids = {member_id for member_id, *_ in decisions}
+    last: dict[tuple[int, str], tuple[object, datetime]] = {}
+    rows = (
+        Decision.objects.filter(member_id__in=member_ids, announced=True)
+        .order_by("member_id", "-decided_at", "-pk")
+        .values_list(
+            "member_id",
+            "review__kind",
+            "settled_action_id",
+            "verdict",
+            "churn_label",
+            "review__prediction__score",
+            "decided_at",
+        )
+    )
+    for member_id, kind, action_id, verdict, churn_label, score, decided_at in rows:
+        if kind == PredictionKind.CHURN:
+            settled = (
+                churn_label if verdict == Decision.Verdict.OVERRIDE else model_churn_call(score)
+            )
+        else:
+            settled = action_id
+        last.setdefault((member_id, kind), (settled, decided_at))
+    reasons = []
+    for member_id, kind, action, churn_call in decisions:
+        settled = churn_call if kind == PredictionKind.CHURN else (action.pk if action else None)
+        previous = last.get((member_id, kind))
+        if previous is None or previous[0] != settled:
+            reasons.append("")
+            continue
+        cooldown = (
+            timedelta(days=action.cooldown_days) if action is not None else NO_ACTION_COOLDOWN
+        )
+        if previous[1] + cooldown <= now:
+            reasons.append("")
+            continue
+        if kind == PredictionKind.CHURN:
+            what = f"the same churn call ({'will churn' if churn_call else 'will stay'})"
+        else:
+            what = action.name if action is not None else "no action"
+        reasons.append(
+            f"{what} was announced for this member on {previous[1]:%Y-%m-%d}; it is not sent "
+            f"again within its {cooldown.days}-day cooldown"
+        )
+    return reasons
 
 
 def emit_escalation(review: Review, *, reason_code: str) -> None:

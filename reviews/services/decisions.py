@@ -24,7 +24,14 @@ from reviews.exceptions import (
 )
 from reviews.models import VERDICT_TREATMENTS, Decision, ReasonCode, Review
 from reviews.permissions import DECIDE, DECIDE_ESCALATED, visible_reviews
-from reviews.services.decision_events import emit_decision, emit_escalation, settled_action
+from reviews.services.contact_rules import flags_now, lock_for_rules
+from reviews.services.decision_events import (
+    emit_decision,
+    emit_escalation,
+    repeat_silences,
+    settled_action,
+    settled_churn_call,
+)
 from reviews.signals import decision_recorded
 
 # The answer fields a decision may carry besides its reason, and what can be wrong with one.
@@ -60,7 +67,7 @@ def _lock(review_id: int, actor: AbstractBaseUser | None) -> Review:
     """The review, row-locked, if the actor may see it (the visibility rule comes before
     anything else: an id they may not see answers as no id). `actor=None` is the system."""
     reviews = Review.objects.select_for_update(of=("self",)).select_related(
-        "member", "prediction__model_version", "prediction__recommended_action"
+        "member", "prediction__model_version", "recommended_action"
     )
     if actor is not None:
         reviews = visible_reviews(actor, reviews)
@@ -83,7 +90,12 @@ def _role_for(review: Review, actor: AbstractBaseUser) -> str:
 
 
 def approve_prediction(
-    *, review_id: int, actor: AbstractBaseUser, reason_code: str, comment: str = ""
+    *,
+    review_id: int,
+    actor: AbstractBaseUser,
+    reason_code: str,
+    comment: str = "",
+    override_contact_rules: bool = False,
 ) -> Decision:
     """Accept what the model said."""
     return decide_review(
@@ -92,6 +104,7 @@ def approve_prediction(
         verdict=Decision.Verdict.APPROVE,
         reason_code=reason_code,
         comment=comment,
+        override_contact_rules=override_contact_rules,
     )[0]
 
 
@@ -103,6 +116,7 @@ def override_prediction(
     churn_label: bool | None = None,
     action_code: str | None = None,
     comment: str = "",
+    override_contact_rules: bool = False,
 ) -> Decision:
     """Replace the model's answer: the right churn call, or the right action."""
     return decide_review(
@@ -113,6 +127,7 @@ def override_prediction(
         comment=comment,
         churn_label=churn_label,
         action_code=action_code,
+        override_contact_rules=override_contact_rules,
     )[0]
 
 
@@ -126,9 +141,14 @@ def decide_review(
     comment: str = "",
     churn_label: bool | None = None,
     action_code: str | None = None,
+    override_contact_rules: bool = False,
 ) -> tuple[Decision, bool]:
     """Approve or override; `(decision, created)`, where `created` is False when the identical
-    decision was made before (a repeated request) and that one is returned."""
+    decision was made before (a repeated request) and that one is returned.
+
+    A decision that would break a contact rule (`contact_rules`, checked now: consent as it
+    stands, the caps and budgets with every decision committed before it) is refused unless
+    the person overrides the rules and says why in the comment."""
     review = _lock(review_id, actor)
     role = _role_for(review, actor)
     if review.state == Review.State.SUPERSEDED:
@@ -154,20 +174,43 @@ def decide_review(
         if same:
             return earlier, False
         raise ReviewAlreadyDecided(
-            f"This review was already decided ({earlier.verdict}) by "
-            f"{earlier.decided_by.get_username()}.",
+            f"This review was already decided ({earlier.verdict}) by {earlier.decider}.",
             review_id=review.pk,
             verdict=earlier.verdict,
         )
+    settled = settled_action(review, verdict, action)
+    now = timezone.now()
+    lock_for_rules(member_id=review.member_id, action=settled)
+    broken, described = flags_now(member_id=review.member_id, action=settled, now=now)
+    if broken and not (override_contact_rules and comment.strip()):
+        raise InvalidDecision(
+            f"This decision breaks the contact rules: {described}. To send it anyway, "
+            "override the contact rules and say why in the comment.",
+            contact_rules=broken,
+        )
+    silence = repeat_silences(
+        [
+            (
+                review.member_id,
+                review.kind,
+                settled,
+                settled_churn_call(review, verdict, churn_label),
+            )
+        ],
+        now=now,
+    )[0]
     holdout = holdout_for(
-        member_id=review.member_id,
-        action=settled_action(review, verdict, action),
-        subject=f"prediction:{review.prediction_id}",
+        member_id=review.member_id, action=settled, subject=f"prediction:{review.prediction_id}"
     )
     try:
         with transaction.atomic():
             decision = Decision.objects.create(
                 review=review,
+                member_id=review.member_id,
+                settled_action=settled,
+                contact_flags=broken,
+                announced=not silence,
+                silenced_because=silence,
                 verdict=verdict,
                 decided_by=actor,
                 decided_as=role,
@@ -201,6 +244,8 @@ def decide_review(
             "action": action.code if action else None,
             "held_out": holdout.held_out,
             "holdout_reason": holdout.reason,
+            "contact_rules_overridden": broken,
+            "announced": not silence,
         },
     )
     return decision, True

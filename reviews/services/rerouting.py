@@ -1,7 +1,10 @@
 """Re-routing: after a policy change, undecided reviews follow the current version's rule.
 
-What moves (`reroutable_reviews`): pending and auto-approved reviews that no person decided or
-escalated; an auto-approval is the policy's call, so a stricter policy pulls it back to people.
+What moves (`reroutable_reviews`): the reviews without a decision that no person escalated. An
+auto-approval is the policy's decision, announced when it was routed: nothing reopens it (only
+an auto-approval routed before policy decisions existed, which nothing announced, still moves).
+What the new rule auto-approves is decided by it then (`policy_decisions`), and a
+next-action review is ranked again by the version's ranking, the contact rules checked.
 The rule is routing's (`routing.routing_rule`, an open pause included). An item that stays with
 people keeps its `routed_at`: its wait does not restart because an admin moved a threshold.
 
@@ -21,12 +24,21 @@ from django.utils import timezone
 from loyalty.exceptions import require_permission
 from loyalty.models import AuditRecord
 from loyalty.services.audit import record_audit
-from predictions.models import PredictionKind
+from predictions.models import Prediction, PredictionKind
 from reviews.models import EscalationPolicy, Review
 from reviews.permissions import MANAGE_POLICY
 from reviews.policy_settings import PolicySettings
 from reviews.selectors.policy import current_policy
-from reviews.services.routing import RoutingRule, routed_fields, routing_rule
+from reviews.services.action_ranking import rank_batch
+from reviews.services.policy_decisions import decide_auto_approvals
+from reviews.services.routing import (
+    RouteChoice,
+    RoutingRule,
+    hold_back_for_contact_rules,
+    ranks_actions,
+    routed_fields,
+    routing_rule,
+)
 
 # Rows locked and rewritten per transaction: short enough that a reviewer deciding an item of
 # the batch waits well under a second (SQLite serializes every write transaction).
@@ -35,7 +47,18 @@ UNDECIDED_STATES = (Review.State.PENDING, Review.State.AUTO_APPROVED)
 # A re-routing still unfinished this long after its version was saved was lost (a worker killed,
 # a message dropped): a million reviews take a few minutes, so this is well past a slow run.
 STALE_REROUTING_AFTER = timedelta(minutes=30)
-_UPDATED_FIELDS = ["route", "state", "route_reason", "policy", "routed_at", "due_at"]
+_UPDATED_FIELDS = [
+    "route",
+    "state",
+    "route_reason",
+    "policy",
+    "routed_at",
+    "due_at",
+    "recommended_action",
+    "expected_value",
+    "risk",
+    "contact_flags",
+]
 
 
 @dataclass(frozen=True)
@@ -65,7 +88,20 @@ class ReroutingResult:
 
 def reroutable_reviews(kind: str):
     """Undecided reviews of a kind that a policy change may move (see the module docstring)."""
-    return Review.objects.filter(kind=kind, state__in=UNDECIDED_STATES, escalated_at__isnull=True)
+    return Review.objects.filter(
+        kind=kind, state__in=UNDECIDED_STATES, escalated_at__isnull=True, decision__isnull=True
+    )
+
+
+def routed_population(kind: str):
+    """The reviews of `kind` no person decided or escalated: pending, or auto-approved. The
+    population a policy applies to: its value quantile is taken over it (re-routing only the
+    pending ones must not make their own top 5 % the experts'), and the simulation routes it."""
+    return Review.objects.filter(
+        kind=kind,
+        state__in=UNDECIDED_STATES,
+        escalated_at__isnull=True,
+    )
 
 
 def awaiting_rerouting(kind: str) -> int:
@@ -120,7 +156,7 @@ def reroute_undecided(
             kind=kind, policy_version=policy_version, considered=0, superseded=True
         )
     values = np.fromiter(
-        reroutable_reviews(kind).values_list("member_value", flat=True).iterator(chunk_size=10000),
+        routed_population(kind).values_list("member_value", flat=True).iterator(chunk_size=10000),
         dtype="float64",
     )
     rule = routing_rule(kind=kind, settings=PolicySettings.of(policy), values=values)
@@ -136,7 +172,9 @@ def reroute_undecided(
         with transaction.atomic():
             batch = list(
                 reroutable_reviews(kind)
-                .select_for_update()
+                # The review rows only: "no decision" is an outer join, which PostgreSQL
+                # cannot lock the nullable side of.
+                .select_for_update(of=("self",))
                 .filter(pk__gt=last_id)
                 .order_by("pk")
                 .values_list(
@@ -152,6 +190,10 @@ def reroute_undecided(
                     "risk",
                     "member_value",
                     "tier",
+                    "recommended_action_id",
+                    "expected_value",
+                    "member_id",
+                    "priority",
                 )[:REROUTE_BATCH_SIZE]
             )
             if not batch:
@@ -159,15 +201,23 @@ def reroute_undecided(
             last_id = batch[-1][0]
             now = timezone.now()
             changed = []
-            for row in batch:
-                review, source, target = _rerouted(row, policy, rule, now)
+            rankings = _rankings(kind, policy, batch)
+            choices, flags = _choices(kind, rule, batch, rankings, now=now)
+            for row, ranked, choice in zip(batch, rankings, choices, strict=True):
+                review, source, target = _rerouted(row, policy, choice, now, ranked)
                 considered += 1
                 by_route[target] = by_route.get(target, 0) + 1
                 if source != target:
                     moves[(source, target)] = moves.get((source, target), 0) + 1
                 if review is not None:
                     changed.append(review)
+            for review in changed:
+                review.contact_flags = flags.get(review.pk, review.contact_flags)
             Review.objects.bulk_update(changed, _UPDATED_FIELDS, batch_size=500)
+            # What the new rule auto-approves is decided by it now, and announced.
+            decide_auto_approvals(
+                review_ids=[review.pk for review in changed if review.route == Review.Route.AUTO]
+            )
     result = ReroutingResult(
         kind=kind,
         policy_version=policy.version,
@@ -190,13 +240,66 @@ def reroute_undecided(
     return result
 
 
-def _rerouted(row: tuple, policy: EscalationPolicy, rule: RoutingRule, now: datetime):
-    """The review with its new routing (None when nothing changes), and its old and new route."""
-    (pk, prediction_id, route, state, reason, policy_id, routed_at, due_at) = row[:8]
-    confidence, risk, value, tier = row[8:]
-    choice = rule.route(
-        prediction_id=prediction_id, confidence=confidence, risk=risk, value=value, tier=tier or ""
+def _rankings(kind: str, policy: EscalationPolicy, batch: list[tuple]) -> list[dict]:
+    """Per row of a batch, the recommendation fields under the policy's ranking (next-action
+    reviews; {} for a kind that recommends no action): a change of ranking re-ranks what no
+    one has decided yet, with the churn risk as it stands now."""
+    if not ranks_actions(kind):
+        return [{}] * len(batch)
+    probabilities = dict(
+        Prediction.objects.filter(pk__in=[row[1] for row in batch]).values_list(
+            "pk", "probabilities"
+        )
     )
+    ranking = rank_batch(
+        ranking=policy.ranking,
+        member_ids=[row[14] for row in batch],
+        probabilities=[probabilities.get(row[1]) for row in batch],
+        values=[row[10] or 0.0 for row in batch],
+    )
+    return [
+        {"recommended_action_id": action_id, "expected_value": worth, "risk": risk}
+        for action_id, worth, risk in zip(
+            ranking.action_ids, ranking.expected_values, ranking.churn_probabilities, strict=True
+        )
+    ]
+
+
+def _choices(
+    kind: str, rule: RoutingRule, batch: list[tuple], rankings: list[dict], *, now: datetime
+) -> tuple[list[RouteChoice], dict[int, list[str]]]:
+    """Each row's route under the rule, and for a kind that recommends actions, the contact
+    rules each recommendation breaks ({review pk: flags}): a would-be auto-approval that breaks
+    one goes to an analyst (`routing.hold_back_for_contact_rules`)."""
+    choices = [
+        rule.route(
+            prediction_id=row[1],
+            confidence=row[8],
+            risk=ranked.get("risk", row[9]),
+            value=row[10],
+            tier=row[11] or "",
+        )
+        for row, ranked in zip(batch, rankings, strict=True)
+    ]
+    if not ranks_actions(kind):
+        return choices, {}
+    choices, flags = hold_back_for_contact_rules(
+        choices=choices,
+        member_ids=[row[14] for row in batch],
+        action_ids=[ranked["recommended_action_id"] for ranked in rankings],
+        priorities=[row[15] for row in batch],
+        now=now,
+    )
+    return choices, {row[0]: found for row, found in zip(batch, flags, strict=True)}
+
+
+def _rerouted(
+    row: tuple, policy: EscalationPolicy, choice: RouteChoice, now: datetime, ranked: dict
+):
+    """The review with its new routing (None when nothing changes), and its old and new route.
+    `ranked`: its new recommendation fields (`_rankings`)."""
+    (pk, prediction_id, route, state, reason, policy_id, routed_at, due_at) = row[:8]
+    confidence, risk, value, tier, action_id, worth = row[8:14]
     # Handing an item between automation and people routes it now; otherwise its wait goes on.
     was_auto, is_auto = route == Review.Route.AUTO, choice.route == Review.Route.AUTO
     new = {
@@ -204,6 +307,7 @@ def _rerouted(row: tuple, policy: EscalationPolicy, rule: RoutingRule, now: date
             choice, routed_at=routed_at if is_auto == was_auto else now, sla_hours=policy.sla_hours
         ),
         "policy_id": policy.pk,
+        **ranked,
     }
     old = {
         "route": route,
@@ -212,7 +316,14 @@ def _rerouted(row: tuple, policy: EscalationPolicy, rule: RoutingRule, now: date
         "policy_id": policy_id,
         "routed_at": routed_at,
         "due_at": due_at,
+        **(
+            {"recommended_action_id": action_id, "expected_value": worth, "risk": row[9]}
+            if ranked
+            else {}
+        ),
     }
     if new == old:
         return None, route, choice.route
-    return Review(pk=pk, **new), route, choice.route
+    # Every updated field is set: a kind that recommends nothing keeps its own.
+    kept = {"recommended_action_id": action_id, "expected_value": worth, "risk": row[9]}
+    return Review(pk=pk, **{**kept, **new}), route, choice.route

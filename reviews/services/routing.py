@@ -13,7 +13,9 @@ While the calibration monitor has paused auto-approval of the kind, what rule 3 
 auto-approve goes to an analyst instead, saying so.
 
 Priority (higher first in the queues) = churn risk x (1 + value percentile) x (1.1 - confidence):
-risky, valuable, uncertain members first. Next-action reviews carry no risk and use 0.5.
+risky, valuable, uncertain members first. A next-action review weighs its member's latest churn
+probability (0.5 when the member has none) and recommends the action its policy's ranking picks
+(`action_ranking`).
 
 Routing needs no SHAP. Once a batch of reviews is committed, the predictions it gives to people
 get their explanations (`predictions.services.explanations`), so that the queue's items open
@@ -38,6 +40,9 @@ from reviews.models import EscalationPolicy, Review
 from reviews.policy_settings import PolicySettings
 from reviews.selectors.pauses import open_pause
 from reviews.selectors.policy import current_policy
+from reviews.services.action_ranking import rank_batch
+from reviews.services.contact_rules import RuleBook
+from reviews.services.policy_decisions import decide_auto_approvals
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +203,35 @@ def routed_fields(choice: RouteChoice, *, routed_at: datetime, sla_hours: int) -
     }
 
 
+def hold_back_for_contact_rules(
+    *,
+    choices: list[RouteChoice],
+    member_ids,
+    action_ids,
+    priorities,
+    now: datetime,
+) -> tuple[list[RouteChoice], list[list[str]]]:
+    """The contact rules each recommendation would break (`contact_rules`), and the routes
+    once a would-be auto-approval that breaks one goes to an analyst instead. The highest
+    priorities come first: what the batch auto-approves counts against the caps and budgets
+    of the rows after it."""
+    book = RuleBook.load(member_ids=member_ids, action_ids=action_ids, now=now)
+    choices, flags = list(choices), [[] for _ in choices]
+    for position in sorted(range(len(choices)), key=lambda i: -priorities[i]):
+        member_id, action_id = member_ids[position], action_ids[position]
+        flags[position] = book.flags(member_id=member_id, action_id=action_id)
+        if choices[position].route != Review.Route.AUTO:
+            continue
+        if flags[position]:
+            described = book.describe(flags[position], action_id=action_id)
+            choices[position] = RouteChoice(
+                Review.Route.ANALYST, f"contact rules: {described}"[:300]
+            )
+        else:
+            book.record(member_id=member_id, action_id=action_id)
+    return choices, flags
+
+
 def priority(
     *,
     risk: float | np.ndarray | None,
@@ -228,7 +262,7 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
         batch = list(
             unrouted.filter(pk__gt=last_id)
             .order_by("pk")
-            .values_list("pk", "member_id", "score", "confidence", VALUE_LOOKUP, "member__tier")[
+            .values_list(*BATCH_FIELDS, *(("probabilities",) if ranks_actions(kind) else ()))[
                 :ROUTING_BATCH_SIZE
             ]
         )
@@ -239,6 +273,15 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
         with transaction.atomic():
             insert_reviews(columns=REVIEW_COLUMNS, rows=rows)
             supersede_older_reviews(kind=kind, member_ids=[row[1] for row in batch])
+            decide_auto_approvals(
+                review_ids=list(
+                    Review.objects.filter(
+                        prediction_id__in=[
+                            row[0] for row in rows if row[ROUTE_POSITION] == Review.Route.AUTO
+                        ]
+                    ).values_list("pk", flat=True)
+                )
+            )
         routes = [row[ROUTE_POSITION] for row in rows]
         for route in routes:
             counts[route] = counts.get(route, 0) + 1
@@ -246,6 +289,15 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
             [row[0] for row, route in zip(rows, routes, strict=True) if is_for_people(route)]
         )
     return RoutingResult(routed=sum(counts.values()), by_route=counts)
+
+
+# What routing reads of a prediction (a next-action one adds its "probabilities").
+BATCH_FIELDS = ("pk", "member_id", "score", "confidence", VALUE_LOOKUP, "member__tier")
+
+
+def ranks_actions(kind: str) -> bool:
+    """Whether reviews of `kind` recommend an action (`action_ranking`)."""
+    return kind == PredictionKind.NEXT_ACTION
 
 
 # What routing writes of a new review, in this order (insert_reviews); the rest take defaults.
@@ -259,6 +311,9 @@ REVIEW_COLUMNS = (
     "member_value",
     "risk",
     "confidence",
+    "recommended_action_id",
+    "expected_value",
+    "contact_flags",
     "created_at",
     "route",
     "state",
@@ -279,27 +334,76 @@ def _review_rows(
 ) -> list[tuple]:
     """The REVIEW_COLUMNS of each prediction of the batch: its route by `rule` (one row at a
     time: the rule's home is `choose_route`), its priority computed for the whole batch."""
-    prediction_ids, member_ids, scores, confidences, raw_values, tiers = zip(*batch, strict=True)
+    columns = list(zip(*batch, strict=True))
+    prediction_ids, member_ids, scores, confidences, raw_values, tiers = columns[:6]
     values = [_value(value) for value in raw_values]
-    risks = scores if rule.kind == PredictionKind.CHURN else (None,) * len(batch)
+    no_answer = (None,) * len(batch)
+    risks, action_ids, worths = scores, no_answer, no_answer
+    if ranks_actions(rule.kind):
+        ranking = rank_batch(
+            ranking=policy.ranking,
+            member_ids=member_ids,
+            probabilities=columns[6],
+            values=values,
+        )
+        # A next-action review weighs its member's churn risk: it orders the queue too.
+        risks, action_ids = ranking.churn_probabilities, ranking.action_ids
+        worths = ranking.expected_values
     percentiles = (
         np.searchsorted(sorted_values, values, side="right") / len(sorted_values)
         if len(sorted_values)
         else np.zeros(len(batch))
     )
     priorities = priority(
-        risk=np.array(risks, dtype="float64") if rule.kind == PredictionKind.CHURN else None,
+        risk=np.array(risks, dtype="float64"),
         value_percentile=percentiles,
         confidence=np.array(confidences, dtype="float64"),
     ).tolist()
-    rows = []
-    for prediction_id, member_id, risk, confidence, value, tier, rank in zip(
-        prediction_ids, member_ids, risks, confidences, values, tiers, priorities, strict=True
-    ):
-        tier = tier or ""
-        choice = rule.route(
+    tiers = [tier or "" for tier in tiers]
+    choices = [
+        rule.route(
             prediction_id=prediction_id, confidence=confidence, risk=risk, value=value, tier=tier
         )
+        for prediction_id, confidence, risk, value, tier in zip(
+            prediction_ids, confidences, risks, values, tiers, strict=True
+        )
+    ]
+    flags: list[list[str]] = [[] for _ in batch]
+    if ranks_actions(rule.kind):
+        choices, flags = hold_back_for_contact_rules(
+            choices=choices,
+            member_ids=member_ids,
+            action_ids=action_ids,
+            priorities=priorities,
+            now=routed_at,
+        )
+    rows = []
+    for (
+        prediction_id,
+        member_id,
+        risk,
+        confidence,
+        value,
+        tier,
+        rank,
+        action_id,
+        worth,
+        choice,
+        broken,
+    ) in zip(
+        prediction_ids,
+        member_ids,
+        risks,
+        confidences,
+        values,
+        tiers,
+        priorities,
+        action_ids,
+        worths,
+        choices,
+        flags,
+        strict=True,
+    ):
         routed = routed_fields(choice, routed_at=routed_at, sla_hours=policy.sla_hours)
         rows.append(
             (
@@ -312,6 +416,9 @@ def _review_rows(
                 value,
                 risk,
                 confidence,
+                action_id,
+                worth,
+                broken,
                 routed_at,
                 routed["route"],
                 routed["state"],
@@ -331,8 +438,9 @@ def insert_reviews(*, columns: tuple[str, ...], rows: list[tuple]) -> None:
     """Insert reviews, skipping any whose prediction has one already: what
     `bulk_create(ignore_conflicts=True)` did, without a model instance and its compiled SQL
     per row (they cost more than routing itself). `columns` are attribute names; each row holds
-    plain ints, floats, strings, None and aware datetimes; every other column takes its
-    field's default. Sends no signals, like bulk_create."""
+    plain ints, floats, strings, None, aware datetimes and JSON values; every other column takes its
+    field's default (a JSON column takes a list or dict). Sends no signals, like
+    bulk_create."""
     if not rows:
         return
     fields = {field.attname: field for field in Review._meta.concrete_fields}
@@ -345,6 +453,8 @@ def insert_reviews(*, columns: tuple[str, ...], rows: list[tuple]) -> None:
     prepared: dict[tuple[str, datetime | None], object] = {}  # a batch shares a few times
 
     def database_value(field, value):
+        if isinstance(value, list | dict):  # JSON: no two rows share one object
+            return field.get_db_prep_save(value, connection)
         key = (field.attname, value)
         if key not in prepared:
             prepared[key] = field.get_db_prep_save(value, connection)
@@ -353,7 +463,7 @@ def insert_reviews(*, columns: tuple[str, ...], rows: list[tuple]) -> None:
     to_prepare = [
         position
         for position, name in enumerate(columns)
-        if isinstance(fields[name], models.DateTimeField)
+        if isinstance(fields[name], models.DateTimeField | models.JSONField)
     ]
     values = []
     for row in rows:

@@ -1,9 +1,13 @@
-"""What-if for escalation thresholds: what a policy would do to today's undecided reviews.
+"""What-if for escalation thresholds: what a policy would do to today's reviews that no person
+decided.
 
-Read-only. The population is what saving the policy would re-route
-(`rerouting.reroutable_reviews`), read column-wise into numpy arrays in one read and routed by
-`routing.RoutingRule` vectorized, for the page to answer while an admin types (a test holds the
-two equal row by row).
+Read-only. The population is the reviews no person decided or escalated
+(`rerouting.routed_population`):
+the pending ones, which saving re-routes, and the auto-approved ones, whose policy decisions
+stand but which show what the thresholds would do at the next scoring of the same members. It
+is read column-wise into numpy arrays in one read and routed by `routing.RoutingRule`
+vectorized, for the page to answer while an admin types (a test holds the two equal: routing
+the same predictions afresh under the policy gives the simulated counts).
 
 Expected error among auto-approved items, from the calibrated probabilities: a churn call is
 wrong with chance min(p, 1 - p); a next action with chance 1 - score (1 - confidence where a
@@ -20,7 +24,7 @@ from loyalty.query_frames import values_frame
 from predictions.models import PredictionKind
 from reviews.models import Decision, Review
 from reviews.policy_settings import PolicySettings
-from reviews.services.rerouting import reroutable_reviews
+from reviews.services.rerouting import routed_population
 from reviews.services.routing import (
     RoutingRule,
     audit_digest,
@@ -87,7 +91,7 @@ def simulate_policy(*, kind: str, settings: PolicySettings) -> Simulation:
     """Route today's undecided reviews of `kind` under `settings`, without writing anything.
     What the thresholds do with auto-approval on: an open pause is left out (every page shows
     it in its banner), so that an admin can tune thresholds while one is open."""
-    columns = read_columns(reroutable_reviews(kind), kind=kind)
+    columns = read_columns(routed_population(kind), kind=kind)
     rule = RoutingRule(
         kind=kind,
         settings=settings,
@@ -153,8 +157,11 @@ def read_columns(reviews, *, kind: str, decided: bool = False) -> ReviewColumns:
 
 
 def _decided_reviews(kind: str):
+    """The most recent reviews people decided (the policy's own approvals tell nothing about
+    how often people disagree)."""
     recent = (
         Review.objects.filter(kind=kind, decision__isnull=False)
+        .exclude(decision__decided_as=Decision.POLICY)
         .order_by("-decided_at", "-pk")
         .values("pk")[:DECIDED_SAMPLE_SIZE]
     )

@@ -26,6 +26,7 @@ def decide_by_verdict(
     comment: str = "",
     override_answer: dict | None = None,
     proposal: dict | None = None,
+    override_contact_rules: bool = False,
 ) -> Decision | Review:
     """Approve, override (with `override_answer`, override_prediction's answer arguments) or
     escalate (with the analyst's optional `proposal`); domain errors as the services raise them."""
@@ -37,6 +38,7 @@ def decide_by_verdict(
     }
     if verdict == ESCALATE:
         return escalate_review(**common, proposal=proposal)
+    common["override_contact_rules"] = override_contact_rules
     if verdict == Decision.Verdict.OVERRIDE:
         return override_prediction(**common, **(override_answer or {}))
     return approve_prediction(**common)

@@ -88,7 +88,10 @@ def _render_review(request, page: ReviewPage, *, forms=None, error: str = "", st
         "interval_figure": _interval_html(prediction),
         "waterfall_figure": figure_html(waterfall_figure(page.explanation), "waterfall-figure"),
         "waterfall_caption": waterfall_caption(
-            page.explanation, probability=prediction.score, kind=review_obj.kind
+            page.explanation,
+            probability=prediction.score,
+            kind=review_obj.kind,
+            action=page.explained_action,
         ),
         "actions_figure": figure_html(actions_figure(page.actions), "actions-figure"),
         "what_if_fields": what_if_features(page.explanation, prediction.features_seen),
@@ -133,6 +136,7 @@ def decide(request, review_id: int):
         comment=form.cleaned_data["comment"].strip(),
         override_answer=form.override_answer(),
         proposal=form.proposal(),
+        override_contact_rules=form.cleaned_data.get("override_contact_rules", False),
     )
     return _go_on_after_decision(request, page.review, DONE[verdict])
 

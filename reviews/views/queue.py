@@ -148,6 +148,8 @@ def _quick_decision_refused(request, error, review_id: int):
         return response
     messages.error(request, error.message)
     route = Review.objects.filter(pk=review_id).values_list("route", flat=True).first()
+    if route == Review.Route.AUTO:  # no queue holds it: its own page says how it was decided
+        return redirect("reviews:review", review_id)
     shown = route if route and can_open_queue(request.user, route) else Review.Route.ANALYST
     return _queue(request, shown, status=error.status)
 

@@ -30,8 +30,8 @@ def _pull(client, **query) -> dict:
 
 @pytest.fixture
 def decided(routed, next_action_review, make_user):
-    """An analyst's approval, an expert's churn override and an expert's action override, in
-    that order."""
+    """The policy's auto-approval (made as it was routed), then an analyst's approval, an
+    expert's churn override and an expert's action override, in that order."""
     analyst, expert = make_user("analyst", "feed-a"), make_user("expert", "feed-e")
     approval = approve_prediction(
         review_id=routed["analyst"].pk, actor=analyst, reason_code="model-correct"
@@ -48,24 +48,25 @@ def decided(routed, next_action_review, make_user):
         reason_code="better-action",
         action_code="win_back_email",
     )
-    return {"approval": approval, "churn": churn, "action": action}
+    policy = Decision.objects.get(review=routed["auto"])
+    return {"policy": policy, "approval": approval, "churn": churn, "action": action}
 
 
 @pytest.mark.django_db
 def test_the_feed_returns_decisions_in_sequence_order_and_resumes_after_since(decided, make_user):
     client = _client(make_user("admin"))
-    every = [decided[name].pk for name in ("approval", "churn", "action")]
+    every = [decided[name].pk for name in ("policy", "approval", "churn", "action")]
 
     whole = _pull(client)
     assert [item["decision_id"] for item in whole["results"]] == every
     assert whole["has_more"] is False
     assert whole["next_since"] == decided["action"].sequence
 
-    first = _pull(client, limit=2)
-    assert [item["decision_id"] for item in first["results"]] == every[:2]
+    first = _pull(client, limit=3)
+    assert [item["decision_id"] for item in first["results"]] == every[:3]
     assert first["has_more"] is True
-    rest = _pull(client, since=first["next_since"], limit=2)
-    assert [item["decision_id"] for item in rest["results"]] == every[2:]
+    rest = _pull(client, since=first["next_since"], limit=3)
+    assert [item["decision_id"] for item in rest["results"]] == every[3:]
     assert rest["has_more"] is False
     after_all = _pull(client, since=rest["next_since"])
     assert (after_all["results"], after_all["next_since"]) == ([], rest["next_since"])
@@ -101,20 +102,15 @@ def test_a_feed_item_says_what_was_decided(decided, make_user):
 def test_analysts_see_decisions_on_reviews_they_read_and_integrators_every_one(
     decided, routed, make_user
 ):
-    auto = override_prediction(
-        review_id=routed["auto"].pk,
-        actor=make_user("expert", "auditor"),
-        reason_code="wrong-churn-call",
-        churn_label=True,
-    )
+    auto = decided["policy"]
 
     def ids(role: str) -> list[int]:
         return [item["decision_id"] for item in _pull(_client(make_user(role)))["results"]]
 
-    # The churn override was on an expert's item; the override of an auto-approval is on a
-    # review analysts can read.
-    assert ids("analyst") == [decided["approval"].pk, decided["action"].pk, auto.pk]
-    everything = [decided[n].pk for n in ("approval", "churn", "action")] + [auto.pk]
+    # The churn override was on an expert's item; the auto-approval is on a review analysts
+    # can read.
+    assert ids("analyst") == [auto.pk, decided["approval"].pk, decided["action"].pk]
+    everything = [decided[n].pk for n in ("policy", "approval", "churn", "action")]
     assert ids("integrator") == everything
     assert ids("expert") == everything
 

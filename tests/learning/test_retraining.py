@@ -25,7 +25,7 @@ from reviews.services.decisions import approve_prediction, override_prediction
 from reviews.services.reason_codes import seed_reason_codes
 from reviews.services.routing import route_new_predictions
 from tests.conftest import TEST_PASSWORD
-from tests.factories import ModelVersionFactory, PredictionFactory
+from tests.factories import ModelVersionFactory, PredictionFactory, people_decisions
 from tests.predictions.conftest import (  # noqa: F401  (fixtures)
     CUTOFF,
     active_churn_version,
@@ -246,7 +246,6 @@ def test_a_worker_killed_mid_retraining_leaves_no_half_version_and_loses_no_deci
     celery_worker,
 ):
     from learning.tasks import retrain_task
-    from reviews.models import Decision
     from tests.workers import start_worker_process, wait_until
 
     seed_reason_codes()
@@ -280,7 +279,7 @@ def test_a_worker_killed_mid_retraining_leaves_no_half_version_and_loses_no_deci
     run.refresh_from_db()
     assert (run.status, run.attempts, run.candidate_id) == ("running", 1, None)
     assert ModelVersion.objects.filter(kind="churn").count() == 1  # no half version
-    assert Decision.objects.count() == LabeledExample.objects.count() == 10
+    assert people_decisions().count() == LabeledExample.objects.count() == 10
 
     # The sweep sends it again; the test's own worker (a healthy one) finishes it.
     assert recover_stalled_runs(older_than=timedelta(0)) == 1
@@ -294,7 +293,7 @@ def test_a_worker_killed_mid_retraining_leaves_no_half_version_and_loses_no_deci
     candidate = ModelVersion.objects.get(pk=run.candidate_id)
     assert candidate.status == "candidate" and candidate.artifact_checksums
     assert ModelVersion.objects.filter(kind="churn").count() == 2
-    assert Decision.objects.count() == LabeledExample.objects.count() == 10
+    assert people_decisions().count() == LabeledExample.objects.count() == 10
 
 
 def test_a_candidate_trained_on_poisoned_labels_is_worse_and_is_not_promoted(

@@ -558,6 +558,10 @@ def test_adding_changing_and_deleting_an_action_is_audited(client, make_user):
         "min_tier": "",
         "requires_consent": "on",
         "is_active": "on",
+        "retention_gain": "0.05",
+        "budget_count": "",
+        "budget_amount": "250.00",
+        "cooldown_days": "30",
     }
 
     client.post(reverse("admin:loyalty_action_add"), form)
@@ -577,6 +581,10 @@ def test_adding_changing_and_deleting_an_action_is_audited(client, make_user):
         "requires_consent": True,
         "is_active": True,
         "holdout_share": None,  # blank: the program's default holdout share
+        "retention_gain": 0.05,
+        "budget_count": None,  # blank: no limit
+        "budget_amount": "250.00",
+        "cooldown_days": 30,
     }
     assert [record.subject for record in (added, changed, deleted)] == [
         f"loyalty.action:{action.pk}"
@@ -617,6 +625,10 @@ def test_saving_without_a_change_records_nothing(client, make_user):
             "min_tier": "",
             "requires_consent": "on",
             "is_active": "on",
+            "retention_gain": "0.0",
+            "budget_count": "",
+            "budget_amount": "",
+            "cooldown_days": "30",
         },
     )
 

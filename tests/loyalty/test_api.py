@@ -195,6 +195,7 @@ def test_put_needs_every_field(client_as):
         "tier": "bronze",
         "points_balance": 0,
         "consent_profiling": True,
+        "consent_marketing": True,
         "age_band": "",
         "region": "",
     }
@@ -218,6 +219,25 @@ def test_put_needs_every_field(client_as):
         0,
         "",
     )
+    assert (member.consent_profiling, member.consent_marketing) == (True, True)
+
+
+def test_a_put_written_before_marketing_consent_existed_leaves_it_as_it_is(client_as):
+    client = client_as("admin")
+    MemberFactory(external_id="H-1", consent_marketing=True)
+    older_client = {
+        "joined_on": None,
+        "tier": "bronze",
+        "points_balance": 0,
+        "consent_profiling": True,
+        "age_band": "",
+        "region": "",
+    }
+
+    response = client.put(_detail("H-1"), older_client, format="json")
+
+    assert response.status_code == 200
+    assert Member.objects.get().consent_marketing is True
 
 
 def test_an_erased_member_cannot_be_updated(client_as):

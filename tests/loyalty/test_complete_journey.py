@@ -38,16 +38,17 @@ def test_five_households_become_members_events_and_a_catalog(capsys):
             "tier",
             "points_balance",
             "consent_profiling",
+            "consent_marketing",
             "age_band",
             "region",
         )
     )
     assert members == [
-        ("cj-1", date(2017, 1, 7), "gold", 2415, True, "65+", ""),
-        ("cj-2", date(2017, 1, 7), "silver", 1024, True, "", ""),
-        ("cj-3", date(2017, 1, 7), "gold", 1026, True, "", ""),
-        ("cj-4", date(2017, 1, 5), "silver", 442, True, "", ""),
-        ("cj-5", date(2017, 1, 17), "bronze", 299, True, "", ""),
+        ("cj-1", date(2017, 1, 7), "gold", 2415, True, True, "65+", ""),
+        ("cj-2", date(2017, 1, 7), "silver", 1024, True, True, "", ""),
+        ("cj-3", date(2017, 1, 7), "gold", 1026, True, True, "", ""),
+        ("cj-4", date(2017, 1, 5), "silver", 442, True, True, "", ""),
+        ("cj-5", date(2017, 1, 17), "bronze", 299, True, True, "", ""),
     ]
     assert events_per_member_and_kind() == {
         ("cj-1", "purchase"): 982,

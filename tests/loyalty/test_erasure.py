@@ -431,6 +431,7 @@ def test_erasure_blanks_reviews_and_decisions_and_withdraws_undecided_reviews(sc
     )
     decision = Decision.objects.select_related("reason").get(pk=mine["decision"].pk)
     assert (decision.comment, decision.churn_label, decision.action) == ("", None, None)
+    assert (decision.settled_action, decision.contact_flags) == (None, [])
     assert (decision.verdict, decision.reason.code, decision.decided_as) == (
         "override",
         "wrong-churn-call",
@@ -482,7 +483,8 @@ def test_erasure_redacts_the_audit_details_about_the_members_reviews(scored, peo
         # The control group's log stays: it says nothing about the member.
         "held_out": False,
         "holdout_reason": "",
-        "redacted_at_erasure": ["action", "churn_label"],
+        "announced": True,
+        "redacted_at_erasure": ["action", "churn_label", "contact_rules_overridden"],
     }
     assert (decision_record.actor, decision_record.kind) == (people["expert"], "decision")
     escalations = dict(

@@ -142,6 +142,7 @@ def test_export_holds_everything_about_the_member_in_every_layer(member, admin):
         "tier": "gold",
         "points_balance": 900,
         "consent_profiling": True,
+        "consent_marketing": False,
         "consent_changed_at": _json(member.consent_changed_at),
         "age_band": "35-44",
         "region": "north",
@@ -162,6 +163,7 @@ def test_export_holds_everything_about_the_member_in_every_layer(member, admin):
             "consent_change",
             {
                 "member_id": member.pk,
+                "consent": "profiling",
                 "consent_profiling": True,
                 "changed_at": member.consent_changed_at.isoformat(),
             },

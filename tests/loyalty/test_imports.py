@@ -145,6 +145,7 @@ def test_consent_change_on_reimport_is_stamped_and_audited(tmp_path):
         f"member:{m1.pk}",
         {
             "member_id": m1.pk,
+            "consent": "profiling",
             "consent_profiling": False,
             "changed_at": m1.consent_changed_at.isoformat(),
             "source": "import:withdrawn.csv",
@@ -194,7 +195,7 @@ MEMBER_REJECTIONS = [
                 "colour",
                 "colour",
                 "unknown column; expected columns: external_id, joined_at, tier, "
-                "points_balance, consent_profiling, age_band, region",
+                "points_balance, consent_profiling, consent_marketing, age_band, region",
             )
         ],
         id="unknown column",

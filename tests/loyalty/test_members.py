@@ -50,6 +50,7 @@ def test_create_member_stores_fields_and_audits_creation_and_consent(make_user):
             "consent_change",
             {
                 "member_id": member.pk,
+                "consent": "profiling",
                 "consent_profiling": True,
                 "changed_at": member.consent_changed_at.isoformat(),
             },
@@ -127,6 +128,7 @@ def test_withdrawing_consent_is_audited_and_member_leaves_scorable_members(make_
     assert record.actor_name == admin.username
     assert record.details == {
         "member_id": member.pk,
+        "consent": "profiling",
         "consent_profiling": False,
         "changed_at": member.consent_changed_at.isoformat(),
     }
@@ -182,6 +184,7 @@ def test_update_member_changes_fields_and_hands_consent_to_set_consent(make_user
             "consent_change",
             {
                 "member_id": member.pk,
+                "consent": "profiling",
                 "consent_profiling": False,
                 "changed_at": member.consent_changed_at.isoformat(),
             },
@@ -229,12 +232,13 @@ def test_update_member_refuses_fields_that_are_not_editable(make_user):
 def test_withdrawing_consent_in_the_admin_goes_through_the_service(client, make_user):
     admin = make_user("admin")
     client.force_login(admin)
-    member = MemberFactory(consent_profiling=True, tier="silver")
+    member = MemberFactory(consent_profiling=True, consent_marketing=True, tier="silver")
     form = {
         "joined_on": "2024-01-15",
         "tier": "silver",
         "points_balance": "1200",
         # consent_profiling left out: an unticked checkbox
+        "consent_marketing": "on",
         "age_band": "35-44",
         "region": "north",
     }
@@ -273,6 +277,7 @@ def test_adding_a_member_in_the_admin_goes_through_the_service(client, make_user
             "consent_change",
             {
                 "member_id": member.pk,
+                "consent": "profiling",
                 "consent_profiling": True,
                 "changed_at": member.consent_changed_at.isoformat(),
             },

@@ -28,6 +28,7 @@ def snapshot() -> tuple[list, list, list]:
             "tier",
             "points_balance",
             "consent_profiling",
+            "consent_marketing",
             "age_band",
             "region",
         )

@@ -18,6 +18,7 @@ from reviews.policy_settings import PolicySettings
 from reviews.selectors.policy import current_policy
 from reviews.services.decisions import escalate_review
 from reviews.services.policy import change_policy
+from tests.factories import people_decisions
 from tests.tokens import token_header
 
 pytestmark = pytest.mark.django_db
@@ -112,7 +113,7 @@ def test_bulk_approve_names_no_member_the_user_may_not_see(routed, make_user, cl
     assert "Approved 1 of 2 selected." in body
     assert f"Review {hidden.pk}: not found." in body
     assert hidden.member.external_id not in body
-    assert list(Decision.objects.values_list("review_id", flat=True)) == [routed["analyst"].pk]
+    assert list(people_decisions().values_list("review_id", flat=True)) == [routed["analyst"].pk]
 
 
 @pytest.mark.parametrize("text", ["²", "٣", "-1", "1e3", " 7", "9" * 30])
@@ -124,7 +125,7 @@ def test_ids_and_ages_that_are_not_ascii_digits_are_ignored(routed, make_user, c
     queue = client.get(reverse("reviews:queue"), {"age": text})
 
     assert (bulk.status_code, queue.status_code) == (302, 200)
-    assert not Decision.objects.exists()
+    assert not people_decisions().exists()
 
 
 def test_quick_decide_never_redirects_off_the_site(routed, make_user, client):
@@ -267,4 +268,4 @@ def test_the_api_refuses_an_approval_with_a_relabel_reason(routed, make_user):
         "The reason 'wrong-churn-call' (the human answer becomes the label) does not fit an "
         "approve; use one of: bad-data, known-customer, model-correct, test-account."
     )
-    assert not Decision.objects.exists()
+    assert not people_decisions().exists()

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from loyalty.models import AuditRecord
 from reviews.models import Decision, Review
 from reviews.services.routing import route_new_predictions
-from tests.factories import ModelVersionFactory, PredictionFactory
+from tests.factories import ModelVersionFactory, PredictionFactory, people_decisions
 from tests.tokens import token_header
 
 pytestmark = pytest.mark.django_db
@@ -43,7 +43,7 @@ def _ids(response) -> list[int]:
 
 def _state(review: Review) -> tuple[str, str, bool]:
     review.refresh_from_db()
-    return review.route, review.state, Decision.objects.filter(review=review).exists()
+    return review.route, review.state, people_decisions().filter(review=review).exists()
 
 
 def _analyst_reviews(priorities: list[float]) -> list[Review]:
@@ -175,7 +175,9 @@ def test_analyst_reads_an_auto_approved_review_but_cannot_decide_it(client_as, r
     assert AuditRecord.objects.filter(kind=AuditRecord.Kind.DECISION).count() == 0
 
 
-def test_an_expert_overrides_an_auto_approval(client_as, routed):
+def test_an_auto_approval_is_the_policys_decision_and_no_expert_reopens_it(client_as, routed):
+    """Before policy decisions, an expert could override an auto-approval that had already
+    been acted on as approved; now it is a decision, announced, and final like a person's."""
     review = routed["auto"]
 
     response = client_as("expert").post(
@@ -184,9 +186,11 @@ def test_an_expert_overrides_an_auto_approval(client_as, routed):
         format="json",
     )
 
-    assert response.status_code == 201
-    assert (response.json()["verdict"], response.json()["decided_as"]) == ("override", "expert")
-    assert _state(review) == ("auto", "decided", True)
+    assert response.status_code == 409
+    assert response.json()["detail"] == "This review was already decided (approve) by policy."
+    assert _state(review) == ("auto", "auto_approved", False)
+    decision = Decision.objects.get(review=review)
+    assert (decision.verdict, decision.decided_as) == ("approve", "policy")
 
 
 def test_unknown_review_is_404(client_as, routed):
@@ -196,7 +200,7 @@ def test_unknown_review_is_404(client_as, routed):
     assert client.get(f"{REVIEWS_URL}{missing}/").status_code == 404
     response = client.post(f"{REVIEWS_URL}{missing}/approve/", {"reason_code": "model-correct"})
     assert response.status_code == 404
-    assert Decision.objects.count() == 0
+    assert people_decisions().count() == 0
 
 
 # --- filters --------------------------------------------------------------------------------
@@ -308,7 +312,7 @@ def test_approve_is_201_and_repeating_it_is_200_with_the_same_decision(client_as
     repeat = client.post(_review_url(review, "approve"), payload, format="json")
 
     assert (first.status_code, repeat.status_code) == (201, 200)
-    decision = Decision.objects.get()
+    decision = people_decisions().get()
     assert first.json() == repeat.json()
     body = first.json()
     assert body["id"] == decision.pk
@@ -349,7 +353,7 @@ def test_conflicting_override_after_an_approval_is_409_and_keeps_one_decision(cl
     assert response.json()["detail"] == (
         "This review was already decided (approve) by analyst-user."
     )
-    assert Decision.objects.get().verdict == "approve"
+    assert people_decisions().get().verdict == "approve"
     assert _state(review) == ("analyst", "decided", True)
 
 
@@ -421,7 +425,7 @@ def test_override_of_a_churn_call_records_the_right_call(client_as, routed):
     assert response.status_code == 201
     body = response.json()
     assert (body["verdict"], body["churn_label"], body["action_code"]) == ("override", True, None)
-    decision = Decision.objects.get()
+    decision = people_decisions().get()
     assert (decision.verdict, decision.churn_label, decision.comment) == (
         "override",
         True,
@@ -444,7 +448,7 @@ def test_override_of_a_next_action_needs_and_records_the_right_action(
     assert missing.json() == {"action_code": ["Overriding a next action needs the right action."]}
     assert given.status_code == 201
     assert (given.json()["kind"], given.json()["action_code"]) == ("next_action", "win_back_email")
-    assert Decision.objects.get().action.code == "win_back_email"
+    assert people_decisions().get().action.code == "win_back_email"
 
 
 # --- escalate -------------------------------------------------------------------------------
@@ -556,5 +560,5 @@ def test_two_identical_approvals_at_once_answer_201_and_200(make_user, routed):
     with ThreadPoolExecutor(max_workers=2) as pool:
         answers = list(pool.map(approve, clients))
 
-    decision = Decision.objects.get()
+    decision = people_decisions().get()
     assert sorted(answers) == [(200, decision.pk), (201, decision.pk)]

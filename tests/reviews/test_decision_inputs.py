@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from loyalty.models import AuditRecord
 from reviews.exceptions import InvalidDecision
-from reviews.models import Decision, Review
+from reviews.models import Review
 from reviews.services.decisions import (
     ACTION,
     CHURN_CALL,
@@ -17,6 +17,7 @@ from reviews.services.decisions import (
     decide_review,
 )
 from tests.conftest import TEST_PASSWORD
+from tests.factories import people_decisions
 from tests.tokens import token_header
 
 pytestmark = pytest.mark.django_db
@@ -147,7 +148,7 @@ def test_every_path_refuses_the_same_bad_input_and_nothing_changes(case, reviews
         "service": "refused",
         **({"quick": 400} if verdict == "approve" else {}),
     }
-    assert not Decision.objects.exists()
+    assert not people_decisions().exists()
     assert Review.objects.get(pk=review.pk).state == Review.State.PENDING
     assert not AuditRecord.objects.filter(kind=AuditRecord.Kind.DECISION).exists()
 
@@ -164,4 +165,4 @@ def test_the_form_says_what_the_override_of_a_churn_call_lacks(reviews, expert, 
     page = response.content.decode()
     assert "Say what the right call is: churn or stay." in page
     assert "A churn call is overridden with the right call, not an action." in page
-    assert not Decision.objects.exists()
+    assert not people_decisions().exists()

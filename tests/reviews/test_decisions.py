@@ -14,6 +14,7 @@ from reviews.exceptions import (
 )
 from reviews.models import Decision, Review
 from reviews.services.decisions import approve_prediction, escalate_review, override_prediction
+from tests.factories import people_decisions
 
 pytestmark = pytest.mark.django_db
 
@@ -64,27 +65,25 @@ def test_an_analyst_cannot_decide_an_expert_item(routed, make_user):
 
     review.refresh_from_db()
     assert review.state == "pending"
-    assert not Decision.objects.exists()
+    assert not people_decisions().exists()
 
 
-def test_an_expert_can_override_an_auto_approval(routed, make_user):
+def test_an_auto_approval_is_decided_already_and_an_expert_cannot_reopen_it(routed, make_user):
     review = routed["auto"]
 
-    decision = override_prediction(
-        review_id=review.pk,
-        actor=make_user("expert"),
-        reason_code="recent-contact",
-        churn_label=True,
-        comment="Called us to close the account.",
-    )
+    with pytest.raises(ReviewAlreadyDecided, match=r"already decided \(approve\) by policy"):
+        override_prediction(
+            review_id=review.pk,
+            actor=make_user("expert"),
+            reason_code="recent-contact",
+            churn_label=True,
+            comment="Called us to close the account.",
+        )
 
     review.refresh_from_db()
-    assert (decision.verdict, decision.churn_label, decision.decided_as) == (
-        "override",
-        True,
-        "expert",
-    )
-    assert review.state == "decided"
+    assert review.state == "auto_approved"
+    assert review.decision.decided_as == "policy"
+    assert not people_decisions().exists()
 
 
 @pytest.mark.parametrize(
@@ -101,7 +100,7 @@ def test_a_churn_override_needs_exactly_the_right_call(routed, make_user, answer
             **answer,
         )
 
-    assert not Decision.objects.exists()
+    assert not people_decisions().exists()
 
 
 def test_a_next_action_override_names_the_right_action(next_action_review, make_user):
@@ -225,4 +224,4 @@ def test_a_reason_that_does_not_fit_the_verdict_is_refused_and_changes_nothing(
 
     review.refresh_from_db()
     assert (review.route, review.state, review.escalated_at) == ("analyst", "pending", None)
-    assert not Decision.objects.exists()
+    assert not people_decisions().exists()

@@ -77,28 +77,26 @@ def test_raising_thresholds_reroutes_only_undecided_unescalated_reviews(populati
 
     result = reroute_undecided(kind="churn")
 
-    assert (result.policy_version, result.considered) == (3, 5)
-    assert result.moves == {("auto", "analyst"): 1, ("analyst", "expert"): 1}
-    assert result.by_route == {"auto": 1, "analyst": 2, "expert": 2}
-    assert result.describe_moves() == "analyst → expert 1, auto-approved → analyst 1"
+    # The auto-approvals are the policy's announced decisions: nothing reopens them.
+    assert (result.policy_version, result.considered) == (3, 3)
+    assert result.moves == {("analyst", "expert"): 1}
+    assert result.by_route == {"analyst": 1, "expert": 2}
+    assert result.describe_moves() == "analyst → expert 1"
     after = {name: Review.objects.get(pk=r.pk) for name, r in population.items()}
     assert {name: (r.route, r.state) for name, r in after.items()} == {
         "auto_high": ("auto", "auto_approved"),
-        "auto_mid": ("analyst", "pending"),
+        "auto_mid": ("auto", "auto_approved"),
         "analyst_a": ("analyst", "pending"),
         "analyst_b": ("expert", "pending"),
         "expert": ("expert", "pending"),
         "decided": ("analyst", "decided"),
         "escalated": ("expert", "pending"),
     }
-    for name in ("auto_high", "auto_mid", "analyst_a", "analyst_b", "expert"):
+    for name in ("analyst_a", "analyst_b", "expert"):
         assert after[name].policy_id == v3.pk
-    assert after["auto_mid"].route_reason == (
-        "confidence 0.92 between expert 0.80 and auto-approve 0.95"
-    )
-    # Pulled back to people: its wait starts now; moved between people: its wait goes on.
-    assert after["auto_mid"].routed_at > before["auto_mid"][4]
-    assert after["auto_mid"].due_at == after["auto_mid"].routed_at + timedelta(hours=48)
+    assert _snapshot({"a": population["auto_mid"]})["a"] == before["auto_mid"]
+    assert after["auto_mid"].decision.decided_as == "policy"
+    # Moved between people: its wait goes on.
     assert after["analyst_b"].routed_at == before["analyst_b"][4]
     assert after["analyst_b"].due_at == before["analyst_b"][5]
     # What people decided or escalated keeps its route, reason and version.
@@ -109,9 +107,9 @@ def test_raising_thresholds_reroutes_only_undecided_unescalated_reviews(populati
     )
     record = AuditRecord.objects.get(subject="policy:churn:v3:reroute")
     assert record.details == {
-        "considered": 5,
-        "moved": 2,
-        "moves": {"auto → analyst": 1, "analyst → expert": 1},
+        "considered": 3,
+        "moved": 1,
+        "moves": {"analyst → expert": 1},
     }
 
 
@@ -128,7 +126,7 @@ def test_rerouting_twice_moves_and_writes_nothing_more(population):
 
     again = reroute_undecided(kind="churn")
 
-    assert (again.considered, again.moves) == (5, {})
+    assert (again.considered, again.moves) == (3, {})
     assert _snapshot(population) == once
     assert AuditRecord.objects.count() == audit_count
 
@@ -149,11 +147,16 @@ def test_lowering_the_auto_threshold_auto_approves_analyst_items(population):
     assert review.route_reason == "confidence 0.85 ≥ auto-approve threshold 0.80"
 
 
-def test_the_value_rule_uses_the_quantile_of_the_reviews_being_rerouted(reason_codes):
+def test_the_value_rule_uses_the_quantile_of_the_policys_whole_population(reason_codes):
+    """Re-routing moves only pending items, but the value quantile is over every review the
+    policy routes (the auto-approved ones too): otherwise the pending items' own top half
+    would go to experts."""
     change_policy(kind="churn", settings=EXACT, actor=None, reason="exact")
     version = ModelVersionFactory()
-    for spend in (100, 100, 100, 100, 5000, 5000):
+    for spend in (5000, 5000, 5000, 5000):  # auto-approved: decided, they stay
         PredictionFactory(model_version=version, confidence=0.97, score=0.1, spend=spend)
+    for spend in (100, 100, 100, 100, 200, 200):  # analyst items: nobody has decided them
+        PredictionFactory(model_version=version, confidence=0.7, score=0.1, spend=spend)
     route_new_predictions(kind="churn")
     change_policy(
         kind="churn",
@@ -164,10 +167,19 @@ def test_the_value_rule_uses_the_quantile_of_the_reviews_being_rerouted(reason_c
 
     result = reroute_undecided(kind="churn")
 
-    # Their 0.95 quantile is 5000, which no one exceeds; their median is 100, which two do.
-    assert result.moves == {("auto", "expert"): 2}
-    assert set(Review.objects.filter(member_value=5000).values_list("route_reason", flat=True)) == {
-        "member value in top 50 %"
+    # The median of all ten is 200, which no pending item exceeds (theirs alone is 100).
+    assert (result.considered, result.moves) == (6, {})
+    change_policy(
+        kind="churn",
+        settings=replace(EXACT, expert_value_quantile=0.3),
+        actor=None,
+        reason="value",
+    )
+    result = reroute_undecided(kind="churn")
+    # The 0.3 quantile of all ten is 100: the two at 200 exceed it.
+    assert result.moves == {("analyst", "expert"): 2}
+    assert set(Review.objects.filter(member_value=200).values_list("route_reason", flat=True)) == {
+        "member value in top 70 %"
     }
 
 
@@ -263,7 +275,7 @@ def test_saving_creates_the_next_version_audits_it_and_leaves_the_rerouting_to_a
     assert _snapshot(population) == before
     page = response.content.decode()
     assert "Version 3" in page
-    assert "Re-routing to version 3 is under way: <strong>5</strong> undecided reviews" in page
+    assert "Re-routing to version 3 is under way: <strong>3</strong> undecided reviews" in page
 
 
 def test_the_page_follows_the_rerouting_until_it_is_done(population, admin_client):
@@ -273,15 +285,12 @@ def test_the_page_follows_the_rerouting_until_it_is_done(population, admin_clien
         actor=None,
         reason="stricter",
     )
-    assert awaiting_rerouting("churn") == 5
+    assert awaiting_rerouting("churn") == 3
 
     result = reroute_undecided(kind="churn", policy_version=3)  # what the worker runs
 
-    assert (result.considered, result.moves, result.superseded) == (
-        5,
-        {("auto", "analyst"): 1},
-        False,
-    )
+    # The two auto-approvals are announced decisions: only the three pending items move.
+    assert (result.considered, result.moves, result.superseded) == (3, {}, False)
     assert awaiting_rerouting("churn") == 0
     page = admin_client.get(reverse("reviews:policy", args=["churn"])).content.decode()
     assert 'data-testid="rerouting"' not in page
@@ -300,7 +309,7 @@ def test_a_queued_rerouting_of_an_older_version_does_nothing(population):
 
     assert (stale.considered, stale.moves, stale.superseded) == (0, {}, True)
     assert _snapshot(population) == before
-    assert awaiting_rerouting("churn") == 5
+    assert awaiting_rerouting("churn") == 3
 
 
 def test_the_sweep_queues_only_a_rerouting_left_unfinished_for_long(

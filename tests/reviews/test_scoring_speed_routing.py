@@ -78,25 +78,33 @@ def test_a_routed_review_holds_the_route_priority_and_defaults_of_every_other_co
             None,
             None,
         )
-        assert (review.escalation_comment, review.analyst_proposal, review.decided_at) == (
-            "",
+        assert (review.escalation_comment, review.analyst_proposal) == ("", None)
+        assert (review.recommended_action_id, review.expected_value, review.contact_flags) == (
             None,
             None,
+            [],
         )
+        # An auto-approval is decided by the policy as it is routed.
+        assert (review.decided_at is not None) == (route == "auto")
 
 
 @pytest.mark.django_db
-def test_next_action_reviews_carry_no_risk_and_the_no_risk_priority():
+def test_a_next_action_review_weighs_its_members_churn_risk_or_the_no_risk_priority():
     version = ModelVersionFactory(kind="next_action")
-    prediction = PredictionFactory(
+    unscored = PredictionFactory(
         model_version=version, kind="next_action", score=0.7, confidence=0.95, label_set=["a"]
     )
+    scored = PredictionFactory(
+        model_version=version, kind="next_action", score=0.7, confidence=0.95, label_set=["a"]
+    )
+    PredictionFactory(member=scored.member, kind="churn", score=0.8)
 
     route_new_predictions(kind="next_action")
 
-    review = _stored(prediction)
-    assert review.risk is None
-    assert review.priority == 0.5 * (1 + 1.0) * (1.1 - 0.95)
+    assert _stored(unscored).risk is None
+    assert _stored(unscored).priority == 0.5 * (1 + 1.0) * (1.1 - 0.95)
+    assert _stored(scored).risk == 0.8
+    assert _stored(scored).priority == pytest.approx(0.8 * (1 + 1.0) * (1.1 - 0.95))
 
 
 @pytest.mark.django_db
@@ -123,6 +131,7 @@ def test_a_prediction_reviewed_already_keeps_its_review_when_inserted_again():
         route_reason="again",
         routed_at=now,
         due_at=now,
+        contact_flags=[],
     )
 
     insert_reviews(columns=REVIEW_COLUMNS, rows=[tuple(row[name] for name in REVIEW_COLUMNS)])

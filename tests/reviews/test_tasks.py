@@ -91,15 +91,16 @@ def test_saving_a_policy_reroutes_in_the_worker_and_the_page_follows(
     client.login(username=make_user("admin").username, password=TEST_PASSWORD)
     url = reverse("reviews:policy", args=["churn"])
 
-    response = client.post(url, _form(replace(EXACT, auto_approve_confidence=0.95)))
+    response = client.post(url, _form(replace(EXACT, expert_confidence=0.8)))
     _wait_until_rerouted("churn")
 
     assert response.status_code == 302
+    # The auto-approvals are the policy's decisions and stay; the pending items follow.
     assert _routes(four_churn_reviews) == {
         0.97: "auto",
-        0.92: "analyst",
+        0.92: "auto",
         0.85: "analyst",
-        0.7: "analyst",
+        0.7: "expert",
     }
     record = AuditRecord.objects.get(subject="policy:churn:v3:reroute")
     assert (record.actor_name, record.details["moved"]) == ("admin-user", 1)
@@ -125,7 +126,7 @@ def test_the_sweep_finishes_a_rerouting_whose_message_was_lost(four_churn_review
     EscalationPolicy.objects.filter(pk=v3.pk).update(
         created_at=timezone.now() - STALE_REROUTING_AFTER - timedelta(minutes=1)
     )
-    assert awaiting_rerouting("churn") == 4
+    assert awaiting_rerouting("churn") == 2  # the pending ones: auto-approvals are decided
 
     reroute_stale_task.delay()
     _wait_until_rerouted("churn")

@@ -10,7 +10,7 @@ from django.urls import reverse
 from predictions.models import Prediction
 from reviews.models import Decision, Review
 from tests.conftest import TEST_PASSWORD
-from tests.factories import EventFactory, MemberFactory, PredictionFactory
+from tests.factories import EventFactory, MemberFactory, PredictionFactory, people_decisions
 from tests.predictions.conftest import (  # noqa: F401  (fixtures that train a real model)
     CUTOFF,
     active_churn_version,
@@ -106,7 +106,7 @@ def test_an_expert_item_is_404_for_an_analyst_on_the_page_and_on_post(analyst_cl
 
     assert (page.status_code, decide.status_code, quick.status_code) == (404, 404, 404)
     assert str(review.member.external_id) not in quick.content.decode()
-    assert not Decision.objects.exists()
+    assert not people_decisions().exists()
 
 
 def test_approving_from_the_queue_twice_gives_the_same_decision(analyst_client, routed):
@@ -171,15 +171,16 @@ def test_an_expert_quick_approving_an_auto_approval_without_htmx_lands_on_its_pa
     client, make_user, routed
 ):
     """An auto-approved review has no queue to go back to: the page is the review's own (this
-    answered 500 once, looking for the 'auto' queue)."""
+    answered 500 once, looking for the 'auto' queue). It was decided by the policy already,
+    so the approval is refused there, saying so."""
     review = routed["auto"]
     client.force_login(make_user("expert"))
 
-    response = client.post(reverse("reviews:quick_decide", args=[review.pk]))
+    response = client.post(reverse("reviews:quick_decide", args=[review.pk]), follow=True)
 
-    assert response.status_code == 302
-    assert response["Location"] == reverse("reviews:review", args=[review.pk])
-    assert Decision.objects.get(review=review).verdict == "approve"
+    assert response.redirect_chain == [(reverse("reviews:review", args=[review.pk]), 302)]
+    assert "already decided (approve) by policy" in response.content.decode()
+    assert Decision.objects.get(review=review).decided_as == "policy"
 
 
 def test_overriding_on_the_member_page_opens_the_next_item(analyst_client, reason_codes):
@@ -224,7 +225,7 @@ def test_an_override_without_the_right_call_is_refused(analyst_client, routed):
 
     assert response.status_code == 400
     assert "Say what the right call is" in response.content.decode()
-    assert not Decision.objects.exists()
+    assert not people_decisions().exists()
 
 
 def test_escalating_from_the_queue_moves_the_item_to_the_experts(analyst_client, routed):
@@ -314,16 +315,17 @@ def test_an_analyst_reads_an_auto_approved_review_but_cannot_decide_it(analyst_c
 
     assert page.status_code == 200
     html = page.content.decode()
-    assert 'data-testid="form-approve"' not in html and "Auto-approved: read-only." in html
+    assert 'data-testid="form-approve"' not in html
+    assert 'data-testid="decision"' in html and "policy" in html
     assert (decide.status_code, quick.status_code) == (403, 403)
     assert "Only an expert can decide this review." in decide.content.decode()
     assert "Only an expert can decide this review." in quick.content.decode()
     review.refresh_from_db()
     assert (review.route, review.state) == ("auto", "auto_approved")
-    assert not Decision.objects.exists()
+    assert not people_decisions().exists()
 
 
-def test_an_expert_overrides_an_auto_approval_on_its_page(expert_client, routed):
+def test_an_expert_sees_an_auto_approval_as_the_policys_decision(expert_client, routed):
     review = routed["auto"]
 
     page = expert_client.get(reverse("reviews:review", args=[review.pk])).content.decode()
@@ -332,17 +334,12 @@ def test_an_expert_overrides_an_auto_approval_on_its_page(expert_client, routed)
         {"verdict": "override", "reason": "wrong-churn-call", "churn_label": "churn"},
     )
 
-    assert 'data-testid="form-override"' in page and 'data-testid="form-escalate"' not in page
-    assert (response.status_code, response["Location"]) == (
-        302,
-        reverse("reviews:review", args=[review.pk]),
-    )
+    assert 'data-testid="form-override"' not in page
+    assert 'data-testid="decision"' in page
+    assert response.status_code == 409
+    assert "already decided (approve) by policy" in response.content.decode()
     decision = Decision.objects.get(review=review)
-    assert (decision.verdict, decision.churn_label, decision.decided_as) == (
-        "override",
-        True,
-        "expert",
-    )
+    assert (decision.verdict, decision.decided_as) == ("approve", "policy")
 
 
 def test_an_admin_reads_review_pages_as_the_api_lets_them(client, make_user, routed):
@@ -368,7 +365,7 @@ RECENCY = "days_since_last_event"
 
 
 def counts():
-    return (Prediction.objects.count(), Review.objects.count(), Decision.objects.count())
+    return (Prediction.objects.count(), Review.objects.count(), people_decisions().count())
 
 
 @pytest.fixture
@@ -546,8 +543,8 @@ def test_the_member_page_reads_each_catalog_once_whatever_the_history(
 
     assert len(response.context["review_page"].history) == 6
     assert len(with_history.captured_queries) == len(alone.captured_queries)
-    # The action names of the chart, then three decision forms reading each catalog once; no
-    # decision to read while the review is pending.
+    # The page's one read of the action catalog (headline, ranking, chart, history), then three
+    # decision forms reading each catalog once; no decision to read while the review is pending.
     assert sorted(_tables_read(with_history.captured_queries)) == [
         "loyalty_action",
         "loyalty_action",

@@ -53,7 +53,11 @@ from loyalty.services.imports.validation import (
     source_label,
     validate_chunk,
 )
-from loyalty.signals import consent_withdrawn
+from loyalty.services.members import (
+    CONSENT_FIELDS,
+    announce_consent_withdrawal,
+    consent_audit_details,
+)
 
 VALIDATE_PHASE = "validate"
 WRITE_PHASE = "write"
@@ -76,6 +80,7 @@ MEMBER_COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec("tier", ColumnKind.TEXT, max_length=_max_length(Member, "tier"), lowercase=True),
     ColumnSpec("points_balance", ColumnKind.INTEGER),
     ColumnSpec("consent_profiling", ColumnKind.BOOLEAN),
+    ColumnSpec("consent_marketing", ColumnKind.BOOLEAN),
     ColumnSpec("age_band", ColumnKind.TEXT, max_length=_max_length(Member, "age_band")),
     ColumnSpec("region", ColumnKind.TEXT, max_length=_max_length(Member, "region")),
 )
@@ -109,6 +114,7 @@ _MEMBER_FIELDS = {
     "tier": ("tier", ""),
     "points_balance": ("points_balance", 0),
     "consent_profiling": ("consent_profiling", False),
+    "consent_marketing": ("consent_marketing", False),
     "age_band": ("age_band", ""),
     "region": ("region", ""),
 }
@@ -432,39 +438,28 @@ def _upsert_members(
     stamp = connection.ops.adapt_datetimefield_value(now)
     distinct = "IS DISTINCT FROM" if connection.vendor == "postgresql" else "IS NOT"
 
-    if "consent_profiling" in columns:
-        cursor.execute(
-            f"SELECT m.id, s.consent_profiling FROM {_MEMBER_STAGE} s "
-            f"JOIN {table} m ON m.external_id = s.external_id "
-            "WHERE m.consent_profiling <> s.consent_profiling ORDER BY m.id"
+    consents = {consent: field for consent, field in CONSENT_FIELDS.items() if field in columns}
+    # Read before the update below, which makes the stored consents equal the staged ones.
+    withdrawn = {
+        consent: _audit_consent_changes(
+            cursor=cursor,
+            field=field,
+            consent=consent,
+            now=now,
+            source_name=source_name,
+            actor=actor,
         )
-        withdrawn = []
-        for member_id, consent in cursor.fetchall():
-            record_audit(
-                kind=AuditRecord.Kind.CONSENT_CHANGE,
-                actor=actor,
-                # By pk, never by external id: erasure could not take the id out of the trail.
-                subject=f"member:{member_id}",
-                details={
-                    "member_id": member_id,
-                    "consent_profiling": bool(consent),
-                    "changed_at": now.isoformat(),
-                    "source": f"import:{source_name}",
-                },
-            )
-            if not consent:
-                withdrawn.append(member_id)
-        if withdrawn:
-            # In the import's transaction, as set_consent does: their reviews leave the queues.
-            consent_withdrawn.send(sender=Member, member_ids=withdrawn)
+        for consent, field in consents.items()
+    }
 
     updated = 0
     if columns:
         assignments = [f"{column} = s.{column}" for column in columns] + ["updated_at = %s"]
         params: list[object] = [stamp]
-        if "consent_profiling" in columns:
+        if consents:
+            consent_changed = " OR ".join(f"m.{field} <> s.{field}" for field in consents.values())
             assignments.append(
-                "consent_changed_at = CASE WHEN m.consent_profiling <> s.consent_profiling "
+                f"consent_changed_at = CASE WHEN {consent_changed} "
                 "THEN %s ELSE m.consent_changed_at END"
             )
             params.append(stamp)
@@ -475,6 +470,11 @@ def _upsert_members(
             params,
         )
         updated = cursor.rowcount
+    for consent, member_ids in withdrawn.items():
+        if member_ids:
+            # In the import's transaction, as set_consent does (profiling: their reviews leave
+            # the queues), after the update so that the event carries the new change time.
+            announce_consent_withdrawal(member_ids=member_ids, consent=consent)
 
     defaults = {column: default for column, default in _MEMBER_FIELDS.values()}
     insert_columns = ["external_id", *defaults, "created_at", "updated_at"]
@@ -495,6 +495,41 @@ def _upsert_members(
         params,
     )
     return cursor.rowcount, updated
+
+
+def _audit_consent_changes(
+    *,
+    cursor,
+    consent: Member.Consent,
+    field: str,
+    now,
+    source_name: str,
+    actor: AbstractBaseUser | None,
+) -> list[int]:
+    """Audit each staged member whose `consent` changes, before the update writes it; the
+    members who withdraw it."""
+    cursor.execute(
+        f"SELECT m.id, s.{field} FROM {_MEMBER_STAGE} s "
+        f"JOIN {Member._meta.db_table} m ON m.external_id = s.external_id "
+        f"WHERE m.{field} <> s.{field} ORDER BY m.id"
+    )
+    withdrawn = []
+    for member_id, granted in cursor.fetchall():
+        record_audit(
+            kind=AuditRecord.Kind.CONSENT_CHANGE,
+            actor=actor,
+            # By pk, never by external id: erasure could not take the id out of the trail.
+            subject=f"member:{member_id}",
+            details={
+                **consent_audit_details(
+                    member_id=member_id, consent=consent, granted=granted, changed_at=now
+                ),
+                "source": f"import:{source_name}",
+            },
+        )
+        if not granted:
+            withdrawn.append(member_id)
+    return withdrawn
 
 
 # --- events -------------------------------------------------------------------------------------

@@ -40,6 +40,10 @@ SUPPORT_CONTACTS_PER_YEAR = 1.5  # at dissatisfaction 1
 # (25 % of those who bought in that year) make no purchase over a 90-day horizon after it.
 LEAVE_PER_YEAR, LEAVE_PER_DISSATISFACTION, LEAVE_PER_TREND = 0.06, 0.8, 0.8
 CONSENT_SHARE = 0.9
+# Of the members who consent to profiling, the share who also consent to be contacted with
+# offers (members who refuse profiling are not contacted either): a program whose mailings most
+# members accept, with some who want the service but not the offers.
+MARKETING_CONSENT_SHARE = 0.9
 # Tier from expected yearly spend (purchases per year x mean basket).
 TIER_SPEND_FLOORS = ((1500.0, "platinum"), (600.0, "gold"), (200.0, "silver"), (0.0, "bronze"))
 POINTS_PER_UNIT_SPENT = 1.0
@@ -94,7 +98,7 @@ def _latent_chunk(spec: SyntheticSpec, index: int) -> pd.DataFrame:
     )
     trend = _nonzero(rng.normal(TREND_MEAN, TREND_SD, size))
     dissatisfaction = rng.gamma(DISSATISFACTION_SHAPE, DISSATISFACTION_SCALE, size)
-    return pd.DataFrame(
+    latent = pd.DataFrame(
         {
             "number": index * MEMBERS_PER_CHUNK + np.arange(size),
             "joined": joined,
@@ -121,6 +125,9 @@ def _latent_chunk(spec: SyntheticSpec, index: int) -> pd.DataFrame:
             "region": rng.choice(REGIONS, size),
         }
     )
+    # Drawn after everything else, so that adding it left every earlier draw of a seed as it was.
+    latent["marketing"] = latent["consent"] & (rng.random(size) < MARKETING_CONSENT_SHARE)
+    return latent
 
 
 def member_frame(spec: SyntheticSpec, latent: pd.DataFrame) -> pd.DataFrame:
@@ -138,6 +145,7 @@ def member_frame(spec: SyntheticSpec, latent: pd.DataFrame) -> pd.DataFrame:
             "tier": tier,
             "points_balance": np.floor(yearly_spend * POINTS_PER_UNIT_SPENT).astype("int64"),
             "consent_profiling": latent["consent"],
+            "consent_marketing": latent["marketing"],
             "age_band": latent["age_band"],
             "region": latent["region"],
         }
