@@ -3,84 +3,68 @@
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
-from django.db.models import F, OuterRef, Subquery
-
-
-def member_and_action_of_earlier_decisions(apps, schema_editor):
-    """A decision made before this migration: its member is its review's; it settled on the
-    person's action when it overrode a next action, on the review's recommendation when it
-    approved one, on none for a churn call."""
-    Decision = apps.get_model("reviews", "Decision")
-    Review = apps.get_model("reviews", "Review")
-    reviews = Review.objects.filter(pk=OuterRef("review_id"))
-    Decision.objects.update(member_id=Subquery(reviews.values("member_id")[:1]))
-    next_actions = Decision.objects.filter(review__kind="next_action")
-    next_actions.filter(verdict="override").update(settled_action_id=F("action_id"))
-    next_actions.filter(verdict="approve").update(
-        settled_action_id=Subquery(reviews.values("recommended_action_id")[:1])
-    )
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('loyalty', '0014_contact_rules_and_action_priors'),
-        ('reviews', '0013_action_ranking'),
+        ("loyalty", "0014_contact_rules_and_action_priors"),
+        ("reviews", "0013_action_ranking"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='decision',
-            name='announced',
+            model_name="decision",
+            name="announced",
             field=models.BooleanField(default=True, db_default=True),
         ),
         migrations.AddField(
-            model_name='decision',
-            name='contact_flags',
+            model_name="decision",
+            name="contact_flags",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AddField(
-            model_name='decision',
-            name='member',
-            field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.CASCADE, related_name='decisions', to='loyalty.member'),
+            model_name="decision",
+            name="member",
+            field=models.ForeignKey(
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="decisions",
+                to="loyalty.member",
+            ),
         ),
         migrations.AddField(
-            model_name='decision',
-            name='settled_action',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='loyalty.action'),
-        ),
-        migrations.RunPython(member_and_action_of_earlier_decisions, migrations.RunPython.noop),
-        migrations.AlterField(
-            model_name='decision',
-            name='member',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='decisions', to='loyalty.member'),
+            model_name="decision",
+            name="settled_action",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="loyalty.action",
+            ),
         ),
         migrations.AddField(
-            model_name='decision',
-            name='silenced_because',
-            field=models.CharField(blank=True, db_default='', max_length=200),
+            model_name="decision",
+            name="silenced_because",
+            field=models.CharField(blank=True, db_default="", max_length=200),
         ),
         migrations.AlterField(
-            model_name='decision',
-            name='decided_as',
-            field=models.CharField(help_text='The role the person decided in, or policy (automatic).', max_length=20),
+            model_name="decision",
+            name="decided_as",
+            field=models.CharField(
+                help_text="The role the person decided in, or policy (automatic).", max_length=20
+            ),
         ),
         migrations.AlterField(
-            model_name='decision',
-            name='decided_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='decisions', to=settings.AUTH_USER_MODEL),
-        ),
-        migrations.AddIndex(
-            model_name='decision',
-            index=models.Index(fields=['member', '-decided_at'], name='decision_member_recent'),
-        ),
-        migrations.AddIndex(
-            model_name='decision',
-            index=models.Index(fields=['settled_action', '-decided_at'], name='decision_action_recent'),
-        ),
-        migrations.AddConstraint(
-            model_name='decision',
-            constraint=models.CheckConstraint(condition=models.Q(('decided_as', 'policy'), ('decided_by__isnull', False), _connector='OR'), name='a_person_decision_names_the_person'),
+            model_name="decision",
+            name="decided_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="decisions",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
     ]
