@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from learning.services import labels, monitoring, retraining
+from learning.services import housekeeping, labels, monitoring, retraining
 from predictions.models import PredictionKind
 
 
@@ -57,3 +57,9 @@ def monitor_task() -> int:
     """Calibration and drift of every active version; pauses auto-approval on a breach."""
     reports = [monitoring.run_monitor(kind=kind) for kind in PredictionKind.values]
     return sum(1 for report in reports if report is not None and report.breaches)
+
+
+@shared_task(name="learning.prune_predictions_task")
+def prune_predictions_task() -> int:
+    """Daily: superseded predictions nothing points to, past their retention (housekeeping)."""
+    return housekeeping.prune_predictions().predictions

@@ -239,6 +239,9 @@ LOYALTY_ACTION_HOLDOUT_SHARE = env.float("LOYALTY_ACTION_HOLDOUT_SHARE", default
 # sample beyond it, `predictions.selectors.profiling_frames`): their memory follows this
 # budget, not the size of the program.
 LOYALTY_TRAINING_MAX_MEMBERS = env.int("LOYALTY_TRAINING_MAX_MEMBERS", default=250_000)
+# Superseded predictions nothing points to are pruned this many days after they were scored
+# (learning.services.housekeeping).
+LOYALTY_PREDICTION_RETENTION_DAYS = env.int("LOYALTY_PREDICTION_RETENTION_DAYS", default=90)
 LOYALTY_IMPORT_TIMEZONE = env.str("LOYALTY_IMPORT_TIMEZONE", default="") or None
 
 LOGGING = {
@@ -286,6 +289,8 @@ CELERY_BEAT_SCHEDULE = {
     "reroute-stale": {"task": "reviews.reroute_stale_task", "schedule": 10 * 60.0},
     # Outbox events with no delivery yet, and deliveries due (retries, lost messages).
     "sweep-deliveries": {"task": "integrations.sweep_deliveries_task", "schedule": 60.0},
+    # Superseded predictions nothing points to, past LOYALTY_PREDICTION_RETENTION_DAYS.
+    "prune-predictions": {"task": "learning.prune_predictions_task", "schedule": 24 * 60 * 60.0},
 }
 
 # Notifications by email (SLA escalations, retraining results); the console in development.
