@@ -105,3 +105,18 @@ def risk_band(risk: float | None) -> str:
         if risk >= low and (high is None or risk < high):
             return band
     return ""
+
+
+# What each contact rule a recommendation broke at routing means (`contact_rules`); the exact
+# counts are given when a person decides, checked again then.
+CONTACT_FLAG_LABELS = {
+    "frequency_cap": "the member has reached the cap of actions in the period",
+    "budget_count": "the action has used its budget of decisions for the period",
+    "budget_amount": "the action would exceed its money budget for the period",
+    "no_marketing_consent": "the member has not consented to marketing",
+}
+
+
+def format_contact_flags(flags) -> str:
+    """The contact rules a recommendation breaks, in a phrase ('' for none)."""
+    return "; ".join(CONTACT_FLAG_LABELS.get(flag, flag) for flag in flags or ())

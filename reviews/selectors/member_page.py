@@ -15,6 +15,7 @@ from reviews.models import Decision, EscalationPolicy, Review
 from reviews.permissions import visible_reviews
 from reviews.selectors.formatting import (
     format_age,
+    format_contact_flags,
     format_datetime,
     format_interval,
     format_money,
@@ -204,9 +205,7 @@ def page_of_review(*, review: Review, viewer, now: datetime | None = None) -> Re
         ranked_actions=_ranked_action_rows(review, catalog),
         ranking_label=_ranking_label(review),
         explained_action=_name(catalog.get(prediction.recommended_action_id)),
-        contact_warning="; ".join(
-            CONTACT_FLAG_LABELS.get(flag, flag) for flag in review.contact_flags or ()
-        ),
+        contact_warning=format_contact_flags(review.contact_flags),
         explanation=prediction.explanation or {},
         timeline=member_timeline(
             member_id=member.pk,
@@ -267,22 +266,12 @@ def _decision_facts(review: Review) -> tuple[Fact, ...]:
         facts.append(
             Fact(
                 "Contact rules overridden",
-                "; ".join(CONTACT_FLAG_LABELS.get(flag, flag) for flag in decision.contact_flags),
+                format_contact_flags(decision.contact_flags),
             )
         )
     if not decision.announced:
         facts.append(Fact("Not sent", decision.silenced_because))
     return tuple(facts)
-
-
-# What each contact rule a recommendation broke at routing means (`contact_rules`); the exact
-# counts are given when a person decides, checked again then.
-CONTACT_FLAG_LABELS = {
-    "frequency_cap": "the member has reached the cap of actions in the period",
-    "budget_count": "the action has used its budget of decisions for the period",
-    "budget_amount": "the action would exceed its money budget for the period",
-    "no_marketing_consent": "the member has not consented to marketing",
-}
 
 
 def _name(action: Action | None) -> str:

@@ -19,6 +19,7 @@ from reviews.models import ReasonCode, Review
 from reviews.selectors.formatting import (
     RISK_BANDS,
     format_age,
+    format_contact_flags,
     format_interval,
     format_money,
     format_percent,
@@ -116,6 +117,7 @@ class QueueRow:
     escalation_comment: str = ""
     escalated_by: str = ""
     proposal: str = ""
+    contact_rules: str = ""
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,7 @@ QUEUE_FIELDS = (
     "prediction__interval_high",
     "recommended_action_id",
     "expected_value",
+    "contact_flags",
 )
 
 
@@ -305,6 +308,7 @@ def _queue_row(row: dict, now: datetime, labels: _RowLabels) -> QueueRow:
         escalation_comment=row["escalation_comment"] or "",
         escalated_by=labels.usernames.get(row["escalated_by_id"], ""),
         proposal=format_proposal(row["analyst_proposal"], labels.action_names_by_code),
+        contact_rules=format_contact_flags(row["contact_flags"]),
     )
 
 

@@ -171,3 +171,21 @@ def test_the_api_names_the_broken_rule_and_takes_an_override_with_a_reason(
     assert refused.status_code == 400
     assert "not consented to marketing" in refused.json()["detail"]
     assert accepted.status_code == 201
+
+
+def test_the_queue_row_flags_a_broken_rule_whatever_routed_it_there(catalog, client, make_user):
+    from django.urls import reverse
+
+    from tests.conftest import TEST_PASSWORD
+
+    member = MemberFactory(external_id="UNSURE", consent_marketing=False)
+    _predict(member, confidence=0.3)  # an analyst's for its confidence, and flagged too
+    route_new_predictions(kind="next_action")
+    client.login(username=make_user("analyst").username, password=TEST_PASSWORD)
+
+    response = client.get(reverse("reviews:queue"))
+
+    [row] = [row for row in response.context["page"].rows if row.member == "UNSURE"]
+    assert row.reason.startswith("confidence 0.30")
+    assert row.contact_rules == "the member has not consented to marketing"
+    assert 'data-testid="contact-flag"' in response.content.decode()
