@@ -57,14 +57,14 @@ def test_an_analyst_sends_a_flagged_action_only_with_a_reason(live_server, page,
     page.screenshot(path=str(output_dir(request) / "flagged-next-action.png"), full_page=True)
 
     form = page.get_by_test_id("form-approve")
-    form.get_by_role("button", name="Approve the model's call").click()
+    form.get_by_role("button", name="Approve the recommendation").click()
     assert "breaks the contact rules" in page.get_by_test_id("decision-error").inner_text()
     assert not Decision.objects.filter(review=review).exists()
 
     form = page.get_by_test_id("form-approve")
     form.get_by_label("Send it anyway").check()
     form.locator("textarea[name=comment]").fill("They asked for the offer at the desk.")
-    form.get_by_role("button", name="Approve the model's call").click()
+    form.get_by_role("button", name="Approve the recommendation").click()
 
     page.wait_for_load_state()
     decision = Decision.objects.get(review=review)

@@ -11,25 +11,11 @@ from loyalty.models import AuditRecord, Event, Member
 from loyalty.services.erasure import erase_member, tombstone_digest
 from loyalty.services.events import EVENT_BATCH_LIMIT
 from tests.factories import EventFactory, MemberFactory
-from tests.tokens import token_header
 
 pytestmark = pytest.mark.django_db
 
 MEMBERS_URL = "/api/members/"
 BATCH_URL = "/api/events/batch/"
-
-
-@pytest.fixture
-def client_as(make_user, api_client):
-    """An API client that sends the token of a fresh user in the given role."""
-
-    def as_role(role: str):
-        user = make_user(role)
-        api_client.credentials(HTTP_AUTHORIZATION=token_header(user))
-        api_client.user = user
-        return api_client
-
-    return as_role
 
 
 def _counts() -> tuple[int, int, int]:

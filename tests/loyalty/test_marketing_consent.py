@@ -25,7 +25,6 @@ from loyalty.services.synthetic.members import (
 )
 from reviews.models import Review
 from tests.factories import MemberFactory
-from tests.tokens import token_header
 
 pytestmark = pytest.mark.django_db
 
@@ -333,17 +332,6 @@ def test_an_import_that_withdraws_profiling_consent_names_it_in_the_event(tmp_pa
 
 
 # --- the API ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def client_as(make_user, api_client):
-    def as_role(role: str):
-        user = make_user(role)
-        api_client.credentials(HTTP_AUTHORIZATION=token_header(user))
-        api_client.user = user
-        return api_client
-
-    return as_role
 
 
 def test_the_api_creates_reads_and_changes_marketing_consent(client_as):
