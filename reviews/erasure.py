@@ -69,6 +69,9 @@ def erase_member_reviews(sender, *, member_id: int, external_id: str = "", **kwa
         route_reason=ERASED_ROUTE_REASON,
         escalation_comment="",
         analyst_proposal=None,
+        # Worked out from the member's value and consent: they go with them.
+        expected_value=None,
+        contact_flags=[],
     )
     # Decisions are immutable to their model's save(); erasure is the one sanctioned change.
     Decision.objects.filter(review__member_id=member_id).update(

@@ -21,10 +21,14 @@ class ActionSeed:
     retention_gain: float = 0.0
 
 
+# The action that leaves the member alone: the baseline every other action is weighed against
+# (ranking by expected value) and the one that contacts nobody (contact rules).
+NO_ACTION = "no_action"
+
 # Costs are the program's expected cost per member treated, in the program's currency.
 DEFAULT_ACTIONS: tuple[ActionSeed, ...] = (
     ActionSeed(
-        code="no_action",
+        code=NO_ACTION,
         name="No action",
         description="Leave the member alone. The baseline every other action is weighed against, "
         "and the only one open to members who did not consent to profiling.",

@@ -13,14 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from loyalty.models import Action
+from loyalty.services.catalog import NO_ACTION
 from predictions.ml import action_value
 from predictions.models import Prediction, PredictionKind
 from predictions.services.scoring.predict import action_eligibility
 from reviews.models import Review
-
-# The catalog's "leave the member alone" action (`loyalty.services.catalog`): the baseline
-# every other action is weighed against, and the recommendation when nothing is worth more.
-BASELINE_ACTION = "no_action"
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,7 @@ class Catalog:
 
     @property
     def baseline(self) -> int | None:
-        return self.codes.index(BASELINE_ACTION) if BASELINE_ACTION in self.codes else None
+        return self.codes.index(NO_ACTION) if NO_ACTION in self.codes else None
 
 
 @dataclass(frozen=True)

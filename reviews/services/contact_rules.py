@@ -23,28 +23,23 @@ from django.db.models import Count, Q
 
 from loyalty.contact_settings import contact_rules_settings
 from loyalty.models import Action, ContactRules, Member
+from loyalty.services.catalog import NO_ACTION
 from reviews.models import Decision
 
-BASELINE_ACTION = "no_action"
 FREQUENCY_CAP = "frequency_cap"
 BUDGET_COUNT = "budget_count"
 BUDGET_AMOUNT = "budget_amount"
 NO_MARKETING_CONSENT = "no_marketing_consent"
 
 
-def rules() -> ContactRules:
-    """The one rules row (created with its defaults if a flush removed it)."""
-    return contact_rules_settings()
-
-
 def contacts_member(action: Action | None) -> bool:
     """Whether deciding on `action` reaches the member (the baseline and no action do not)."""
-    return action is not None and action.code != BASELINE_ACTION
+    return action is not None and action.code != NO_ACTION
 
 
 def executed_decisions():
     return Decision.objects.filter(announced=True, held_out=False).exclude(
-        Q(settled_action__isnull=True) | Q(settled_action__code=BASELINE_ACTION)
+        Q(settled_action__isnull=True) | Q(settled_action__code=NO_ACTION)
     )
 
 
@@ -64,7 +59,7 @@ class RuleBook:
     def load(
         cls, *, member_ids, action_ids, now: datetime, settings: ContactRules | None = None
     ) -> "RuleBook":
-        settings = settings or rules()
+        settings = settings or contact_rules_settings()
         member_ids, action_ids = set(member_ids), set(action_ids) - {None}
         actions = Action.objects.in_bulk(action_ids)
         executed = executed_decisions()

@@ -422,6 +422,7 @@ def test_erasure_blanks_reviews_and_decisions_and_withdraws_undecided_reviews(sc
     for review in (decided, escalated):
         assert (review.tier, review.member_value, review.priority) == ("", 0.0, 0.0)
         assert (review.escalation_comment, review.analyst_proposal) == ("", None)
+        assert (review.expected_value, review.contact_flags) == (None, [])
         assert review.route_reason == "member erased"
     assert (decided.state, decided.decided_at) == ("decided", mine["decided"].decided_at)
     assert (escalated.state, escalated.route, escalated.escalated_by) == (
