@@ -48,7 +48,11 @@ class PolicyForm(forms.Form):
     )
     ranking = forms.ChoiceField(
         label="Recommend actions",
-        choices=EscalationPolicy.Ranking.choices,
+        # Short labels: the field sits in a narrow column; the help text gives the formula.
+        choices=[
+            (EscalationPolicy.Ranking.PROPENSITY, "By propensity (the likeliest action)"),
+            (EscalationPolicy.Ranking.EXPECTED_VALUE, "By expected value"),
+        ],
         help_text="Expected value weighs each action's retention-gain prior and cost (set in "
         "the action catalog) with the member's churn risk and value; no action wins when "
         "nothing is worth more than it costs.",
