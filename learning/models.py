@@ -61,10 +61,11 @@ class LabeledExample(models.Model):
     class Meta:
         ordering = ["-observed_at", "-id"]
         constraints = [
+            # A case's decision teaches both kinds: one example of each.
             models.UniqueConstraint(
-                fields=["decision"],
+                fields=["decision", "kind"],
                 condition=Q(source="decision"),
-                name="one_example_per_decision",
+                name="one_example_per_decision_and_kind",
             ),
             models.UniqueConstraint(
                 fields=["prediction"],

@@ -108,10 +108,21 @@ VERDICT_TREATMENTS = {
 }
 
 
+# What a review whose decision settles both the churn call and the action is called where it
+# leaves the product (events, feeds, the API): a case.
+CASE = "case"
+
+
 class Review(models.Model):
     """The routing state of one prediction: who must look at it and whether anyone has.
 
-    Denormalized member tier, value, risk and confidence make the queue one index scan.
+    While both kinds have an active model, a review is a *case* (`reviews.services.cases`):
+    `prediction` is the member's churn prediction of the cycle and `action_prediction` the
+    next-action prediction it carries; one decision settles the churn call and what to do.
+    Otherwise a review holds the one prediction of the only active kind.
+
+    Denormalized member tier, value, risk and confidence make the queue one index scan (a
+    case's confidence is the lower of its two predictions').
     """
 
     class Route(models.TextChoices):
@@ -129,12 +140,21 @@ class Review(models.Model):
         WITHDRAWN = "withdrawn"
 
     prediction = models.OneToOneField(Prediction, on_delete=models.CASCADE, related_name="review")
+    # A case's next-action prediction: the member's newest at or before its churn cutoff. A
+    # churn re-score carries the same one again, so several cases may share it.
+    action_prediction = models.ForeignKey(
+        Prediction, null=True, blank=True, on_delete=models.SET_NULL, related_name="case_reviews"
+    )
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="reviews")
     kind = models.CharField(max_length=20, choices=PredictionKind.choices)
     route = models.CharField(max_length=20, choices=Route.choices)
     state = models.CharField(max_length=20, choices=State.choices)
     route_reason = models.CharField(max_length=300)
     policy = models.ForeignKey(EscalationPolicy, on_delete=models.PROTECT, related_name="+")
+    # The next-action policy version that ranked and routed a case's action side.
+    action_policy = models.ForeignKey(
+        EscalationPolicy, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     priority = models.FloatField(help_text="Higher first; see reviews.routing.priority.")
     tier = models.CharField(max_length=32, blank=True)
     member_value = models.FloatField(default=0.0)
@@ -181,6 +201,38 @@ class Review(models.Model):
     @property
     def is_escalated(self) -> bool:
         return self.escalated_at is not None
+
+    @property
+    def is_case(self) -> bool:
+        """Whether one decision settles both the churn call and the action."""
+        return self.action_prediction_id is not None
+
+    @property
+    def decision_kind(self) -> str:
+        """What the review decides, as events and the API name it: 'case', or its kind."""
+        return CASE if self.is_case else self.kind
+
+    @property
+    def recommends_action(self) -> bool:
+        """Whether the review ranks actions and recommends one (a case or a next-action
+        review); a churn review settles only the churn call."""
+        return self.is_case or self.kind == PredictionKind.NEXT_ACTION
+
+    @property
+    def settles_churn_call(self) -> bool:
+        return self.kind == PredictionKind.CHURN
+
+    @property
+    def action_source(self) -> Prediction | None:
+        """The prediction whose action probabilities the review ranks (None: it ranks none)."""
+        if self.is_case:
+            return self.action_prediction
+        return self.prediction if self.kind == PredictionKind.NEXT_ACTION else None
+
+    @property
+    def ranking_policy(self) -> EscalationPolicy:
+        """The policy version whose `ranking` picked the recommendation."""
+        return self.action_policy if self.is_case else self.policy
 
 
 class Decision(models.Model):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pandas as pd
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
@@ -49,53 +49,96 @@ class OutcomeResult:
 
 
 def label_decision(*, decision_id: int) -> LabeledExample:
-    """The decision's example, created if it is not there yet. Safe to call any number of
-    times, concurrently too: the second caller gets the first caller's row."""
-    existing = LabeledExample.objects.filter(
+    """The decision's examples, created where they are not there yet; returns the one of its
+    review's kind (a case's decision teaches both kinds: its churn example is returned, its
+    next-action example made beside it). Safe to call any number of times, concurrently too:
+    the examples are written in one statement that skips what another caller wrote."""
+    examples = LabeledExample.objects.filter(
         decision_id=decision_id, source=LabeledExample.Source.DECISION
-    ).first()
-    if existing is not None:
-        return existing
-    decision = Decision.objects.select_related("reason", "review__prediction").get(pk=decision_id)
-    example = _decision_example(decision)
-    try:
-        with transaction.atomic():
-            example.save()
-    except IntegrityError:
-        return LabeledExample.objects.get(
-            decision_id=decision_id, source=LabeledExample.Source.DECISION
-        )
-    return example
+    )
+    decision = Decision.objects.select_related(
+        "reason", "review__prediction", "review__action_prediction"
+    ).get(pk=decision_id)
+    wanted = _decision_examples(decision)
+    there = set(examples.values_list("kind", flat=True))
+    missing = [example for example in wanted if example.kind not in there]
+    if missing:
+        LabeledExample.objects.bulk_create(missing, ignore_conflicts=True)
+    return examples.get(kind=decision.review.kind)
+
+
+def _decision_examples(decision: Decision) -> list[LabeledExample]:
+    """The examples a decision teaches: one of its review's kind; a case's, one of each kind
+    (the churn call it settled on, the action it settled on)."""
+    review: Review = decision.review
+    if not review.is_case:
+        return [_decision_example(decision)]
+    model_call = model_churn_call(review.prediction.score)
+    churn_call = decision.churn_label if decision.churn_label is not None else model_call
+    action_id = decision.settled_action_id
+    return [
+        _example(
+            decision,
+            prediction=review.prediction,
+            churn_label=churn_call,
+            agrees=churn_call == model_call,
+        ),
+        _example(
+            decision,
+            prediction=review.action_prediction,
+            action_id=action_id,
+            agrees=action_id == review.recommended_action_id,
+        ),
+    ]
 
 
 def _decision_example(decision: Decision) -> LabeledExample:
     review: Review = decision.review
     prediction: Prediction = review.prediction
-    treatment = decision.reason.treatment
     approved = decision.verdict == Decision.Verdict.APPROVE
-    churn_label, action_id = None, None
     if review.kind == PredictionKind.CHURN:
         model_call = model_churn_call(prediction.score)
         churn_label = model_call if approved else decision.churn_label
-        agrees = churn_label == model_call
-    else:
-        # What the person saw recommended (ranked by the review's policy) is the model's answer.
-        action_id = review.recommended_action_id if approved else decision.action_id
-        agrees = action_id == review.recommended_action_id
+        return _example(
+            decision,
+            prediction=prediction,
+            churn_label=churn_label,
+            agrees=churn_label == model_call,
+        )
+    # What the person saw recommended (ranked by the review's policy) is the model's answer.
+    action_id = review.recommended_action_id if approved else decision.action_id
+    return _example(
+        decision,
+        prediction=prediction,
+        action_id=action_id,
+        agrees=action_id == review.recommended_action_id,
+    )
+
+
+def _example(
+    decision: Decision,
+    *,
+    prediction: Prediction,
+    agrees: bool,
+    churn_label: bool | None = None,
+    action_id: int | None = None,
+) -> LabeledExample:
+    """The example of one prediction a decision labels, weighed by the reason's treatment."""
+    treatment = decision.reason.treatment
     excluded = treatment == ReasonCode.Treatment.EXCLUDE
     return LabeledExample(
         source=LabeledExample.Source.DECISION,
-        kind=review.kind,
+        kind=prediction.kind,
         prediction=prediction,
         decision=decision,
-        member_id=review.member_id,
+        member_id=decision.review.member_id,
         model_version_id=prediction.model_version_id,
         cutoff=prediction.cutoff,
         churn_label=churn_label,
         action_id=action_id,
         treatment=treatment,
         agrees_with_model=agrees,
-        weight=0.0 if excluded else DECISION_LABEL_WEIGHT[review.kind],
+        weight=0.0 if excluded else DECISION_LABEL_WEIGHT[prediction.kind],
         excluded=excluded,
         feature_values=prediction.feature_values,
         observed_at=decision.decided_at,
@@ -192,11 +235,20 @@ def record_outcomes(*, clock: datetime | None = None, limit: int | None = None) 
 
 
 def _outcome_examples(batch: pd.DataFrame, clock: datetime) -> list[LabeledExample]:
+    prediction_ids = batch["pk"].tolist()
     decisions = dict(
-        Decision.objects.filter(review__prediction_id__in=batch["pk"].tolist()).values_list(
+        Decision.objects.filter(review__prediction_id__in=prediction_ids).values_list(
             "review__prediction_id", "pk"
         )
     )
+    # A next-action prediction a case carried: the latest case decision on it.
+    carried = (
+        Decision.objects.filter(review__action_prediction_id__in=prediction_ids)
+        .order_by("review__action_prediction_id", "decided_at", "pk")
+        .values_list("review__action_prediction_id", "pk")
+    )
+    for prediction_id, decision_id in carried:
+        decisions[prediction_id] = decision_id
     examples = []
     for (kind, horizon, cutoff), group in batch.groupby(
         ["kind", "model_version__horizon_days", "cutoff"], sort=False

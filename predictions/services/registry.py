@@ -9,7 +9,7 @@ from loyalty.exceptions import require_permission
 from loyalty.models import AuditRecord
 from loyalty.services.audit import record_audit
 from predictions.exceptions import NothingToRollBackToError
-from predictions.models import ModelVersion
+from predictions.models import ModelVersion, PredictionKind
 from predictions.signals import model_version_activated
 
 PROMOTE_PERMISSION = "predictions.promote_modelversion"
@@ -108,9 +108,20 @@ def _emit_promotion(version: ModelVersion, *, retired: ModelVersion | None, roll
 
 
 def _rescore_after_commit(kind: str) -> None:
-    from predictions.services.scoring.runs import start_scoring_run
+    """Score again with the new version once it is committed. While both kinds are active,
+    their reviews are cases of one cycle: both kinds are scored again, at one cutoff."""
+    from predictions.services.scoring.runs import start_cycle, start_scoring_run
 
-    transaction.on_commit(lambda: start_scoring_run(kind=kind))
+    if both_kinds_active():
+        transaction.on_commit(start_cycle)
+    else:
+        transaction.on_commit(lambda: start_scoring_run(kind=kind))
+
+
+def both_kinds_active() -> bool:
+    """Whether every kind has an active version (routing then makes cases of both)."""
+    active = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE)
+    return set(active.values_list("kind", flat=True)) >= set(PredictionKind.values)
 
 
 def _lock_active(*, kind: str) -> ModelVersion | None:

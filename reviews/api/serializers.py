@@ -6,12 +6,22 @@ from rest_framework import serializers
 from loyalty.models import Action
 from predictions.models import PredictionKind
 from reviews.models import Decision, ReasonCode, Review
-from reviews.services.decisions import ACTION, CHURN_CALL, MISSING, NOT_TAKEN, answer_problems
+from reviews.services.decisions import (
+    ACTION,
+    CHURN_CALL,
+    EITHER,
+    MISSING,
+    NOT_TAKEN,
+    answer_problems,
+)
 
 # A plain string, not an enum: a PredictionKind enum named `kind` collides in the schema with
 # loyalty's Event.Kind (a --fail-on-warn warning) until SPECTACULAR_SETTINGS names both enums in
 # ENUM_NAME_OVERRIDES.
-KIND_HELP = "The prediction's kind: " + ", ".join(PredictionKind.values) + "."
+KIND_HELP = (
+    "What the review decides: case (the churn call and the action, one decision), or the "
+    "one prediction's kind: " + ", ".join(PredictionKind.values) + "."
+)
 
 # What the API says about an override's answers (`decisions.answer_problems`), in its own fields.
 OVERRIDE_ANSWER_ERRORS = {
@@ -19,6 +29,7 @@ OVERRIDE_ANSWER_ERRORS = {
     (ACTION, NOT_TAKEN): "A churn review takes churn_label, not an action.",
     (ACTION, MISSING): "Overriding a next action needs the right action.",
     (CHURN_CALL, NOT_TAKEN): "A next-action review takes action_code instead.",
+    (EITHER, MISSING): "Overriding a case needs action_code, churn_label, or both.",
 }
 
 # --- output ---------------------------------------------------------------------------------
@@ -29,7 +40,7 @@ class DecisionOutputSerializer(serializers.Serializer):
     review_id = serializers.IntegerField()
     prediction_id = serializers.IntegerField(source="review.prediction_id")
     member_external_id = serializers.CharField(source="review.member.external_id")
-    kind = serializers.CharField(source="review.kind", help_text=KIND_HELP)
+    kind = serializers.CharField(source="review.decision_kind", help_text=KIND_HELP)
     verdict = serializers.ChoiceField(choices=Decision.Verdict.choices)
     reason_code = serializers.CharField(source="reason.code")
     reason_treatment = serializers.ChoiceField(
@@ -39,12 +50,20 @@ class DecisionOutputSerializer(serializers.Serializer):
     )
     comment = serializers.CharField()
     churn_label = serializers.BooleanField(
-        allow_null=True, help_text="An override of a churn call: true if the member will churn."
+        allow_null=True,
+        help_text="The churn call a case settled on (always set), or an override of a churn "
+        "review's call: true if the member will churn.",
     )
     action_code = serializers.CharField(
         source="action.code",
         allow_null=True,
-        help_text="An override of a next action: the right action's code.",
+        help_text="An override's action: the right action's code.",
+    )
+    settled_action_code = serializers.CharField(
+        source="settled_action.code",
+        allow_null=True,
+        help_text="The action the decision settles on (a case or a next-action review): the "
+        "recommendation when approved, the person's action when overridden.",
     )
     decided_by = serializers.CharField(
         source="decider", help_text="The person's username, or policy (an auto-approval)."
@@ -134,7 +153,7 @@ class EscalationOutputSerializer(serializers.Serializer):
 class ReviewOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     member_external_id = serializers.CharField(source="member.external_id")
-    kind = serializers.CharField(help_text=KIND_HELP)
+    kind = serializers.CharField(source="decision_kind", help_text=KIND_HELP)
     route = serializers.ChoiceField(choices=Review.Route.choices)
     state = serializers.ChoiceField(choices=Review.State.choices)
     route_reason = serializers.CharField()
@@ -159,6 +178,10 @@ class ReviewOutputSerializer(serializers.Serializer):
         "null without a churn score.",
     )
     prediction = PredictionSummaryOutputSerializer()
+    action_prediction = PredictionSummaryOutputSerializer(
+        allow_null=True,
+        help_text="A case's next-action prediction, whose actions it ranks; null otherwise.",
+    )
     created_at = serializers.DateTimeField()
     routed_at = serializers.DateTimeField()
     due_at = serializers.DateTimeField(allow_null=True)
@@ -214,13 +237,15 @@ class ApproveInputSerializer(DecisionInputSerializer):
 
 class OverrideInputSerializer(DecisionInputSerializer):
     """The right answer for the review's kind: `churn_label` for a churn call, `action_code`
-    for a next action. The view passes the kind in the context as `kind`."""
+    for a next action, either or both for a case (what is left out stays the model's). The
+    view passes the review's `decision_kind` in the context as `kind`."""
 
     churn_label = serializers.BooleanField(
         required=False,
         allow_null=True,
         default=None,
-        help_text="Churn reviews: true if the member will churn, false if they will stay.",
+        help_text="Churn reviews and cases: true if the member will churn, false if they "
+        "will stay.",
     )
     action_code = serializers.SlugRelatedField(
         slug_field="code",
@@ -228,7 +253,8 @@ class OverrideInputSerializer(DecisionInputSerializer):
         required=False,
         allow_null=True,
         default=None,
-        help_text="Next-action reviews: the code of the right, active action.",
+        help_text="Next-action reviews and cases: the code of the right, active action "
+        "(no_action: do nothing).",
     )
 
     def validate_action_code(self, action: Action | None) -> str | None:

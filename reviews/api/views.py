@@ -64,12 +64,15 @@ _REVIEW_RELATIONS = (
     "member",
     "prediction",
     "prediction__recommended_action",
+    "action_prediction",
+    "action_prediction__recommended_action",
     "recommended_action",
     "escalated_by",
     "escalation_reason",
     "decision",
     "decision__reason",
     "decision__action",
+    "decision__settled_action",
     "decision__decided_by",
 )
 
@@ -99,7 +102,7 @@ def _visible_and_valid(request, review_id: int, serializer_class) -> tuple[Revie
     """The review and the validated input. Visibility first: nothing about a review the caller
     may not see, not even whether the input would have been valid for it."""
     review = _visible_review(request.user, review_id, Review.objects.all())
-    serializer = serializer_class(data=request.data, context={"kind": review.kind})
+    serializer = serializer_class(data=request.data, context={"kind": review.decision_kind})
     serializer.is_valid(raise_exception=True)
     return review, serializer.validated_data
 

@@ -2,12 +2,20 @@
 
 from django import forms
 
+from predictions.calls import model_churn_call
 from predictions.ml.contracts import SEQUENCE_ITEM
 from predictions.models import PredictionKind
 from reviews.models import VERDICT_TREATMENTS, Decision, Review
 from reviews.selectors.catalogs import override_action_choices, reason_choices
 from reviews.selectors.formatting import format_feature_value
-from reviews.services.decisions import ACTION, CHURN_CALL, MISSING, NOT_TAKEN, answer_problems
+from reviews.services.decisions import (
+    ACTION,
+    CHURN_CALL,
+    EITHER,
+    MISSING,
+    NOT_TAKEN,
+    answer_problems,
+)
 
 # The reason picked when the person does not choose one.
 DEFAULT_REASONS = {"approve": "model-correct", "escalate": "needs-expert"}
@@ -15,12 +23,13 @@ WHAT_IF_FEATURES = 8
 CHURN_CALLS = {"churn": True, "stay": False}
 # The form's own names for the service's answer fields, and what it says about each problem
 # (`decisions.answer_problems`).
-FORM_FIELDS = {CHURN_CALL: "churn_label", ACTION: "action"}
+FORM_FIELDS = {CHURN_CALL: "churn_label", ACTION: "action", EITHER: None}
 OVERRIDE_ANSWER_ERRORS = {
     (CHURN_CALL, MISSING): "Say what the right call is: churn or stay.",
     (ACTION, NOT_TAKEN): "A churn call is overridden with the right call, not an action.",
     (ACTION, MISSING): "Pick the action that fits better.",
     (CHURN_CALL, NOT_TAKEN): "A next action is overridden with the right action, not a churn call.",
+    (EITHER, MISSING): "Pick another action or correct the churn call.",
 }
 
 
@@ -53,16 +62,36 @@ class DecisionForm(forms.Form):
         self.fields["verdict"].initial = self.verdict_name
         self.fields["reason"].choices = reason_choices(VERDICT_TREATMENTS[self.verdict_name])
         self.fields["reason"].initial = DEFAULT_REASONS.get(self.verdict_name)
+        self.auto_id = f"id_{self.verdict_name}_%s"
+        if review.is_case:
+            self._start_from_the_model(review)
+            return
         self.fields["action"].choices = [("", "Choose…")] + override_action_choices(
             exclude_id=review.recommended_action_id
         )
-        self.auto_id = f"id_{self.verdict_name}_%s"
+
+    def _start_from_the_model(self, review: Review) -> None:
+        """A case's override opens on the model's answers, the recommendation among the
+        actions: the person changes the action, the churn call, or both."""
+        action = self.fields["action"]
+        action.label = "What to do"
+        action.choices = [("", "Choose…")] + override_action_choices()
+        self.fields["churn_label"].label = "The churn call"
+        if self.verdict_name != Decision.Verdict.OVERRIDE:
+            return
+        if review.recommended_action_id is not None:
+            action.initial = review.recommended_action.code
+        call = model_churn_call(review.prediction.score)
+        if call is not None:
+            self.fields["churn_label"].initial = "churn" if call else "stay"
 
     def clean(self):
         data = super().clean()
         if data.get("verdict") == Decision.Verdict.OVERRIDE:
             problems = answer_problems(
-                kind=self.review.kind, verdict=Decision.Verdict.OVERRIDE, **self._answers()
+                kind=self.review.decision_kind,
+                verdict=Decision.Verdict.OVERRIDE,
+                **self._answers(),
             )
             for field, problem in problems.items():
                 # A missing answer shows at its field; one the kind does not take (no page sends
@@ -77,6 +106,16 @@ class DecisionForm(forms.Form):
         """What an escalating analyst would have done (optional), for the expert to see."""
         if self.cleaned_data.get("verdict") != "escalate":
             return None
+        if self.review.is_case:
+            answers = {key: value for key, value in self._answers().items() if value is not None}
+            if not answers:
+                return None
+            proposal = {"verdict": "override"}
+            if CHURN_CALL in answers:
+                proposal["churn_label"] = answers[CHURN_CALL]
+            if ACTION in answers:
+                proposal["action"] = answers[ACTION]
+            return proposal
         if self.review.kind == PredictionKind.CHURN and self.cleaned_data.get("churn_label"):
             return {
                 "verdict": "override",

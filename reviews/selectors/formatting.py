@@ -90,11 +90,14 @@ def format_proposal(proposal: dict | None, action_names: dict[str, str] | None =
     verdict = proposal.get("verdict", "")
     if verdict == "approve":
         return "Approve the model's call"
-    if "churn_label" in proposal and proposal["churn_label"] is not None:
-        return "Override: will churn" if proposal["churn_label"] else "Override: will stay"
+    parts = []
     if proposal.get("action"):
         code = proposal["action"]
-        return f"Override: {(action_names or {}).get(code, code)}"
+        parts.append((action_names or {}).get(code, code))
+    if "churn_label" in proposal and proposal["churn_label"] is not None:
+        parts.append("will churn" if proposal["churn_label"] else "will stay")
+    if parts:  # a case's proposal may name both
+        return "Override: " + ", ".join(parts)
     return str(proposal.get("note") or verdict or "")
 
 

@@ -106,6 +106,9 @@ class ReviewPage:
     kind_label: str
     headline: str
     headline_detail: str
+    # A case's second call: the recommended action and its numbers ('' otherwise).
+    action_headline: str
+    action_detail: str
     set_text: str
     risk_band: str
     confidence: str
@@ -143,7 +146,7 @@ def visible_page_review(*, review_id: int, viewer) -> Review:
     # reviews). Every join costs the planner time on every page view.
     return (
         visible_reviews(viewer)
-        .select_related("member", "prediction__model_version", "policy")
+        .select_related("member", "prediction__model_version", "policy", "action_policy")
         .defer(*(f"prediction__model_version__{name}" for name in MODEL_VERSION_BULK))
         .get(pk=review_id)
     )
@@ -157,23 +160,17 @@ def page_of_review(*, review: Review, viewer, now: datetime | None = None) -> Re
     prediction, member = review.prediction, review.member
     # The action catalog, read once for the headline, the ranking and the chart.
     catalog = {action.pk: action for action in Action.objects.all()}
+    action_headline = action_detail = ""
     if review.kind == PredictionKind.CHURN:
         headline = format_percent(prediction.score)
         interval = format_interval(prediction.interval_low, prediction.interval_high)
         headline_detail = f"churn risk · interval {interval}" if interval else "churn risk"
         outcomes = " or ".join(prediction.label_set or ()) or "none"
         set_text = f"possible outcomes: {outcomes}"
+        if review.is_case:
+            action_headline, action_detail = _recommendation(review, catalog)
     else:
-        action = catalog.get(review.recommended_action_id)
-        headline = action.name if action else "No eligible action"
-        # The recommendation's own numbers: it may not be the model's likeliest action.
-        propensity = (prediction.probabilities or {}).get(action.code) if action else None
-        headline_detail = f"probability {format_percent(propensity)}"
-        if review.expected_value is not None and action is not None:
-            headline_detail = (
-                f"expected value {format_money(review.expected_value)} · cost "
-                f"{format_money(float(action.cost))} · {headline_detail}"
-            )
+        headline, headline_detail = _recommendation(review, catalog)
         size = len(prediction.label_set or ())
         set_text = f"{size} action{'s' if size != 1 else ''} the model cannot rule out"
     # As of the data the model saw: a historical import must not age its members to today.
@@ -189,12 +186,14 @@ def page_of_review(*, review: Review, viewer, now: datetime | None = None) -> Re
     return ReviewPage(
         review=review,
         member_facts=facts,
-        kind_label=PredictionKind(review.kind).label,
+        kind_label="Case" if review.is_case else PredictionKind(review.kind).label,
         headline=headline,
         headline_detail=headline_detail,
+        action_headline=action_headline,
+        action_detail=action_detail,
         set_text=set_text,
         risk_band=risk_band(review.risk),
-        confidence=format_percent(review.confidence),
+        confidence=_confidence_text(review),
         route_label=review.get_route_display(),
         route_reason=review.route_reason,
         waiting=format_age(now - review.routed_at),
@@ -220,6 +219,31 @@ def page_of_review(*, review: Review, viewer, now: datetime | None = None) -> Re
     )
 
 
+def _recommendation(review: Review, catalog: dict) -> tuple[str, str]:
+    """The recommended action and its own numbers (it may not be the model's likeliest
+    action): expected value, cost, probability."""
+    action = catalog.get(review.recommended_action_id)
+    source = review.action_source
+    propensity = (source.probabilities or {}).get(action.code) if action and source else None
+    detail = f"probability {format_percent(propensity)}"
+    if review.expected_value is not None and action is not None:
+        detail = (
+            f"expected value {format_money(review.expected_value)} · cost "
+            f"{format_money(float(action.cost))} · {detail}"
+        )
+    return (action.name if action else "No eligible action"), detail
+
+
+def _confidence_text(review: Review) -> str:
+    """A case names both sides' confidence; it is routed on the lower one."""
+    if not review.is_case:
+        return format_percent(review.confidence)
+    return (
+        f"{format_percent(review.prediction.confidence)} churn · "
+        f"{format_percent(review.action_prediction.confidence)} action"
+    )
+
+
 def _escalation_facts(review: Review) -> tuple[Fact, ...]:
     if not review.is_escalated:
         return ()
@@ -239,7 +263,7 @@ def _decision_facts(review: Review) -> tuple[Fact, ...]:
     if review.state not in DECIDED_STATES:
         return ()  # a review gets its decision and its state in one transaction
     decision = (
-        Decision.objects.select_related("decided_by", "reason", "action")
+        Decision.objects.select_related("decided_by", "reason", "action", "settled_action")
         .filter(review=review)
         .first()
     )
@@ -256,10 +280,15 @@ def _decision_facts(review: Review) -> tuple[Fact, ...]:
         Fact("When", format_datetime(decision.decided_at)),
         Fact("Reason", decision.reason.label),
     ]
-    if decision.churn_label is not None:
-        facts.append(Fact("Right call", "Will churn" if decision.churn_label else "Will stay"))
-    if decision.action is not None:
-        facts.append(Fact("Right action", decision.action.name))
+    if review.is_case:
+        call = "Will churn" if decision.churn_label else "Will stay"
+        facts.append(Fact("Churn call", call))
+        facts.append(Fact("Action", _name(decision.settled_action) or "None eligible"))
+    else:
+        if decision.churn_label is not None:
+            facts.append(Fact("Right call", "Will churn" if decision.churn_label else "Will stay"))
+        if decision.action is not None:
+            facts.append(Fact("Right action", decision.action.name))
     if decision.comment:
         facts.append(Fact("Comment", decision.comment))
     if decision.contact_flags:
@@ -279,9 +308,9 @@ def _name(action: Action | None) -> str:
 
 
 def _ranking_label(review: Review) -> str:
-    if review.kind != PredictionKind.NEXT_ACTION:
+    if not review.recommends_action:
         return ""
-    if review.policy.ranking == EscalationPolicy.Ranking.EXPECTED_VALUE:
+    if review.ranking_policy.ranking == EscalationPolicy.Ranking.EXPECTED_VALUE:
         if review.risk is None:
             return "by propensity: the member has no churn score to weigh expected value with"
         return "by expected value"
@@ -316,8 +345,8 @@ def _ranked_action_rows(review: Review, catalog: dict) -> tuple[ActionWorthRow, 
 
 
 def _action_probabilities(review: Review, catalog: dict) -> tuple[ActionProbability, ...]:
-    prediction = review.prediction
-    if not prediction.probabilities:
+    prediction = review.action_source
+    if prediction is None or not prediction.probabilities:
         return ()
     names = {action.code: action.name for action in catalog.values()}
     recommended_action = catalog.get(review.recommended_action_id)
@@ -422,6 +451,7 @@ def member_history(
             "prediction__score",
             "prediction__cutoff",
             "recommended_action_id",
+            "action_prediction_id",
         )[:limit]
     )
     decisions = _decisions_of([row["pk"] for row in reviews if row["state"] in DECIDED_STATES])
@@ -453,8 +483,12 @@ def _history_item(
     row: dict, decision: dict | None, action_names: dict[int, str], current: int | None
 ) -> HistoryItem:
     is_churn = row["kind"] == PredictionKind.CHURN
+    is_case = row["action_prediction_id"] is not None
     if is_churn:
         call = f"{format_percent(row['prediction__score'])} churn risk"
+        if is_case:
+            action = action_names.get(row["recommended_action_id"], "no eligible action")
+            call = f"{call} · {action}"
     else:
         call = action_names.get(row["recommended_action_id"], "No eligible action")
     if decision is not None:
@@ -470,7 +504,7 @@ def _history_item(
     return HistoryItem(
         review_id=row["pk"],
         when=format_datetime(row["prediction__cutoff"], with_time=False),
-        kind_label="Churn" if is_churn else "Next action",
+        kind_label="Case" if is_case else "Churn" if is_churn else "Next action",
         call=call,
         confidence=format_percent(row["confidence"]),
         status=status,

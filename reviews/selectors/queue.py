@@ -15,7 +15,7 @@ from loyalty import keyset
 from loyalty.models import Action
 from loyalty.parsing import parse_id
 from predictions.models import PredictionKind
-from reviews.models import ReasonCode, Review
+from reviews.models import CASE, ReasonCode, Review
 from reviews.selectors.formatting import (
     RISK_BANDS,
     format_age,
@@ -28,6 +28,8 @@ from reviews.selectors.formatting import (
 )
 
 QUEUE_PAGE_SIZE = 50
+# What the kind filter offers: cases, and the reviews of one prediction of either kind.
+QUEUE_KINDS = {CASE: "Case", **dict(PredictionKind.choices)}
 # Reason categories map to how routing words its reasons (reviews.services.routing).
 REASON_PREFIXES = {
     "confidence": "confidence",
@@ -65,7 +67,7 @@ class QueueFilters:
         hours = parse_id(age)
         hours = hours if hours is not None and hours < 24 * 365 else None
         return cls(
-            kind=kind if kind in PredictionKind.values else "",
+            kind=kind if kind in QUEUE_KINDS else "",
             tier=tier if tier in settings.LOYALTY_TIER_LADDER else "",
             risk=risk if risk in RISK_BANDS else "",
             reason=reason if reason in REASON_PREFIXES else "",
@@ -83,8 +85,10 @@ class QueueFilters:
         return bool(self.as_params())
 
     def apply(self, reviews, *, now: datetime):
-        if self.kind:
-            reviews = reviews.filter(kind=self.kind)
+        if self.kind == CASE:
+            reviews = reviews.filter(action_prediction__isnull=False)
+        elif self.kind:
+            reviews = reviews.filter(kind=self.kind, action_prediction__isnull=True)
         if self.tier:
             reviews = reviews.filter(tier=self.tier)
         if self.risk:
@@ -107,6 +111,9 @@ class QueueRow:
     kind_label: str
     call: str
     call_detail: str
+    # A case's recommended action and its worth, beside its churn call ('' otherwise).
+    action: str
+    action_detail: str
     risk_band: str
     confidence: str
     value: str
@@ -201,6 +208,7 @@ QUEUE_FIELDS = (
     "recommended_action_id",
     "expected_value",
     "contact_flags",
+    "action_prediction_id",
 )
 
 
@@ -276,28 +284,33 @@ def pending_reviews_for(
 
 
 def _queue_row(row: dict, now: datetime, labels: _RowLabels) -> QueueRow:
-    kind = row["kind"]
-    if kind == PredictionKind.CHURN:
+    kind = CASE if row["action_prediction_id"] is not None else row["kind"]
+    action = action_detail = ""
+    if kind != PredictionKind.NEXT_ACTION:
         call = format_percent(row["prediction__score"])
         call_detail = format_interval(
             row["prediction__interval_low"], row["prediction__interval_high"]
         )
-    else:
+    if kind != PredictionKind.CHURN:
         action_id = row["recommended_action_id"]
-        call = labels.action_names_by_id.get(action_id) or "No eligible action"
-        call_detail = action_worth(
+        action = labels.action_names_by_id.get(action_id) or "No eligible action"
+        action_detail = action_worth(
             expected_value=row["expected_value"],
             cost=labels.action_costs_by_id.get(action_id),
-            probability=row["prediction__score"],
+            probability=None if kind == CASE else row["prediction__score"],
         )
+    if kind == PredictionKind.NEXT_ACTION:  # the action is the call
+        call, call_detail, action, action_detail = action, action_detail, "", ""
     due_at = row["due_at"]
     return QueueRow(
         review_id=row["pk"],
         member=row["member__external_id"],
         kind=kind,
-        kind_label="Churn" if kind == PredictionKind.CHURN else "Next action",
+        kind_label=QUEUE_KINDS[kind],
         call=call,
         call_detail=call_detail,
+        action=action,
+        action_detail=action_detail,
         risk_band=risk_band(row["risk"]),
         confidence=format_percent(row["confidence"]),
         value=format_money(row["member_value"]),
@@ -316,7 +329,7 @@ def action_worth(*, expected_value: float | None, cost: float | None, probabilit
     """A recommendation's worth in a few words: its expected value and cost when a churn score
     weighed it, the model's probability otherwise."""
     if expected_value is None or cost is None:
-        return f"p = {format_percent(probability)}"
+        return f"p = {format_percent(probability)}" if probability is not None else ""
     return f"EV {format_money(expected_value)} · cost {format_money(cost)}"
 
 

@@ -83,13 +83,20 @@ def rank_batch(
     probabilities: Sequence[dict | None],
     values: Sequence[float],
     catalog: Catalog | None = None,
+    churn_probabilities: Sequence[float | None] | None = None,
 ) -> BatchRanking:
     """The recommendation of each next-action prediction of a batch (`probabilities`: each
-    prediction's {action code: probability}; `values`: the members' values)."""
+    prediction's {action code: probability}; `values`: the members' values). The churn
+    probability weighed: `churn_probabilities` per row where given (a case's own), else the
+    member's latest."""
     catalog = catalog or Catalog.load()
     member_ids = list(member_ids)
-    risks = latest_churn_probabilities(member_ids)
-    churn = np.array([risks.get(pk, np.nan) for pk in member_ids], dtype="float64")
+    if churn_probabilities is None:
+        risks = latest_churn_probabilities(member_ids)
+        churn_probabilities = [risks.get(pk) for pk in member_ids]
+    churn = np.array(
+        [np.nan if risk is None else risk for risk in churn_probabilities], dtype="float64"
+    )
     propensities = np.array(
         [[float((row or {}).get(code) or 0.0) for code in catalog.codes] for row in probabilities],
         dtype="float64",
@@ -139,8 +146,8 @@ def ranked_actions(review: Review, catalog: Sequence[Action]) -> tuple[RankedAct
     order the review's policy ranks them, with the numbers of each one's expected value (None
     throughout when the member has no churn score: the review's `risk` is the probability
     routing weighed with)."""
-    prediction = review.prediction
-    if review.kind != PredictionKind.NEXT_ACTION or not prediction.probabilities:
+    prediction = review.action_source
+    if prediction is None or not prediction.probabilities:
         return ()
     value = review.member_value or 0.0
     rows = []
@@ -166,7 +173,9 @@ def ranked_actions(review: Review, catalog: Sequence[Action]) -> tuple[RankedAct
                 is_recommended=action.pk == review.recommended_action_id,
             )
         )
-    by_value = review.policy.ranking == action_value.EXPECTED_VALUE and review.risk is not None
+    by_value = (
+        review.ranking_policy.ranking == action_value.EXPECTED_VALUE and review.risk is not None
+    )
 
     def order(row: RankedAction) -> tuple:
         score = row.expected_value if by_value else row.propensity

@@ -9,7 +9,7 @@ from loyalty import outbox
 from loyalty.models import Action
 from predictions.calls import model_churn_call
 from predictions.models import PredictionKind
-from reviews.models import Decision, Review
+from reviews.models import CASE, Decision, Review
 
 # What a feed or event needs of a decision, in one query per page.
 DECISION_RELATIONS = (
@@ -23,12 +23,13 @@ DECISION_RELATIONS = (
 
 
 def settled_action(review: Review, verdict: str, override_action: Action | None) -> Action | None:
-    """The action a decision settles on: on a next-action review, the review's recommendation
-    (ranked by its policy, `action_ranking`) when approved, the person's when overridden; a
-    churn review settles none."""
-    if review.kind != PredictionKind.NEXT_ACTION:
+    """The action a decision settles on: on a review that recommends one (a case, a next-action
+    review), the recommendation (ranked by its policy, `action_ranking`) when approved, the
+    person's when overridden (a case overridden on its churn call alone keeps the
+    recommendation); a churn review settles none."""
+    if not review.recommends_action:
         return None
-    if verdict == Decision.Verdict.OVERRIDE:
+    if verdict == Decision.Verdict.OVERRIDE and (override_action or not review.is_case):
         return override_action
     return review.recommended_action
 
@@ -40,10 +41,11 @@ def decided_action_code(decision: Decision) -> str | None:
 
 def settled_churn_call(review: Review, verdict: str, churn_label: bool | None) -> bool | None:
     """The churn call a decision settles on: the model's when approved, the person's when
-    overridden; a next-action review settles none."""
-    if review.kind != PredictionKind.CHURN:
+    overridden (a case's decision always carries its call; one overridden on its action alone
+    keeps the model's); a next-action review settles none."""
+    if not review.settles_churn_call:
         return None
-    if verdict == Decision.Verdict.OVERRIDE:
+    if churn_label is not None and (verdict == Decision.Verdict.OVERRIDE or review.is_case):
         return churn_label
     return model_churn_call(review.prediction.score)
 
@@ -64,7 +66,7 @@ def decision_data(decision: Decision) -> dict[str, Any]:
         "announced": decision.announced,
         "contact_rules_overridden": list(decision.contact_flags or ()),
         "member_external_id": review.member.external_id,
-        "kind": review.kind,
+        "kind": review.decision_kind,
         "verdict": decision.verdict,
         "action_code": decided_action_code(decision),
         "churn_call": decided_churn_call(decision),
@@ -76,6 +78,7 @@ def decision_data(decision: Decision) -> dict[str, Any]:
         "decided_at": decision.decided_at.isoformat(),
         "review_id": review.pk,
         "prediction_id": prediction.pk,
+        "action_prediction_id": review.action_prediction_id,
     }
 
 
@@ -103,10 +106,11 @@ def repeat_silences(
     decisions: Sequence[tuple[int, str, Action | None, bool | None]], *, now: datetime
 ) -> list[str]:
     """For decisions about to be made, `(member_id, kind, settled action, settled churn call)`
-    each: why each is recorded without being announced ('' when it goes out). A re-score sends
-    nothing new for a member unless what is decided changes (the action; the churn call) or the
-    cooldown has passed since the same was last announced to them (the action's own; else
-    NO_ACTION_COOLDOWN)."""
+    each (`kind`: a review's `decision_kind`): why each is recorded without being announced
+    ('' when it goes out). A re-score sends nothing new for a member unless what is decided
+    changes (the action, for a case or a next-action review; the churn call, for a churn
+    review) or the cooldown has passed since the same was last announced to them (the
+    action's own; else NO_ACTION_COOLDOWN)."""
     member_ids = {member_id for member_id, *_ in decisions}
     last: dict[tuple[int, str], tuple[object, datetime]] = {}
     rows = (
@@ -115,6 +119,7 @@ def repeat_silences(
         .values_list(
             "member_id",
             "review__kind",
+            "review__action_prediction_id",
             "settled_action_id",
             "verdict",
             "churn_label",
@@ -122,18 +127,19 @@ def repeat_silences(
             "decided_at",
         )
     )
-    for member_id, kind, action_id, verdict, churn_label, score, decided_at in rows:
+    for member_id, kind, carried, action_id, verdict, churn_label, score, decided_at in rows:
+        kind = CASE if carried is not None else kind
         if kind == PredictionKind.CHURN:
             settled = (
                 churn_label if verdict == Decision.Verdict.OVERRIDE else model_churn_call(score)
             )
         else:
             settled = action_id
-        last.setdefault((member_id, kind), (settled, decided_at))
+        last.setdefault((member_id, _settles(kind)), (settled, decided_at))
     reasons = []
     for member_id, kind, action, churn_call in decisions:
         settled = churn_call if kind == PredictionKind.CHURN else (action.pk if action else None)
-        previous = last.get((member_id, kind))
+        previous = last.get((member_id, _settles(kind)))
         if previous is None or previous[0] != settled:
             reasons.append("")
             continue
@@ -154,6 +160,12 @@ def repeat_silences(
     return reasons
 
 
+def _settles(kind: str) -> str:
+    """What a decision of `kind` is compared on for a repeat: the churn call of a churn review,
+    the action of anything else (a case and a next-action review compare alike)."""
+    return "churn call" if kind == PredictionKind.CHURN else "action"
+
+
 def emit_escalation(review: Review, *, reason_code: str) -> None:
     """Announce an escalation in the caller's transaction (`review.escalated`)."""
     outbox.emit(
@@ -161,7 +173,7 @@ def emit_escalation(review: Review, *, reason_code: str) -> None:
         {
             "review_id": review.pk,
             "member_external_id": review.member.external_id,
-            "kind": review.kind,
+            "kind": review.decision_kind,
             "reason_code": reason_code,
             "escalated_at": review.escalated_at.isoformat(),
         },

@@ -14,6 +14,7 @@ from loyalty.exceptions import require_permission
 from loyalty.models import Action, AuditRecord
 from loyalty.sequences import next_values
 from loyalty.services.audit import record_audit
+from predictions.calls import model_churn_call
 from predictions.models import PredictionKind
 from reviews.exceptions import (
     InvalidDecision,
@@ -22,7 +23,7 @@ from reviews.exceptions import (
     ReviewNotOpen,
     ReviewNotYours,
 )
-from reviews.models import VERDICT_TREATMENTS, Decision, ReasonCode, Review
+from reviews.models import CASE, VERDICT_TREATMENTS, Decision, ReasonCode, Review
 from reviews.permissions import DECIDE, DECIDE_ESCALATED, visible_reviews
 from reviews.services.contact_rules import flags_now, lock_for_rules
 from reviews.services.decision_events import (
@@ -36,11 +37,14 @@ from reviews.signals import decision_recorded
 
 # The answer fields a decision may carry besides its reason, and what can be wrong with one.
 CHURN_CALL, ACTION = "churn_label", "action_code"
+# A case's override takes either answer or both: what it needs is one of them.
+EITHER = "either"
 MISSING, NOT_TAKEN = "missing", "not taken"
 _ANSWER_ERRORS = {
     None: "An approval takes the model's answer; give no other answer.",
     CHURN_CALL: "Overriding a churn call needs the right call: churn or stay.",
     ACTION: "Overriding a next action needs the right action.",
+    EITHER: "Overriding a case needs another action, the corrected churn call, or both.",
 }
 
 
@@ -159,6 +163,8 @@ def decide_review(
         )
     reason = _reason(reason_code, verdict)
     action = _answer_action(review, verdict, churn_label, action_code)
+    if review.is_case:  # a case's decision carries its churn call, confirmed or corrected
+        churn_label = settled_churn_call(review, verdict, churn_label)
     earlier = (
         Decision.objects.select_related("reason", "action", "decided_by")
         .filter(review=review)
@@ -192,7 +198,7 @@ def decide_review(
         [
             (
                 review.member_id,
-                review.kind,
+                review.decision_kind,
                 settled,
                 settled_churn_call(review, verdict, churn_label),
             )
@@ -252,10 +258,13 @@ def decide_review(
 
 
 def needed_answer(*, kind: str, verdict: str) -> str | None:
-    """The answer a verdict on a review of `kind` must carry: overriding a churn call, the right
-    call (CHURN_CALL); overriding a next action, the right action (ACTION); anything else none."""
+    """The answer a verdict on a review of `kind` (its `decision_kind`) must carry: overriding
+    a churn call, the right call (CHURN_CALL); overriding a next action, the right action
+    (ACTION); overriding a case, either or both (EITHER); anything else none."""
     if verdict != Decision.Verdict.OVERRIDE:
         return None
+    if kind == CASE:
+        return EITHER
     return CHURN_CALL if kind == PredictionKind.CHURN else ACTION
 
 
@@ -267,6 +276,8 @@ def answer_problems(
     and the decision form, which each word the problems for their own readers."""
     needed = needed_answer(kind=kind, verdict=verdict)
     given = {CHURN_CALL: churn_label is not None, ACTION: bool(action_code)}
+    if needed == EITHER:
+        return {} if any(given.values()) else {EITHER: MISSING}
     problems = {}
     for field in sorted(given, key=lambda field: field != needed):  # the needed one first
         if field == needed and not given[field]:
@@ -279,18 +290,29 @@ def answer_problems(
 def _answer_action(
     review: Review, verdict: str, churn_label: bool | None, action_code: str | None
 ) -> Action | None:
-    """The action an override names (None for anything else), once the answers fit."""
+    """The action an override names (None for anything else), once the answers fit. A case
+    overridden with the model's own answers is refused: that is an approval."""
+    kind = review.decision_kind
     problems = answer_problems(
-        kind=review.kind, verdict=verdict, churn_label=churn_label, action_code=action_code
+        kind=kind, verdict=verdict, churn_label=churn_label, action_code=action_code
     )
     if problems:
-        raise InvalidDecision(_ANSWER_ERRORS[needed_answer(kind=review.kind, verdict=verdict)])
-    if not action_code:
-        return None
-    try:
-        return Action.objects.get(code=action_code, is_active=True)
-    except Action.DoesNotExist as error:
-        raise InvalidDecision(f"Unknown action {action_code!r}.", action=action_code) from error
+        raise InvalidDecision(_ANSWER_ERRORS[needed_answer(kind=kind, verdict=verdict)])
+    action = None
+    if action_code:
+        try:
+            action = Action.objects.get(code=action_code, is_active=True)
+        except Action.DoesNotExist as error:
+            raise InvalidDecision(f"Unknown action {action_code!r}.", action=action_code) from error
+    if review.is_case and verdict == Decision.Verdict.OVERRIDE:
+        same_action = action is None or action.pk == review.recommended_action_id
+        model_call = model_churn_call(review.prediction.score)
+        if same_action and churn_label in (None, model_call):
+            raise InvalidDecision(
+                "That is the model's own answer (the recommended action and its churn call): "
+                "approve it instead."
+            )
+    return action
 
 
 @transaction.atomic

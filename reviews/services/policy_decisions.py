@@ -13,7 +13,6 @@ from loyalty import outbox
 from loyalty.control_groups import control_settings, holdout_for
 from loyalty.sequences import next_values
 from predictions.calls import model_churn_call
-from predictions.models import PredictionKind
 from reviews.models import Decision, ReasonCode, Review
 from reviews.services.decision_events import decision_emission, repeat_silences
 
@@ -27,6 +26,7 @@ DECIDED_REVIEW_FIELDS = (
     "state",
     "member_id",
     "prediction_id",
+    "action_prediction",
     "recommended_action",
     "member__external_id",
     "prediction__score",
@@ -68,26 +68,22 @@ def decide_auto_approvals(*, review_ids: list[int]) -> int:
     settings = control_settings()
     now = timezone.now()
     actions = [
-        review.recommended_action if review.kind == PredictionKind.NEXT_ACTION else None
+        review.recommended_action if review.recommends_action else None for review in reviews
+    ]
+    churn_calls = [
+        model_churn_call(review.prediction.score) if review.settles_churn_call else None
         for review in reviews
     ]
     silences = repeat_silences(
         [
-            (
-                review.member_id,
-                review.kind,
-                action,
-                model_churn_call(review.prediction.score)
-                if review.kind == PredictionKind.CHURN
-                else None,
-            )
-            for review, action in zip(reviews, actions, strict=True)
+            (review.member_id, review.decision_kind, action, churn_call)
+            for review, action, churn_call in zip(reviews, actions, churn_calls, strict=True)
         ],
         now=now,
     )
     decisions = []
-    for review, action, silence, sequence in zip(
-        reviews, actions, silences, next_values("decision", len(reviews)), strict=True
+    for review, action, churn_call, silence, sequence in zip(
+        reviews, actions, churn_calls, silences, next_values("decision", len(reviews)), strict=True
     ):
         holdout = holdout_for(
             member_id=review.member_id,
@@ -104,6 +100,8 @@ def decide_auto_approvals(*, review_ids: list[int]) -> int:
                 decided_as=Decision.POLICY,
                 reason=reason,
                 settled_action=action,
+                # A case's decision carries its churn call, whoever made it.
+                churn_label=churn_call if review.is_case else None,
                 held_out=holdout.held_out,
                 holdout_reason=holdout.reason,
                 holdout_draw=holdout.draw,

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from loyalty.exceptions import require_permission
@@ -32,8 +33,8 @@ from reviews.selectors.policy import current_policy
 from reviews.services.action_ranking import rank_batch
 from reviews.services.policy_decisions import decide_auto_approvals
 from reviews.services.routing import (
+    ReviewRules,
     RouteChoice,
-    RoutingRule,
     hold_back_for_contact_rules,
     ranks_actions,
     routed_fields,
@@ -52,6 +53,7 @@ _UPDATED_FIELDS = [
     "state",
     "route_reason",
     "policy",
+    "action_policy",
     "routed_at",
     "due_at",
     "recommended_action",
@@ -86,27 +88,50 @@ class ReroutingResult:
         )
 
 
+def routed_by(kind: str) -> Q:
+    """The reviews a policy of `kind` routes: those of its kind, and for next action the cases
+    too (their action side; a case's kind is churn)."""
+    if kind == PredictionKind.NEXT_ACTION:
+        return Q(kind=kind) | Q(action_prediction__isnull=False)
+    return Q(kind=kind)
+
+
 def reroutable_reviews(kind: str):
-    """Undecided reviews of a kind that a policy change may move (see the module docstring)."""
+    """Undecided reviews a policy change of `kind` may move (see the module docstring)."""
     return Review.objects.filter(
-        kind=kind, state__in=UNDECIDED_STATES, escalated_at__isnull=True, decision__isnull=True
+        routed_by(kind),
+        state__in=UNDECIDED_STATES,
+        escalated_at__isnull=True,
+        decision__isnull=True,
     )
 
 
 def routed_population(kind: str):
-    """The reviews of `kind` no person decided or escalated: pending, or auto-approved. The
-    population a policy applies to: its value quantile is taken over it (re-routing only the
-    pending ones must not make their own top 5 % the experts'), and the simulation routes it."""
+    """The reviews a policy of `kind` routes that no person decided or escalated: pending, or
+    auto-approved. The population a policy applies to: its value quantile is taken over it
+    (re-routing only the pending ones must not make their own top 5 % the experts'), and the
+    simulation routes it."""
     return Review.objects.filter(
-        kind=kind,
+        routed_by(kind),
         state__in=UNDECIDED_STATES,
         escalated_at__isnull=True,
     )
 
 
 def awaiting_rerouting(kind: str) -> int:
-    """Reroutable reviews that the current version's re-routing has not reached yet."""
-    return reroutable_reviews(kind).exclude(policy=current_policy(kind)).count()
+    """Reroutable reviews that the current version's re-routing has not reached yet (a case
+    records its next-action version as `action_policy`)."""
+    current = current_policy(kind)
+    if kind != PredictionKind.NEXT_ACTION:
+        return reroutable_reviews(kind).exclude(policy=current).count()
+    return (
+        reroutable_reviews(kind)
+        .filter(
+            Q(action_prediction__isnull=True, policy__isnull=False) & ~Q(policy=current)
+            | Q(action_prediction__isnull=False) & ~Q(action_policy=current)
+        )
+        .count()
+    )
 
 
 def request_rerouting(*, kind: str, actor: AbstractBaseUser | None = None) -> None:
@@ -159,7 +184,7 @@ def reroute_undecided(
         routed_population(kind).values_list("member_value", flat=True).iterator(chunk_size=10000),
         dtype="float64",
     )
-    rule = routing_rule(kind=kind, settings=PolicySettings.of(policy), values=values)
+    rules = _rules(kind, policy, values)
     moves: dict[tuple[str, str], int] = {}
     by_route: dict[str, int] = {}
     considered = 0
@@ -194,6 +219,11 @@ def reroute_undecided(
                     "expected_value",
                     "member_id",
                     "priority",
+                    "action_prediction_id",
+                    "prediction__confidence",
+                    "action_prediction__confidence",
+                    "prediction__score",
+                    "action_policy_id",
                 )[:REROUTE_BATCH_SIZE]
             )
             if not batch:
@@ -201,10 +231,10 @@ def reroute_undecided(
             last_id = batch[-1][0]
             now = timezone.now()
             changed = []
-            rankings = _rankings(kind, policy, batch)
-            choices, flags = _choices(kind, rule, batch, rankings, now=now)
+            rankings = _rankings(kind, rules, batch)
+            choices, flags = _choices(kind, rules, batch, rankings, now=now)
             for row, ranked, choice in zip(batch, rankings, choices, strict=True):
-                review, source, target = _rerouted(row, policy, choice, now, ranked)
+                review, source, target = _rerouted(row, rules, choice, now, ranked)
                 considered += 1
                 by_route[target] = by_route.get(target, 0) + 1
                 if source != target:
@@ -240,48 +270,109 @@ def reroute_undecided(
     return result
 
 
-def _rankings(kind: str, policy: EscalationPolicy, batch: list[tuple]) -> list[dict]:
-    """Per row of a batch, the recommendation fields under the policy's ranking (next-action
-    reviews; {} for a kind that recommends no action): a change of ranking re-ranks what no
-    one has decided yet, with the churn risk as it stands now."""
-    if not ranks_actions(kind):
-        return [{}] * len(batch)
+@dataclass(frozen=True)
+class Rules:
+    """What re-routes a batch: the rules (and policies) of the changed kind's own reviews, and
+    of cases (the churn rule, with the next-action rule for their action side), both current."""
+
+    own: ReviewRules
+    own_policy: EscalationPolicy
+    case: ReviewRules
+    churn_policy: EscalationPolicy
+    action_policy: EscalationPolicy
+
+    def of(self, row: tuple) -> ReviewRules:
+        return self.case if _is_case(row) else self.own
+
+
+def _rules(kind: str, policy: EscalationPolicy, values: np.ndarray) -> Rules:
+    """The rules of a re-routing of `kind` under `policy` (current), over a population whose
+    member values are `values`; the other kind's current version for the cases' other side."""
+    other = PredictionKind.NEXT_ACTION if kind == PredictionKind.CHURN else PredictionKind.CHURN
+    policies = {kind: policy, other: current_policy(other)}
+    rule = {
+        name: routing_rule(kind=name, settings=PolicySettings.of(version), values=values)
+        for name, version in policies.items()
+    }
+    return Rules(
+        own=ReviewRules(rule[kind]),
+        own_policy=policy,
+        case=ReviewRules(rule[PredictionKind.CHURN], action=rule[PredictionKind.NEXT_ACTION]),
+        churn_policy=policies[PredictionKind.CHURN],
+        action_policy=policies[PredictionKind.NEXT_ACTION],
+    )
+
+
+# Positions in a re-routing batch row past the review's own columns.
+_ACTION_PREDICTION, _CHURN_CONFIDENCE, _ACTION_CONFIDENCE, _CHURN_SCORE = 16, 17, 18, 19
+
+
+def _is_case(row: tuple) -> bool:
+    return row[_ACTION_PREDICTION] is not None
+
+
+def _rankings(kind: str, rules: Rules, batch: list[tuple]) -> list[dict]:
+    """Per row of a batch, the recommendation fields under the current ranking (a case by the
+    next-action version's, with its own churn score; a next-action review by its version's,
+    with its member's churn risk as it stands now; {} for a churn review): a change of ranking
+    re-ranks what no one has decided yet."""
+    ranked: list[dict] = [{}] * len(batch)
+    groups = {
+        "case": [i for i, row in enumerate(batch) if _is_case(row)],
+        "own": []
+        if not ranks_actions(kind)
+        else [i for i, row in enumerate(batch) if not _is_case(row)],
+    }
+    sources = {
+        i: batch[i][_ACTION_PREDICTION] if name == "case" else batch[i][1]
+        for name, positions in groups.items()
+        for i in positions
+    }
     probabilities = dict(
-        Prediction.objects.filter(pk__in=[row[1] for row in batch]).values_list(
-            "pk", "probabilities"
-        )
+        Prediction.objects.filter(pk__in=set(sources.values())).values_list("pk", "probabilities")
     )
-    ranking = rank_batch(
-        ranking=policy.ranking,
-        member_ids=[row[14] for row in batch],
-        probabilities=[probabilities.get(row[1]) for row in batch],
-        values=[row[10] or 0.0 for row in batch],
-    )
-    return [
-        {"recommended_action_id": action_id, "expected_value": worth, "risk": risk}
-        for action_id, worth, risk in zip(
-            ranking.action_ids, ranking.expected_values, ranking.churn_probabilities, strict=True
+    for name, positions in groups.items():
+        if not positions:
+            continue
+        rows = [batch[i] for i in positions]
+        ranking = rank_batch(
+            ranking=rules.action_policy.ranking if name == "case" else rules.own_policy.ranking,
+            member_ids=[row[14] for row in rows],
+            probabilities=[probabilities.get(sources[i]) for i in positions],
+            values=[row[10] or 0.0 for row in rows],
+            churn_probabilities=[row[_CHURN_SCORE] for row in rows] if name == "case" else None,
         )
-    ]
+        for i, action_id, worth, risk in zip(
+            positions,
+            ranking.action_ids,
+            ranking.expected_values,
+            ranking.churn_probabilities,
+            strict=True,
+        ):
+            ranked[i] = {"recommended_action_id": action_id, "expected_value": worth, "risk": risk}
+    return ranked
 
 
 def _choices(
-    kind: str, rule: RoutingRule, batch: list[tuple], rankings: list[dict], *, now: datetime
+    kind: str, rules: Rules, batch: list[tuple], rankings: list[dict], *, now: datetime
 ) -> tuple[list[RouteChoice], dict[int, list[str]]]:
-    """Each row's route under the rule, and for a kind that recommends actions, the contact
-    rules each recommendation breaks ({review pk: flags}): a would-be auto-approval that breaks
-    one goes to an analyst (`routing.hold_back_for_contact_rules`)."""
+    """Each row's route under its rules (a case: both sides, each with its own confidence),
+    and where anything recommends actions, the contact rules each recommendation breaks
+    ({review pk: flags}): a would-be auto-approval that breaks one goes to an analyst
+    (`routing.hold_back_for_contact_rules`)."""
     choices = [
-        rule.route(
+        rules.of(row).route(
             prediction_id=row[1],
-            confidence=row[8],
+            confidence=row[_CHURN_CONFIDENCE] if _is_case(row) else row[8],
             risk=ranked.get("risk", row[9]),
             value=row[10],
             tier=row[11] or "",
+            action_prediction_id=row[_ACTION_PREDICTION],
+            action_confidence=row[_ACTION_CONFIDENCE],
         )
         for row, ranked in zip(batch, rankings, strict=True)
     ]
-    if not ranks_actions(kind):
+    if not any(rankings):
         return choices, {}
     choices, flags = hold_back_for_contact_rules(
         choices=choices,
@@ -293,13 +384,12 @@ def _choices(
     return choices, {row[0]: found for row, found in zip(batch, flags, strict=True)}
 
 
-def _rerouted(
-    row: tuple, policy: EscalationPolicy, choice: RouteChoice, now: datetime, ranked: dict
-):
+def _rerouted(row: tuple, rules: Rules, choice: RouteChoice, now: datetime, ranked: dict):
     """The review with its new routing (None when nothing changes), and its old and new route.
     `ranked`: its new recommendation fields (`_rankings`)."""
     (pk, prediction_id, route, state, reason, policy_id, routed_at, due_at) = row[:8]
     confidence, risk, value, tier, action_id, worth = row[8:14]
+    policy = rules.churn_policy if _is_case(row) else rules.own_policy
     # Handing an item between automation and people routes it now; otherwise its wait goes on.
     was_auto, is_auto = route == Review.Route.AUTO, choice.route == Review.Route.AUTO
     new = {
@@ -307,6 +397,7 @@ def _rerouted(
             choice, routed_at=routed_at if is_auto == was_auto else now, sla_hours=policy.sla_hours
         ),
         "policy_id": policy.pk,
+        **({"action_policy_id": rules.action_policy.pk} if _is_case(row) else {}),
         **ranked,
     }
     old = {
@@ -314,6 +405,7 @@ def _rerouted(
         "state": state,
         "route_reason": reason,
         "policy_id": policy_id,
+        **({"action_policy_id": row[20]} if _is_case(row) else {}),
         "routed_at": routed_at,
         "due_at": due_at,
         **(

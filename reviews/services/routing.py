@@ -24,6 +24,7 @@ at once; an auto-approved one is explained when someone first opens it.
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,6 +42,12 @@ from reviews.policy_settings import PolicySettings
 from reviews.selectors.pauses import open_pause
 from reviews.selectors.policy import current_policy
 from reviews.services.action_ranking import rank_batch
+from reviews.services.cases import (
+    carried_action_predictions,
+    cases_in_force,
+    next_action_scoring_unfinished,
+    supersede_replaced_reviews,
+)
 from reviews.services.contact_rules import RuleBook
 from reviews.services.policy_decisions import decide_auto_approvals
 
@@ -190,6 +197,23 @@ def in_audit_sample(prediction_id: int, rate: float) -> bool:
     return int.from_bytes(audit_digest(prediction_id), "big") / 2**64 < rate
 
 
+# How demanding each route is: a case takes its more demanding side's.
+ROUTE_DEMAND = {Review.Route.AUTO: 0, Review.Route.ANALYST: 1, Review.Route.EXPERT: 2}
+
+
+def case_route(churn: RouteChoice, action: RouteChoice) -> RouteChoice:
+    """The route of a case from its two sides' choices: the more demanding one (the churn side
+    on a tie), its reason naming the side after it (the queue filters reasons by how they
+    begin); auto-approved only when both sides are."""
+    if churn.route == action.route == Review.Route.AUTO:
+        return RouteChoice(
+            Review.Route.AUTO, f"{churn.reason} (churn call); {action.reason} (next action)"[:300]
+        )
+    if ROUTE_DEMAND[action.route] > ROUTE_DEMAND[churn.route]:
+        return RouteChoice(action.route, f"{action.reason} (next action)"[:300])
+    return RouteChoice(churn.route, f"{churn.reason} (churn call)"[:300])
+
+
 def routed_fields(choice: RouteChoice, *, routed_at: datetime, sla_hours: int) -> dict:
     """The review fields that follow from a route: an auto-approval has no deadline, a
     person's item is pending and due `sla_hours` after it was routed."""
@@ -248,13 +272,67 @@ def priority(
 
 def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> RoutingResult:
     """Give every prediction of `kind` that has no review yet its review. Idempotent: a
-    prediction routed already is skipped; reruns route nothing twice (unique prediction)."""
+    prediction routed already is skipped; reruns route nothing twice (unique prediction).
+    While both kinds are active, routing either kind routes cases (`cases`)."""
+    if cases_in_force():
+        return route_new_cases()
     policy = current_policy(kind)
     unrouted = Prediction.objects.filter(kind=kind, review__isnull=True)
     if model_version_id is not None:
         unrouted = unrouted.filter(model_version_id=model_version_id)
     values = _member_values(unrouted)
-    rule = routing_rule(kind=kind, settings=PolicySettings.of(policy), values=values)
+    rules = ReviewRules(routing_rule(kind=kind, settings=PolicySettings.of(policy), values=values))
+    extra = ("probabilities",) if ranks_actions(kind) else ()
+
+    def side(batch: list[tuple]) -> ActionSide | None:
+        if not ranks_actions(kind):
+            return None
+        return ActionSide(ranking=policy.ranking, probabilities=[row[6] for row in batch])
+
+    return _route_batches(
+        unrouted, policy=policy, rules=rules, values=values, extra=extra, side=side
+    )
+
+
+def route_new_cases() -> RoutingResult:
+    """Make a case of every churn prediction without a review (`cases`), once no next-action
+    run is still scoring."""
+    if next_action_scoring_unfinished():
+        return RoutingResult(routed=0, by_route={})
+    policy = current_policy(PredictionKind.CHURN)
+    action_policy = current_policy(PredictionKind.NEXT_ACTION)
+    unrouted = Prediction.objects.filter(kind=PredictionKind.CHURN, review__isnull=True)
+    values = _member_values(unrouted)
+    rules = ReviewRules(
+        routing_rule(kind=PredictionKind.CHURN, settings=PolicySettings.of(policy), values=values),
+        action=routing_rule(
+            kind=PredictionKind.NEXT_ACTION,
+            settings=PolicySettings.of(action_policy),
+            values=values,
+        ),
+    )
+
+    def side(batch: list[tuple]) -> ActionSide:
+        carried = carried_action_predictions(
+            member_ids=[row[1] for row in batch], cutoffs=[row[6] for row in batch]
+        )
+        return ActionSide(
+            ranking=action_policy.ranking,
+            probabilities=[found[2] if found else None for found in carried],
+            prediction_ids=[found[0] if found else None for found in carried],
+            confidences=[found[1] if found else None for found in carried],
+            policy_id=action_policy.pk,
+        )
+
+    return _route_batches(
+        unrouted, policy=policy, rules=rules, values=values, extra=("cutoff",), side=side
+    )
+
+
+def _route_batches(unrouted, *, policy, rules, values, extra, side) -> RoutingResult:
+    """Route `unrouted` in batches of ROUTING_BATCH_SIZE, one transaction each: the reviews,
+    the older reviews they replace superseded, the policy's decisions of what it auto-approves.
+    `side(batch)` gives the batch's ActionSide (None: its reviews recommend no action)."""
     sorted_values = np.sort(values)
     counts: dict[str, int] = {}
     last_id = 0
@@ -262,17 +340,20 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
         batch = list(
             unrouted.filter(pk__gt=last_id)
             .order_by("pk")
-            .values_list(*BATCH_FIELDS, *(("probabilities",) if ranks_actions(kind) else ()))[
-                :ROUTING_BATCH_SIZE
-            ]
+            .values_list(*BATCH_FIELDS, *extra)[:ROUTING_BATCH_SIZE]
         )
         if not batch:
             break
         last_id = batch[-1][0]
-        rows = _review_rows(policy, rule, batch, sorted_values, routed_at=timezone.now())
+        rows = _review_rows(
+            policy, rules, batch, sorted_values, routed_at=timezone.now(), side=side(batch)
+        )
+        member_ids = [row[1] for row in batch]
         with transaction.atomic():
             insert_reviews(columns=REVIEW_COLUMNS, rows=rows)
-            supersede_older_reviews(kind=kind, member_ids=[row[1] for row in batch])
+            supersede_older_reviews(kind=rules.main.kind, member_ids=member_ids)
+            if rules.action is not None:
+                supersede_replaced_reviews(member_ids=member_ids)
             decide_auto_approvals(
                 review_ids=list(
                     Review.objects.filter(
@@ -291,13 +372,67 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
     return RoutingResult(routed=sum(counts.values()), by_route=counts)
 
 
-# What routing reads of a prediction (a next-action one adds its "probabilities").
+# What routing reads of a prediction (a next-action one adds its "probabilities", a churn one
+# made a case its "cutoff").
 BATCH_FIELDS = ("pk", "member_id", "score", "confidence", VALUE_LOOKUP, "member__tier")
 
 
 def ranks_actions(kind: str) -> bool:
     """Whether reviews of `kind` recommend an action (`action_ranking`)."""
     return kind == PredictionKind.NEXT_ACTION
+
+
+@dataclass(frozen=True)
+class ActionSide:
+    """How each row of a batch recommends an action: its action `probabilities` (None: the row
+    has no next-action prediction), ranked by `ranking`. A next-action review ranks its own
+    prediction and weighs its member's latest churn probability; a case (`prediction_ids`
+    set) ranks the next-action prediction it carries (with its `confidences`, routed by
+    `policy_id`'s version) and weighs its own churn score."""
+
+    ranking: str
+    probabilities: Sequence[dict | None]
+    prediction_ids: Sequence[int | None] | None = None
+    confidences: Sequence[float | None] | None = None
+    policy_id: int | None = None
+
+    @property
+    def is_case(self) -> bool:
+        return self.prediction_ids is not None
+
+
+@dataclass(frozen=True)
+class ReviewRules:
+    """The rule of the reviews' kind, and for cases the next-action rule of their action side
+    (`cases.case_route` combines the two)."""
+
+    main: RoutingRule
+    action: RoutingRule | None = None
+
+    def route(
+        self,
+        *,
+        prediction_id: int,
+        confidence: float,
+        risk: float | None,
+        value: float,
+        tier: str,
+        action_prediction_id: int | None = None,
+        action_confidence: float | None = None,
+    ) -> RouteChoice:
+        choice = self.main.route(
+            prediction_id=prediction_id, confidence=confidence, risk=risk, value=value, tier=tier
+        )
+        if self.action is None or action_prediction_id is None:
+            return choice
+        action_choice = self.action.route(
+            prediction_id=action_prediction_id,
+            confidence=action_confidence,
+            risk=risk,
+            value=value,
+            tier=tier,
+        )
+        return case_route(choice, action_choice)
 
 
 # What routing writes of a new review, in this order (insert_reviews); the rest take defaults.
@@ -320,35 +455,61 @@ REVIEW_COLUMNS = (
     "route_reason",
     "routed_at",
     "due_at",
+    "action_prediction_id",
+    "action_policy_id",
 )
 ROUTE_POSITION = REVIEW_COLUMNS.index("route")
 
 
+def case_confidence(confidence: float, action_confidence: float | None) -> float:
+    """A case is as confident as its less confident side."""
+    return confidence if action_confidence is None else min(confidence, action_confidence)
+
+
 def _review_rows(
     policy: EscalationPolicy,
-    rule: RoutingRule,
+    rules: ReviewRules,
     batch: list[tuple],
     sorted_values: np.ndarray,
     *,
     routed_at: datetime,
+    side: ActionSide | None = None,
 ) -> list[tuple]:
-    """The REVIEW_COLUMNS of each prediction of the batch: its route by `rule` (one row at a
+    """The REVIEW_COLUMNS of each prediction of the batch: its route by `rules` (one row at a
     time: the rule's home is `choose_route`), its priority computed for the whole batch."""
     columns = list(zip(*batch, strict=True))
-    prediction_ids, member_ids, scores, confidences, raw_values, tiers = columns[:6]
+    prediction_ids, member_ids, scores, own_confidences, raw_values, tiers = columns[:6]
     values = [_value(value) for value in raw_values]
     no_answer = (None,) * len(batch)
     risks, action_ids, worths = scores, no_answer, no_answer
-    if ranks_actions(rule.kind):
+    action_prediction_ids = action_confidences = no_answer
+    if side is not None:
         ranking = rank_batch(
-            ranking=policy.ranking,
+            ranking=side.ranking,
             member_ids=member_ids,
-            probabilities=columns[6],
+            probabilities=side.probabilities,
             values=values,
+            churn_probabilities=scores if side.is_case else None,
         )
         # A next-action review weighs its member's churn risk: it orders the queue too.
         risks, action_ids = ranking.churn_probabilities, ranking.action_ids
         worths = ranking.expected_values
+        if side.is_case:
+            risks = scores
+            action_prediction_ids, action_confidences = side.prediction_ids, side.confidences
+            # A case without a next-action prediction recommends nothing.
+            action_ids = [
+                action if probabilities is not None else None
+                for action, probabilities in zip(action_ids, side.probabilities, strict=True)
+            ]
+            worths = [
+                worth if probabilities is not None else None
+                for worth, probabilities in zip(worths, side.probabilities, strict=True)
+            ]
+    confidences = [
+        case_confidence(confidence, action_confidence)
+        for confidence, action_confidence in zip(own_confidences, action_confidences, strict=True)
+    ]
     percentiles = (
         np.searchsorted(sorted_values, values, side="right") / len(sorted_values)
         if len(sorted_values)
@@ -361,15 +522,36 @@ def _review_rows(
     ).tolist()
     tiers = [tier or "" for tier in tiers]
     choices = [
-        rule.route(
-            prediction_id=prediction_id, confidence=confidence, risk=risk, value=value, tier=tier
+        rules.route(
+            prediction_id=prediction_id,
+            confidence=confidence,
+            risk=risk,
+            value=value,
+            tier=tier,
+            action_prediction_id=action_prediction_id,
+            action_confidence=action_confidence,
         )
-        for prediction_id, confidence, risk, value, tier in zip(
-            prediction_ids, confidences, risks, values, tiers, strict=True
+        for (
+            prediction_id,
+            confidence,
+            risk,
+            value,
+            tier,
+            action_prediction_id,
+            action_confidence,
+        ) in zip(
+            prediction_ids,
+            own_confidences,
+            risks,
+            values,
+            tiers,
+            action_prediction_ids,
+            action_confidences,
+            strict=True,
         )
     ]
     flags: list[list[str]] = [[] for _ in batch]
-    if ranks_actions(rule.kind):
+    if side is not None:
         choices, flags = hold_back_for_contact_rules(
             choices=choices,
             member_ids=member_ids,
@@ -377,6 +559,7 @@ def _review_rows(
             priorities=priorities,
             now=routed_at,
         )
+    action_policy_id = side.policy_id if side is not None and side.is_case else None
     rows = []
     for (
         prediction_id,
@@ -390,6 +573,7 @@ def _review_rows(
         worth,
         choice,
         broken,
+        action_prediction_id,
     ) in zip(
         prediction_ids,
         member_ids,
@@ -402,6 +586,7 @@ def _review_rows(
         worths,
         choices,
         flags,
+        action_prediction_ids,
         strict=True,
     ):
         routed = routed_fields(choice, routed_at=routed_at, sla_hours=policy.sla_hours)
@@ -409,7 +594,7 @@ def _review_rows(
             (
                 prediction_id,
                 member_id,
-                rule.kind,
+                rules.main.kind,
                 policy.pk,
                 rank,
                 tier,
@@ -425,6 +610,8 @@ def _review_rows(
                 routed["route_reason"],
                 routed["routed_at"],
                 routed["due_at"],
+                action_prediction_id,
+                action_policy_id if action_prediction_id is not None else None,
             )
         )
     return rows

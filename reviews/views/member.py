@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from loyalty.rate_limits import throttled_page
+from predictions.calls import model_churn_call
 from predictions.models import PredictionKind
 from predictions.services.explanations import ensure_explanation
 from predictions.services.whatif import what_if
@@ -80,6 +81,8 @@ def _render_review(request, page: ReviewPage, *, forms=None, error: str = "", st
         "review_page": page,
         "review": review_obj,
         "is_churn": review_obj.kind == PredictionKind.CHURN,
+        "is_case": review_obj.is_case,
+        "model_call": _model_call_words(prediction),
         "can_decide": can_decide,
         "decision_forms": decision_forms,
         "open_form": next((verdict for verdict, form in forms.items() if form.errors), ""),
@@ -97,6 +100,12 @@ def _render_review(request, page: ReviewPage, *, forms=None, error: str = "", st
         "what_if_fields": what_if_features(page.explanation, prediction.features_seen),
     }
     return render(request, "reviews/member.html", context, status=status)
+
+
+def _model_call_words(prediction) -> str:
+    """The model's churn call as the approve button names it."""
+    call = model_churn_call(prediction.score)
+    return "" if call is None else ("will churn" if call else "will stay")
 
 
 def _interval_html(prediction) -> str:

@@ -14,12 +14,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from loyalty.parsing import parse_id
-from predictions.models import PredictionKind
 from reviews.models import Decision, Review
 from reviews.page_errors import domain_errors_as_pages
 from reviews.permissions import can_open_queue, visible_reviews
 from reviews.selectors.catalogs import reason_choices
 from reviews.selectors.queue import (
+    QUEUE_KINDS,
     REASON_LABELS,
     QueueFilters,
     pending_count_labels,
@@ -104,7 +104,7 @@ def _url_by_id(name: str):
 
 def _filter_options() -> dict:
     return {
-        "kinds": PredictionKind.choices,
+        "kinds": list(QUEUE_KINDS.items()),
         "tiers": [(tier, tier.title()) for tier in settings.LOYALTY_TIER_LADDER],
         "risks": [
             ("low", "Low (< 30 %)"),

@@ -7,7 +7,13 @@ from tqdm import tqdm
 
 from predictions.exceptions import NoActiveModelError
 from predictions.models import PredictionKind, ScoringChunk, ScoringRun
-from predictions.services.scoring.runs import DEFAULT_CHUNK_SIZE, score_chunk, start_scoring_run
+from predictions.services.scoring.runs import (
+    CYCLE_ORDER,
+    DEFAULT_CHUNK_SIZE,
+    default_scoring_cutoff,
+    score_chunk,
+    start_scoring_run,
+)
 
 POLL_SECONDS = 0.5
 
@@ -26,11 +32,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        kinds = PredictionKind.values if options["kind"] == "all" else [options["kind"]]
+        # Every kind: one cycle, one cutoff, next action first (`runs.CYCLE_ORDER`).
+        kinds = CYCLE_ORDER if options["kind"] == "all" else [options["kind"]]
+        cutoff = default_scoring_cutoff()
         for kind in kinds:
             try:
                 run = start_scoring_run(
                     kind=kind,
+                    cutoff=cutoff,
                     member_limit=options["members"],
                     chunk_size=options["chunk_size"],
                     enqueue=not options["inline"],

@@ -15,7 +15,7 @@ from django.utils import timezone
 from loyalty.models import Event
 from loyalty.selectors import scorable_members
 from predictions.ml.contracts import MLError
-from predictions.models import ScoringChunk, ScoringRun
+from predictions.models import PredictionKind, ScoringChunk, ScoringRun
 from predictions.services.prediction_writer import write_predictions
 from predictions.services.scoring.predict import active_version, predict_rows, version_served_model
 from predictions.signals import scoring_run_finished
@@ -43,6 +43,32 @@ def default_scoring_cutoff() -> datetime:
     if last is None or last >= now:
         return now
     return (last + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+# A cycle scores next action before churn: a case waits for the next-action run to finish
+# (`reviews.services.cases`), so that run must exist before the churn run can end.
+CYCLE_ORDER = (PredictionKind.NEXT_ACTION, PredictionKind.CHURN)
+
+
+@transaction.atomic
+def start_cycle(
+    *,
+    member_limit: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    enqueue: bool = True,
+) -> list[ScoringRun]:
+    """One scoring cycle: a run of each kind, in CYCLE_ORDER, at one cutoff."""
+    cutoff = default_scoring_cutoff()
+    return [
+        start_scoring_run(
+            kind=kind,
+            cutoff=cutoff,
+            member_limit=member_limit,
+            chunk_size=chunk_size,
+            enqueue=enqueue,
+        )
+        for kind in CYCLE_ORDER
+    ]
 
 
 @transaction.atomic
