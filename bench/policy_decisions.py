@@ -10,7 +10,10 @@ time from scratch (reviews, decisions and outbox events deleted between runs):
 - churn, under a policy that auto-approves about 80 %: routing plus a policy decision and an
   outbox event per auto-approval (`reviews.services.policy_decisions`);
 - next action, by expected value (ranking with the latest churn probabilities, the catalog's
-  eligibility and the contact rules), about 80 % auto-approved.
+  eligibility and the contact rules), about 80 % auto-approved;
+- cases (both versions made active): one review per member carrying both predictions, each
+  side routed by its policy, the action ranked by expected value with the case's own churn
+  score, auto-approved where both sides are (about 64 %).
 Prints reviews per second for each, and the cost of one policy decision (its decision row, its
 holdout draw and its event) from the difference of the first two.
 """
@@ -161,6 +164,22 @@ def main() -> None:
     by_value = replace(by_value, ranking="expected_value")
     rate, routes, made = _route("next_action", by_value)
     print(f"next action by expected value: {rate:,.0f} reviews/s  {routes}  decisions {made}")
+    rate, routes, made = _route_cases(churn, by_value)
+    print(f"cases, both sides:             {rate:,.0f} cases/s    {routes}  decisions {made}")
+
+
+def _route_cases(churn, next_action) -> tuple[float, dict, int]:
+    """Route the population as cases: the bench's versions active for the run only."""
+    from predictions.models import ModelVersion
+    from reviews.services.policy import change_policy
+
+    versions = ModelVersion.objects.filter(algorithm="bench")
+    change_policy(kind="next_action", settings=next_action, actor=None, reason="bench")
+    versions.update(status=ModelVersion.Status.ACTIVE)
+    try:
+        return _route("churn", churn)
+    finally:
+        versions.update(status=ModelVersion.Status.CANDIDATE)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,12 @@
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.db.models.functions import TruncDate, TruncWeek
 from django.utils import timezone
 
 from learning.models import GatePolicy, LabeledExample, MonitorReport, RetrainingRun
+from predictions.calls import CHURN_CALL_THRESHOLD
 from predictions.models import ModelVersion, PredictionKind
 from reviews.models import AutomationPause, Decision, Review
 
@@ -137,23 +138,42 @@ def version_metrics(kind: str) -> list[dict]:
 
 
 def override_rates(kind: str) -> dict[str, list]:
-    """Share of people's decisions that overrode the model, per model version and per reason
-    code (the policy's auto-approvals never override)."""
-    decisions = Decision.objects.filter(review__kind=kind).exclude(decided_as=Decision.POLICY)
-    per_version = (
-        decisions.values("review__prediction__model_version")
-        .annotate(n=Count("pk"), overrides=Count("pk", filter=Q(verdict=Decision.Verdict.OVERRIDE)))
-        .order_by("review__prediction__model_version")
+    """Share of people's decisions that overrode the model's answer of `kind`, per model
+    version and per reason code (the policy's auto-approvals never override). A case counts
+    on each side by what its decision changed: its churn call against the model's, its action
+    against the recommendation, under that side's model version."""
+    people = Decision.objects.exclude(decided_as=Decision.POLICY)
+    own = people.filter(review__kind=kind, review__action_prediction__isnull=True)
+    cases = people.filter(review__action_prediction__isnull=False)
+    if kind == PredictionKind.CHURN:
+        case_version = "review__prediction__model_version"
+        case_override = Q(churn_label=True, review__prediction__score__lt=CHURN_CALL_THRESHOLD) | Q(
+            churn_label=False, review__prediction__score__gte=CHURN_CALL_THRESHOLD
+        )
+    else:
+        case_version = "review__action_prediction__model_version"
+        case_override = ~Q(settled_action_id=F("review__recommended_action_id"))
+    counts: dict[int, list[int]] = {}
+    for decisions, version, overridden in (
+        (own, "review__prediction__model_version", Q(verdict=Decision.Verdict.OVERRIDE)),
+        (cases, case_version, case_override),
+    ):
+        rows = (
+            decisions.values(version)
+            .annotate(n=Count("pk"), overrides=Count("pk", filter=overridden))
+            .values_list(version, "n", "overrides")
+        )
+        for model_version, n, overrides in rows:
+            total = counts.setdefault(model_version, [0, 0])
+            total[0] += n
+            total[1] += overrides
+    per_reason = (
+        (own | cases).values("reason__code").annotate(n=Count("pk")).order_by("-n", "reason__code")
     )
-    per_reason = decisions.values("reason__code").annotate(n=Count("pk")).order_by("-n")
     return {
         "per_version": [
-            {
-                "version": row["review__prediction__model_version"],
-                "n": row["n"],
-                "rate": row["overrides"] / row["n"] if row["n"] else None,
-            }
-            for row in per_version
+            {"version": version, "n": n, "rate": overrides / n if n else None}
+            for version, (n, overrides) in sorted(counts.items())
         ],
         "per_reason": [{"reason": row["reason__code"], "n": row["n"]} for row in per_reason],
     }

@@ -17,7 +17,8 @@ def export_reviews(member_id: int) -> list[dict]:
         {
             "id": review.pk,
             "prediction": review.prediction_id,
-            "kind": review.kind,
+            "action_prediction": review.action_prediction_id,
+            "kind": review.decision_kind,
             "route": review.route,
             "state": review.state,
             "route_reason": review.route_reason,

@@ -7,7 +7,7 @@ from integrations.services.endpoints import clean_url
 from loyalty.models import Member
 from loyalty.outbox import EVENT_TYPES
 from predictions.models import PredictionKind
-from reviews.models import Decision
+from reviews.models import CASE, Decision
 
 EVENT_TYPE_CHOICES = [(name, name) for name in EVENT_TYPES]
 
@@ -36,13 +36,20 @@ class DecisionEventSerializer(serializers.Serializer):
         "(frequency_cap, budget_count, budget_amount, no_marketing_consent); empty otherwise.",
     )
     member_external_id = serializers.CharField()
-    kind = serializers.ChoiceField(choices=PredictionKind.choices)
+    kind = serializers.ChoiceField(
+        choices=[(CASE, "Case"), *PredictionKind.choices],
+        help_text="case: one decision on the member's churn call and action (both kinds "
+        "active); otherwise the kind of the one prediction decided.",
+    )
     verdict = serializers.ChoiceField(choices=Decision.Verdict.choices)
     action_code = serializers.CharField(
-        allow_null=True, help_text="The action decided (next-action reviews), or null."
+        allow_null=True,
+        help_text="The action decided (cases and next-action reviews; no_action: do nothing), "
+        "or null.",
     )
     churn_call = serializers.BooleanField(
-        allow_null=True, help_text="The churn call decided (churn reviews): true = will churn."
+        allow_null=True,
+        help_text="The churn call decided (cases and churn reviews): true = will churn.",
     )
     score = serializers.FloatField(allow_null=True, help_text="The model's score.")
     model_version_id = serializers.IntegerField()
@@ -51,7 +58,12 @@ class DecisionEventSerializer(serializers.Serializer):
     decided_as = serializers.CharField(help_text="analyst, expert, or policy (automatic).")
     decided_at = serializers.DateTimeField()
     review_id = serializers.IntegerField()
-    prediction_id = serializers.IntegerField()
+    prediction_id = serializers.IntegerField(
+        help_text="The prediction decided (a case's churn prediction)."
+    )
+    action_prediction_id = serializers.IntegerField(
+        allow_null=True, help_text="A case's next-action prediction; null otherwise."
+    )
 
 
 class DecisionFeedOutputSerializer(serializers.Serializer):
@@ -67,7 +79,11 @@ class DecisionFeedQuerySerializer(serializers.Serializer):
         min_value=0, default=0, help_text="The last `sequence` received; 0 from the start."
     )
     limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
-    kind = serializers.ChoiceField(choices=PredictionKind.choices, required=False)
+    kind = serializers.ChoiceField(
+        choices=[(CASE, "Case"), *PredictionKind.choices],
+        required=False,
+        help_text="Only the decisions of cases, or of reviews of one prediction of this kind.",
+    )
 
 
 class WebhookEndpointOutputSerializer(serializers.Serializer):

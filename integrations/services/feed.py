@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from reviews.models import Decision
+from reviews.models import CASE, Decision
 from reviews.permissions import holdout_disclosed, visible_decisions_filter
 from reviews.services.decision_events import DECISION_RELATIONS, decision_data
 
@@ -33,8 +33,10 @@ def decision_item(user, decision: Decision, *, now) -> dict:
 
 def decision_feed(user, *, since: int, limit: int, kind: str | None = None) -> FeedPage:
     decisions = visible_decisions(user).filter(sequence__gt=since)
-    if kind:
-        decisions = decisions.filter(review__kind=kind)
+    if kind == CASE:
+        decisions = decisions.filter(review__action_prediction__isnull=False)
+    elif kind:
+        decisions = decisions.filter(review__kind=kind, review__action_prediction__isnull=True)
     rows = list(decisions.select_related(*DECISION_RELATIONS).order_by("sequence")[: limit + 1])
     page = rows[:limit]
     now = timezone.now()

@@ -6,6 +6,11 @@ has an audit record and a `review.escalated` event that name the review), no lab
 was made of it, and it was scored more than LOYALTY_PREDICTION_RETENTION_DAYS ago. Its review
 goes with it. Nothing a decision, a label, an audit record or an outbox event points to is ever
 pruned; predictions never routed are left to routing.
+
+While cases are in force a next-action prediction has no review of its own: a case carries it
+(`reviews.services.cases`). One that no case carries once a newer next-action prediction of the
+member exists will never be carried (a case takes the newest): it is pruned after the same
+retention. A prediction a case carries is never pruned.
 """
 
 import logging
@@ -14,11 +19,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from learning.models import LabeledExample
-from predictions.models import Prediction
+from predictions.models import Prediction, PredictionKind
 from reviews.models import Review
 
 logger = logging.getLogger(__name__)
@@ -36,12 +41,22 @@ class PruneResult:
 def prunable_predictions(*, older_than: datetime):
     """The predictions the retention rule lets go (the module docstring)."""
     labeled = LabeledExample.objects.filter(prediction_id=OuterRef("pk"))
-    return Prediction.objects.filter(
-        scored_at__lt=older_than,
+    carried = Review.objects.filter(action_prediction_id=OuterRef("pk"))
+    newer = Prediction.objects.filter(
+        member_id=OuterRef("member_id"), kind=OuterRef("kind"), scored_at__gt=OuterRef("scored_at")
+    )
+    superseded = Q(
         review__state=Review.State.SUPERSEDED,
         review__escalated_at__isnull=True,
         review__decision__isnull=True,
-    ).exclude(Exists(labeled))
+    )
+    never_carried = Q(kind=PredictionKind.NEXT_ACTION, review__isnull=True) & Exists(newer)
+    return (
+        Prediction.objects.filter(scored_at__lt=older_than)
+        .filter(superseded | never_carried)
+        .exclude(Exists(labeled))
+        .exclude(Exists(carried))
+    )
 
 
 def prune_predictions(*, now: datetime | None = None, batch: int = PRUNE_BATCH) -> PruneResult:

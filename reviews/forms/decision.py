@@ -60,7 +60,12 @@ class DecisionForm(forms.Form):
         chosen = self.data.get("verdict", verdict) if self.is_bound else verdict
         self.verdict_name = chosen if chosen in VERDICT_TREATMENTS else "approve"
         self.fields["verdict"].initial = self.verdict_name
-        self.fields["reason"].choices = reason_choices(VERDICT_TREATMENTS[self.verdict_name])
+        reasons = reason_choices(VERDICT_TREATMENTS[self.verdict_name])
+        if self.verdict_name == Decision.Verdict.OVERRIDE:
+            # No reason is preselected for a change: the first one would mark it bad data,
+            # which keeps it out of training, without the person having said so.
+            reasons = [("", "Choose why…"), *reasons]
+        self.fields["reason"].choices = reasons
         self.fields["reason"].initial = DEFAULT_REASONS.get(self.verdict_name)
         self.auto_id = f"id_{self.verdict_name}_%s"
         if review.is_case:

@@ -15,7 +15,7 @@ score is missing). Observed: among the most recent decided reviews (DECIDED_SAMP
 the thresholds would auto-approve, and the share of them that people overrode.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from django.db.models import Subquery
@@ -24,7 +24,8 @@ from loyalty.query_frames import values_frame
 from predictions.models import PredictionKind
 from reviews.models import Decision, Review
 from reviews.policy_settings import PolicySettings
-from reviews.services.rerouting import routed_population
+from reviews.selectors.policy import current_policy
+from reviews.services.rerouting import routed_by, routed_population
 from reviews.services.routing import (
     RoutingRule,
     audit_digest,
@@ -56,6 +57,9 @@ class ReviewColumns:
     score: np.ndarray  # float64, nan where the prediction has no score
     route: np.ndarray  # int8 route code now (ROUTE_CODES)
     is_override: np.ndarray  # bool: a person overrode the model (decided reviews only)
+    # A case's other side, routed by its own kind's policy as it stands: the simulated side
+    # can make the case no less demanding than this (AUTO for the reviews of one prediction).
+    floor: np.ndarray  # int8 route code
 
     def __len__(self) -> int:
         return len(self.confidence)
@@ -112,7 +116,7 @@ def simulate_policy(*, kind: str, settings: PolicySettings) -> Simulation:
         counts=_counts(routes),
         current_counts=_counts(columns.route),
         held_by_experts=Review.objects.filter(
-            kind=kind, state=Review.State.PENDING, escalated_at__isnull=False
+            routed_by(kind), state=Review.State.PENDING, escalated_at__isnull=False
         ).count(),
         value_threshold=rule.value_threshold,
         expected_error_rate=float(errors[is_auto].mean()) if n_auto else None,
@@ -126,8 +130,9 @@ def simulate_policy(*, kind: str, settings: PolicySettings) -> Simulation:
 
 
 def read_columns(reviews, *, kind: str, decided: bool = False) -> ReviewColumns:
-    """The routing inputs of `reviews`, in one read (`loyalty.query_frames`: COPY on
-    PostgreSQL)."""
+    """The routing inputs of `reviews` for the `kind` side of each, in one read
+    (`loyalty.query_frames`: COPY on PostgreSQL). A case is read twice over: its `kind` side's
+    prediction and confidence, and its other side routed as it stands (`floor`)."""
     types = {
         "prediction_id": "int64",
         "confidence": "float64",
@@ -136,31 +141,79 @@ def read_columns(reviews, *, kind: str, decided: bool = False) -> ReviewColumns:
         "tier": "string",
         "prediction__score": "float64",
         "route": "string",
+        "action_prediction_id": "float64",  # NULL is nan: not a case
+        "prediction__confidence": "float64",
+        "action_prediction__confidence": "float64",
+        "action_prediction__score": "float64",
     }
     if decided:
         types["decision__verdict"] = "string"
     frame = values_frame(reviews.order_by("pk"), types)
-    return ReviewColumns(
-        prediction_id=frame["prediction_id"].to_numpy(dtype="int64"),
-        confidence=frame["confidence"].to_numpy(dtype="float64"),
+    is_case = frame["action_prediction_id"].notna().to_numpy(dtype=bool)
+    sides = {
+        PredictionKind.CHURN: (
+            frame["prediction_id"].to_numpy(dtype="float64"),
+            frame["prediction__confidence"].to_numpy(dtype="float64"),
+        ),
+        PredictionKind.NEXT_ACTION: (
+            frame["action_prediction_id"].to_numpy(dtype="float64"),
+            frame["action_prediction__confidence"].to_numpy(dtype="float64"),
+        ),
+    }
+    prediction_id = frame["prediction_id"].to_numpy(dtype="int64")
+    confidence = frame["confidence"].to_numpy(dtype="float64")
+    own_ids, own_confidence = sides[kind]
+    prediction_id = np.where(is_case, np.nan_to_num(own_ids), prediction_id).astype("int64")
+    confidence = np.where(is_case, own_confidence, confidence)
+    score = frame["prediction__score"].to_numpy(dtype="float64")
+    if kind == PredictionKind.NEXT_ACTION:
+        score = np.where(is_case, frame["action_prediction__score"].to_numpy("float64"), score)
+    columns = ReviewColumns(
+        prediction_id=prediction_id,
+        confidence=confidence,
         risk=frame["risk"].to_numpy(dtype="float64"),  # NULL is nan
         value=frame["member_value"].to_numpy(dtype="float64"),
         tier=frame["tier"].fillna("").to_numpy(dtype=object),
-        score=frame["prediction__score"].to_numpy(dtype="float64"),
+        score=score,
         route=frame["route"].map(ROUTE_CODES).fillna(ANALYST).to_numpy(dtype="int8"),
         is_override=(
             (frame["decision__verdict"] == Decision.Verdict.OVERRIDE).to_numpy(dtype=bool)
             if decided
             else np.zeros(len(frame), dtype=bool)
         ),
+        floor=np.full(len(frame), AUTO, dtype="int8"),
     )
+    if not is_case.any():
+        return columns
+    other = OTHER_KIND[kind]
+    other_ids, other_confidence = sides[other]
+    other_side = replace(
+        columns,
+        prediction_id=np.nan_to_num(other_ids).astype("int64"),
+        confidence=other_confidence,
+    )
+    other_settings = PolicySettings.of(current_policy(other))
+    other_rule = RoutingRule(
+        kind=other,
+        settings=other_settings,
+        value_threshold=value_threshold_of(columns.value, other_settings.expert_value_quantile),
+        paused="",
+    )
+    floor = np.where(is_case, route_codes(other_side, rule=other_rule), AUTO).astype("int8")
+    return replace(columns, floor=floor)
+
+
+OTHER_KIND = {
+    PredictionKind.CHURN: PredictionKind.NEXT_ACTION,
+    PredictionKind.NEXT_ACTION: PredictionKind.CHURN,
+}
 
 
 def _decided_reviews(kind: str):
     """The most recent reviews people decided (the policy's own approvals tell nothing about
     how often people disagree)."""
     recent = (
-        Review.objects.filter(kind=kind, decision__isnull=False)
+        Review.objects.filter(routed_by(kind), decision__isnull=False)
         .exclude(decision__decided_as=Decision.POLICY)
         .order_by("-decided_at", "-pk")
         .values("pk")[:DECIDED_SAMPLE_SIZE]
@@ -183,7 +236,7 @@ def route_codes(
     routes = np.full(len(columns), ANALYST, dtype="int8")
     routes[is_expert] = EXPERT
     routes[is_auto] = AUTO
-    return routes
+    return np.maximum(routes, columns.floor)
 
 
 def _route_parts(
@@ -260,7 +313,9 @@ def workload_curve(
             follows_default &= columns.tier != tier
     fixed = route_codes(columns, rule=rule, audit_sampled=sampled)
     fixed_auto = (fixed == AUTO) & ~follows_default
-    candidates = follows_default & may_be_auto & ~sampled
+    # A case whose other side needs a person is never auto-approved, whatever this threshold.
+    candidates = follows_default & may_be_auto & ~sampled & (columns.floor == AUTO)
+    is_expert = is_expert | (columns.floor == EXPERT)
     order = np.argsort(columns.confidence[candidates], kind="stable")
     confidence = columns.confidence[candidates][order]
     suffix_errors = np.concatenate([np.cumsum(errors[candidates][order][::-1])[::-1], [0.0]])

@@ -98,3 +98,40 @@ def test_the_daily_task_prunes_through_a_real_worker(history, celery_worker):
     prune_predictions_task.delay()
 
     wait_until(lambda: _remaining(history) == {"ESCALATED", "LABELED"}, what="the pruning")
+
+
+def test_a_next_action_prediction_no_case_carries_is_pruned_and_a_carried_one_stays(
+    lenient_catalog,
+):
+    from predictions.models import ModelVersion
+
+    versions = {
+        kind: ModelVersionFactory(kind=kind, status=ModelVersion.Status.ACTIVE)
+        for kind in ("churn", "next_action")
+    }
+    now = timezone.now()
+    member = MemberFactory()
+
+    def next_action(cutoff):
+        return PredictionFactory(
+            member=member,
+            model_version=versions["next_action"],
+            kind="next_action",
+            cutoff=cutoff,
+            probabilities={"win_back_email": 0.7, "no_action": 0.3},
+        )
+
+    skipped = next_action(now - timedelta(days=200))  # a newer one came before any churn score
+    carried_old = next_action(now - timedelta(days=150))
+    PredictionFactory(member=member, model_version=versions["churn"], cutoff=carried_old.cutoff)
+    route_new_predictions(kind="churn")
+    newest = next_action(now)
+    Prediction.objects.filter(pk__in=[skipped.pk, carried_old.pk]).update(
+        scored_at=now - RETENTION - timedelta(days=1)
+    )
+    assert Review.objects.get(action_prediction=carried_old).is_case
+
+    assert prune_predictions().predictions == 1
+
+    remaining = set(Prediction.objects.filter(kind="next_action").values_list("pk", flat=True))
+    assert remaining == {carried_old.pk, newest.pk}

@@ -118,3 +118,27 @@ def test_a_corrupted_artifact_fails_loudly_on_load(generated_members):
 
     with pytest.raises(CorruptArtifactError):
         load_bundle(version.pk, tuple(sorted(version.artifact_checksums.items())))
+
+
+def test_a_promotion_while_both_kinds_are_active_rescores_one_cycle_next_action_first(
+    make_user,
+):
+    from predictions.models import ScoringRun
+
+    admin = make_user("admin")
+    _version(kind="next_action", status="active")
+
+    promote_model_version(version_id=_version().pk, actor=admin, rescore=True)
+
+    runs = list(ScoringRun.objects.order_by("pk").values_list("model_version__kind", "cutoff"))
+    # The cases wait for next action's run: it is started first, at the churn run's cutoff.
+    assert [kind for kind, _ in runs] == ["next_action", "churn"]
+    assert runs[0][1] == runs[1][1]
+
+
+def test_a_promotion_of_the_only_active_kind_rescores_that_kind(make_user):
+    from predictions.models import ScoringRun
+
+    promote_model_version(version_id=_version().pk, actor=make_user("admin"), rescore=True)
+
+    assert list(ScoringRun.objects.values_list("model_version__kind", flat=True)) == ["churn"]

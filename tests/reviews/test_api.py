@@ -328,6 +328,7 @@ def test_approve_is_201_and_repeating_it_is_200_with_the_same_decision(client_as
         "comment": "looks right",
         "churn_label": None,
         "action_code": None,
+        "settled_action_code": None,
         "decided_by": "analyst-user",
         "decided_as": "analyst",
     }

@@ -12,7 +12,7 @@ from learning.models import LabeledExample
 from learning.services.labels import label_decision
 from loyalty import outbox
 from loyalty.models import Action, OutboxEvent
-from predictions.models import ModelVersion, Prediction, ScoringRun
+from predictions.models import ModelVersion, ScoringRun
 from reviews.exceptions import InvalidDecision
 from reviews.models import Decision, Review
 from reviews.policy_settings import DEFAULT_SETTINGS
@@ -387,3 +387,41 @@ def test_the_api_decides_a_case_with_an_action_and_a_churn_call(versions, make_u
         True,
         "no_action",
     )
+
+
+def test_override_rates_count_each_side_of_a_case_by_what_it_changed(versions, make_user):
+    from learning.selectors import override_rates
+
+    analyst = make_user("analyst")
+    action_changed = _analyst_case(versions, score=0.2)
+    override_prediction(
+        review_id=action_changed.pk,
+        actor=analyst,
+        reason_code="better-action",
+        action_code="bonus_points",
+    )
+    approved = _analyst_case(versions, score=0.2)
+    approve_prediction(review_id=approved.pk, actor=analyst, reason_code="model-correct")
+
+    churn = override_rates("churn")
+    action = override_rates("next_action")
+
+    assert churn["per_version"] == [{"version": versions["churn"].pk, "n": 2, "rate": 0.0}]
+    assert action["per_version"] == [{"version": versions["next_action"].pk, "n": 2, "rate": 0.5}]
+    assert action["per_reason"] == [
+        {"reason": "better-action", "n": 1},
+        {"reason": "model-correct", "n": 1},
+    ]
+
+
+def test_the_decision_feed_filters_cases(versions, make_user):
+    from integrations.services.feed import decision_feed
+
+    case = _cycle(MemberFactory(), versions)  # auto-approved: the policy's decision
+    admin = make_user("admin")
+
+    cases = decision_feed(admin, since=0, limit=10, kind="case").results
+    churn_reviews = decision_feed(admin, since=0, limit=10, kind="churn").results
+
+    assert [item["review_id"] for item in cases] == [case.pk]
+    assert churn_reviews == []

@@ -97,3 +97,81 @@ def test_earlier_decisions_keep_their_member_and_what_they_settled_on(migrator):
     }
     reviews = new.get_model("reviews", "Review").objects.filter(kind="next_action")
     assert set(reviews.values_list("recommended_action__code", flat=True)) == {"personal_discount"}
+
+
+CASES_BEFORE = [("reviews", "0017_cases")]
+CASES_AFTER = [("reviews", "0018_pending_reviews_become_cases")]
+
+
+def test_pending_reviews_of_one_cycle_become_one_case_and_the_rest_stay(migrator):
+    old = migrator(CASES_BEFORE)
+    Member = old.get_model("loyalty", "Member")
+    Prediction = old.get_model("predictions", "Prediction")
+    Review = old.get_model("reviews", "Review")
+    email = old.get_model("loyalty", "Action").objects.create(code="win_back_email", name="Email")
+    policy = {
+        kind: old.get_model("reviews", "EscalationPolicy").objects.create(kind=kind, version=99)
+        for kind in ("churn", "next_action")
+    }
+    cycle = datetime(2026, 1, 2, tzinfo=UTC)
+    earlier = datetime(2025, 12, 1, tzinfo=UTC)
+    versions = {
+        kind: old.get_model("predictions", "ModelVersion").objects.create(
+            kind=kind,
+            algorithm="xgboost",
+            evaluation_cutoff=cycle,
+            data_fingerprint="0" * 64,
+            artifact_path="/nonexistent",
+        )
+        for kind in ("churn", "next_action")
+    }
+
+    def review(member, kind, *, cutoff=cycle, state="pending", route="analyst", confidence=0.8):
+        prediction = Prediction.objects.create(
+            member=member,
+            model_version=versions[kind],
+            kind=kind,
+            cutoff=cutoff,
+            score=0.4,
+            confidence=confidence,
+        )
+        return Review.objects.create(
+            prediction=prediction,
+            member=member,
+            kind=kind,
+            route=route,
+            state=state,
+            route_reason=f"{kind} reason",
+            policy=policy[kind],
+            priority=1.0 if kind == "churn" else 2.0,
+            confidence=confidence,
+            routed_at=cycle,
+            recommended_action=email if kind == "next_action" else None,
+            expected_value=3.5 if kind == "next_action" else None,
+        )
+
+    paired = Member.objects.create(external_id="PAIRED")
+    churn = review(paired, "churn", confidence=0.8)
+    action = review(paired, "next_action", route="expert", confidence=0.3)
+    other_cycle = Member.objects.create(external_id="OTHER-CYCLE")
+    lone_churn = review(other_cycle, "churn")
+    lone_action = review(other_cycle, "next_action", cutoff=earlier)
+    decided = Member.objects.create(external_id="DECIDED")
+    decided_churn = review(decided, "churn", state="decided")
+    decided_action = review(decided, "next_action")
+
+    new = migrator(CASES_AFTER)
+
+    reviews = new.get_model("reviews", "Review").objects
+    case = reviews.get(pk=churn.pk)
+    assert case.action_prediction_id == action.prediction_id
+    assert case.action_policy_id == policy["next_action"].pk
+    assert (case.recommended_action_id, case.expected_value) == (email.pk, 3.5)
+    # The more demanding side's route, with its reason; the lower confidence.
+    assert (case.route, case.route_reason) == ("expert", "next_action reason (next action)")
+    assert (case.confidence, case.priority) == (0.3, 2.0)
+    assert reviews.get(pk=action.pk).state == "superseded"
+    # Different cycles, or one side decided: nothing is paired.
+    for unchanged in (lone_churn, lone_action, decided_churn, decided_action):
+        after = reviews.get(pk=unchanged.pk)
+        assert (after.state, after.action_prediction_id) == (unchanged.state, None)

@@ -72,6 +72,7 @@ def _random_columns(size: int, seed: int) -> ReviewColumns:
         score=risk,
         route=np.zeros(size, dtype="int8"),
         is_override=np.zeros(size, dtype=bool),
+        floor=np.zeros(size, dtype="int8"),
     )
 
 
@@ -269,3 +270,53 @@ def test_the_simulation_predicts_what_saving_reroutes(reason_codes):
     assert simulation.counts == {
         route: Review.objects.filter(route=route).count() for route in ("auto", "analyst", "expert")
     }
+
+
+@pytest.mark.parametrize("kind", ["churn", "next_action"])
+def test_the_simulation_of_either_side_predicts_what_routing_cases_gives(lenient_catalog, kind):
+    """Cases: the side whose policy is simulated moves, the other side's route as it stands
+    bounds each case from below, and the counts equal routing the cases afresh."""
+    from loyalty.models import Action
+    from predictions.models import ModelVersion
+
+    lenient = PolicySettings(
+        auto_approve_confidence=0.6, expert_confidence=0.3, human_risk_low=None
+    )
+    change_policy(kind="churn", settings=lenient, actor=None, reason="start")
+    versions = {
+        name: ModelVersionFactory(kind=name, status=ModelVersion.Status.ACTIVE)
+        for name in ("churn", "next_action")
+    }
+    email = Action.objects.get(code="win_back_email")
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        member = PredictionFactory(
+            model_version=versions["next_action"],
+            kind="next_action",
+            confidence=float(np.round(rng.random(), 2)),
+            score=0.6,
+            probabilities={"win_back_email": 0.6, "no_action": 0.4},
+            recommended_action=email,
+            member__tier=str(rng.choice(["bronze", "silver", "gold", "platinum"])),
+        ).member
+        PredictionFactory(
+            member=member,
+            model_version=versions["churn"],
+            confidence=float(np.round(rng.random(), 2)),
+            score=float(np.round(rng.random(), 2)),
+            spend=float(np.round(rng.exponential(200), 0)),
+        )
+    route_new_predictions(kind="churn")
+    assert Review.objects.filter(action_prediction__isnull=False).count() == 200
+
+    simulation = simulate_policy(kind=kind, settings=POLICIES[1])
+    change_policy(kind=kind, settings=POLICIES[1], actor=None, reason="as simulated")
+    Review.objects.all().delete()
+    route_new_predictions(kind="churn")
+
+    counts = {
+        route: Review.objects.filter(route=route).count() for route in ("auto", "analyst", "expert")
+    }
+    assert simulation.counts == counts
+    assert sum(counts.values()) == 200
+    assert 0 < counts["auto"] < 200 and counts["expert"] > 0
