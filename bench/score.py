@@ -361,7 +361,7 @@ def main() -> None:
     )
 
 
-# Routing reasons, by the words that open them (`reviews.services.routing.choose_route`).
+# Routing reasons, by the words that open them (`reviews.services.routing_rules.choose_route`).
 REASON_GROUPS = (
     ("confidence below the expert threshold", " < expert threshold"),
     ("confidence between the thresholds", " between expert "),

@@ -12,6 +12,7 @@ from learning.models import GatePolicy, LabeledExample, MonitorReport, Retrainin
 from predictions.calls import CHURN_CALL_THRESHOLD
 from predictions.models import ModelVersion, PredictionKind
 from reviews.models import AutomationPause, Decision, Review
+from reviews.services.rerouting import routed_by
 
 RUNS_SHOWN = 20
 
@@ -181,25 +182,21 @@ def override_rates(kind: str) -> dict[str, list]:
 
 def queue_activity(kind: str, *, days: int = 30) -> dict:
     """Pending items per route now, and per day: items routed to people, decided, and moved
-    to experts by the SLA."""
+    to experts by the SLA. A case is work on both kinds: it counts for each."""
     since = timezone.now() - timedelta(days=days)
+    reviews = Review.objects.filter(routed_by(kind))
     pending = dict(
-        Review.objects.filter(kind=kind, state=Review.State.PENDING)
+        reviews.filter(state=Review.State.PENDING)
         .values_list("route")
         .annotate(n=Count("pk"))
         .values_list("route", "n")
     )
-    routed = _per_day(
-        Review.objects.filter(kind=kind, routed_at__gte=since).exclude(route="auto"), "routed_at"
-    )
+    routed = _per_day(reviews.filter(routed_at__gte=since).exclude(route="auto"), "routed_at")
     decided = _per_day(
-        Review.objects.filter(kind=kind, decided_at__gte=since, state=Review.State.DECIDED),
-        "decided_at",
+        reviews.filter(decided_at__gte=since, state=Review.State.DECIDED), "decided_at"
     )
     breaches = _per_day(
-        Review.objects.filter(
-            kind=kind, escalated_at__gte=since, escalated_by__isnull=True, route="expert"
-        ),
+        reviews.filter(escalated_at__gte=since, escalated_by__isnull=True, route="expert"),
         "escalated_at",
     )
     return {"pending": pending, "routed": routed, "decided": decided, "sla_breaches": breaches}

@@ -78,8 +78,11 @@ def erase_member_reviews(sender, *, member_id: int, external_id: str = "", **kwa
         comment="", churn_label=None, action=None, settled_action=None, contact_flags=[]
     )
     # A prediction not routed yet would put the erased member in a queue at the next routing;
-    # it has no review, decision or label to keep.
-    Prediction.objects.filter(member_id=member_id, review__isnull=True).delete()
+    # it has no review, decision or label to keep. A next-action prediction a case carries is
+    # the case's: it stays, blanked like the case's churn prediction.
+    Prediction.objects.filter(
+        member_id=member_id, review__isnull=True, case_reviews__isnull=True
+    ).delete()
     for start in range(0, len(review_ids), REVIEW_SLICE):
         _redact_audit_records(review_ids[start : start + REVIEW_SLICE])
     _delete_notifications(review_ids=review_ids, external_id=external_id)

@@ -186,3 +186,27 @@ def lenient_catalog(reason_codes):
     settings = replace(DEFAULT_SETTINGS["next_action"], **LENIENT_NEXT_ACTIONS)
     change_policy(kind="next_action", settings=settings, actor=None, reason="auto-approve")
     return settings
+
+
+@pytest.fixture
+def case_versions(lenient_catalog):
+    """An active version of each kind, so that routing makes cases, under a churn policy that
+    samples nothing for audit and sends no one to experts for value (with the lenient
+    next-action policy, routes follow from the confidences alone)."""
+    from predictions.models import ModelVersion
+    from reviews.policy_settings import DEFAULT_SETTINGS
+    from reviews.services.policy import change_policy
+    from tests.factories import ModelVersionFactory
+
+    change_policy(
+        kind="churn",
+        settings=replace(
+            DEFAULT_SETTINGS["churn"], audit_sample_rate=0.0, expert_value_quantile=0.99
+        ),
+        actor=None,
+        reason="routes from confidence alone",
+    )
+    return {
+        kind: ModelVersionFactory(kind=kind, status=ModelVersion.Status.ACTIVE)
+        for kind in ("churn", "next_action")
+    }

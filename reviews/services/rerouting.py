@@ -5,7 +5,7 @@ auto-approval is the policy's decision, announced when it was routed: nothing re
 an auto-approval routed before policy decisions existed, which nothing announced, still moves).
 What the new rule auto-approves is decided by it then (`policy_decisions`), and a
 next-action review is ranked again by the version's ranking, the contact rules checked.
-The rule is routing's (`routing.routing_rule`, an open pause included). An item that stays with
+The rule is routing's (`routing_rules.routing_rule`, an open pause included). An item that stays with
 people keeps its `routed_at`: its wait does not restart because an admin moved a threshold.
 
 Saving a policy only queues this (`request_rerouting`, on commit): a worker re-routes in batches,
@@ -32,14 +32,8 @@ from reviews.policy_settings import PolicySettings
 from reviews.selectors.policy import current_policy
 from reviews.services.action_ranking import rank_batch
 from reviews.services.policy_decisions import decide_auto_approvals
-from reviews.services.routing import (
-    ReviewRules,
-    RouteChoice,
-    hold_back_for_contact_rules,
-    ranks_actions,
-    routed_fields,
-    routing_rule,
-)
+from reviews.services.routing import hold_back_for_contact_rules, ranks_actions
+from reviews.services.routing_rules import ReviewRules, RouteChoice, routed_fields, routing_rule
 
 # Rows locked and rewritten per transaction: short enough that a reviewer deciding an item of
 # the batch waits well under a second (SQLite serializes every write transaction).

@@ -5,7 +5,7 @@ Read-only. The population is the reviews no person decided or escalated
 (`rerouting.routed_population`):
 the pending ones, which saving re-routes, and the auto-approved ones, whose policy decisions
 stand but which show what the thresholds would do at the next scoring of the same members. It
-is read column-wise into numpy arrays in one read and routed by `routing.RoutingRule`
+is read column-wise into numpy arrays in one read and routed by `routing_rules.RoutingRule`
 vectorized, for the page to answer while an admin types (a test holds the two equal: routing
 the same predictions afresh under the policy gives the simulated counts).
 
@@ -26,7 +26,7 @@ from reviews.models import Decision, Review
 from reviews.policy_settings import PolicySettings
 from reviews.selectors.policy import current_policy
 from reviews.services.rerouting import routed_by, routed_population
-from reviews.services.routing import (
+from reviews.services.routing_rules import (
     RoutingRule,
     audit_digest,
     human_risk_band,
@@ -272,7 +272,7 @@ def audit_sample_of(columns: ReviewColumns, *, rule: RoutingRule) -> np.ndarray:
 
 
 def _in_audit_sample(columns: ReviewColumns, rate: float, *, candidates: np.ndarray) -> np.ndarray:
-    """`routing.in_audit_sample` for the candidate rows (hashing is the costly part)."""
+    """`routing_rules.in_audit_sample` for the candidate rows (hashing is the costly part)."""
     sampled = np.zeros(len(columns), dtype=bool)
     if rate <= 0 or not candidates.any():
         return sampled

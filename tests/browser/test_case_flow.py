@@ -1,44 +1,25 @@
 """An analyst works cases in chromium: the churn call and what to do on one page, the action
 changed and the churn call corrected in one decision, and the next case opens."""
 
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
 from loyalty.models import Action
-from loyalty.services.catalog import seed_action_catalog
 from loyalty.services.users import create_demo_users
-from predictions.models import ModelVersion
 from reviews.models import Decision, Review
-from reviews.policy_settings import DEFAULT_SETTINGS
-from reviews.services.policy import change_policy
-from reviews.services.reason_codes import seed_reason_codes
 from reviews.services.routing import route_new_predictions
 from tests.conftest import output_dir
-from tests.factories import MemberFactory, ModelVersionFactory, PredictionFactory
+from tests.factories import MemberFactory, PredictionFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CYCLE = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def analyst_cases() -> list[Review]:
-    """Two cases for analysts, the riskier member first in the queue."""
-    seed_reason_codes()
-    seed_action_catalog()
-    change_policy(
-        kind="churn",
-        settings=replace(
-            DEFAULT_SETTINGS["churn"], audit_sample_rate=0.0, expert_value_quantile=0.99
-        ),
-        actor=None,
-        reason="routes from confidence alone",
-    )
-    versions = {
-        kind: ModelVersionFactory(kind=kind, status=ModelVersion.Status.ACTIVE)
-        for kind in ("churn", "next_action")
-    }
+def analyst_cases(versions) -> list[Review]:
+    """Two cases for analysts (their next action between the thresholds), the riskier member
+    first in the queue."""
     churn_predictions = []
     for external_id, score in (("CASE-FIRST", 0.8), ("CASE-NEXT", 0.4)):
         member = MemberFactory(external_id=external_id)
@@ -48,7 +29,7 @@ def analyst_cases() -> list[Review]:
             kind="next_action",
             cutoff=CYCLE,
             score=0.6,
-            confidence=0.6,
+            confidence=0.3,
             probabilities={"win_back_email": 0.6, "bonus_points": 0.3, "no_action": 0.1},
             recommended_action=Action.objects.get(code="win_back_email"),
         )
@@ -68,10 +49,10 @@ def analyst_cases() -> list[Review]:
 
 
 def test_an_analyst_changes_the_action_and_corrects_the_churn_call(
-    live_server, page, log_in, request
+    live_server, page, log_in, request, case_versions
 ):
     create_demo_users()
-    first, following = analyst_cases()
+    first, following = analyst_cases(case_versions)
     assert [case.route for case in (first, following)] == ["analyst", "analyst"]
     assert first.priority > following.priority
     log_in(page, "analyst", "analyst-demo")

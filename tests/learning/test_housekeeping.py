@@ -101,14 +101,9 @@ def test_the_daily_task_prunes_through_a_real_worker(history, celery_worker):
 
 
 def test_a_next_action_prediction_no_case_carries_is_pruned_and_a_carried_one_stays(
-    lenient_catalog,
+    case_versions,
 ):
-    from predictions.models import ModelVersion
-
-    versions = {
-        kind: ModelVersionFactory(kind=kind, status=ModelVersion.Status.ACTIVE)
-        for kind in ("churn", "next_action")
-    }
+    versions = case_versions
     now = timezone.now()
     member = MemberFactory()
 

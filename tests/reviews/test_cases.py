@@ -12,10 +12,9 @@ from learning.models import LabeledExample
 from learning.services.labels import label_decision
 from loyalty import outbox
 from loyalty.models import Action, OutboxEvent
-from predictions.models import ModelVersion, ScoringRun
+from predictions.models import ModelVersion, Prediction, ScoringRun
 from reviews.exceptions import InvalidDecision
 from reviews.models import Decision, Review
-from reviews.policy_settings import DEFAULT_SETTINGS
 from reviews.selectors.queue import QueueFilters, pending_reviews_for
 from reviews.services.decisions import approve_prediction, decide_review, override_prediction
 from reviews.services.policy import change_policy
@@ -31,22 +30,8 @@ LATER = datetime(2026, 4, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def versions(lenient_catalog):
-    """An active version of each kind (cases are in force), under a churn policy that samples
-    nothing for audit and sends no one to experts for value, so that routes follow from the
-    confidences alone."""
-    change_policy(
-        kind="churn",
-        settings=replace(
-            DEFAULT_SETTINGS["churn"], audit_sample_rate=0.0, expert_value_quantile=0.99
-        ),
-        actor=None,
-        reason="routes from confidence alone",
-    )
-    return {
-        kind: ModelVersionFactory(kind=kind, status=ModelVersion.Status.ACTIVE)
-        for kind in ("churn", "next_action")
-    }
+def versions(case_versions):
+    return case_versions
 
 
 def _next_action(member, versions, *, action="win_back_email", confidence=0.9, cutoff=CYCLE):
@@ -425,3 +410,35 @@ def test_the_decision_feed_filters_cases(versions, make_user):
 
     assert [item["review_id"] for item in cases] == [case.pk]
     assert churn_reviews == []
+
+
+def test_erasing_a_member_keeps_the_case_whole_and_blanks_both_predictions(versions, make_user):
+    from loyalty.services.erasure import erase_member
+
+    member = MemberFactory()
+    waiting = _next_action(member, versions, cutoff=LATER)  # not routed yet: deleted
+    case = _cycle(member, versions)
+
+    erase_member(member_id=member.pk, actor=make_user("admin"))
+
+    case.refresh_from_db()
+    assert case.is_case
+    carried = Prediction.objects.get(pk=case.action_prediction_id)
+    assert (carried.feature_values, carried.explanation, carried.member_value) == ([], {}, None)
+    assert not Prediction.objects.filter(pk=waiting.pk).exists()
+
+
+def test_bulk_approval_of_cases_settles_each_ones_recommendation_and_churn_call(
+    versions, make_user
+):
+    from reviews.services.verdicts import bulk_approve
+
+    risky = _analyst_case(versions, score=0.7)
+    safe = _analyst_case(versions, score=0.2)
+
+    approval = bulk_approve(review_ids=[risky.pk, safe.pk], actor=make_user("analyst"))
+
+    assert approval.problems == ()
+    decisions = {d.review_id: d for d in Decision.objects.filter(review__in=[risky, safe])}
+    assert (decisions[risky.pk].churn_label, decisions[safe.pk].churn_label) == (True, False)
+    assert {d.settled_action.code for d in decisions.values()} == {"win_back_email"}

@@ -5,7 +5,8 @@ import pytest
 from reviews.models import Review
 from reviews.policy_settings import PolicySettings
 from reviews.services.policy import change_policy
-from reviews.services.routing import choose_route, in_audit_sample, route_new_predictions
+from reviews.services.routing import route_new_predictions
+from reviews.services.routing_rules import choose_route, in_audit_sample
 from tests.factories import ModelVersionFactory, PredictionFactory
 
 POLICY = PolicySettings(

@@ -10,7 +10,8 @@ from reviews.policy_settings import PolicySettings
 from reviews.services.decisions import approve_prediction, override_prediction
 from reviews.services.policy import change_policy
 from reviews.services.rerouting import reroute_undecided
-from reviews.services.routing import RoutingRule, route_new_predictions
+from reviews.services.routing import route_new_predictions
+from reviews.services.routing_rules import RoutingRule
 from reviews.services.simulation import (
     CURVE_THRESHOLDS,
     ROUTE_NAMES,

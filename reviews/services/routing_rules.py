@@ -1,0 +1,225 @@
+"""The routing rules: where one prediction goes and why, in words a person can read.
+
+Rules, in order (the policy version holds the thresholds; a tier may override the two
+confidence thresholds):
+1. member value (spend over the last year) above the policy's value quantile of the
+   predictions being routed -> expert, "member value in top 5 %";
+2. confidence below the expert threshold -> expert;
+3. confidence at or above the auto-approve threshold -> auto-approved, unless the churn risk
+   lies in the band that always needs a person, or the prediction falls in the audit sample
+   (a deterministic hash of its id, so routing twice gives the same answer) -> analyst;
+4. otherwise -> analyst.
+While the calibration monitor has paused auto-approval of the kind, what rule 3 would
+auto-approve goes to an analyst instead, saying so. A case (`cases`) is routed on each side by
+its own kind's rule and goes where the more demanding side sends it (`case_route`).
+
+Routing, re-routing and the simulation all route by these (`routing`, `rerouting`,
+`simulation`).
+"""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from predictions.models import PredictionKind
+from reviews.models import Review
+from reviews.policy_settings import PolicySettings
+from reviews.selectors.pauses import open_pause
+
+
+@dataclass(frozen=True)
+class RouteChoice:
+    route: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RoutingRule:
+    """The rule of one kind as it stands: a policy's settings, the member value above which an
+    expert decides (over the population being routed) and why auto-approval is paused ('' when
+    it is not). Routing and re-routing build it with `routing_rule`, so that neither can leave
+    a part out; the simulation routes with it, vectorized."""
+
+    kind: str
+    settings: PolicySettings
+    value_threshold: float | None
+    paused: str
+
+    def route(
+        self, *, prediction_id: int, confidence: float, risk: float | None, value: float, tier: str
+    ) -> RouteChoice:
+        return choose_route(
+            settings=self.settings,
+            kind=self.kind,
+            prediction_id=prediction_id,
+            confidence=confidence,
+            risk=risk,
+            value=value,
+            value_threshold=self.value_threshold,
+            tier=tier,
+            paused=self.paused,
+        )
+
+
+def is_for_people(route: str) -> bool:
+    """Whether a person works items of this route (an analyst or an expert; the audit sample
+    is an analyst's): those get their explanation when they are routed."""
+    return route != Review.Route.AUTO
+
+
+def routing_rule(*, kind: str, settings: PolicySettings, values: np.ndarray) -> RoutingRule:
+    """The rule for routing a population whose member values are `values`, with the pause of
+    `kind` that is open now."""
+    pause = open_pause(kind)
+    return RoutingRule(
+        kind=kind,
+        settings=settings,
+        value_threshold=value_threshold_of(values, settings.expert_value_quantile),
+        paused=pause.reason if pause is not None else "",
+    )
+
+
+def value_threshold_of(values: np.ndarray, quantile: float) -> float | None:
+    """The member value above which an expert decides: the policy's quantile of `values`."""
+    return float(np.quantile(values, quantile)) if len(values) else None
+
+
+def choose_route(
+    *,
+    settings: PolicySettings,
+    kind: str,
+    prediction_id: int,
+    confidence: float,
+    risk: float | None,
+    value: float,
+    value_threshold: float | None,
+    tier: str,
+    paused: str,
+) -> RouteChoice:
+    """The route of one prediction and why (the rules in the module docstring). `paused`:
+    why auto-approval is paused for this kind (empty when it is not): a would-be
+    auto-approval then goes to an analyst."""
+    auto, expert = tier_thresholds(settings, tier)
+    # Strictly above: when many members share one value, none of them is 'the top'.
+    if value_threshold is not None and value > value_threshold:
+        top = round((1 - settings.expert_value_quantile) * 100)
+        return RouteChoice(Review.Route.EXPERT, f"member value in top {top} %")
+    if confidence < expert:
+        return RouteChoice(
+            Review.Route.EXPERT, f"confidence {confidence:.2f} < expert threshold {expert:.2f}"
+        )
+    if confidence >= auto:
+        band = human_risk_band(settings, kind)
+        if band is not None and risk is not None and band[0] <= risk <= band[1]:
+            return RouteChoice(
+                Review.Route.ANALYST,
+                f"churn risk {risk:.2f} in the band that needs a person "
+                f"({band[0]:.2f}–{band[1]:.2f})",
+            )
+        if in_audit_sample(prediction_id, settings.audit_sample_rate):
+            return RouteChoice(
+                Review.Route.ANALYST, f"audit sample ({settings.audit_sample_rate:.0%})"
+            )
+        if paused:
+            return RouteChoice(Review.Route.ANALYST, f"auto-approval paused: {paused}"[:300])
+        return RouteChoice(
+            Review.Route.AUTO, f"confidence {confidence:.2f} ≥ auto-approve threshold {auto:.2f}"
+        )
+    return RouteChoice(
+        Review.Route.ANALYST,
+        f"confidence {confidence:.2f} between expert {expert:.2f} and auto-approve {auto:.2f}",
+    )
+
+
+def tier_thresholds(settings: PolicySettings, tier: str) -> tuple[float, float]:
+    """The auto-approve and expert confidence thresholds of a tier (its override, if any)."""
+    override = (settings.segment_overrides or {}).get(tier, {})
+    return (
+        float(override.get("auto_approve_confidence", settings.auto_approve_confidence)),
+        float(override.get("expert_confidence", settings.expert_confidence)),
+    )
+
+
+def human_risk_band(settings: PolicySettings, kind: str) -> tuple[float, float] | None:
+    """The churn risks (both ends included) that always need a person; None when no band
+    applies (another kind, or no lower bound set)."""
+    low, high = settings.human_risk_low, settings.human_risk_high
+    if kind != PredictionKind.CHURN or low is None:
+        return None
+    return low, high if high is not None else 1.0
+
+
+def audit_digest(prediction_id: int) -> bytes:
+    """Eight bytes fixed by the prediction id: its place in (or out of) the audit sample."""
+    return hashlib.blake2b(str(prediction_id).encode(), digest_size=8).digest()
+
+
+def in_audit_sample(prediction_id: int, rate: float) -> bool:
+    """Deterministic: the same prediction is in or out of the sample every time."""
+    return int.from_bytes(audit_digest(prediction_id), "big") / 2**64 < rate
+
+
+# How demanding each route is: a case takes its more demanding side's.
+ROUTE_DEMAND = {Review.Route.AUTO: 0, Review.Route.ANALYST: 1, Review.Route.EXPERT: 2}
+
+
+def case_route(churn: RouteChoice, action: RouteChoice) -> RouteChoice:
+    """The route of a case from its two sides' choices: the more demanding one (the churn side
+    on a tie), its reason naming the side after it (the queue filters reasons by how they
+    begin); auto-approved only when both sides are."""
+    if churn.route == action.route == Review.Route.AUTO:
+        return RouteChoice(
+            Review.Route.AUTO, f"{churn.reason} (churn call); {action.reason} (next action)"[:300]
+        )
+    if ROUTE_DEMAND[action.route] > ROUTE_DEMAND[churn.route]:
+        return RouteChoice(action.route, f"{action.reason} (next action)"[:300])
+    return RouteChoice(churn.route, f"{churn.reason} (churn call)"[:300])
+
+
+def routed_fields(choice: RouteChoice, *, routed_at: datetime, sla_hours: int) -> dict:
+    """The review fields that follow from a route: an auto-approval has no deadline, a
+    person's item is pending and due `sla_hours` after it was routed."""
+    is_auto = choice.route == Review.Route.AUTO
+    return {
+        "route": choice.route,
+        "state": Review.State.AUTO_APPROVED if is_auto else Review.State.PENDING,
+        "route_reason": choice.reason,
+        "routed_at": routed_at,
+        "due_at": None if is_auto else routed_at + timedelta(hours=sla_hours),
+    }
+
+
+@dataclass(frozen=True)
+class ReviewRules:
+    """The rule of the reviews' kind, and for cases the next-action rule of their action side
+    (`cases.case_route` combines the two)."""
+
+    main: RoutingRule
+    action: RoutingRule | None = None
+
+    def route(
+        self,
+        *,
+        prediction_id: int,
+        confidence: float,
+        risk: float | None,
+        value: float,
+        tier: str,
+        action_prediction_id: int | None = None,
+        action_confidence: float | None = None,
+    ) -> RouteChoice:
+        choice = self.main.route(
+            prediction_id=prediction_id, confidence=confidence, risk=risk, value=value, tier=tier
+        )
+        if self.action is None or action_prediction_id is None:
+            return choice
+        action_choice = self.action.route(
+            prediction_id=action_prediction_id,
+            confidence=action_confidence,
+            risk=risk,
+            value=value,
+            tier=tier,
+        )
+        return case_route(choice, action_choice)
