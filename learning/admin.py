@@ -10,7 +10,14 @@ from loyalty.services.config_audit import AuditedAdminMixin
 
 @admin.register(GatePolicy)
 class GatePolicyAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ["kind", "max_auc_drop", "max_ece", "coverage_tolerance", "auto_promote"]
+    list_display = [
+        "kind",
+        "max_auc_drop",
+        "max_ece",
+        "coverage_tolerance",
+        "auto_promote",
+        "retraining_horizon_days",
+    ]
 
 
 @admin.register(LabeledExample)

@@ -116,6 +116,12 @@ class GatePolicy(models.Model):
     auto_promote = models.BooleanField(
         default=True, help_text="Promote a passing candidate at once, or wait for an admin."
     )
+    retraining_horizon_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Churn: the horizon retraining trains for, in days. Empty: the active "
+        "version's own horizon.",
+    )
     monitor_max_ece = models.FloatField(
         default=0.1,
         help_text="Observed calibration error of the active version above this pauses "
@@ -175,6 +181,9 @@ class RetrainingRun(models.Model):
     compared_with = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The churn horizon the run trained for, and where it came from (`retraining_horizon`).
+    horizon_days = models.PositiveIntegerField(null=True, blank=True)
+    horizon_source = models.CharField(max_length=60, blank=True)
     gate = models.JSONField(default=dict, blank=True)
     verdict = models.CharField(max_length=20, choices=Verdict.choices, blank=True)
     error = models.TextField(blank=True)

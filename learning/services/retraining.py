@@ -67,6 +67,7 @@ MAX_ATTEMPTS = 2
 # A running run whose heartbeat is older than this has lost its worker (training beats at
 # every stage; the longest stage, fitting, stays well under the Celery time limit).
 STALLED_AFTER = timedelta(minutes=70)
+# The churn horizon of a first retraining with no version active and no admin setting.
 DEFAULT_HORIZON_DAYS = 90
 ADMIN_PERMISSION = PROMOTE_PERMISSION
 # Errors that pass with time (a dropped connection, a locked database): the task retries them.
@@ -166,14 +167,31 @@ def _claim(run_id: int) -> RetrainingRun:
         return run
 
 
+def retraining_horizon(kind: str, active: ModelVersion | None) -> tuple[int | None, str]:
+    """The churn horizon a retraining of `kind` trains for, and where it comes from: the
+    admin's setting (the kind's gate policy), else the active version's own horizon, else
+    DEFAULT_HORIZON_DAYS. (None, "") for next action, which has no horizon to choose."""
+    if kind != PredictionKind.CHURN:
+        return None, ""
+    setting = gate_policy(kind).retraining_horizon_days
+    if setting:
+        return setting, "the admin's setting"
+    if active is not None and active.horizon_days:
+        return active.horizon_days, f"the active version's (v{active.pk})"
+    return DEFAULT_HORIZON_DAYS, "the default: no active version"
+
+
 def _carry_out(run: RetrainingRun) -> None:
     active = ModelVersion.objects.filter(kind=run.kind, status=ModelVersion.Status.ACTIVE).first()
     examples = training_examples(run.kind)
     held = held_out_mask(examples)
+    horizon, source = retraining_horizon(run.kind, active)
     RetrainingRun.objects.filter(pk=run.pk).update(
         examples_used=int((~held).sum()),
         examples_held_out=int(held.sum()),
         compared_with=active,
+        horizon_days=horizon,
+        horizon_source=source,
     )
     run.refresh_from_db()
     candidate = run.candidate
@@ -207,11 +225,12 @@ def _train(run: RetrainingRun, examples: pd.DataFrame) -> ModelVersion:
     actor = run.requested_by
     # The same model settings as the version in use: retraining changes the data, not the model.
     config = bundle_of(run.compared_with).config if run.compared_with_id else None
-    cutoff = default_training_cutoff(kind=run.kind, horizon_days=DEFAULT_HORIZON_DAYS)
+    horizon = run.horizon_days or DEFAULT_HORIZON_DAYS
+    cutoff = default_training_cutoff(kind=run.kind, horizon_days=horizon)
     if run.kind == PredictionKind.CHURN:
         outcome = train_churn_version(
             cutoff=cutoff,
-            horizon_days=DEFAULT_HORIZON_DAYS,
+            horizon_days=horizon,
             actor=actor,
             config=config,
             labeled=churn_rows(examples),

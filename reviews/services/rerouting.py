@@ -5,8 +5,10 @@ auto-approval is the policy's decision, announced when it was routed: nothing re
 an auto-approval routed before policy decisions existed, which nothing announced, still moves).
 What the new rule auto-approves is decided by it then (`policy_decisions`), and a
 next-action review is ranked again by the version's ranking, the contact rules checked.
-The rule is routing's (`routing_rules.routing_rule`, an open pause included). An item that stays with
-people keeps its `routed_at`: its wait does not restart because an admin moved a threshold.
+The rule is routing's (`routing_rules.routing_rule`, an open pause included); a case is routed
+on both sides again, each by its kind's current version, whichever kind changed. An item that
+stays with people keeps its `routed_at`: its wait does not restart because an admin moved a
+threshold.
 
 Saving a policy only queues this (`request_rerouting`, on commit): a worker re-routes in batches,
 writing only rows that change, so a rerun moves nothing. Every review reached carries the current

@@ -361,3 +361,34 @@ def test_after_an_auto_promotion_the_worker_rescores_and_routes_everybody(
         what="the new version's predictions to be routed",
     )
     assert Prediction.objects.filter(model_version_id=run.candidate_id).count() == scorable
+
+
+def test_retraining_trains_for_the_admins_horizon_else_the_active_versions(make_user):
+    from learning.services.retraining import DEFAULT_HORIZON_DAYS, retraining_horizon
+
+    assert retraining_horizon("churn", None) == (
+        DEFAULT_HORIZON_DAYS,
+        "the default: no active version",
+    )
+    active = ModelVersionFactory(horizon_days=120, status="active")
+    assert retraining_horizon("churn", active) == (120, f"the active version's (v{active.pk})")
+    _gate(retraining_horizon_days=60)
+    assert retraining_horizon("churn", active) == (60, "the admin's setting")
+    assert retraining_horizon("next_action", active) == (None, "")
+
+
+def test_a_run_trains_its_candidate_for_the_horizon_it_shows(
+    active_churn_version,  # noqa: F811
+    make_user,
+    client,
+):
+    _gate(max_auc_drop=1.0, max_ece=1.0, coverage_tolerance=1.0, retraining_horizon_days=60)
+    run = request_retraining(kind="churn", trigger="manual", enqueue=False)
+
+    run = run_retraining(run_id=run.pk)
+
+    assert (run.horizon_days, run.horizon_source) == (60, "the admin's setting")
+    assert ModelVersion.objects.get(pk=run.candidate_id).horizon_days == 60
+    client.login(username=make_user("admin").username, password=TEST_PASSWORD)
+    page = client.get(reverse("learning:loop")).content.decode()
+    assert "horizon 60 days: the admin&#x27;s setting" in page
