@@ -1,10 +1,12 @@
 """The Celery application: configured from Django settings (the CELERY_ namespace)."""
 
+import logging
 import os
+import socket
 from pathlib import Path
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_ready
 
 from loyalty import broker
 
@@ -15,6 +17,8 @@ from loyalty import broker
 # before it imports anything; `make run` and the tests name theirs.
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loyalty.settings.production")
 broker.install()
+
+logger = logging.getLogger(__name__)
 
 app = Celery("loyalty")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -32,3 +36,18 @@ def ensure_broker_folders() -> None:
 @worker_init.connect
 def _prepare_worker(**_: object) -> None:
     ensure_broker_folders()
+
+
+@worker_ready.connect
+def _record_first_heartbeat(**_: object) -> None:
+    """A worker that has just started reports at once, not a beat interval later, so that the
+    home page does not call a healthy start "no worker". Never keeps a worker from starting:
+    without a database it logs and goes on (beat's heartbeat task reports once it is back)."""
+    from django.db import DatabaseError, InterfaceError  # Django is set up by now
+
+    from loyalty.services.heartbeat import record_worker_heartbeat
+
+    try:
+        record_worker_heartbeat(hostname=socket.gethostname())
+    except (DatabaseError, InterfaceError):
+        logger.warning("Could not record the worker's first heartbeat.", exc_info=True)

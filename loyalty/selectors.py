@@ -3,9 +3,9 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Max, QuerySet
+from django.db.models import QuerySet
 
-from loyalty.models import Action, AuditRecord, Event, Member, WorkerHeartbeat
+from loyalty.models import Action, AuditRecord, Event, Member
 
 
 @dataclass(frozen=True)
@@ -16,12 +16,12 @@ class ProgramOverview:
     first_event_at: datetime | None
     last_event_at: datetime | None
     active_actions: int
-    last_worker_beat_at: datetime | None
     recent_audit: list[AuditRecord]
 
 
 def program_overview(*, audit_rows: int = 8) -> ProgramOverview:
-    """Counts for the home page. Event min/max use the occurred_at index."""
+    """The program's counts for the home page (its worker health is `home.selectors`). Event
+    min/max use the occurred_at index."""
     first = Event.objects.order_by("occurred_at").values_list("occurred_at", flat=True).first()
     last = Event.objects.order_by("-occurred_at").values_list("occurred_at", flat=True).first()
     return ProgramOverview(
@@ -31,7 +31,6 @@ def program_overview(*, audit_rows: int = 8) -> ProgramOverview:
         first_event_at=first,
         last_event_at=last,
         active_actions=Action.objects.filter(is_active=True).count(),
-        last_worker_beat_at=WorkerHeartbeat.objects.aggregate(at=Max("beat_at"))["at"],
         recent_audit=list(AuditRecord.objects.select_related("actor")[:audit_rows]),
     )
 

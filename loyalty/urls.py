@@ -5,10 +5,9 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from loyalty import views
-
 urlpatterns = [
-    path("", views.home, name="home"),
+    # The home page reads every app: it lives in the top layer, `home`, named by a string.
+    path("", include("home.urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

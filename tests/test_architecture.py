@@ -9,7 +9,7 @@ import pytest
 from importlinter import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("loyalty", "predictions", "reviews", "learning", "integrations")
+APPS = ("loyalty", "predictions", "reviews", "learning", "integrations", "home")
 MAX_MODULE_LINES = 650
 MAX_VIEW_LINES = 35
 
@@ -103,4 +103,4 @@ def test_the_size_rules_see_what_they_measure():
     has pages or an API (a walk that found nothing would pass vacuously)."""
     assert {path.relative_to(ROOT).parts[0] for path in _app_modules()} == set(APPS)
     viewed = {path.relative_to(ROOT).parts[0] for path in _view_modules()}
-    assert viewed == {"loyalty", "reviews", "learning", "integrations"}
+    assert viewed == {"loyalty", "reviews", "learning", "integrations", "home"}

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "reviews",
     "learning",
     "integrations",
+    "home",
 ]
 
 MIDDLEWARE = [

@@ -165,10 +165,12 @@ def pending_counts(*, cap: int = PENDING_COUNT_CAP) -> dict[str, int]:
 
 def pending_count_labels(*, cap: int = PENDING_COUNT_CAP) -> dict[str, str]:
     """The counts as the queue shows them: "1,000+" past the cap."""
-    return {
-        route: f"{cap:,}+" if count > cap else f"{count:,}"
-        for route, count in pending_counts(cap=cap).items()
-    }
+    return {route: count_label(count, cap=cap) for route, count in pending_counts(cap=cap).items()}
+
+
+def count_label(count: int, *, cap: int = PENDING_COUNT_CAP) -> str:
+    """A pending count counted up to `cap + 1`, as pages show it: "1,000+" past the cap."""
+    return f"{cap:,}+" if count > cap else f"{count:,}"
 
 
 QUEUE_ORDER = ("-priority", "pk")

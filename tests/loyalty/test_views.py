@@ -5,43 +5,8 @@ from django.urls import reverse
 
 from loyalty.models import AuditRecord
 from tests.conftest import TEST_PASSWORD
-from tests.factories import EventFactory, MemberFactory
 
 pytestmark = pytest.mark.django_db
-
-
-def test_anonymous_home_redirects_to_login(client):
-    response = client.get(reverse("home"))
-
-    assert response.status_code == 302
-    assert response["Location"] == "/login/?next=/"
-
-
-@pytest.mark.parametrize("role", ["analyst", "expert", "admin"])
-def test_each_role_sees_home_with_program_counts(client, make_user, role):
-    user = make_user(role)
-    MemberFactory.create_batch(2)
-    MemberFactory(consent_profiling=False)
-    EventFactory.create_batch(3)  # three more members, consenting
-
-    client.login(username=user.username, password=TEST_PASSWORD)
-    response = client.get(reverse("home"))
-
-    assert response.status_code == 200
-    overview = response.context["overview"]
-    assert (overview.members, overview.consenting_members, overview.events) == (6, 5, 3)
-    assert response.context["current_role"] == role
-
-
-def test_only_admins_see_the_audit_trail_on_home(client, make_user):
-    analyst = make_user("analyst")
-    client.login(username=analyst.username, password=TEST_PASSWORD)
-
-    assert "Recent audit records" not in client.get(reverse("home")).content.decode()
-
-    admin = make_user("admin")
-    client.login(username=admin.username, password=TEST_PASSWORD)
-    assert "Recent audit records" in client.get(reverse("home")).content.decode()
 
 
 def test_django_admin_is_staff_only(client, make_user):
