@@ -71,7 +71,7 @@ def test_admin_adds_an_endpoint_sees_the_secret_once_and_reads_the_delivery_log(
     folder = output_dir(request)
 
     # The page is in the admin's menu.
-    page.get_by_role("link", name="Webhooks").click()
+    page.get_by_role("navigation").get_by_role("link", name="Webhooks").click()
     page.wait_for_load_state("networkidle")
     expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
     expect(page.get_by_test_id("endpoint-row")).to_have_count(0)
