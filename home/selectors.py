@@ -17,13 +17,13 @@ from django.utils import timezone
 from integrations.models import Delivery, WebhookEndpoint
 from learning.models import RetrainingRun
 from loyalty.models import WorkerHeartbeat
-from predictions.models import Prediction, PredictionKind, ScoringRun
+from predictions.models import PredictionKind, ScoringRun
 from reviews.models import CASE, AutomationPause, Review
 from reviews.permissions import can_open_queue, readable_routes, visible_reviews
 from reviews.selectors.formatting import format_age
 from reviews.selectors.queue import PENDING_COUNT_CAP, QUEUE_KINDS, QUEUE_ROUTES, count_label
-from reviews.services.cases import cases_in_force
 from reviews.services.rerouting import awaiting_rerouting
+from reviews.services.routing import awaiting_routing
 
 # --- what waits for the user -----------------------------------------------------------------
 
@@ -386,18 +386,9 @@ def pause_health(*, now: datetime) -> HealthItem:
     return _combined("pause", "Auto-approval", lines, links)
 
 
-def unrouted_predictions():
-    """Predictions that routing has yet to give a review. While cases are in force a
-    next-action prediction is never routed alone (a case carries it): only churn predictions
-    wait then."""
-    if cases_in_force():
-        return Prediction.objects.filter(kind=PredictionKind.CHURN, review__isnull=True)
-    return Prediction.objects.filter(review__isnull=True)
-
-
 def routing_health(*, now: datetime) -> HealthItem:
     """Predictions not routed yet, and reviews waiting to be re-routed after a policy change."""
-    unrouted = unrouted_predictions()
+    unrouted = awaiting_routing()
     count = unrouted.count()
     if count:
         oldest = unrouted.order_by("scored_at").values_list("scored_at", flat=True).first()

@@ -109,7 +109,7 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
     if cases_in_force():
         return route_new_cases()
     policy = current_policy(kind)
-    unrouted = Prediction.objects.filter(kind=kind, review__isnull=True)
+    unrouted = unrouted_predictions(kind)
     if model_version_id is not None:
         unrouted = unrouted.filter(model_version_id=model_version_id)
     values = _member_values(unrouted)
@@ -133,7 +133,7 @@ def route_new_cases() -> RoutingResult:
         return RoutingResult(routed=0, by_route={})
     policy = current_policy(PredictionKind.CHURN)
     action_policy = current_policy(PredictionKind.NEXT_ACTION)
-    unrouted = Prediction.objects.filter(kind=PredictionKind.CHURN, review__isnull=True)
+    unrouted = unrouted_predictions(PredictionKind.CHURN)
     values = _member_values(unrouted)
     rules = ReviewRules(
         routing_rule(kind=PredictionKind.CHURN, settings=PolicySettings.of(policy), values=values),
@@ -159,6 +159,19 @@ def route_new_cases() -> RoutingResult:
     return _route_batches(
         unrouted, policy=policy, rules=rules, values=values, extra=("cutoff",), side=side
     )
+
+
+def unrouted_predictions(kind: str):
+    """The predictions of `kind` that have no review yet."""
+    return Prediction.objects.filter(kind=kind, review__isnull=True)
+
+
+def awaiting_routing():
+    """The predictions routing has yet to give a review: every kind's, or while cases are in
+    force only churn's (a next-action prediction is never routed alone: a case carries it)."""
+    if cases_in_force():
+        return unrouted_predictions(PredictionKind.CHURN)
+    return Prediction.objects.filter(review__isnull=True)
 
 
 def _route_batches(unrouted, *, policy, rules, values, extra, side) -> RoutingResult:

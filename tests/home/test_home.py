@@ -14,7 +14,6 @@ from home.selectors import (
     WaitingItem,
     attention_for,
     system_health,
-    unrouted_predictions,
 )
 from integrations.models import Delivery, WebhookEndpoint
 from integrations.services.endpoints import create_endpoint
@@ -25,7 +24,7 @@ from reviews.models import AutomationPause, Review
 from reviews.policy_settings import PolicySettings
 from reviews.selectors.policy import current_policy
 from reviews.services.policy import change_policy
-from reviews.services.routing import route_new_predictions
+from reviews.services.routing import awaiting_routing, route_new_predictions
 from tests.conftest import TEST_PASSWORD
 from tests.factories import EventFactory, MemberFactory, ModelVersionFactory, PredictionFactory
 
@@ -372,9 +371,7 @@ def test_without_cases_an_unrouted_prediction_of_either_kind_waits():
     churn = _unrouted("churn", waited=timedelta(minutes=2))
     action = _unrouted("next_action", waited=timedelta(minutes=20))
 
-    assert sorted(unrouted_predictions().values_list("pk", flat=True)) == sorted(
-        [churn.pk, action.pk]
-    )
+    assert sorted(awaiting_routing().values_list("pk", flat=True)) == sorted([churn.pk, action.pk])
     routing = _health()["routing"]
     assert (routing.level, routing.word, routing.sentences) == (
         "warn",
@@ -393,7 +390,7 @@ def test_while_cases_are_in_force_only_churn_predictions_wait():
     churn = _unrouted("churn", waited=timedelta(minutes=2), version=versions["churn"])
     _unrouted("next_action", waited=timedelta(minutes=20), version=versions["next_action"])
 
-    assert list(unrouted_predictions()) == [churn]
+    assert list(awaiting_routing()) == [churn]
     routing = _health()["routing"]
     assert (routing.level, routing.word, routing.sentences) == (
         "ok",
