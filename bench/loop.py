@@ -11,7 +11,7 @@ horizon after it, and each member's realized churn over [C, C + 90 d) in `Synthe
 bench then DELETES every event at or after C: the database looks exactly like the present at C,
 when nobody can see yet how the horizon turns out, and the truth stays apart (the simulated
 reviewers and the bench's own measurements read it; no model, gate or service does). Every
-service then runs unchanged on its own clock: the data end at C, so scoring's default cutoff is
+service then runs unchanged on its own clock: the data end at C, so the scoring clock reads
 C and retraining's default training cutoff is C - 90 d (the out-of-time evaluation that the gate
 compares uses [C - 90 d, C): outcomes that are observable at C).
 
@@ -226,11 +226,11 @@ def prepare_base(args, seed: int) -> None:
     from django.db import connection
 
     from loyalty import roles
+    from loyalty.clock import scoring_clock
     from loyalty.models import Event
     from loyalty.services.synthetic.generation import generate_members
     from loyalty.services.users import assign_role
     from predictions.services.registry import promote_model_version
-    from predictions.services.scoring.runs import default_scoring_cutoff
     from predictions.services.training import default_training_cutoff, train_churn_version
     from reviews.services.reason_codes import seed_reason_codes
     from reviews.services.routing import route_new_predictions
@@ -251,8 +251,8 @@ def prepare_base(args, seed: int) -> None:
         f"generated {args.members:,} members ({result.churned:,} churn in the horizon); "
         f"removed {removed:,} events at or after C = {cutoff:%Y-%m-%d}"
     )
-    if default_scoring_cutoff() != cutoff:
-        raise SystemExit(f"scoring's default cutoff is {default_scoring_cutoff()}, not C")
+    if scoring_clock() != cutoff:
+        raise SystemExit(f"the scoring clock reads {scoring_clock()}, not C")
     user = get_user_model().objects.create_user(username=EXPERT_USERNAME)
     assign_role(user=user, role=roles.EXPERT)
     training_cutoff = default_training_cutoff(kind="churn", horizon_days=HORIZON)

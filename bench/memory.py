@@ -208,9 +208,10 @@ def score_with_workers(workers: int, chunk_size: int, limit_kib: int) -> tuple[f
     from django.db.models import Max
 
     from loyalty.celery import app
+    from loyalty.clock import scoring_clock
     from predictions.models import ScoringRun
     from predictions.services.scoring.predict import active_version
-    from predictions.services.scoring.runs import default_scoring_cutoff, start_scoring_run
+    from predictions.services.scoring.runs import start_scoring_run
 
     app.control.purge()
     names = [f"bench-memory-{i}-{os.getpid()}@%h" for i in range(workers)]
@@ -241,7 +242,7 @@ def score_with_workers(workers: int, chunk_size: int, limit_kib: int) -> tuple[f
             raise RuntimeError("the Celery workers did not answer a ping in time")
     version = active_version("churn")
     latest = ScoringRun.objects.filter(model_version=version).aggregate(at=Max("cutoff"))["at"]
-    cutoff = default_scoring_cutoff()
+    cutoff = scoring_clock()
     if latest is not None and latest >= cutoff:
         cutoff = latest + timedelta(seconds=1)
     started = time.perf_counter()

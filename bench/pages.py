@@ -260,11 +260,12 @@ def queue_cursor(page: int, page_size: int) -> tuple[int, str]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM reviews_review WHERE route = 'analyst' AND state = 'pending'"
+            " AND NOT in_backlog"
         )
         page = max(2, min(page, cursor.fetchone()[0] // page_size))
         cursor.execute(
             "SELECT priority, id FROM reviews_review WHERE route = 'analyst' AND state = 'pending'"
-            " ORDER BY priority DESC, id ASC OFFSET %s LIMIT 1",
+            " AND NOT in_backlog ORDER BY priority DESC, id ASC OFFSET %s LIMIT 1",
             [(page - 1) * page_size - 1],
         )
         priority, review_id = cursor.fetchone()
@@ -277,7 +278,7 @@ def pending_analyst_ids(count: int) -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT id FROM reviews_review WHERE route = 'analyst' AND state = 'pending'"
-            " ORDER BY random() LIMIT %s",
+            " AND NOT in_backlog ORDER BY random() LIMIT %s",
             [count],
         )
         return [row[0] for row in cursor.fetchall()]
@@ -292,7 +293,7 @@ def queue_explain(cursor_text: str) -> str:
     from reviews.selectors.queue import QUEUE_FIELDS, QUEUE_ORDER
 
     cursor = keyset.decode_cursor(cursor_text, model=Review, ordering=QUEUE_ORDER)
-    reviews = Review.objects.filter(route="analyst", state="pending")
+    reviews = Review.objects.queued("analyst")
     reviews = reviews.filter(keyset.after(QUEUE_ORDER, cursor.key))
     query = reviews.order_by(*QUEUE_ORDER).values(*QUEUE_FIELDS)[:51]
     sql, params = query.query.sql_with_params()

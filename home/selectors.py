@@ -20,6 +20,7 @@ from loyalty.models import WorkerHeartbeat
 from predictions.models import PredictionKind, ScoringRun
 from reviews.models import CASE, AutomationPause, Review
 from reviews.permissions import can_open_queue, readable_routes, visible_reviews
+from reviews.selectors.capacity import QUEUE_LABELS, QueueLoad, queue_loads
 from reviews.selectors.formatting import format_age
 from reviews.selectors.queue import PENDING_COUNT_CAP, QUEUE_KINDS, QUEUE_ROUTES, count_label
 from reviews.services.rerouting import awaiting_rerouting
@@ -31,7 +32,6 @@ QUEUE_URL_NAMES = {
     Review.Route.ANALYST: "reviews:queue",
     Review.Route.EXPERT: "reviews:expert_queue",
 }
-QUEUE_LABELS = {Review.Route.ANALYST: "analyst queue", Review.Route.EXPERT: "expert queue"}
 # Enough to start work from the home page; the queue itself has the rest.
 WAITING_ROWS = 5
 
@@ -50,6 +50,9 @@ class QueueCount:
     count: int
     count_label: str
     url: str  # "" where the user may read the items but not work the queue (admins)
+    # Items routed to the queue that wait in its backlog (its capacity is reached).
+    waiting: int = 0
+    waiting_label: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,19 +109,24 @@ def queue_routes_for(user) -> tuple[str, ...]:
     return tuple(route for route in QUEUE_ROUTES if readable is None or route in readable)
 
 
-def _pending(user, route: str):
-    pending = Review.objects.filter(route=route, state=Review.State.PENDING)
+def _pending(user, route: str, *, waiting: bool = False):
+    pending = Review.objects.backlogged(route) if waiting else Review.objects.queued(route)
     return visible_reviews(user, pending)
 
 
 def _queue_count(user, route: str) -> QueueCount:
     count = _pending(user, route).order_by().values("pk")[: PENDING_COUNT_CAP + 1].count()
+    waiting = (
+        _pending(user, route, waiting=True).order_by().values("pk")[: PENDING_COUNT_CAP + 1].count()
+    )
     return QueueCount(
         route=route,
         label=QUEUE_LABELS[route],
         count=count,
         count_label=count_label(count),
         url=reverse(QUEUE_URL_NAMES[route]) if can_open_queue(user, route) else "",
+        waiting=waiting,
+        waiting_label=count_label(waiting) if waiting else "",
     )
 
 
@@ -216,6 +224,7 @@ def system_health(*, now: datetime | None = None) -> tuple[HealthItem, ...]:
         outbox_health(now=now),
         pause_health(now=now),
         routing_health(now=now),
+        capacity_health(),
     )
 
 
@@ -273,7 +282,12 @@ def _scoring_line(run: ScoringRun | None, *, label: str, now: datetime) -> _Line
         )
     if run.status == ScoringRun.Status.DONE:
         when = _duration(now - (run.finished_at or run.created_at))
-        return _Line(OK, "done", f"{label}: done {when} ago, {progress} scored.")
+        what = "refresh" if run.scope == ScoringRun.Scope.REFRESH else "full run"
+        return _Line(
+            OK,
+            "done",
+            f"{label}: {what} done {when} ago, {progress} scored on data to {run.cutoff:%Y-%m-%d}.",
+        )
     started = _duration(now - run.created_at)
     return _Line(OK, run.status, f"{label}: {run.status} for {started}, {progress} scored so far.")
 
@@ -421,3 +435,35 @@ def routing_health(*, now: datetime) -> HealthItem:
     if not links:
         links = [Link("Thresholds", reverse("reviews:policy", args=[PredictionKind.CHURN]))]
     return _combined("routing", "Routing", lines, links)
+
+
+def capacity_health() -> HealthItem:
+    """Each queue against its daily capacity (`reviews.services.capacity`): what waits in a
+    backlog, and how full the queues with a capacity are."""
+    shown = [load for load in queue_loads() if load.waiting or load.capacity is not None]
+    lines = [_capacity_line(load) for load in shown]
+    if not lines:
+        lines = [
+            _Line(
+                OK,
+                "no limit",
+                "No queue has a daily capacity: routing puts every item for people in its queue.",
+            )
+        ]
+    kinds = [kind for kind, _ in _kinds() if any(load.kind == kind for load in shown)]
+    labels = dict(_kinds())
+    links = [
+        Link(f"{labels[kind]} thresholds", reverse("reviews:policy", args=[kind])) for kind in kinds
+    ] or [Link("Thresholds", reverse("reviews:policy", args=[PredictionKind.CHURN]))]
+    return _combined("capacity", "Queue capacity", lines, links)
+
+
+def _capacity_line(load: QueueLoad) -> _Line:
+    where = f"{load.kind_label}, {load.queue_label}"
+    held = f"{load.queued_label} in the queue, capacity {load.capacity_text}"
+    if load.waiting:
+        items = "item waits" if load.waiting == 1 else "items wait"
+        return _Line(
+            WARN, "backlog", f"{where}: {load.waiting_label} {items} in the backlog ({held})."
+        )
+    return _Line(OK, "within", f"{where}: {held}; nothing waits.")

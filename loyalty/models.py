@@ -37,10 +37,23 @@ class Member(models.Model):
     erased_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Freshness (`predictions.services.scoring.freshness`): marked when an input of the
+    # member's scores changes (new events, a consent, a tier or another field), cleared by the
+    # scoring that covers the change; and the scoring clock's reading of its latest scoring.
+    inputs_changed_at = models.DateTimeField(null=True, blank=True)
+    scored_through = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["id"]
         permissions = [("erase_member", "Can erase a member's personal data")]
+        indexes = [
+            # Few members are marked at a time: the daily refresh finds them without a scan.
+            models.Index(
+                fields=["inputs_changed_at"],
+                condition=Q(inputs_changed_at__isnull=False),
+                name="member_inputs_changed",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.external_id

@@ -131,7 +131,22 @@ class ScoringRun(models.Model):
         DONE = "done"
         FAILED = "failed"
 
+    class Scope(models.TextChoices):
+        FULL = "full", "Every scorable member"
+        REFRESH = "refresh", "The members whose scores were due (changed or stale)"
+
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="runs")
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.FULL)
+    # The last run of a cycle (next action, then churn: `scoring.runs.CYCLE_ORDER`) brings its
+    # members' freshness up to date (`Member.scored_through`) as its chunks are written.
+    closes_cycle = models.BooleanField(default=True)
+    value_points = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="A full run's population: its members' values at evenly spaced quantiles. "
+        "Routing takes the expert value threshold and the priority percentiles from the "
+        "latest full run's, so that a partial run is routed as the whole population would be.",
+    )
     cutoff = models.DateTimeField(help_text="Features see events strictly before this time.")
     served_model = models.CharField(
         max_length=20,

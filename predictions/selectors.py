@@ -16,6 +16,7 @@ from loyalty.query_frames import arrow_table_by_copy
 from loyalty.selectors import scorable_members
 from predictions.ml import frames, row_budget
 from predictions.ml.features import MAX_LOOKBACK_DAYS, PreparedEvents, prepare_events
+from predictions.models import ScoringRun
 
 # What build_features reads: quantity and product_id feed no feature, so scoring skips them.
 FEATURE_EVENT_COLUMNS = [
@@ -286,3 +287,14 @@ def members_frame(
     frame["points_balance"] = frame["points_balance"].astype(float)
     frame["tier_rank"] = frames.tier_ranks(frame["tier"], settings.LOYALTY_TIER_LADDER)
     return frame
+
+
+def population_value_points() -> list[float]:
+    """The value points of the latest finished full scoring run that stored them
+    (`ScoringRun.value_points`); [] before any has."""
+    runs = (
+        ScoringRun.objects.filter(scope=ScoringRun.Scope.FULL, status=ScoringRun.Status.DONE)
+        .order_by("-finished_at", "-pk")
+        .values_list("value_points", flat=True)
+    )
+    return next((points for points in runs[:20] if points), [])

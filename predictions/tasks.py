@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from predictions.services.scoring import runs
+from predictions.services.scoring import freshness, runs
 
 
 @shared_task(
@@ -19,3 +19,10 @@ def score_chunk_task(chunk_id: int) -> int:
 @shared_task(name="predictions.resend_stale_chunks_task")
 def resend_stale_chunks_task() -> int:
     return runs.resend_stale_chunks()
+
+
+@shared_task(name="predictions.refresh_scores_task")
+def refresh_scores_task(every_days: int | None = None) -> int:
+    """Beat's daily refresh (`freshness`); `every_days` is the schedule's kwarg, editable in
+    the admin. Returns how many members it started scoring."""
+    return freshness.refresh_scores(every_days=every_days).due

@@ -1,6 +1,7 @@
 """The human side: escalation policies, reviews of predictions, decisions and their reasons."""
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -20,7 +21,10 @@ class EscalationPolicy(models.Model):
       decides whatever the confidence;
     - churn risk within [`human_risk_low`, `human_risk_high`]: never auto-approved;
     - `audit_sample_rate` of would-be auto-approvals still go to an analyst;
-    - an analyst item waiting longer than `sla_hours` escalates to an expert.
+    - an analyst item waiting longer than `sla_hours` escalates to an expert;
+    - a queue holds at most its daily capacity (`analyst_daily_capacity`,
+      `expert_daily_capacity`; empty: no limit) of items awaiting a decision: the overflow waits
+      in the backlog (`reviews.services.capacity`). A case counts against the churn policy's.
     `segment_overrides` maps a tier to replacements of the two confidence thresholds.
     """
 
@@ -47,6 +51,20 @@ class EscalationPolicy(models.Model):
     human_risk_high = models.FloatField(null=True, blank=True, default=1.0)
     audit_sample_rate = models.FloatField(default=0.02)
     sla_hours = models.PositiveIntegerField(default=48)
+    # How many items people can decide a day in each queue: the queue holds at most this many
+    # awaiting a decision. None: no limit (what every version before capacities meant).
+    analyst_daily_capacity = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Items analysts can decide a day; the overflow waits in the backlog.",
+    )
+    expert_daily_capacity = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Items experts can decide a day; the overflow waits in the backlog.",
+    )
     segment_overrides = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
@@ -66,10 +84,26 @@ class EscalationPolicy(models.Model):
                 condition=Q(audit_sample_rate__gte=0) & Q(audit_sample_rate__lte=1),
                 name="audit_rate_is_a_share",
             ),
+            models.CheckConstraint(
+                condition=Q(analyst_daily_capacity__isnull=True) | Q(analyst_daily_capacity__gte=1),
+                name="analyst_capacity_is_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(expert_daily_capacity__isnull=True) | Q(expert_daily_capacity__gte=1),
+                name="expert_capacity_is_positive",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} policy v{self.version}"
+
+    def daily_capacity(self, route: str) -> int | None:
+        """The items `route`'s queue may hold awaiting a decision (None: no limit, or no queue:
+        auto-approval has none)."""
+        return {
+            "analyst": self.analyst_daily_capacity,
+            "expert": self.expert_daily_capacity,
+        }.get(route)
 
 
 class ReasonCode(models.Model):
@@ -113,6 +147,19 @@ VERDICT_TREATMENTS = {
 CASE = "case"
 
 
+class ReviewQuerySet(models.QuerySet):
+    def queued(self, route: str | None = None) -> "ReviewQuerySet":
+        """The items in people's queues (of `route`): pending, not waiting in the backlog. What
+        the queues list and count, what the SLA escalates and what capacity counts."""
+        queued = self.filter(state=Review.State.PENDING, in_backlog=False)
+        return queued if route is None else queued.filter(route=route)
+
+    def backlogged(self, route: str | None = None) -> "ReviewQuerySet":
+        """The items waiting in the backlog (of `route`) until their queue has room."""
+        waiting = self.filter(state=Review.State.PENDING, in_backlog=True)
+        return waiting if route is None else waiting.filter(route=route)
+
+
 class Review(models.Model):
     """The routing state of one prediction: who must look at it and whether anyone has.
 
@@ -123,6 +170,11 @@ class Review(models.Model):
 
     Denormalized member tier, value, risk and confidence make the queue one index scan (a
     case's confidence is the lower of its two predictions').
+
+    A pending review is in its route's queue, or `in_backlog`: routed to people while the queue
+    was at its policy's daily capacity, it waits (no due time, nobody decides it) until the
+    queue has room (`reviews.services.capacity`). Being pending, it is superseded, withdrawn and
+    re-routed like any pending review.
     """
 
     class Route(models.TextChoices):
@@ -173,6 +225,8 @@ class Review(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     routed_at = models.DateTimeField()
     due_at = models.DateTimeField(null=True, blank=True)
+    # Pending but not in the queue: waiting in the backlog until the queue has room.
+    in_backlog = models.BooleanField(default=False, db_default=False)
     escalated_at = models.DateTimeField(null=True, blank=True)
     escalated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -184,9 +238,15 @@ class Review(models.Model):
     analyst_proposal = models.JSONField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
 
+    objects = ReviewQuerySet.as_manager()
+
     class Meta:
         indexes = [
-            models.Index(fields=["route", "state", "-priority", "id"], name="review_queue_order"),
+            # The queue (and its backlog) in order: `queued` and `backlogged` fix the first three.
+            models.Index(
+                fields=["route", "state", "in_backlog", "-priority", "id"],
+                name="review_queue_order",
+            ),
             models.Index(fields=["member", "-created_at"], name="review_member"),
             models.Index(fields=["state", "due_at"], name="review_due"),
         ]
@@ -201,6 +261,11 @@ class Review(models.Model):
     @property
     def is_escalated(self) -> bool:
         return self.escalated_at is not None
+
+    @property
+    def is_waiting(self) -> bool:
+        """Whether it waits in the backlog: for people, but in no queue yet."""
+        return self.state == Review.State.PENDING and self.in_backlog
 
     @property
     def is_case(self) -> bool:

@@ -105,9 +105,10 @@ def holdout_disclosed(user, decision, *, now: datetime) -> bool:
 
 def can_decide_review(user, review: Review) -> bool:
     """May the user decide it now: experts any undecided review, an auto-approval included
-    (overriding the automation is theirs to do); analysts pending items of their queue. The
-    decision services enforce the same (ReviewNotYours)."""
-    if review.state == Review.State.DECIDED:
+    (overriding the automation is theirs to do); analysts pending items of their queue. An
+    item waiting in the backlog is nobody's yet. The decision services enforce the same
+    (ReviewNotYours, ReviewNotOpen)."""
+    if review.state == Review.State.DECIDED or review.is_waiting:
         return False
     if user.has_perm(DECIDE_ESCALATED):
         return True

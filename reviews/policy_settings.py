@@ -15,6 +15,8 @@ POLICY_FIELDS = (
     "sla_hours",
     "segment_overrides",
     "ranking",
+    "analyst_daily_capacity",
+    "expert_daily_capacity",
 )
 FIRST_VERSION = 1
 FIRST_VERSION_REASON = "defaults"
@@ -34,6 +36,9 @@ class PolicySettings:
     segment_overrides: dict | None = None
     # How a next-action review picks its recommendation (EscalationPolicy.Ranking).
     ranking: str = EscalationPolicy.Ranking.PROPENSITY
+    # Items a queue may hold awaiting a decision (None: no limit; `reviews.services.capacity`).
+    analyst_daily_capacity: int | None = None
+    expert_daily_capacity: int | None = None
 
     @classmethod
     def of(cls, policy: EscalationPolicy) -> "PolicySettings":

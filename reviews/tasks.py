@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.db import InterfaceError, OperationalError
 
 from predictions.models import PredictionKind
-from reviews.services import rerouting, sla
+from reviews.services import capacity, rerouting, sla
 from reviews.services.routing import route_new_predictions
 
 
@@ -49,3 +49,18 @@ def reroute_undecided_task(kind: str, policy_version: int, actor_id: int | None 
 def reroute_stale_task() -> list[str]:
     """The sweep: a re-routing whose message or worker was lost is queued again."""
     return rerouting.reroute_stale()
+
+
+@shared_task(
+    name="reviews.drain_backlog_task",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=5,
+)
+def drain_backlog_task(kind: str | None = None, route: str | None = None) -> int:
+    """Waiting items enter queues with room (beat, and queued when a decision frees room);
+    idempotent: a full queue or an empty backlog moves nothing. Returns how many entered."""
+    drained = capacity.drain_backlog(
+        kinds=[kind] if kind else None, routes=[route] if route else None
+    )
+    return sum(drained.values())

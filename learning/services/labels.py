@@ -20,10 +20,11 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 from django.db import transaction
-from django.db.models import Exists, Max, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from learning.models import LabeledExample
+from loyalty.clock import scoring_clock
 from loyalty.models import Action, Event
 from loyalty.selectors import scorable_members
 from predictions.calls import model_churn_call
@@ -45,6 +46,7 @@ OUTCOME_KINDS = ("campaign_received", "coupon_redeemed")
 class OutcomeResult:
     recorded: int
     by_kind: dict[str, int]
+    # The scoring clock's reading the outcomes were recorded at.
     data_clock: datetime | None
 
 
@@ -165,11 +167,6 @@ def sweep_unlabeled_decisions(*, limit: int | None = None) -> int:
     return created
 
 
-def data_clock() -> datetime | None:
-    """The time the imported data reach: the latest event."""
-    return Event.objects.aggregate(last=Max("occurred_at"))["last"]
-
-
 def predictions_due_for_outcome(*, clock: datetime):
     """Predictions whose horizon has passed by `clock` and whose outcome is not recorded, of
     members who may be profiled (a later consent brings theirs back)."""
@@ -195,10 +192,9 @@ def predictions_due_for_outcome(*, clock: datetime):
 
 
 def record_outcomes(*, clock: datetime | None = None, limit: int | None = None) -> OutcomeResult:
-    """Record the outcome of every prediction whose horizon the data have passed."""
-    clock = clock or data_clock()
-    if clock is None:
-        return OutcomeResult(recorded=0, by_kind={}, data_clock=None)
+    """Record the outcome of every prediction whose horizon the scoring clock (`loyalty.clock`,
+    the end of the data) has passed."""
+    clock = clock or scoring_clock()
     counts: dict[str, int] = {}
     last_id = 0
     remaining = limit

@@ -160,6 +160,7 @@ def erase_member(*, member_id: int, actor: AbstractBaseUser | None) -> ErasureRe
     member.age_band = ""
     member.region = ""
     member.erased_at = timezone.now()
+    member.inputs_changed_at = member.erased_at
     member.full_clean()
     member.save()
     # Downstream systems know the member by the former id: the event names it (until it is

@@ -136,6 +136,10 @@ def record_event_batch(
     duplicates += len(candidates) - len(new_events)
     # ignore_conflicts still guards the natural key against writers that do not lock members.
     Event.objects.bulk_create(new_events, ignore_conflicts=True)
+    # The members' scores are due for a refresh (`predictions.services.scoring.freshness`).
+    Member.objects.filter(pk__in={event.member_id for event in new_events}).update(
+        inputs_changed_at=timezone.now()
+    )
 
     result = EventBatchResult(
         received=received,

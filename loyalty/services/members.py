@@ -131,8 +131,9 @@ def update_member(
     if changed:
         for field in changed:
             setattr(locked, field, data[field])
+        locked.inputs_changed_at = timezone.now()  # a tier, say, is a feature
         locked.full_clean()
-        locked.save(update_fields=[*changed, "updated_at"])
+        locked.save(update_fields=[*changed, "inputs_changed_at", "updated_at"])
         record_audit(
             kind=AuditRecord.Kind.MEMBER_CHANGE,
             actor=actor,
@@ -170,8 +171,8 @@ def set_consent(
     if getattr(locked, field) == consent:
         return locked
     setattr(locked, field, consent)
-    locked.consent_changed_at = timezone.now()
-    locked.save(update_fields=[field, "consent_changed_at", "updated_at"])
+    locked.consent_changed_at = locked.inputs_changed_at = timezone.now()
+    locked.save(update_fields=[field, "consent_changed_at", "inputs_changed_at", "updated_at"])
     _audit_consent(member=locked, consent=kind, actor=actor)
     if not consent:
         announce_consent_withdrawal(member_ids=[locked.pk], consent=kind)

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -220,7 +221,9 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=60 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
 CELERY_WORKER_LOST_WAIT = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's scheduler, except that the entries below only seed the database: an
+# entry an admin edited keeps the edit when beat restarts (`loyalty.beat`).
+CELERY_BEAT_SCHEDULER = "loyalty.beat:SeedingDatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 
 # --- The loyalty program ----------------------------------------------------------------------
@@ -243,6 +246,10 @@ LOYALTY_TRAINING_MAX_MEMBERS = env.int("LOYALTY_TRAINING_MAX_MEMBERS", default=2
 # Superseded predictions nothing points to are pruned this many days after they were scored
 # (learning.services.housekeeping).
 LOYALTY_PREDICTION_RETENTION_DAYS = env.int("LOYALTY_PREDICTION_RETENTION_DAYS", default=90)
+# The daily refresh re-scores every member whose scores are this many days old on the scoring
+# clock, changed or not (predictions.services.scoring.freshness); the beat entry's
+# `every_days` kwarg, editable in the admin, overrides it.
+LOYALTY_RESCORE_EVERY_DAYS = env.int("LOYALTY_RESCORE_EVERY_DAYS", default=7)
 LOYALTY_IMPORT_TIMEZONE = env.str("LOYALTY_IMPORT_TIMEZONE", default="") or None
 
 LOGGING = {
@@ -271,6 +278,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     "record-outcomes": {"task": "learning.record_outcomes_task", "schedule": 6 * 60 * 60.0},
     "escalate-overdue-reviews": {"task": "reviews.escalate_overdue_task", "schedule": 5 * 60.0},
+    # Items waiting in a queue's backlog enter it as room frees (reviews.services.capacity).
+    "drain-backlog": {"task": "reviews.drain_backlog_task", "schedule": 5 * 60.0},
     "weekly-churn-retraining": {
         "task": "learning.scheduled_retraining_task",
         "schedule": 7 * 24 * 60 * 60.0,
@@ -292,6 +301,11 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-deliveries": {"task": "integrations.sweep_deliveries_task", "schedule": 60.0},
     # Superseded predictions nothing points to, past LOYALTY_PREDICTION_RETENTION_DAYS.
     "prune-predictions": {"task": "learning.prune_predictions_task", "schedule": 24 * 60 * 60.0},
+    # Members whose inputs changed or whose scores aged out are re-scored (daily, 02:00 UTC).
+    "refresh-scores": {
+        "task": "predictions.refresh_scores_task",
+        "schedule": crontab(minute="0", hour="2"),
+    },
 }
 
 # Notifications by email (SLA escalations, retraining results); the console in development.

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from loyalty.clock import scoring_clock
 from loyalty.models import Action
 from loyalty.selectors import scorable_members
 from predictions.exceptions import TrainingDataError
@@ -236,12 +237,10 @@ def member_budget(members_read: int) -> dict:
 
 
 def default_training_cutoff(*, kind: str, horizon_days: int) -> datetime:
-    """Where a model trained now should be evaluated: the end of the data (see
-    `scoring.runs.default_scoring_cutoff`), less the churn horizon so that the out-of-time window
-    after the cutoff is complete."""
-    from predictions.services.scoring.runs import default_scoring_cutoff
-
-    end = default_scoring_cutoff()
+    """Where a model trained now should be evaluated: the end of the data (the scoring clock,
+    `loyalty.clock`), less the churn horizon so that the out-of-time window after the cutoff
+    is complete."""
+    end = scoring_clock()
     return end - timedelta(days=horizon_days) if kind == PredictionKind.CHURN else end
 
 

@@ -18,10 +18,23 @@ class ReviewFilter(django_filters.FilterSet):
     max_confidence = django_filters.NumberFilter(
         field_name="confidence", lookup_expr="lte", help_text="Confidence at most this (0–1)."
     )
+    in_backlog = django_filters.BooleanFilter(
+        help_text="true: only pending reviews waiting in a queue's backlog (the queue is at its "
+        "daily capacity); false: the others."
+    )
     escalated = moment_is_set_filter(
         "escalated_at", help_text="true: only reviews an analyst escalated; false: only the others."
     )
 
     class Meta:
         model = Review
-        fields = ["route", "state", "kind", "tier", "min_confidence", "max_confidence", "escalated"]
+        fields = [
+            "route",
+            "state",
+            "in_backlog",
+            "kind",
+            "tier",
+            "min_confidence",
+            "max_confidence",
+            "escalated",
+        ]

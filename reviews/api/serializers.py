@@ -156,6 +156,11 @@ class ReviewOutputSerializer(serializers.Serializer):
     kind = serializers.CharField(source="decision_kind", help_text=KIND_HELP)
     route = serializers.ChoiceField(choices=Review.Route.choices)
     state = serializers.ChoiceField(choices=Review.State.choices)
+    in_backlog = serializers.BooleanField(
+        help_text="A pending review waiting in its queue's backlog (the queue is at its daily "
+        "capacity): nobody decides it (409) until it enters the queue, by priority, as room "
+        "frees; it has no due_at until then."
+    )
     route_reason = serializers.CharField()
     priority = serializers.FloatField(help_text="Higher first.")
     tier = serializers.CharField()

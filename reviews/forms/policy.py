@@ -20,9 +20,32 @@ def _number(label: str, help_text: str = "", *, required: bool = True, step: str
     )
 
 
+# Far above any team's day; a typo with three zeros too many is refused, not obeyed.
+MAX_DAILY_CAPACITY = 1_000_000
+CAPACITY_ERRORS = {
+    "invalid": "Enter a whole number of items, at least 1, or leave it empty for no limit.",
+    "min_value": "A capacity is at least 1 item a day; leave it empty for no limit.",
+    "max_value": f"At most {MAX_DAILY_CAPACITY:,} items a day; leave it empty for no limit.",
+}
+
+
+def _capacity(label: str, who: str) -> forms.IntegerField:
+    return forms.IntegerField(
+        label=label,
+        help_text=f"What {who} can decide in a day: the queue holds at most this many; the "
+        "lowest-priority overflow waits in a backlog. Empty: no limit.",
+        required=False,
+        min_value=1,
+        max_value=MAX_DAILY_CAPACITY,
+        error_messages=CAPACITY_ERRORS,
+        widget=forms.NumberInput(attrs={"step": "1", "min": "1"}),
+    )
+
+
 class PolicyForm(forms.Form):
     """Validates a whole policy: expert ≤ auto-approve (per tier too), shares in [0, 1], the value
-    quantile strictly inside (0, 1), a risk band with low ≤ high. `require_reason=False` is the
+    quantile strictly inside (0, 1), a risk band with low ≤ high, capacities of at least one
+    item a day or empty. `require_reason=False` is the
     simulation's use: the same checks without the why."""
 
     auto_approve_confidence = _number(
@@ -57,6 +80,8 @@ class PolicyForm(forms.Form):
         "the action catalog) with the member's churn risk and value; no action wins when "
         "nothing is worth more than it costs.",
     )
+    analyst_daily_capacity = _capacity("Analyst queue holds (items a day)", "analysts")
+    expert_daily_capacity = _capacity("Expert queue holds (items a day)", "experts")
     # The version the page showed: saving over a version someone else saved since is a conflict.
     based_on_version = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
     reason = forms.CharField(
@@ -165,4 +190,6 @@ class PolicyForm(forms.Form):
             sla_hours=data["sla_hours"],
             segment_overrides=overrides,
             ranking=data.get("ranking") or EscalationPolicy.Ranking.PROPENSITY,
+            analyst_daily_capacity=data.get("analyst_daily_capacity"),
+            expert_daily_capacity=data.get("expert_daily_capacity"),
         )

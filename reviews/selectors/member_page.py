@@ -30,6 +30,8 @@ TIMELINE_EVENTS = 50
 # The states a decision comes with: a person's, or the policy's auto-approval (an auto-approval
 # routed before policy decisions existed has none, and shows as auto-approved).
 DECIDED_STATES = (Review.State.DECIDED, Review.State.AUTO_APPROVED)
+# A pending review that waits for room in its queue (`reviews.services.capacity`).
+WAITING_LABEL = "waiting in the backlog"
 MEMBER_HISTORY = 20
 # What a model version records about its training: kilobytes of JSON that the member page
 # never shows, left in the database.
@@ -197,7 +199,9 @@ def page_of_review(*, review: Review, viewer, now: datetime | None = None) -> Re
         route_label=review.get_route_display(),
         route_reason=review.route_reason,
         waiting=format_age(now - review.routed_at),
-        state_label=review.get_state_display().replace("_", " "),
+        state_label=WAITING_LABEL
+        if review.is_waiting
+        else review.get_state_display().replace("_", " "),
         escalation=_escalation_facts(review),
         decision=_decision_facts(review),
         actions=_action_probabilities(review, catalog),
@@ -452,6 +456,7 @@ def member_history(
             "prediction__cutoff",
             "recommended_action_id",
             "action_prediction_id",
+            "in_backlog",
         )[:limit]
     )
     decisions = _decisions_of([row["pk"] for row in reviews if row["state"] in DECIDED_STATES])
@@ -496,8 +501,11 @@ def _history_item(
         by = decision["decided_by__username"] or Decision.POLICY
         reason = decision["reason__label"]
     else:
+        waits_for = ROUTE_LABELS[row["route"]].lower()
         status = {
-            Review.State.PENDING: f"Waiting ({ROUTE_LABELS[row['route']].lower()})",
+            Review.State.PENDING: f"In the backlog ({waits_for})"
+            if row["in_backlog"]
+            else f"Waiting ({waits_for})",
             Review.State.AUTO_APPROVED: "Auto-approved",
         }.get(row["state"], row["state"])
         by, reason = "", ""

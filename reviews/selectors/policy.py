@@ -26,6 +26,8 @@ class PolicyVersionRow:
     risk_band: str
     tier_overrides: str
     ranking: str
+    # The daily capacities: "analyst 200 · expert 50", "—" without any.
+    capacity: str = "—"
 
 
 def policy_history(kind: str, *, limit: int = HISTORY_SHOWN) -> list[PolicyVersionRow]:
@@ -61,6 +63,15 @@ def _version_row(policy: EscalationPolicy) -> PolicyVersionRow:
         ranking=RANKING_LABELS.get(policy.ranking, policy.ranking)
         if policy.kind == PredictionKind.NEXT_ACTION
         else "—",
+        capacity=" · ".join(
+            f"{who} {limit:,}"
+            for who, limit in (
+                ("analyst", policy.analyst_daily_capacity),
+                ("expert", policy.expert_daily_capacity),
+            )
+            if limit is not None
+        )
+        or "—",
     )
 
 

@@ -150,10 +150,7 @@ def pending_counts(*, cap: int = PENDING_COUNT_CAP) -> dict[str, int]:
     entries of the (route, state, ...) queue index, whatever the queue's size. Both counts in
     one statement: a round trip costs more than either count."""
     capped = [
-        Review.objects.filter(route=route, state=Review.State.PENDING)
-        .order_by()
-        .values("pk")[: cap + 1]
-        .query.sql_with_params()
+        Review.objects.queued(route).order_by().values("pk")[: cap + 1].query.sql_with_params()
         for route in QUEUE_ROUTES
     ]
     sql = "SELECT " + ", ".join(f"(SELECT COUNT(*) FROM ({part}) AS capped)" for part, _ in capped)
@@ -263,8 +260,7 @@ def pending_reviews_for(
     """One page of a route's pending reviews, highest priority first (keyset pagination)."""
     filters = filters or QueueFilters()
     now = now or timezone.now()
-    reviews = Review.objects.filter(route=route, state=Review.State.PENDING)
-    reviews = filters.apply(reviews, now=now)
+    reviews = filters.apply(Review.objects.queued(route), now=now)
     cursor = _queue_cursor(after)
     page = keyset.keyset_page(
         reviews.values(*QUEUE_FIELDS), ordering=QUEUE_ORDER, cursor=cursor, size=limit
@@ -338,14 +334,13 @@ def action_worth(*, expected_value: float | None, cost: float | None, probabilit
 def next_pending_review(*, route: str, after: Review) -> int | None:
     """The id of the pending review that follows `after` in its queue's order; the top of the
     queue when `after` was the last one; None when the queue is empty."""
-    pending = Review.objects.filter(route=route, state=Review.State.PENDING).exclude(pk=after.pk)
+    pending = Review.objects.queued(route).exclude(pk=after.pk)
     ordered = pending.order_by(*QUEUE_ORDER).values_list("pk", flat=True)
     following = ordered.filter(keyset.after(QUEUE_ORDER, (after.priority, after.pk)))
     return following.first() or ordered.first()
 
 
 def overdue_analyst_items(*, now: datetime):
-    """Pending analyst items whose due time has passed (the SLA escalation takes them)."""
-    return Review.objects.filter(
-        route=Review.Route.ANALYST, state=Review.State.PENDING, due_at__lte=now
-    )
+    """Analyst items in the queue whose due time has passed (the SLA escalation takes them);
+    one waiting in the backlog has no clock running."""
+    return Review.objects.queued(Review.Route.ANALYST).filter(due_at__lte=now)

@@ -25,6 +25,7 @@ from reviews.exceptions import (
 )
 from reviews.models import CASE, VERDICT_TREATMENTS, Decision, ReasonCode, Review
 from reviews.permissions import DECIDE, DECIDE_ESCALATED, visible_reviews
+from reviews.services.capacity import WAITING_NOT_DECIDABLE, request_drain
 from reviews.services.contact_rules import flags_now, lock_for_rules
 from reviews.services.decision_events import (
     emit_decision,
@@ -161,6 +162,14 @@ def decide_review(
             "decide the member's current review instead.",
             review_id=review.pk,
         )
+    if review.state == Review.State.WITHDRAWN:
+        raise ReviewNotOpen(
+            "The member withdrew consent to profiling: this review left the queues and "
+            "cannot be decided.",
+            review_id=review.pk,
+        )
+    if review.is_waiting:
+        raise ReviewNotOpen(WAITING_NOT_DECIDABLE, review_id=review.pk)
     reason = _reason(reason_code, verdict)
     action = _answer_action(review, verdict, churn_label, action_code)
     if review.is_case:  # a case's decision carries its churn call, confirmed or corrected
@@ -234,6 +243,7 @@ def decide_review(
     review.state = Review.State.DECIDED
     review.decided_at = timezone.now()
     review.save(update_fields=["state", "decided_at"])
+    request_drain(kind=review.kind, route=review.route)  # its queue has room for one more
     decision_recorded.send(sender=Decision, decision_id=decision.pk)
     emit_decision(decision)
     record_audit(
@@ -337,6 +347,8 @@ def escalate_review(
     )
     if is_repeat:
         return review
+    if review.is_waiting:
+        raise ReviewNotOpen(WAITING_NOT_DECIDABLE, review_id=review.pk)
     if review.state != Review.State.PENDING or review.route != Review.Route.ANALYST:
         raise ReviewNotOpen("Only a pending analyst item can be escalated.", review_id=review.pk)
     review.route = Review.Route.EXPERT
@@ -357,6 +369,7 @@ def escalate_review(
             "analyst_proposal",
         ]
     )
+    request_drain(kind=review.kind, route=Review.Route.ANALYST)  # it left the analyst queue
     record_audit(
         kind=AuditRecord.Kind.ESCALATION,
         actor=actor,

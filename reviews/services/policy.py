@@ -13,6 +13,7 @@ from reviews.exceptions import PolicyChanged
 from reviews.models import EscalationPolicy
 from reviews.permissions import MANAGE_POLICY
 from reviews.policy_settings import FIRST_VERSION, PolicySettings, first_version_fields
+from reviews.services.capacity import request_drain
 from reviews.services.rerouting import request_rerouting
 
 
@@ -46,7 +47,8 @@ def save_policy(
 ) -> EscalationPolicy:
     """What saving the policy page does: the new version (`change_policy`), then the re-routing
     of the undecided reviews under it, queued for a worker once the version has committed
-    (minutes at a million reviews, far past a web request)."""
+    (minutes at a million reviews, far past a web request), and the draining of the kind's
+    backlogs under its capacities (`capacity`)."""
     with transaction.atomic():
         policy = change_policy(
             kind=kind,
@@ -56,6 +58,7 @@ def save_policy(
             based_on_version=based_on_version,
         )
         request_rerouting(kind=kind, actor=actor)
+        request_drain(kind=kind)
     return policy
 
 

@@ -35,7 +35,13 @@ from reviews.selectors.policy import current_policy
 from reviews.services.action_ranking import rank_batch
 from reviews.services.policy_decisions import decide_auto_approvals
 from reviews.services.routing import hold_back_for_contact_rules, ranks_actions
-from reviews.services.routing_rules import ReviewRules, RouteChoice, routed_fields, routing_rule
+from reviews.services.routing_rules import (
+    ReviewRules,
+    RouteChoice,
+    population_scale,
+    routed_fields,
+    routing_rule,
+)
 
 # Rows locked and rewritten per transaction: short enough that a reviewer deciding an item of
 # the batch waits well under a second (SQLite serializes every write transaction).
@@ -56,6 +62,7 @@ _UPDATED_FIELDS = [
     "expected_value",
     "risk",
     "contact_flags",
+    "in_backlog",
 ]
 
 
@@ -220,6 +227,7 @@ def reroute_undecided(
                     "action_prediction__confidence",
                     "prediction__score",
                     "action_policy_id",
+                    "in_backlog",
                 )[:REROUTE_BATCH_SIZE]
             )
             if not batch:
@@ -282,12 +290,14 @@ class Rules:
 
 
 def _rules(kind: str, policy: EscalationPolicy, values: np.ndarray) -> Rules:
-    """The rules of a re-routing of `kind` under `policy` (current), over a population whose
-    member values are `values`; the other kind's current version for the cases' other side."""
+    """The rules of a re-routing of `kind` under `policy` (current), on the population's value
+    scale (`values`, those of what is re-routed, before a full run stored one); the other
+    kind's current version for the cases' other side."""
+    scale = population_scale(values)
     other = PredictionKind.NEXT_ACTION if kind == PredictionKind.CHURN else PredictionKind.CHURN
     policies = {kind: policy, other: current_policy(other)}
     rule = {
-        name: routing_rule(kind=name, settings=PolicySettings.of(version), values=values)
+        name: routing_rule(kind=name, settings=PolicySettings.of(version), scale=scale)
         for name, version in policies.items()
     }
     return Rules(
@@ -301,6 +311,7 @@ def _rules(kind: str, policy: EscalationPolicy, values: np.ndarray) -> Rules:
 
 # Positions in a re-routing batch row past the review's own columns.
 _ACTION_PREDICTION, _CHURN_CONFIDENCE, _ACTION_CONFIDENCE, _CHURN_SCORE = 16, 17, 18, 19
+_IN_BACKLOG = 21
 
 
 def _is_case(row: tuple) -> bool:
@@ -388,10 +399,15 @@ def _rerouted(row: tuple, rules: Rules, choice: RouteChoice, now: datetime, rank
     policy = rules.churn_policy if _is_case(row) else rules.own_policy
     # Handing an item between automation and people routes it now; otherwise its wait goes on.
     was_auto, is_auto = route == Review.Route.AUTO, choice.route == Review.Route.AUTO
+    # An item waiting in the backlog waits on, with no due time, while people are to decide it
+    # (`capacity`: it enters its queue as room frees); auto-approved, it leaves the backlog.
+    waits = bool(row[_IN_BACKLOG]) and not is_auto
     new = {
         **routed_fields(
             choice, routed_at=routed_at if is_auto == was_auto else now, sla_hours=policy.sla_hours
         ),
+        **({"due_at": None} if waits else {}),
+        "in_backlog": waits,
         "policy_id": policy.pk,
         **({"action_policy_id": rules.action_policy.pk} if _is_case(row) else {}),
         **ranked,
@@ -404,6 +420,7 @@ def _rerouted(row: tuple, rules: Rules, choice: RouteChoice, now: datetime, rank
         **({"action_policy_id": row[20]} if _is_case(row) else {}),
         "routed_at": routed_at,
         "due_at": due_at,
+        "in_backlog": bool(row[_IN_BACKLOG]),
         **(
             {"recommended_action_id": action_id, "expected_value": worth, "risk": row[9]}
             if ranked

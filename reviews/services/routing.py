@@ -29,6 +29,7 @@ from reviews.models import EscalationPolicy, Review
 from reviews.policy_settings import PolicySettings
 from reviews.selectors.policy import current_policy
 from reviews.services.action_ranking import rank_batch
+from reviews.services.capacity import hold_overflow
 from reviews.services.cases import (
     carried_action_predictions,
     cases_in_force,
@@ -40,7 +41,9 @@ from reviews.services.policy_decisions import decide_auto_approvals
 from reviews.services.routing_rules import (
     ReviewRules,
     RouteChoice,
+    ValueScale,
     is_for_people,
+    population_scale,
     routed_fields,
     routing_rule,
 )
@@ -112,8 +115,8 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
     unrouted = unrouted_predictions(kind)
     if model_version_id is not None:
         unrouted = unrouted.filter(model_version_id=model_version_id)
-    values = _member_values(unrouted)
-    rules = ReviewRules(routing_rule(kind=kind, settings=PolicySettings.of(policy), values=values))
+    scale = population_scale(_member_values(unrouted))
+    rules = ReviewRules(routing_rule(kind=kind, settings=PolicySettings.of(policy), scale=scale))
     extra = ("probabilities",) if ranks_actions(kind) else ()
 
     def side(batch: list[tuple]) -> ActionSide | None:
@@ -121,9 +124,7 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
             return None
         return ActionSide(ranking=policy.ranking, probabilities=[row[6] for row in batch])
 
-    return _route_batches(
-        unrouted, policy=policy, rules=rules, values=values, extra=extra, side=side
-    )
+    return _route_batches(unrouted, policy=policy, rules=rules, scale=scale, extra=extra, side=side)
 
 
 def route_new_cases() -> RoutingResult:
@@ -134,13 +135,13 @@ def route_new_cases() -> RoutingResult:
     policy = current_policy(PredictionKind.CHURN)
     action_policy = current_policy(PredictionKind.NEXT_ACTION)
     unrouted = unrouted_predictions(PredictionKind.CHURN)
-    values = _member_values(unrouted)
+    scale = population_scale(_member_values(unrouted))
     rules = ReviewRules(
-        routing_rule(kind=PredictionKind.CHURN, settings=PolicySettings.of(policy), values=values),
+        routing_rule(kind=PredictionKind.CHURN, settings=PolicySettings.of(policy), scale=scale),
         action=routing_rule(
             kind=PredictionKind.NEXT_ACTION,
             settings=PolicySettings.of(action_policy),
-            values=values,
+            scale=scale,
         ),
     )
 
@@ -157,7 +158,7 @@ def route_new_cases() -> RoutingResult:
         )
 
     return _route_batches(
-        unrouted, policy=policy, rules=rules, values=values, extra=("cutoff",), side=side
+        unrouted, policy=policy, rules=rules, scale=scale, extra=("cutoff",), side=side
     )
 
 
@@ -174,11 +175,10 @@ def awaiting_routing():
     return Prediction.objects.filter(review__isnull=True)
 
 
-def _route_batches(unrouted, *, policy, rules, values, extra, side) -> RoutingResult:
+def _route_batches(unrouted, *, policy, rules, scale, extra, side) -> RoutingResult:
     """Route `unrouted` in batches of ROUTING_BATCH_SIZE, one transaction each: the reviews,
     the older reviews they replace superseded, the policy's decisions of what it auto-approves.
     `side(batch)` gives the batch's ActionSide (None: its reviews recommend no action)."""
-    sorted_values = np.sort(values)
     counts: dict[str, int] = {}
     last_id = 0
     while True:
@@ -190,9 +190,7 @@ def _route_batches(unrouted, *, policy, rules, values, extra, side) -> RoutingRe
         if not batch:
             break
         last_id = batch[-1][0]
-        rows = _review_rows(
-            policy, rules, batch, sorted_values, routed_at=timezone.now(), side=side(batch)
-        )
+        rows = _review_rows(policy, rules, batch, scale, routed_at=timezone.now(), side=side(batch))
         member_ids = [row[1] for row in batch]
         with transaction.atomic():
             insert_reviews(columns=REVIEW_COLUMNS, rows=rows)
@@ -208,6 +206,7 @@ def _route_batches(unrouted, *, policy, rules, values, extra, side) -> RoutingRe
                     ).values_list("pk", flat=True)
                 )
             )
+            hold_overflow(prediction_ids=[row[0] for row in rows])  # queue capacity
         routes = [row[ROUTE_POSITION] for row in rows]
         for route in routes:
             counts[route] = counts.get(route, 0) + 1
@@ -281,7 +280,7 @@ def _review_rows(
     policy: EscalationPolicy,
     rules: ReviewRules,
     batch: list[tuple],
-    sorted_values: np.ndarray,
+    scale: ValueScale,
     *,
     routed_at: datetime,
     side: ActionSide | None = None,
@@ -321,14 +320,9 @@ def _review_rows(
         case_confidence(confidence, action_confidence)
         for confidence, action_confidence in zip(own_confidences, action_confidences, strict=True)
     ]
-    percentiles = (
-        np.searchsorted(sorted_values, values, side="right") / len(sorted_values)
-        if len(sorted_values)
-        else np.zeros(len(batch))
-    )
     priorities = priority(
         risk=np.array(risks, dtype="float64"),
-        value_percentile=percentiles,
+        value_percentile=scale.percentiles(values),
         confidence=np.array(confidences, dtype="float64"),
     ).tolist()
     tiers = [tier or "" for tier in tiers]

@@ -3,7 +3,9 @@
 Rules, in order (the policy version holds the thresholds; a tier may override the two
 confidence thresholds):
 1. member value (spend over the last year) above the policy's value quantile of the
-   predictions being routed -> expert, "member value in top 5 %";
+   population (`ValueScale`: the latest full scoring run's members, so that a partial run of
+   100 re-scored members does not send its own top 5 % to experts) -> expert,
+   "member value in top 5 %";
 2. confidence below the expert threshold -> expert;
 3. confidence at or above the auto-approve threshold -> auto-approved, unless the churn risk
    lies in the band that always needs a person, or the prediction falls in the audit sample
@@ -24,6 +26,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from predictions.models import PredictionKind
+from predictions.selectors import population_value_points
 from reviews.models import Review
 from reviews.policy_settings import PolicySettings
 from reviews.selectors.pauses import open_pause
@@ -69,21 +72,52 @@ def is_for_people(route: str) -> bool:
     return route != Review.Route.AUTO
 
 
-def routing_rule(*, kind: str, settings: PolicySettings, values: np.ndarray) -> RoutingRule:
-    """The rule for routing a population whose member values are `values`, with the pause of
+def routing_rule(*, kind: str, settings: PolicySettings, scale: "ValueScale") -> RoutingRule:
+    """The rule for routing members whose population's values are `scale`, with the pause of
     `kind` that is open now."""
     pause = open_pause(kind)
     return RoutingRule(
         kind=kind,
         settings=settings,
-        value_threshold=value_threshold_of(values, settings.expert_value_quantile),
+        value_threshold=scale.threshold(settings.expert_value_quantile),
         paused=pause.reason if pause is not None else "",
     )
 
 
-def value_threshold_of(values: np.ndarray, quantile: float) -> float | None:
-    """The member value above which an expert decides: the policy's quantile of `values`."""
-    return float(np.quantile(values, quantile)) if len(values) else None
+@dataclass(frozen=True)
+class ValueScale:
+    """Where member values stand in the population: sorted points of its values (every value,
+    or a full scoring run's evenly spaced quantiles of them). The expert value threshold is a
+    quantile of the points; a member's value percentile is the share of points at or below
+    its value. Routing, re-routing and the simulation read one scale, so that routing a few
+    members gives each the route and priority that routing everyone would."""
+
+    points: np.ndarray
+
+    @classmethod
+    def of(cls, values) -> "ValueScale":
+        return cls(np.sort(np.asarray(values, dtype="float64")))
+
+    def threshold(self, quantile: float) -> float | None:
+        """The member value above which an expert decides (None: no population yet)."""
+        return float(np.quantile(self.points, quantile)) if len(self.points) else None
+
+    def percentiles(self, values) -> np.ndarray:
+        values = np.asarray(values, dtype="float64")
+        if not len(self.points):
+            return np.zeros(len(values))
+        return np.searchsorted(self.points, values, side="right") / len(self.points)
+
+
+def population_scale(fallback_values) -> ValueScale:
+    """The population's scale: the latest full scoring run's value points, or, before any
+    full run stored them, `fallback_values` (the values of what is being routed)."""
+    points = population_value_points()
+    return (
+        ValueScale(np.asarray(points, dtype="float64"))
+        if points
+        else ValueScale.of(fallback_values)
+    )
 
 
 def choose_route(

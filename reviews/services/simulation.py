@@ -30,8 +30,8 @@ from reviews.services.routing_rules import (
     RoutingRule,
     audit_digest,
     human_risk_band,
+    population_scale,
     tier_thresholds,
-    value_threshold_of,
 )
 
 # Enough past decisions for a stable override rate, few enough to read in well under a second.
@@ -99,7 +99,7 @@ def simulate_policy(*, kind: str, settings: PolicySettings) -> Simulation:
     rule = RoutingRule(
         kind=kind,
         settings=settings,
-        value_threshold=value_threshold_of(columns.value, settings.expert_value_quantile),
+        value_threshold=population_scale(columns.value).threshold(settings.expert_value_quantile),
         paused="",
     )
     sampled = audit_sample_of(columns, rule=rule)
@@ -196,7 +196,9 @@ def read_columns(reviews, *, kind: str, decided: bool = False) -> ReviewColumns:
     other_rule = RoutingRule(
         kind=other,
         settings=other_settings,
-        value_threshold=value_threshold_of(columns.value, other_settings.expert_value_quantile),
+        value_threshold=population_scale(columns.value).threshold(
+            other_settings.expert_value_quantile
+        ),
         paused="",
     )
     floor = np.where(is_case, route_codes(other_side, rule=other_rule), AUTO).astype("int8")

@@ -17,6 +17,7 @@ from loyalty.parsing import parse_id
 from reviews.models import Decision, Review
 from reviews.page_errors import domain_errors_as_pages
 from reviews.permissions import can_open_queue, visible_reviews
+from reviews.selectors.capacity import backlog_sentences
 from reviews.selectors.catalogs import reason_choices
 from reviews.selectors.queue import (
     QUEUE_KINDS,
@@ -88,6 +89,8 @@ def _queue_context(request, route: str, params) -> dict:
         "filter_options": _filter_options(),
         "escalate_reasons": reason_choices(("escalate",)),
         "can_see_expert_queue": can_open_queue(request.user, Review.Route.EXPERT),
+        # What waits for this queue in its backlog (its capacity is reached).
+        "backlog": backlog_sentences(route),
     }
 
 

@@ -417,3 +417,23 @@ def test_reviews_awaiting_rerouting_after_a_policy_change(routed):
     assert routing.links == (
         Link("Churn risk thresholds", reverse("reviews:policy", args=["churn"])),
     )
+
+
+def test_a_finished_run_says_whether_it_refreshed_a_few_members_and_its_data_s_end():
+    version = ModelVersionFactory()
+    ScoringRun.objects.create(
+        model_version=version,
+        cutoff=CUTOFF,
+        scope=ScoringRun.Scope.REFRESH,
+        chunk_size=100,
+        status=ScoringRun.Status.DONE,
+        members_total=12,
+        members_scored=12,
+        finished_at=NOW - timedelta(hours=5),
+    )
+
+    scoring = _health()["scoring"]
+
+    assert scoring.sentences[0] == (
+        f"Churn risk: refresh done 5 h ago, 12 of 12 members scored on data to {CUTOFF:%Y-%m-%d}."
+    )

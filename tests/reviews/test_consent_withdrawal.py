@@ -106,3 +106,17 @@ def test_an_import_that_withdraws_consent_withdraws_those_members_reviews(queues
         "M-analyst": ("withdrawn", CONSENT_WITHDRAWN_REASON),
     }
     assert before["M-expert"][0] == "pending"
+
+
+@pytest.mark.parametrize("role", ["analyst", "expert"])
+def test_nobody_decides_a_review_withdrawn_with_the_consent(queues, make_user, role):
+    from reviews.exceptions import ReviewNotOpen
+
+    set_consent(member=queues["analyst"].member, consent=False, actor=None)
+
+    with pytest.raises(ReviewNotOpen, match="withdrew consent to profiling"):
+        approve_prediction(
+            review_id=queues["analyst"].pk, actor=make_user(role), reason_code="model-correct"
+        )
+    review = Review.objects.get(pk=queues["analyst"].pk)
+    assert (review.state, hasattr(review, "decision")) == ("withdrawn", False)

@@ -454,8 +454,10 @@ def _upsert_members(
 
     updated = 0
     if columns:
-        assignments = [f"{column} = s.{column}" for column in columns] + ["updated_at = %s"]
-        params: list[object] = [stamp]
+        # A changed member's scores are due for a refresh (its tier, say, is a feature).
+        assignments = [f"{column} = s.{column}" for column in columns]
+        assignments += ["updated_at = %s", "inputs_changed_at = %s"]
+        params: list[object] = [stamp, stamp]
         if consents:
             consent_changed = " OR ".join(f"m.{field} <> s.{field}" for field in consents.values())
             assignments.append(
@@ -564,7 +566,10 @@ class _EventImport:
         return frame
 
     def write_staged(self, *, cursor, now) -> tuple[int, int]:
-        return _insert_staged_events(cursor=cursor), 0
+        created = _insert_staged_events(cursor=cursor)
+        if created:
+            _mark_staged_members(cursor=cursor, now=now)
+        return created, 0
 
 
 def _with_event_defaults(parsed: pd.DataFrame) -> pd.DataFrame:
@@ -574,6 +579,18 @@ def _with_event_defaults(parsed: pd.DataFrame) -> pd.DataFrame:
         elif isinstance(default, str):
             parsed[column] = parsed[column].fillna(default)
     return parsed
+
+
+def _mark_staged_members(*, cursor, now) -> None:
+    """Mark the chunk's members: their scores are due for a refresh
+    (`predictions.services.scoring.freshness`). A member whose staged events were all
+    duplicates is marked too: one set-based UPDATE, and a refresh too many costs little."""
+    members = Member._meta.db_table
+    cursor.execute(
+        f"UPDATE {members} SET inputs_changed_at = %s WHERE external_id IN "
+        f"(SELECT member_external_id FROM {_EVENT_STAGE})",
+        [connection.ops.adapt_datetimefield_value(now)],
+    )
 
 
 def _insert_staged_events(*, cursor) -> int:

@@ -5,12 +5,12 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from loyalty.clock import scoring_clock
 from predictions.exceptions import NoActiveModelError
 from predictions.models import PredictionKind, ScoringChunk, ScoringRun
 from predictions.services.scoring.runs import (
     CYCLE_ORDER,
     DEFAULT_CHUNK_SIZE,
-    default_scoring_cutoff,
     score_chunk,
     start_scoring_run,
 )
@@ -34,7 +34,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         # Every kind: one cycle, one cutoff, next action first (`runs.CYCLE_ORDER`).
         kinds = CYCLE_ORDER if options["kind"] == "all" else [options["kind"]]
-        cutoff = default_scoring_cutoff()
+        cutoff = scoring_clock()
         for kind in kinds:
             try:
                 run = start_scoring_run(
@@ -43,6 +43,7 @@ class Command(BaseCommand):
                     member_limit=options["members"],
                     chunk_size=options["chunk_size"],
                     enqueue=not options["inline"],
+                    closes_cycle=kind == kinds[-1],
                 )
             except NoActiveModelError as error:
                 raise CommandError(f"{error.message} Train and promote one first.") from error

@@ -5,17 +5,20 @@ chunk writes nothing twice (one prediction per member, version and cutoff, enfor
 constraint), and a sweep re-sends chunks whose worker died, so every run finishes.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
 from django.db import connection, transaction
-from django.db.models import F, Max
+from django.db.models import Case, F, When
 from django.utils import timezone
 
-from loyalty.models import Event
+from loyalty.clock import scoring_clock
+from loyalty.models import Member
 from loyalty.selectors import scorable_members
 from predictions.ml.contracts import MLError
-from predictions.models import PredictionKind, ScoringChunk, ScoringRun
+from predictions.models import Prediction, PredictionKind, ScoringChunk, ScoringRun
 from predictions.services.prediction_writer import write_predictions
 from predictions.services.scoring.predict import active_version, predict_rows, version_served_model
 from predictions.signals import scoring_run_finished
@@ -35,39 +38,38 @@ class ChunkOutcome:
     already_done: bool
 
 
-def default_scoring_cutoff() -> datetime:
-    """Now, or just after the last imported event when the data ends in the past (a demo or
-    a historical import): features then see all the data there is."""
-    last = Event.objects.aggregate(last=Max("occurred_at"))["last"]
-    now = timezone.now()
-    if last is None or last >= now:
-        return now
-    return (last + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
 # A cycle scores next action before churn: a case waits for the next-action run to finish
 # (`reviews.services.cases`), so that run must exist before the churn run can end.
 CYCLE_ORDER = (PredictionKind.NEXT_ACTION, PredictionKind.CHURN)
+# A full run stores its members' values at this many evenly spaced quantiles (0.1 % apart).
+VALUE_POINTS = 1001
 
 
 @transaction.atomic
 def start_cycle(
     *,
+    kinds: Sequence[str] = CYCLE_ORDER,
+    member_ids: Sequence[int] | None = None,
     member_limit: int | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     enqueue: bool = True,
 ) -> list[ScoringRun]:
-    """One scoring cycle: a run of each kind, in CYCLE_ORDER, at one cutoff."""
-    cutoff = default_scoring_cutoff()
+    """One scoring cycle: a run of each of `kinds`, in CYCLE_ORDER, at one cutoff (the
+    scoring clock), over `member_ids` (a refresh) or every scorable member; the last run
+    closes the cycle."""
+    cutoff = scoring_clock()
+    ordered = [kind for kind in CYCLE_ORDER if kind in kinds]
     return [
         start_scoring_run(
             kind=kind,
             cutoff=cutoff,
+            member_ids=member_ids,
             member_limit=member_limit,
             chunk_size=chunk_size,
             enqueue=enqueue,
+            closes_cycle=kind == ordered[-1],
         )
-        for kind in CYCLE_ORDER
+        for kind in ordered
     ]
 
 
@@ -76,22 +78,31 @@ def start_scoring_run(
     *,
     kind: str,
     cutoff: datetime | None = None,
+    member_ids: Sequence[int] | None = None,
     member_limit: int | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     enqueue: bool = True,
+    closes_cycle: bool = True,
 ) -> ScoringRun:
-    """Create a run over the scorable members (consenting, not erased) and, unless the caller
-    scores the chunks itself (`enqueue=False`), queue them once the run is committed."""
+    """Create a run over `member_ids` (a refresh: `freshness`) or every scorable member
+    (consenting, not erased) and, unless the caller scores the chunks itself
+    (`enqueue=False`), queue them once the run is committed."""
     from predictions import tasks
 
     version = active_version(kind)
-    cutoff = cutoff or default_scoring_cutoff()
-    member_ids = list(scorable_members().order_by("pk").values_list("pk", flat=True))
+    cutoff = cutoff or scoring_clock()
+    scope = ScoringRun.Scope.FULL if member_ids is None else ScoringRun.Scope.REFRESH
+    if member_ids is None:
+        member_ids = list(scorable_members().order_by("pk").values_list("pk", flat=True))
+    else:
+        member_ids = sorted(member_ids)
     if member_limit is not None:
         member_ids = member_ids[:member_limit]
     run = ScoringRun.objects.create(
         model_version=version,
         cutoff=cutoff,
+        scope=scope,
+        closes_cycle=closes_cycle,
         served_model=version_served_model(version),
         chunk_size=chunk_size,
         members_total=len(member_ids),
@@ -154,9 +165,13 @@ def _write_chunk(*, chunk_id: int, rows: list[dict], skipped: int) -> ChunkOutco
         members_scored=F("members_scored") + len(rows),
         members_skipped_no_consent=F("members_skipped_no_consent") + skipped,
     )
+    if run.closes_cycle:
+        bring_up_to_date(run=run, member_ids=[row["member_id"] for row in rows])
     if not ScoringChunk.objects.filter(run_id=chunk.run_id).exclude(status="done").exists():
         ScoringRun.objects.filter(pk=chunk.run_id).update(
-            status=ScoringRun.Status.DONE, finished_at=timezone.now()
+            status=ScoringRun.Status.DONE,
+            finished_at=timezone.now(),
+            value_points=population_value_points(run) if run.scope == run.Scope.FULL else [],
         )
         scoring_run_finished.send(
             sender=ScoringRun,
@@ -165,6 +180,38 @@ def _write_chunk(*, chunk_id: int, rows: list[dict], skipped: int) -> ChunkOutco
             model_version_id=run.model_version_id,
         )
     return ChunkOutcome(chunk.pk, len(rows), skipped, already_done=False)
+
+
+def bring_up_to_date(*, run: ScoringRun, member_ids: list[int]) -> None:
+    """The members a cycle's last run scored are scored through its cutoff; their change
+    marks made before the run started are cleared (one made since stays: the next refresh
+    takes it)."""
+    Member.objects.filter(pk__in=member_ids).update(
+        scored_through=run.cutoff,
+        inputs_changed_at=Case(
+            When(inputs_changed_at__lte=run.created_at, then=None),
+            default=F("inputs_changed_at"),
+        ),
+    )
+
+
+def population_value_points(run: ScoringRun) -> list[float]:
+    """The member values of a full run's predictions at VALUE_POINTS evenly spaced quantiles
+    (`ScoringRun.value_points`); a member without a value counts as 0, as routing counts it."""
+    values = np.fromiter(
+        (
+            value or 0.0
+            for value in Prediction.objects.filter(
+                model_version_id=run.model_version_id, cutoff=run.cutoff
+            )
+            .values_list("member_value", flat=True)
+            .iterator(chunk_size=20_000)
+        ),
+        dtype="float64",
+    )
+    if not len(values):
+        return []
+    return np.quantile(values, np.linspace(0.0, 1.0, VALUE_POINTS)).tolist()
 
 
 def _commit_without_waiting_for_the_disk() -> None:
