@@ -182,7 +182,7 @@ def feature_event_frame(
     oldest = Event.objects.order_by("occurred_at").values_list("occurred_at", flat=True).first()
     windowed = oldest is not None and oldest < window_start
     since = window_start if windowed else None
-    if scattered:
+    if scattered or is_scattered(member_ids):
         events = _scattered_events(before=cutoff, since=since, member_ids=member_ids)
     else:
         order_by = STORED_ORDER if in_stored_order else ""
@@ -190,6 +190,20 @@ def feature_event_frame(
             before=cutoff, since=since, order_by=order_by, **_chunk_filter(member_ids)
         )
     return events, first_event_times(before=cutoff, member_ids=member_ids) if windowed else None
+
+
+# A chunk whose ids span more than this many times their number is read by its id list: a
+# refresh's chunk (the changed members, spread over every id) would otherwise make its range
+# scan read nearly the whole program's events to keep a few of them.
+SCATTERED_SPAN = 4
+
+
+def is_scattered(member_ids: Sequence[int]) -> bool:
+    """Whether reading these members' events by an id range would read mostly others'."""
+    if not len(member_ids):
+        return False
+    span = max(member_ids) - min(member_ids) + 1
+    return span > SCATTERED_SPAN * len(member_ids)
 
 
 def _scattered_events(

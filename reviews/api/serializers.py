@@ -75,7 +75,11 @@ class DecisionOutputSerializer(serializers.Serializer):
 class PredictionSummaryOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     model_version_id = serializers.IntegerField()
-    cutoff = serializers.DateTimeField()
+    cutoff = serializers.DateTimeField(
+        help_text="The scoring clock's reading the prediction was made at: its features see "
+        'the events strictly before it (README, "The scoring clock").'
+    )
+    scored_at = serializers.DateTimeField(help_text="When the prediction was made.")
     score = serializers.FloatField(
         allow_null=True, help_text="Churn probability, or the recommended action's probability."
     )

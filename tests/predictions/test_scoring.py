@@ -368,3 +368,45 @@ def test_prediction_rows_hold_exactly_what_the_ml_records_hold(kind, request):
     )
     stored = dict(Prediction.objects.values_list("member_id", "explanation"))
     assert stored == explained
+
+
+def test_members_spread_over_the_ids_are_read_by_their_ids_with_the_same_features(
+    generated_members, monkeypatch
+):
+    """A refresh's chunk holds a few members spread over every id: reading them by id list
+    instead of a range scan reads only their events and builds the features the range
+    scan gives them."""
+    from predictions.selectors import feature_event_frame, is_scattered
+
+    ids = sorted(Member.objects.values_list("pk", flat=True))
+    spread = ids[::25]  # one member in 25: their ids span 25 times their number
+    contiguous = ids[100:140]
+    assert is_scattered(spread) and not is_scattered(contiguous)
+
+    from predictions import selectors
+
+    by_ids = []
+    read_by_ids = selectors._scattered_events
+    monkeypatch.setattr(
+        selectors,
+        "_scattered_events",
+        lambda **kwargs: by_ids.append(kwargs["member_ids"]) or read_by_ids(**kwargs),
+    )
+
+    scattered_frame, _ = feature_event_frame(cutoff=CUTOFF, member_ids=spread)
+    range_frame, _ = feature_event_frame(cutoff=CUTOFF, member_ids=ids)
+
+    assert by_ids == [spread]  # the spread members by their ids; everyone by the range
+    expected = range_frame[range_frame["member_id"].isin(spread)]
+
+    assert set(scattered_frame["member_id"]) == set(expected["member_id"])
+    assert len(scattered_frame) == len(expected)
+    members = members_frame(member_ids=spread)
+    pd.testing.assert_frame_equal(
+        build_features(
+            events=feature_events(cutoff=CUTOFF, member_ids=spread), members=members, cutoff=CUTOFF
+        ),
+        build_features(events=prepare_events(expected), members=members, cutoff=CUTOFF),
+        check_exact=False,
+        rtol=1e-9,
+    )

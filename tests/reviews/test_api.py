@@ -125,6 +125,7 @@ def test_analyst_reads_an_analyst_review_with_its_prediction(client_as, routed):
         "id": review.prediction_id,
         "model_version_id": review.prediction.model_version_id,
         "cutoff": "2026-01-01T00:00:00Z",
+        "scored_at": review.prediction.scored_at.isoformat().replace("+00:00", "Z"),
         "score": 0.3,
         "interval_low": 0.25,
         "interval_high": 0.35,

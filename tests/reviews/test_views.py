@@ -630,3 +630,24 @@ def test_a_sequence_explanation_from_another_version_leaves_the_timeline_unmarke
     assert response.status_code == 200
     assert html.count('<li class="event-purchase"') == 3
     assert 'data-testid="sequence-event"' not in html
+
+
+def test_the_member_page_says_when_the_score_was_made_and_what_data_it_saw(analyst_client):
+    from datetime import UTC, datetime
+
+    from predictions.models import Prediction
+    from reviews.services.routing import route_new_predictions
+
+    prediction = PredictionFactory(
+        confidence=0.8, score=0.45, cutoff=datetime(2026, 4, 1, tzinfo=UTC)
+    )
+    Prediction.objects.filter(pk=prediction.pk).update(
+        scored_at=datetime(2026, 4, 2, 2, 5, tzinfo=UTC)
+    )
+    route_new_predictions(kind="churn")
+
+    html = analyst_client.get(
+        reverse("reviews:review", args=[Review.objects.get().pk])
+    ).content.decode()
+
+    assert "scored 2026-04-02 02:05 on data to 2026-04-01</span>" in html
