@@ -166,7 +166,8 @@ def main() -> None:
     due, routed = refresh_and_route()
     print(
         f"{Member.objects.count()} members; first refresh: {due} scored at {scoring_clock():%F}, "
-        f"routed {dict(routed)}; set up in {time.perf_counter() - started:.0f} s"
+        f"routed {dict((str(route), n) for route, n in routed.items())}; "
+        f"set up in {time.perf_counter() - started:.0f} s"
     )
     print(
         "day         events changed rescored clock       auto analyst expert backlogged "

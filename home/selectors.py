@@ -286,7 +286,8 @@ def _scoring_line(run: ScoringRun | None, *, label: str, now: datetime) -> _Line
         return _Line(
             OK,
             "done",
-            f"{label}: {what} done {when} ago, {progress} scored on data to {run.cutoff:%Y-%m-%d}.",
+            f"{label}: {what} done {when} ago, {progress} scored "
+            f"on data before {run.cutoff:%Y-%m-%d}.",
         )
     started = _duration(now - run.created_at)
     return _Line(OK, run.status, f"{label}: {run.status} for {started}, {progress} scored so far.")

@@ -435,5 +435,6 @@ def test_a_finished_run_says_whether_it_refreshed_a_few_members_and_its_data_s_e
     scoring = _health()["scoring"]
 
     assert scoring.sentences[0] == (
-        f"Churn risk: refresh done 5 h ago, 12 of 12 members scored on data to {CUTOFF:%Y-%m-%d}."
+        "Churn risk: refresh done 5 h ago, 12 of 12 members scored "
+        f"on data before {CUTOFF:%Y-%m-%d}."
     )

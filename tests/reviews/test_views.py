@@ -650,4 +650,4 @@ def test_the_member_page_says_when_the_score_was_made_and_what_data_it_saw(analy
         reverse("reviews:review", args=[Review.objects.get().pk])
     ).content.decode()
 
-    assert "scored 2026-04-02 02:05 on data to 2026-04-01</span>" in html
+    assert "scored 2026-04-02 02:05 on data before 2026-04-01</span>" in html
