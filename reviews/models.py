@@ -357,6 +357,13 @@ class Decision(models.Model):
     held_out = models.BooleanField(default=False)
     holdout_reason = models.CharField(max_length=32, blank=True)
     holdout_draw = models.FloatField(null=True, blank=True)
+    seconds_on_item = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Seconds from the decider's first opening of the item (`ReviewOpening`) to "
+        "the decision; empty when they decided without opening it (quick or bulk approve, "
+        "the API) or the policy decided.",
+    )
 
     class Meta:
         ordering = ["-decided_at", "-id"]
@@ -446,3 +453,22 @@ class AutomationPause(models.Model):
     def __str__(self) -> str:
         state = "open" if self.resumed_at is None else "closed"
         return f"{self.kind} auto-approval pause ({state})"
+
+
+class ReviewOpening(models.Model):
+    """When a person first opened an item awaiting a decision (its member page): the start of
+    their time on it (`Decision.seconds_on_item`). Opening it again changes nothing."""
+
+    review = models.ForeignKey(Review, on_delete=models.CASCADE, related_name="openings")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    opened_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["review", "user"], name="one_opening_per_person")
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"review {self.review_id} opened by {self.user_id} at {self.opened_at:%Y-%m-%d %H:%M}"
+        )

@@ -70,6 +70,11 @@ class DecisionOutputSerializer(serializers.Serializer):
     )
     decided_as = serializers.CharField(help_text="The role the person decided in.")
     decided_at = serializers.DateTimeField()
+    seconds_on_item = serializers.FloatField(
+        allow_null=True,
+        help_text="Seconds from the decider's first opening of the item to the decision; "
+        "null when decided without opening it (quick or bulk approve, the API) or by policy.",
+    )
 
 
 class PredictionSummaryOutputSerializer(serializers.Serializer):

@@ -34,6 +34,7 @@ from reviews.services.decision_events import (
     settled_action,
     settled_churn_call,
 )
+from reviews.services.openings import seconds_on_item
 from reviews.signals import decision_recorded
 
 # The answer fields a decision may carry besides its reason, and what can be wrong with one.
@@ -236,6 +237,7 @@ def decide_review(
                 held_out=holdout.held_out,
                 holdout_reason=holdout.reason,
                 holdout_draw=holdout.draw,
+                seconds_on_item=seconds_on_item(review=review, user=actor, decided_at=now),
                 sequence=next_values("decision")[0],
             )
     except IntegrityError as error:  # a concurrent decision won the race

@@ -32,6 +32,7 @@ from reviews.selectors.formatting import (
 )
 from reviews.selectors.member_page import ReviewPage, page_of_review, visible_page_review
 from reviews.selectors.queue import next_pending_review
+from reviews.services.openings import record_opening
 from reviews.services.verdicts import decide_by_verdict
 from reviews.views.queue import QUEUE_URLS
 
@@ -51,6 +52,7 @@ def _open(request, review_id: int) -> ReviewPage:
     except Review.DoesNotExist as error:
         raise Http404("No such review.") from error
     ensure_explanation(prediction=review_obj.prediction)
+    record_opening(review=review_obj, user=request.user)
     return page_of_review(review=review_obj, viewer=request.user)
 
 

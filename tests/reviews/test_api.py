@@ -332,6 +332,7 @@ def test_approve_is_201_and_repeating_it_is_200_with_the_same_decision(client_as
         "settled_action_code": None,
         "decided_by": "analyst-user",
         "decided_as": "analyst",
+        "seconds_on_item": None,  # decided through the API, never opened on its page
     }
     assert _state(review) == ("analyst", "decided", True)
     assert AuditRecord.objects.filter(kind=AuditRecord.Kind.DECISION).count() == 1
