@@ -44,6 +44,10 @@ class PolicySettings:
     def of(cls, policy: EscalationPolicy) -> "PolicySettings":
         return cls(**{name: getattr(policy, name) for name in POLICY_FIELDS})
 
+    def daily_capacity(self, route: str) -> int | None:
+        """The capacity of the `route` queue (None: no limit, or a route without a queue)."""
+        return getattr(self, f"{route}_daily_capacity", None)
+
     def as_fields(self) -> dict:
         """The model fields of a version with these settings."""
         fields = asdict(self)

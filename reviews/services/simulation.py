@@ -339,3 +339,13 @@ def workload_curve(
 
 def _counts(routes: np.ndarray) -> dict[str, int]:
     return {route: int((routes == code).sum()) for route, code in ROUTE_CODES.items()}
+
+
+def simulated_backlog(simulation: Simulation, *, route: str, capacity: int | None) -> int:
+    """How many of the items the simulation sends to `route` would wait in its backlog under
+    `capacity` (`capacity`): those beyond it, counting the experts' escalated items, which
+    sit in their queue whatever the thresholds."""
+    if capacity is None or route == Review.Route.AUTO:
+        return 0
+    held = simulation.held_by_experts if route == Review.Route.EXPERT else 0
+    return max(simulation.counts[route] + held - capacity, 0)

@@ -19,7 +19,7 @@ from reviews.selectors.capacity import queue_loads
 from reviews.selectors.policy import current_policy, policy_history
 from reviews.services.policy import save_policy
 from reviews.services.rerouting import awaiting_rerouting
-from reviews.services.simulation import Simulation, simulate_policy
+from reviews.services.simulation import Simulation, simulate_policy, simulated_backlog
 
 
 def _allowed(request, kind: str) -> None:
@@ -117,6 +117,7 @@ def _simulation_context(kind, simulation: Simulation, settings: PolicySettings) 
     for route, label in Review.Route.choices:
         count = simulation.counts[route]
         now = simulation.current_counts[route]
+        capacity = settings.daily_capacity(route)
         routes.append(
             {
                 "route": route,
@@ -125,6 +126,8 @@ def _simulation_context(kind, simulation: Simulation, settings: PolicySettings) 
                 "share": _percent(count / total if total else 0.0),
                 "now": now,
                 "change": count - now,
+                "capacity": capacity,
+                "waiting": simulated_backlog(simulation, route=route, capacity=capacity),
             }
         )
     return {

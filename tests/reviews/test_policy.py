@@ -389,3 +389,15 @@ def test_the_simulation_fragment_names_invalid_settings(population, admin_client
 
     assert response.status_code == 200
     assert "Fix the highlighted settings" in response.content.decode()
+
+
+def test_the_simulation_says_what_would_wait_beyond_a_queue_s_capacity(population, admin_client):
+    """Three items for analysts under these thresholds, a capacity of 2: one would wait."""
+    data = _form(replace(EXACT, auto_approve_confidence=0.95, analyst_daily_capacity=2), reason="")
+
+    response = admin_client.post(reverse("reviews:policy_simulate", args=["churn"]), data)
+
+    assert response.context["simulation"].counts["analyst"] == 3
+    html = response.content.decode()
+    assert "1 would wait in the backlog (capacity 2 a day)" in html
+    assert 'data-testid="simulated-waiting-expert"' not in html  # no limit there
