@@ -242,3 +242,81 @@ def queue_figure(activity: dict) -> dict | None:
         showlegend=True,
         xaxis=DAYS,
     )
+
+
+# --- review quality ---------------------------------------------------------------------------
+
+PERSON_COLOR, MODEL_COLOR = PALETTE[0], PALETTE[7]
+
+
+def _percent_points(estimates, *, name: str, x: list[str], color: str, offset: float = 0.0):
+    """Points with their 95 % intervals as error bars and n in the hover; a group under
+    `SMALL_SAMPLE` items is drawn hollow. Groups without a value are left out."""
+    shown = [(label, e) for label, e in zip(x, estimates, strict=True) if e.value is not None]
+    return {
+        "type": "scatter",
+        "mode": "markers",
+        "name": name,
+        "x": [label for label, _ in shown],
+        "y": [e.value * 100 for _, e in shown],
+        "error_y": {
+            "type": "data",
+            "symmetric": False,
+            "array": [(e.high - e.value) * 100 for _, e in shown],
+            "arrayminus": [(e.value - e.low) * 100 for _, e in shown],
+            "color": color,
+            "thickness": 1.5,
+            "width": 6,
+        },
+        "customdata": [
+            [e.low * 100, e.high * 100, e.n, "small sample" if e.is_small else ""] for _, e in shown
+        ],
+        "marker": {
+            "color": color,
+            "size": 10,
+            "symbol": ["circle-open" if e.is_small else "circle" for _, e in shown],
+        },
+        "offsetgroup": name,
+        "hovertemplate": f"{name}: %{{y:.1f}} % (95 % interval %{{customdata[0]:.1f}}–"
+        "%{customdata[1]:.1f} %, n %{customdata[2]}) %{customdata[3]}<extra></extra>",
+    }
+
+
+def reviewer_accuracy_figure(rows, *, metric: str, title: str) -> dict | None:
+    """Person vs model per reviewer on the same items: `metric` of `CallScores` (accuracy,
+    balanced_accuracy), each with its interval; the axis names each reviewer's n."""
+    if not rows:
+        return None
+    x = [f"{row.label} (n={row.scores.n})" for row in rows]
+    person = [getattr(row.scores.person, metric) for row in rows]
+    model = [getattr(row.scores.model, metric) for row in rows]
+    if all(e.value is None for e in person):
+        return None
+    return _figure(
+        [
+            _percent_points(person, name="Person", x=x, color=PERSON_COLOR),
+            _percent_points(model, name="Model, same items", x=x, color=MODEL_COLOR),
+        ],
+        title=title,
+        showlegend=True,
+        scattermode="group",
+        xaxis={"type": "category", "gridcolor": "#eef0f3", "automargin": True},
+        yaxis={"title": {"text": "%"}, "range": [0, 100], "gridcolor": "#eef0f3"},
+        height=320,
+    )
+
+
+def override_precision_figure(rows) -> dict | None:
+    """Override precision per month with its interval: of the items where the person's call
+    differed from the model's, the share where the person was right."""
+    x = [f"{row.label} (n={row.scores.override_precision.n})" for row in rows]
+    estimates = [row.scores.override_precision for row in rows]
+    if all(e.value is None for e in estimates):
+        return None
+    return _figure(
+        [_percent_points(estimates, name="Override precision", x=x, color=PALETTE[3])],
+        title="Override precision per month (person right where they overrode the model)",
+        xaxis={"type": "category", "gridcolor": "#eef0f3", "automargin": True},
+        yaxis={"title": {"text": "% right"}, "range": [0, 100], "gridcolor": "#eef0f3"},
+        height=300,
+    )

@@ -9,6 +9,8 @@ from django.views.decorators.http import require_POST
 
 from learning import figures, selectors
 from learning.models import RetrainingRun
+from learning.quality_stats import SMALL_SAMPLE
+from learning.review_quality import GROUPINGS, SORTS, quality_scope, review_quality
 from learning.selectors import gate_policy, loop_overview, recent_runs, top_drift
 from learning.services.retraining import approve_candidate, request_retraining
 from predictions.models import PredictionKind
@@ -49,6 +51,52 @@ def loop_page(request):
         ],
     }
     return render(request, "learning/loop.html", context)
+
+
+@login_required
+def review_quality_page(request):
+    """People's churn calls against observed outcomes, beside the model's on the same items:
+    everyone's for experts and admins, a reviewer's own for them."""
+    scope = quality_scope(request.user)
+    if scope is None:
+        raise PermissionDenied("Only reviewers, experts and admins may see review quality.")
+    quality = review_quality(request.user, scope, sort=request.GET.get("sort", ""))
+    context = {
+        "quality": quality,
+        "groupings": [(GROUPINGS[name], quality.groups[name]) for name in GROUPINGS],
+        "sorts": SORTS,
+        "small_sample": SMALL_SAMPLE,
+        "charts": _quality_charts(quality),
+    }
+    return render(request, "learning/review_quality.html", context)
+
+
+def _quality_charts(quality) -> list[dict]:
+    """The page's charts as HTML (div + JSON spec), each with what it would show, said in
+    words where there is no data for it."""
+    reviewers = quality.groups["reviewer"]
+    charts = [
+        figures.reviewer_accuracy_figure(
+            reviewers, metric="accuracy", title="Accuracy per reviewer: person vs model"
+        ),
+        figures.reviewer_accuracy_figure(
+            reviewers,
+            metric="balanced_accuracy",
+            title="Balanced accuracy per reviewer: person vs model",
+        ),
+        figures.override_precision_figure(quality.by_month),
+    ]
+    names = ("quality-accuracy-fig", "quality-balanced-fig", "quality-overrides-fig")
+    # What a chart without data would have shown, said instead of an empty plot.
+    missing = (
+        "accuracy per reviewer",
+        "balanced accuracy per reviewer (it needs churners and stayers among a reviewer's items)",
+        "override precision per month (no overrides scored yet)",
+    )
+    return [
+        {"html": figure_html(chart, name), "missing": what}
+        for chart, name, what in zip(charts, names, missing, strict=True)
+    ]
 
 
 def _runs_context(runs: list[RetrainingRun], *, can_retrain: bool) -> dict:

@@ -146,6 +146,15 @@ ROWS: tuple[Row, ...] = (
     Row("reviews:policy_simulate", "POST", (LOGIN, 403, 403, 200, 403), data=POLICY_FORM),
     Row("reviews:audit_log", "GET", (LOGIN, 403, 403, 200, 403)),
     Row("learning:loop", "GET", (LOGIN, 403, 200, 200, 403)),
+    # Review quality: a reviewer their own figures, experts and admins everyone's.
+    Row("learning:review_quality", "GET", (LOGIN, 200, 200, 200, 403)),
+    Row(
+        "learning:review_quality",
+        "GET",
+        (LOGIN, 200, 200, 200, 403),
+        data=(("sort", "outcome"),),
+        note="by outcome",
+    ),
     Row("learning:retrain_now", "POST", (LOGIN, 403, 403, 302, 403)),
     Row("learning:approve_run", "POST", (LOGIN, 403, 403, 302, 403), target="run"),
     Row("learning:approve_run", "POST", (LOGIN, 403, 403, 404, 403), target="unknown_run"),
