@@ -169,3 +169,58 @@ def score_group(calls: Iterable[ScoredCall]) -> GroupScores:
             sum(call.person == call.outcome for call in disagreements), len(disagreements)
         ),
     )
+
+
+@dataclass(frozen=True)
+class Difference:
+    """a − b of two shares with Newcombe's hybrid score interval (method 10 of Newcombe,
+    1998, built from the two Wilson intervals); None when either share has no items."""
+
+    value: float | None
+    low: float | None
+    high: float | None
+
+    @property
+    def shown(self) -> str:
+        if self.value is None:
+            return "–"
+        return f"{self.value * 100:+.1f} points ({self.low * 100:+.1f} to {self.high * 100:+.1f})"
+
+
+def share_difference(a: Estimate, b: Estimate) -> Difference:
+    if a.value is None or b.value is None:
+        return Difference(None, None, None)
+    value = a.value - b.value
+    low = value - math.sqrt((a.value - a.low) ** 2 + (b.high - b.value) ** 2)
+    high = value + math.sqrt((a.high - a.value) ** 2 + (b.value - b.low) ** 2)
+    return Difference(value, low, high)
+
+
+@dataclass(frozen=True)
+class ActionEffect:
+    """Whether a person's actions kept members, judged only where randomization allows:
+    churn among the members whose action was sent (`treated`) against churn among those the
+    control group drew at random and held out (`held_out`). `prevented` = held-out churn
+    − treated churn: the churn the actions prevented (positive: they helped)."""
+
+    treated: Estimate
+    held_out: Estimate
+    prevented: Difference
+
+    @property
+    def is_small(self) -> bool:
+        return min(self.treated.n, self.held_out.n) < SMALL_SAMPLE
+
+
+def action_effect(outcomes: Iterable[tuple[bool, bool]]) -> ActionEffect:
+    """From (held out, churned) pairs, one per decision that settled on an action."""
+    outcomes = list(outcomes)
+    treated = [churned for held_out, churned in outcomes if not held_out]
+    held = [churned for held_out, churned in outcomes if held_out]
+    treated_churn = wilson(sum(treated), len(treated))
+    held_out_churn = wilson(sum(held), len(held))
+    return ActionEffect(
+        treated=treated_churn,
+        held_out=held_out_churn,
+        prevented=share_difference(held_out_churn, treated_churn),
+    )

@@ -16,7 +16,14 @@ from datetime import datetime
 from django.db.models import OuterRef, Subquery
 
 from learning.models import LabeledExample
-from learning.quality_stats import GroupScores, ScoredCall, score_group
+from learning.quality_stats import (
+    ActionEffect,
+    GroupScores,
+    ScoredCall,
+    action_effect,
+    score_group,
+)
+from loyalty.services.catalog import NO_ACTION
 from predictions.calls import model_churn_call
 from predictions.models import PredictionKind
 from reviews.models import Decision, Review
@@ -74,6 +81,10 @@ class QualityItem:
     decided_at: datetime
     score: float
     call: ScoredCall
+    # The action the decision settled on (None: none, or no action) and whether the member
+    # was drawn into the control group and held out of it.
+    action: str | None = None
+    held_out: bool = False
 
     @property
     def month(self) -> str:
@@ -110,7 +121,7 @@ def scored_decisions(user, scope: str):
         .filter(review__kind=PredictionKind.CHURN, review__member__erased_at__isnull=True)
         .annotate(outcome=Subquery(outcome))
         .filter(outcome__isnull=False)
-        .select_related("review__prediction", "decided_by", "reason", "member")
+        .select_related("review__prediction", "decided_by", "reason", "member", "settled_action")
     )
     if scope == OWN:
         decisions = decisions.filter(decided_by=user)
@@ -137,9 +148,36 @@ def quality_items(user, scope: str) -> list[QualityItem]:
                     model=bool(model_churn_call(score)),
                     outcome=bool(decision.outcome),
                 ),
+                action=_contacting_action(decision),
+                held_out=decision.held_out,
             )
         )
     return items
+
+
+def _contacting_action(decision: Decision) -> str | None:
+    action = decision.settled_action
+    return None if action is None or action.code == NO_ACTION else action.code
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    reviewer: str
+    effect: ActionEffect
+
+
+def action_rows(items: Iterable[QualityItem]) -> list[ActionRow]:
+    """Per reviewer, the churn of the members their actions reached against the members the
+    control group held out of them (`quality_stats.action_effect`): a case's action choice
+    judged by randomization, never by whether the member redeemed."""
+    by_reviewer: dict[str, list[tuple[bool, bool]]] = {}
+    for item in items:
+        if item.action is not None:
+            by_reviewer.setdefault(item.reviewer, []).append((item.held_out, item.call.outcome))
+    return [
+        ActionRow(reviewer, action_effect(outcomes))
+        for reviewer, outcomes in sorted(by_reviewer.items())
+    ]
 
 
 @dataclass(frozen=True)
@@ -196,6 +234,7 @@ class ReviewQuality:
     disagreements: list[QualityItem]
     disagreement_count: int
     sort: str
+    actions: list[ActionRow]
 
 
 def review_quality(user, scope: str, *, sort: str = DEFAULT_SORT) -> ReviewQuality:
@@ -214,4 +253,5 @@ def review_quality(user, scope: str, *, sort: str = DEFAULT_SORT) -> ReviewQuali
         disagreements=disagreeing[:DISAGREEMENTS_SHOWN],
         disagreement_count=len(disagreeing),
         sort=sort,
+        actions=action_rows(items),
     )

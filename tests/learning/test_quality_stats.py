@@ -124,3 +124,34 @@ def test_a_group_without_overrides_has_no_override_precision():
 
 def test_shown_gives_value_and_interval_in_percent():
     assert wilson(8, 10).shown == "80.0 % (49.0–94.3)"
+
+
+def test_a_difference_of_shares_has_newcombe_s_interval():
+    """Newcombe (1998), Statistics in Medicine 17:873-890, Table II, example (a): 56/70 − 48/80
+    = 0.2000 with the hybrid score interval (method 10) 0.0524 to 0.3339."""
+    from learning.quality_stats import share_difference, wilson
+
+    difference = share_difference(wilson(56, 70), wilson(48, 80))
+
+    assert difference.value == pytest.approx(0.2)
+    assert (round(difference.low, 4), round(difference.high, 4)) == (0.0524, 0.3339)
+    assert difference.shown == "+20.0 points (+5.2 to +33.4)"
+
+
+def test_an_action_effect_compares_churn_held_out_and_treated():
+    from learning.quality_stats import action_effect
+
+    # (held out, churned): 10 treated, 2 churned; 5 held out, 3 churned.
+    pairs = [(False, True)] * 2 + [(False, False)] * 8 + [(True, True)] * 3 + [(True, False)] * 2
+
+    effect = action_effect(pairs)
+
+    assert (effect.treated.hits, effect.treated.n, effect.held_out.hits, effect.held_out.n) == (
+        2,
+        10,
+        3,
+        5,
+    )
+    assert effect.prevented.value == pytest.approx(0.6 - 0.2)
+    assert effect.is_small
+    assert action_effect([]).prevented.shown == "–"

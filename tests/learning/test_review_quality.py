@@ -12,7 +12,7 @@ from django.urls import reverse
 from learning.models import LabeledExample
 from learning.review_quality import EVERYONE, OWN, quality_scope, review_quality
 from loyalty.models import Action
-from reviews.models import Review
+from reviews.models import Decision, Review
 from reviews.policy_settings import PolicySettings
 from reviews.selectors.policy import current_policy
 from reviews.services.decisions import approve_prediction, override_prediction
@@ -307,29 +307,66 @@ def test_the_nav_and_the_loop_page_link_to_it(people, client):
     assert url not in client.get(reverse("home")).content.decode()
 
 
+CYCLE = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _analyst_case(case_versions, name: str) -> Review:
+    """A case for an analyst: churn 0.2 ("stays") carrying a win-back email recommendation."""
+    member = MemberFactory(external_id=name)
+    carried = PredictionFactory(
+        member=member,
+        model_version=case_versions["next_action"],
+        kind="next_action",
+        cutoff=CYCLE,
+        score=0.7,
+        confidence=0.3,
+        probabilities={"win_back_email": 0.7, "no_action": 0.3},
+        recommended_action=Action.objects.get(code="win_back_email"),
+    )
+    churn = PredictionFactory(
+        member=member, model_version=case_versions["churn"], cutoff=CYCLE, score=0.2
+    )
+    route_new_predictions(kind="churn")
+    case = Review.objects.get(prediction=churn)
+    assert (case.route, case.action_prediction_id) == ("analyst", carried.pk)
+    return case
+
+
+def test_actions_are_judged_by_the_members_held_out_at_random(case_versions, make_user):
+    analyst = make_user("analyst", "act")
+    cases = {name: _analyst_case(case_versions, name) for name in ("M-1", "M-2", "M-3", "M-4")}
+    for name in ("M-1", "M-2", "M-3"):  # the win-back email is sent
+        approve_prediction(review_id=cases[name].pk, actor=analyst, reason_code="model-correct")
+    override_prediction(  # nothing to send: not an action choice to judge
+        review_id=cases["M-4"].pk,
+        actor=analyst,
+        reason_code="better-action",
+        action_code="no_action",
+    )
+    # The control group held M-3 out (drawn at random when the decision was made).
+    Decision.objects.filter(review=cases["M-3"]).update(held_out=True, holdout_reason="action")
+    Decision.objects.filter(review=cases["M-1"]).update(held_out=False)
+    Decision.objects.filter(review=cases["M-2"]).update(held_out=False)
+    for name, churned in {"M-1": False, "M-2": True, "M-3": True, "M-4": True}.items():
+        _outcome(cases[name], churned=churned)
+
+    quality = review_quality(analyst, quality_scope(analyst))
+
+    (row,) = quality.actions
+    assert row.reviewer == "act"
+    effect = row.effect
+    assert (effect.treated.hits, effect.treated.n) == (1, 2)
+    assert (effect.held_out.hits, effect.held_out.n) == (1, 1)
+    assert effect.prevented.value == pytest.approx(0.5)  # 100 % held-out churn − 50 % treated
+    assert effect.prevented.low < 0 < effect.prevented.high  # three members prove nothing
+    assert effect.is_small
+
+
 def test_a_case_is_scored_by_the_churn_call_it_settled_on(case_versions, make_user):
     analyst = make_user("analyst", "cas")
-    cycle = datetime(2026, 3, 1, tzinfo=UTC)
 
     def analyst_case(name):
-        member = MemberFactory(external_id=name)
-        carried = PredictionFactory(
-            member=member,
-            model_version=case_versions["next_action"],
-            kind="next_action",
-            cutoff=cycle,
-            score=0.7,
-            confidence=0.3,
-            probabilities={"win_back_email": 0.7, "no_action": 0.3},
-            recommended_action=Action.objects.get(code="win_back_email"),
-        )
-        churn = PredictionFactory(
-            member=member, model_version=case_versions["churn"], cutoff=cycle, score=0.2
-        )
-        route_new_predictions(kind="churn")
-        case = Review.objects.get(prediction=churn)
-        assert (case.route, case.action_prediction_id) == ("analyst", carried.pk)
-        return case
+        return _analyst_case(case_versions, name)
 
     action_only, corrected = analyst_case("M-action-only"), analyst_case("M-corrected")
     # Overridden on its action alone: the case keeps the model's churn call ("stays").
