@@ -14,12 +14,14 @@ from reviews.models import Review, ReviewOpening
 
 
 def record_opening(*, review: Review, user) -> None:
-    """The person's first opening of `review`; idempotent. Whatever the review's state: one
-    statement per page view, and only a later decision by the same person reads it."""
+    """The person's first opening of `review`; idempotent. Whatever the review's state (only a
+    later decision by the same person reads it). A read on every page view and a write only
+    the first time: the embedded SQLite takes its one write lock for no page view after that;
+    two first openings at once keep the earlier (the second insert conflicts and is dropped)."""
     if not user.is_authenticated:
         return
-    # One statement whether or not it is the first opening: a later one conflicts and is
-    # dropped, keeping the first time.
+    if ReviewOpening.objects.filter(review=review, user=user).exists():
+        return
     ReviewOpening.objects.bulk_create(
         [ReviewOpening(review=review, user=user, opened_at=timezone.now())],
         ignore_conflicts=True,

@@ -183,11 +183,7 @@ def reroute_undecided(
         return ReroutingResult(
             kind=kind, policy_version=policy_version, considered=0, superseded=True
         )
-    values = np.fromiter(
-        routed_population(kind).values_list("member_value", flat=True).iterator(chunk_size=10000),
-        dtype="float64",
-    )
-    rules = _rules(kind, policy, values)
+    rules = _rules(kind, policy)
     moves: dict[tuple[str, str], int] = {}
     by_route: dict[str, int] = {}
     considered = 0
@@ -289,11 +285,18 @@ class Rules:
         return self.case if _is_case(row) else self.own
 
 
-def _rules(kind: str, policy: EscalationPolicy, values: np.ndarray) -> Rules:
+def _rules(kind: str, policy: EscalationPolicy) -> Rules:
     """The rules of a re-routing of `kind` under `policy` (current), on the population's value
-    scale (`values`, those of what is re-routed, before a full run stored one); the other
-    kind's current version for the cases' other side."""
-    scale = population_scale(values)
+    scale (before a full run stored one: the values of the population the policy routes); the
+    other kind's current version for the cases' other side."""
+    scale = population_scale(
+        lambda: np.fromiter(
+            routed_population(kind)
+            .values_list("member_value", flat=True)
+            .iterator(chunk_size=10000),
+            dtype="float64",
+        )
+    )
     other = PredictionKind.NEXT_ACTION if kind == PredictionKind.CHURN else PredictionKind.CHURN
     policies = {kind: policy, other: current_policy(other)}
     rule = {

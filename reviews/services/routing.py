@@ -115,7 +115,7 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
     unrouted = unrouted_predictions(kind)
     if model_version_id is not None:
         unrouted = unrouted.filter(model_version_id=model_version_id)
-    scale = population_scale(_member_values(unrouted))
+    scale = population_scale(lambda: _member_values(unrouted))
     rules = ReviewRules(routing_rule(kind=kind, settings=PolicySettings.of(policy), scale=scale))
     extra = ("probabilities",) if ranks_actions(kind) else ()
 
@@ -135,7 +135,7 @@ def route_new_cases() -> RoutingResult:
     policy = current_policy(PredictionKind.CHURN)
     action_policy = current_policy(PredictionKind.NEXT_ACTION)
     unrouted = unrouted_predictions(PredictionKind.CHURN)
-    scale = population_scale(_member_values(unrouted))
+    scale = population_scale(lambda: _member_values(unrouted))
     rules = ReviewRules(
         routing_rule(kind=PredictionKind.CHURN, settings=PolicySettings.of(policy), scale=scale),
         action=routing_rule(

@@ -20,6 +20,7 @@ Routing, re-routing and the simulation all route by these (`routing`, `rerouting
 """
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -109,15 +110,14 @@ class ValueScale:
         return np.searchsorted(self.points, values, side="right") / len(self.points)
 
 
-def population_scale(fallback_values) -> ValueScale:
+def population_scale(fallback_values: Callable[[], np.ndarray]) -> ValueScale:
     """The population's scale: the latest full scoring run's value points, or, before any
-    full run stored them, `fallback_values` (the values of what is being routed)."""
+    full run stored them, `fallback_values()` (the values of what is being routed), read
+    only then: a million predictions' values are not read to be thrown away."""
     points = population_value_points()
-    return (
-        ValueScale(np.asarray(points, dtype="float64"))
-        if points
-        else ValueScale.of(fallback_values)
-    )
+    if points:
+        return ValueScale(np.asarray(points, dtype="float64"))
+    return ValueScale.of(fallback_values())
 
 
 def choose_route(

@@ -99,7 +99,9 @@ def simulate_policy(*, kind: str, settings: PolicySettings) -> Simulation:
     rule = RoutingRule(
         kind=kind,
         settings=settings,
-        value_threshold=population_scale(columns.value).threshold(settings.expert_value_quantile),
+        value_threshold=population_scale(lambda: columns.value).threshold(
+            settings.expert_value_quantile
+        ),
         paused="",
     )
     sampled = audit_sample_of(columns, rule=rule)
@@ -196,7 +198,7 @@ def read_columns(reviews, *, kind: str, decided: bool = False) -> ReviewColumns:
     other_rule = RoutingRule(
         kind=other,
         settings=other_settings,
-        value_threshold=population_scale(columns.value).threshold(
+        value_threshold=population_scale(lambda: columns.value).threshold(
             other_settings.expert_value_quantile
         ),
         paused="",

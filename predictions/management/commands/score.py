@@ -5,14 +5,13 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from loyalty.clock import scoring_clock
 from predictions.exceptions import NoActiveModelError
 from predictions.models import PredictionKind, ScoringChunk, ScoringRun
 from predictions.services.scoring.runs import (
     CYCLE_ORDER,
     DEFAULT_CHUNK_SIZE,
     score_chunk,
-    start_scoring_run,
+    start_cycle,
 )
 
 POLL_SECONDS = 0.5
@@ -32,21 +31,18 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        # Every kind: one cycle, one cutoff, next action first (`runs.CYCLE_ORDER`).
+        # Every kind: one cycle, one cutoff, next action first (`runs.start_cycle`).
         kinds = CYCLE_ORDER if options["kind"] == "all" else [options["kind"]]
-        cutoff = scoring_clock()
-        for kind in kinds:
-            try:
-                run = start_scoring_run(
-                    kind=kind,
-                    cutoff=cutoff,
-                    member_limit=options["members"],
-                    chunk_size=options["chunk_size"],
-                    enqueue=not options["inline"],
-                    closes_cycle=kind == kinds[-1],
-                )
-            except NoActiveModelError as error:
-                raise CommandError(f"{error.message} Train and promote one first.") from error
+        try:
+            runs = start_cycle(
+                kinds=kinds,
+                member_limit=options["members"],
+                chunk_size=options["chunk_size"],
+                enqueue=not options["inline"],
+            )
+        except NoActiveModelError as error:
+            raise CommandError(f"{error.message} Train and promote one first.") from error
+        for run in runs:
             if options["inline"]:
                 for chunk_id in run.chunks.values_list("pk", flat=True):
                     score_chunk(chunk_id=chunk_id)
