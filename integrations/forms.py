@@ -35,3 +35,15 @@ class DeliveryFilterForm(forms.Form):
         required=False, choices=[("", "Any status"), *Delivery.Status.choices]
     )
     endpoint = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+
+class LineageExportForm(DecisionExportForm):
+    file_type = forms.ChoiceField(
+        label="File",
+        choices=[("jsonl", "JSON Lines: the whole lineage"), ("csv", "CSV: the flat part")],
+        initial="jsonl",
+        required=False,
+    )
+
+    def clean_file_type(self) -> str:
+        return self.cleaned_data.get("file_type") or "jsonl"

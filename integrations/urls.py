@@ -18,4 +18,6 @@ urlpatterns = [
     path("deliveries/<int:delivery_id>/redeliver/", views.redeliver, name="redeliver"),
     path("export/queue/<str:route>.csv", views.export_queue, name="export_queue"),
     path("export/decisions/", views.export_decisions, name="export_decisions"),
+    path("decisions/<int:decision_id>/lineage/", views.decision_lineage, name="decision_lineage"),
+    path("export/lineage/", views.export_lineage, name="export_lineage"),
 ]

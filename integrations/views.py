@@ -1,20 +1,26 @@
-"""Pages of the integrations: webhook endpoints and their delivery log (admins), and the CSV
-exports (a queue, for whoever may open it; decisions, for whoever may read them)."""
+"""Pages of the integrations: webhook endpoints and their delivery log (admins), the CSV
+exports (a queue, for whoever may open it; decisions, for whoever may read them), a decision's
+lineage (for the people who may read the decision) and the auditors' lineage export (admins)."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from integrations import exports, selectors
+from integrations import exports, lineage, selectors
 from integrations.exceptions import InvalidEndpoint
-from integrations.forms import DecisionExportForm, DeliveryFilterForm, EndpointForm
+from integrations.forms import (
+    DecisionExportForm,
+    DeliveryFilterForm,
+    EndpointForm,
+    LineageExportForm,
+)
 from integrations.services import delivery as deliveries
-from integrations.services import endpoints
+from integrations.services import endpoints, lineage_export
 from reviews.page_errors import domain_errors_as_pages
 from reviews.permissions import VIEW_DECISION, can_open_queue
 from reviews.selectors.queue import QUEUE_ROUTES, QueueFilters
@@ -159,10 +165,33 @@ def export_decisions(request):
     return _csv(f"decisions-{form.cleaned_data['start']}", exports.DECISION_COLUMNS, rows)
 
 
-def _csv(name: str, header, rows) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(
-        exports.csv_lines(header, rows), content_type="text/csv; charset=utf-8"
-    )
+@login_required
+@require_GET
+def decision_lineage(request, decision_id: int):
+    if not lineage.may_read_lineage(request.user):
+        raise PermissionDenied("A decision's lineage is for the people who review decisions.")
+    document = lineage.decision_lineage(request.user, decision_id=decision_id)
+    if document is None:
+        raise Http404("No such decision.")
+    return render(request, "integrations/lineage.html", {"lineage": document})
+
+
+@login_required
+@require_GET
+def export_lineage(request):
+    _require(request.user, lineage_export.EXPORT_PERMISSION)
+    form = LineageExportForm(request.GET or None)
+    if not form.is_valid():
+        status = 400 if request.GET else 200
+        return render(request, "integrations/export_lineage.html", {"form": form}, status=status)
+    made = lineage_export.export_lineages(actor=request.user, **form.cleaned_data)
+    return exports.streamed_file(made.lines, content_type=made.content_type, filename=made.filename)
+
+
+def _csv(name: str, header, rows):
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
-    response["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.csv"'
-    return response
+    return exports.streamed_file(
+        exports.csv_lines(header, rows),
+        content_type="text/csv; charset=utf-8",
+        filename=f"{name}-{stamp}.csv",
+    )

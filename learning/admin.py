@@ -1,9 +1,9 @@
-"""Admin of the learning loop: the gate is edited here, every change audited with its before
-and after values; labels and retraining runs are shown read-only."""
+"""Admin of the learning loop: the gate and the fairness limits are edited here, every change
+audited with its before and after values; labels and retraining runs are shown read-only."""
 
 from django.contrib import admin
 
-from learning.models import GatePolicy, LabeledExample, RetrainingRun
+from learning.models import FairnessLimits, GatePolicy, LabeledExample, RetrainingRun
 from loyalty.admin.read_only import ReadOnlyAdmin
 from loyalty.services.config_audit import AuditedAdminMixin
 
@@ -31,3 +31,18 @@ class LabeledExampleAdmin(ReadOnlyAdmin):
 class RetrainingRunAdmin(ReadOnlyAdmin):
     list_display = ["id", "kind", "status", "verdict", "trigger", "candidate", "created_at"]
     list_filter = ["kind", "status", "verdict"]
+
+
+@admin.register(FairnessLimits)
+class FairnessLimitsAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "kind",
+        "window_days",
+        "min_group_size",
+        "max_parity_difference",
+        "min_parity_ratio",
+        "max_equalized_odds_difference",
+        "max_calibration_difference",
+        "max_override_difference",
+        "pause_on_breach",
+    ]

@@ -320,3 +320,38 @@ def override_precision_figure(rows) -> dict | None:
         yaxis={"title": {"text": "% right"}, "range": [0, 100], "gridcolor": "#eef0f3"},
         height=300,
     )
+
+
+SHOWN_COLOR, BLIND_COLOR = PALETTE[2], PALETTE[0]
+
+
+def blind_agreement_figure(rows) -> dict | None:
+    """Per reviewer, agreement with the model's churn call when shown it and when blind, each
+    with its interval; the axis names the two n (shown/blind) and marks a flagged reviewer."""
+    rows = [row for row in rows if row.scores.blind_agreement.value is not None]
+    if not rows:
+        return None
+    x = [
+        f"{row.reviewer} (n={row.scores.shown_agreement.n}/{row.scores.blind_agreement.n})"
+        + (" ⚑" if row.scores.flagged else "")
+        for row in rows
+    ]
+    return _figure(
+        [
+            _percent_points(
+                [row.scores.shown_agreement for row in rows],
+                name="Shown the model",
+                x=x,
+                color=SHOWN_COLOR,
+            ),
+            _percent_points(
+                [row.scores.blind_agreement for row in rows], name="Blind", x=x, color=BLIND_COLOR
+            ),
+        ],
+        title="Agreement with the model's churn call: shown vs blind",
+        showlegend=True,
+        scattermode="group",
+        xaxis={"type": "category", "gridcolor": "#eef0f3", "automargin": True},
+        yaxis={"title": {"text": "% agreeing"}, "range": [0, 100], "gridcolor": "#eef0f3"},
+        height=320,
+    )

@@ -1,7 +1,9 @@
 """The learning loop's records: labeled examples made of decisions and outcomes, the gate a
-retrained candidate must pass, the retraining runs and the monitor's reports."""
+retrained candidate must pass, the retraining runs, the monitor's reports, and the fairness
+check's limits and runs."""
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -222,3 +224,94 @@ class MonitorReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} monitor of v{self.model_version_id} at {self.computed_at:%Y-%m-%d}"
+
+
+class FairnessLimits(models.Model):
+    """What the fairness check (`learning.services.fairness`) tolerates for a kind, between the
+    groups of a protected attribute (age band, region): each limit empty is not judged. One row
+    per kind, edited in the admin (changes audited). A breach tells the admins and, with
+    `pause_on_breach`, pauses the kind's auto-approval like the calibration monitor does."""
+
+    kind = models.CharField(max_length=20, choices=PredictionKind.choices, unique=True)
+    window_days = models.PositiveIntegerField(
+        default=365,
+        validators=[MinValueValidator(1)],
+        help_text="The decisions of the last this many days are measured.",
+    )
+    min_group_size = models.PositiveIntegerField(
+        default=30,
+        validators=[MinValueValidator(1)],
+        help_text="A rate resting on fewer items than this is reported as too small and left "
+        "out of the comparisons between groups.",
+    )
+    max_parity_difference = models.FloatField(
+        null=True,
+        blank=True,
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share called churn: highest group minus lowest, at most (model and final "
+        "decisions).",
+    )
+    min_parity_ratio = models.FloatField(
+        null=True,
+        blank=True,
+        default=0.8,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share called churn: lowest group over highest, at least (0.8: the "
+        "four-fifths rule).",
+    )
+    max_equalized_odds_difference = models.FloatField(
+        null=True,
+        blank=True,
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="The larger of the true and false positive rate differences, at most.",
+    )
+    max_calibration_difference = models.FloatField(
+        null=True,
+        blank=True,
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Predicted minus observed churn: highest group minus lowest, at most.",
+    )
+    max_override_difference = models.FloatField(
+        null=True,
+        blank=True,
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="People's overrides of the model (all, toward churn, toward stay): highest "
+        "group's rate minus lowest, at most.",
+    )
+    pause_on_breach = models.BooleanField(
+        default=False,
+        help_text="A breach also pauses auto-approval of the kind (everything goes to people) "
+        "until an admin resumes it.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "fairness limits"
+        permissions = [
+            ("view_fairness", "Can see fairness by protected group (age band, region)"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} fairness limits"
+
+
+class FairnessCheck(models.Model):
+    """One run of the fairness check of a kind: how many decisions it measured and the limits
+    they breached (`breaches`: [{key, text}], `Breach.key` and its sentence). Admins are told
+    when the limits breached differ from the previous check's, not every day again."""
+
+    kind = models.CharField(max_length=20, choices=PredictionKind.choices)
+    computed_at = models.DateTimeField(auto_now_add=True)
+    decisions = models.PositiveIntegerField(default=0)
+    breaches = models.JSONField(default=list, blank=True)
+    paused = models.BooleanField(default=False, help_text="Whether it paused auto-approval.")
+
+    class Meta:
+        ordering = ["-computed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} fairness check at {self.computed_at:%Y-%m-%d}"

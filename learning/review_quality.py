@@ -107,19 +107,26 @@ def route_group(review: Review) -> str:
     return review.route
 
 
+def observed_churn(prediction_field: str = "review__prediction_id") -> Subquery:
+    """The member's observed churn after the prediction in `prediction_field` (the outcome
+    example's label), None while its horizon has not passed: an annotation."""
+    return Subquery(
+        LabeledExample.objects.filter(
+            source=LabeledExample.Source.OUTCOME,
+            kind=PredictionKind.CHURN,
+            prediction_id=OuterRef(prediction_field),
+        ).values("churn_label")[:1]
+    )
+
+
 def scored_decisions(user, scope: str):
     """The decisions that can be scored and that `user` may see in `scope`, with `outcome`
     (the member's observed churn) annotated."""
-    outcome = LabeledExample.objects.filter(
-        source=LabeledExample.Source.OUTCOME,
-        kind=PredictionKind.CHURN,
-        prediction_id=OuterRef("review__prediction_id"),
-    ).values("churn_label")[:1]
     decisions = (
         Decision.objects.exclude(decided_as=Decision.POLICY)
         # A case's kind is churn: its churn prediction is the review's own.
         .filter(review__kind=PredictionKind.CHURN, review__member__erased_at__isnull=True)
-        .annotate(outcome=Subquery(outcome))
+        .annotate(outcome=observed_churn())
         .filter(outcome__isnull=False)
         .select_related("review__prediction", "decided_by", "reason", "member", "settled_action")
     )

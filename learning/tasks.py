@@ -1,9 +1,10 @@
-"""Celery entry points of the learning loop: labeling, outcomes, retraining, monitoring."""
+"""Celery entry points of the learning loop: labeling, outcomes, retraining, monitoring,
+fairness."""
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from learning.services import housekeeping, labels, monitoring, retraining
+from learning.services import fairness, housekeeping, labels, monitoring, retraining
 from predictions.models import PredictionKind
 
 
@@ -57,6 +58,13 @@ def monitor_task() -> int:
     """Calibration and drift of every active version; pauses auto-approval on a breach."""
     reports = [monitoring.run_monitor(kind=kind) for kind in PredictionKind.values]
     return sum(1 for report in reports if report is not None and report.breaches)
+
+
+@shared_task(name="learning.check_fairness_task")
+def check_fairness_task() -> int:
+    """Daily: fairness per protected group against the admin's limits; a breach tells the
+    admins and, where the limits say so, pauses auto-approval. Returns the breaching checks."""
+    return fairness.check_fairness_of_every_kind()
 
 
 @shared_task(name="learning.prune_predictions_task")

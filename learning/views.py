@@ -1,14 +1,19 @@
-"""The learning loop's page: labels gathered, retraining runs with their gate, approvals."""
+"""The learning loop's page: labels gathered, retraining runs with their gate, approvals; and the
+policy tests' page (an A/B test of two escalation-policy versions, its readout and its end)."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
 from learning import figures, selectors
+from learning.blind_agreement import RUBBER_STAMP_MARGIN, blind_agreement
+from learning.fairness import FAIRNESS_PERMISSION, MEASURED_KINDS, kind_fairness
+from learning.fairness_figures import attribute_charts
 from learning.models import RetrainingRun
+from learning.policy_test_readout import MIN_DETECTABLE_DIFFERENCE, policy_test_readout
 from learning.quality_stats import SMALL_SAMPLE
 from learning.review_quality import GROUPINGS, SORTS, quality_scope, review_quality
 from learning.selectors import gate_policy, loop_overview, recent_runs, top_drift
@@ -16,8 +21,20 @@ from learning.services.retraining import approve_candidate, request_retraining
 from predictions.models import PredictionKind
 from predictions.services.registry import PROMOTE_PERMISSION
 from reviews.figures import figure_html
+from reviews.forms.experiments import EndPolicyTestForm, PolicyTestForm
+from reviews.models import PolicyExperiment
 from reviews.page_errors import domain_errors_as_pages, flash_and_redirect
+from reviews.permissions import MANAGE_POLICY
+from reviews.policy_settings import PolicySettings
+from reviews.selectors.experiments import (
+    adopted_arm,
+    policy_tests,
+    running_test,
+    settings_comparison,
+)
+from reviews.selectors.policy import current_policy
 from reviews.services.automation import resume_auto_approval
+from reviews.services.experiments import end_policy_test, start_policy_test
 
 WATCH_LOOP = "learning.view_retrainingrun"
 # While a run is queued or running, its table asks for itself again this often.
@@ -61,12 +78,16 @@ def review_quality_page(request):
     if scope is None:
         raise PermissionDenied("Only reviewers, experts and admins may see review quality.")
     quality = review_quality(request.user, scope, sort=request.GET.get("sort", ""))
+    blind = blind_agreement(request.user, scope)
     context = {
         "quality": quality,
         "groupings": [(GROUPINGS[name], quality.groups[name]) for name in GROUPINGS],
         "sorts": SORTS,
         "small_sample": SMALL_SAMPLE,
         "charts": _quality_charts(quality),
+        "blind": blind,
+        "blind_chart": figure_html(figures.blind_agreement_figure(blind), "quality-blind-fig"),
+        "rubber_stamp_margin": round(RUBBER_STAMP_MARGIN * 100),
     }
     return render(request, "learning/review_quality.html", context)
 
@@ -168,3 +189,153 @@ def approve_run(request, run_id: int):
     run = approve_candidate(run_id=run_id, actor=request.user)
     messages.success(request, f"Version {run.candidate_id} is active; members are being re-scored.")
     return redirect("learning:loop")
+
+
+# --- policy tests: an A/B test of two escalation-policy versions (admins) ------------------
+
+EARLIER_TESTS_SHOWN = 20
+
+
+def _manage_tests(request, kind: str | None = None) -> None:
+    if not request.user.has_perm(MANAGE_POLICY):
+        raise PermissionDenied("Only an admin may run policy tests.")
+    if kind is not None and kind not in PredictionKind.values:
+        raise Http404(f"No prediction kind {kind!r}.")
+
+
+def _start_form(kind: str, data=None) -> PolicyTestForm:
+    return PolicyTestForm.for_current(PolicySettings.of(current_policy(kind)), kind=kind, data=data)
+
+
+def _policy_test_page(request, kind: str, *, shown=None, forms=None, status: int = 200):
+    """The kind's test page: `shown` (the running test by default) with its readout; the start
+    form while none runs, the end form while one does (`forms`: bound ones to show again)."""
+    running = running_test(kind)
+    shown = shown or running
+    forms = forms or {}
+    context = {
+        "kind": kind,
+        "kinds": PredictionKind.choices,
+        "kind_label": PredictionKind(kind).label,
+        "running": running,
+        "shown": shown,
+        "readout": policy_test_readout(shown) if shown else None,
+        "comparison": settings_comparison(shown) if shown else [],
+        "adopted_arm": adopted_arm(shown) if shown else None,
+        "current": current_policy(kind),
+        "start_form": forms.get("start") or (_start_form(kind) if running is None else None),
+        "end_form": forms.get("end") or EndPolicyTestForm(),
+        "earlier": policy_tests(kind).filter(ended_at__isnull=False)[:EARLIER_TESTS_SHOWN],
+        "difference_points": round(MIN_DETECTABLE_DIFFERENCE * 100),
+    }
+    return render(request, "learning/policy_test.html", context, status=status)
+
+
+def _start_refused(request, error, kind: str):
+    """A start the service refused (a test runs already, the settings are the current ones):
+    the page again, with what the admin typed and why."""
+    form = _start_form(kind, data=request.POST)
+    form.is_valid()
+    form.add_error(None, error.message)
+    return _policy_test_page(request, kind, forms={"start": form}, status=error.status)
+
+
+def _end_refused(request, error, test_id: int):
+    test = get_object_or_404(PolicyExperiment, pk=test_id)
+    messages.error(request, error.message)
+    return redirect("learning:policy_test", kind=test.kind)
+
+
+@login_required
+@require_GET
+def policy_test_page(request, kind: str):
+    """The running test of `kind` with its readout and the end form, or the start form with
+    the current thresholds; `?test=<id>` shows an earlier test's readout."""
+    _manage_tests(request, kind)
+    shown = None
+    if request.GET.get("test"):
+        tests = policy_tests(kind)
+        shown = get_object_or_404(tests, pk=_number(request.GET["test"]))
+    return _policy_test_page(request, kind, shown=shown)
+
+
+def _number(text: str) -> int:
+    if not text.isdigit():
+        raise Http404(f"No policy test {text!r}.")
+    return int(text)
+
+
+@login_required
+@require_POST
+@domain_errors_as_pages(_start_refused)
+def start_policy_test_page(request, kind: str):
+    """Start a test of the thresholds in the form against the version in force; invalid input
+    shows the page again with the errors (400), starting nothing."""
+    _manage_tests(request, kind)
+    form = _start_form(kind, data=request.POST)
+    if not form.is_valid():
+        return _policy_test_page(request, kind, forms={"start": form}, status=400)
+    test = start_policy_test(
+        kind=kind,
+        challenger_settings=form.policy_settings(),
+        share=form.cleaned_data["challenger_share"],
+        hypothesis=form.cleaned_data["hypothesis"],
+        actor=request.user,
+        ends_at=form.ends_at(),
+        max_decisions=form.cleaned_data.get("max_decisions"),
+    )
+    messages.success(
+        request,
+        f"Policy test {test.pk} started: version {test.challenger.version} routes "
+        f"{test.challenger_share:.0%} of members' new reviews, version "
+        f"{test.champion.version} the rest.",
+    )
+    return redirect("learning:policy_test", kind=kind)
+
+
+@login_required
+@require_POST
+@domain_errors_as_pages(_end_refused)
+def end_policy_test_page(request, test_id: int):
+    """End a test by adopting one of its versions: a new audited version with its settings."""
+    _manage_tests(request)
+    test = get_object_or_404(PolicyExperiment, pk=test_id)
+    form = EndPolicyTestForm(request.POST)
+    if not form.is_valid():
+        return _policy_test_page(request, test.kind, forms={"end": form}, status=400)
+    ended = end_policy_test(test_id=test.pk, actor=request.user, **form.cleaned_data)
+    messages.success(
+        request,
+        f"Policy test {ended.pk} ended: version {ended.adopted.version} holds the adopted "
+        "settings; the undecided reviews are being re-routed to it.",
+    )
+    return redirect("learning:policy_test", kind=test.kind)
+
+
+@login_required
+@require_GET
+def fairness_page(request):
+    """Per group of the protected attributes and of the tier: the model, the final decisions
+    and people's overrides, with the comparisons between groups against the admin's limits
+    (experts and admins; analysts never see protected attributes)."""
+    if not request.user.has_perm(FAIRNESS_PERMISSION):
+        raise PermissionDenied("Only experts and admins may see fairness by protected group.")
+    kind = request.GET.get("kind", PredictionKind.CHURN.value)
+    if kind not in MEASURED_KINDS:
+        raise Http404(f"Fairness of {kind!r} is not measured.")
+    fairness = kind_fairness(kind)
+    context = {
+        "fairness": fairness,
+        "report": fairness.report,
+        "kind_label": PredictionKind(kind).label,
+        "attributes": [
+            {
+                "fairness": attribute,
+                "charts": attribute_charts(attribute),
+                "breached": fairness.report.breached(attribute.attribute),
+            }
+            for attribute in fairness.report.attributes
+        ],
+        "can_edit_limits": request.user.has_perm("learning.change_fairnesslimits"),
+    }
+    return render(request, "learning/fairness.html", context)

@@ -23,10 +23,12 @@ _REVIEW = ["reviews.view_review", "reviews.view_decision", "reviews.decide_revie
 
 # The learning loop's page (labels, retraining runs, calibration and drift).
 _WATCH_LOOP = ["learning.view_retrainingrun", "learning.view_labeledexample"]
+# Fairness per protected group (age band, region): admins and experts, never analysts.
+_SEE_FAIRNESS = ["learning.view_fairness"]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     ANALYST: _READ_PROGRAM + _REVIEW,
-    EXPERT: _READ_PROGRAM + _REVIEW + ["reviews.decide_escalated"] + _WATCH_LOOP,
+    EXPERT: _READ_PROGRAM + _REVIEW + ["reviews.decide_escalated"] + _WATCH_LOOP + _SEE_FAIRNESS,
     ADMIN: _READ_PROGRAM
     + [
         "loyalty.add_member",
@@ -61,6 +63,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "learning.view_gatepolicy",
         "learning.change_gatepolicy",
         "learning.add_retrainingrun",
+        # The fairness check's limits (and who hears of a breach).
+        "learning.view_fairnesslimits",
+        "learning.change_fairnesslimits",
         # Webhook endpoints and their delivery log (integrations).
         "integrations.view_webhookendpoint",
         "integrations.add_webhookendpoint",
@@ -68,7 +73,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "integrations.delete_webhookendpoint",
         "integrations.view_delivery",
     ]
-    + _WATCH_LOOP,
+    + _WATCH_LOOP
+    + _SEE_FAIRNESS,
     # Systems that push members and events in and pull decisions out, through the API.
     INTEGRATOR: _READ_PROGRAM
     + ["loyalty.add_member", "loyalty.change_member", "loyalty.add_event", "reviews.view_decision"],

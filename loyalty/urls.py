@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/", include("loyalty.api.urls")),
     path("api/", include("reviews.api.urls")),
     path("api/", include("integrations.api.urls")),
+    path("api/", include("learning.api.urls")),
     path("reviews/", include("reviews.urls")),
     # The learning loop's page sits with the other managers' pages.
     path("reviews/manage/loop/", include("learning.urls")),

@@ -25,3 +25,31 @@ class InvalidDecision(DomainError):
 
 class PolicyChanged(ConflictError):
     """Someone saved another escalation-policy version since the page was opened."""
+
+
+class InvalidPolicyTest(DomainError):
+    """A policy test that cannot start or end as asked (a share outside (0, 1), no end, an end
+    in the past, a challenger identical to the current version, an unknown arm)."""
+
+
+class PolicyTestRunning(ConflictError):
+    """A policy test of the kind is running: another cannot start, and the thresholds cannot
+    change until it ends with one version adopted."""
+
+    @classmethod
+    def of(cls, test) -> "PolicyTestRunning":
+        """The error naming the running `test` (a PolicyExperiment) and what to do."""
+        return cls(
+            f"A policy test of version {test.champion.version} against version "
+            f"{test.challenger.version} is running: end it first, by adopting one of them.",
+            kind=test.kind,
+            test=test.pk,
+        )
+
+
+class PolicyTestEnded(ConflictError):
+    """The policy test ended already, with another version adopted."""
+
+
+class PolicyTestNotFound(NotFoundError):
+    """No policy test has this id."""

@@ -24,7 +24,9 @@ class EscalationPolicy(models.Model):
     - an analyst item waiting longer than `sla_hours` escalates to an expert;
     - a queue holds at most its daily capacity (`analyst_daily_capacity`,
       `expert_daily_capacity`; empty: no limit) of items awaiting a decision: the overflow waits
-      in the backlog (`reviews.services.capacity`). A case counts against the churn policy's.
+      in the backlog (`reviews.services.capacity`). A case counts against the churn policy's;
+    - `blind_share` of the items routed to people open blind (`reviews.services.blind`): the
+      model's answer stays hidden until the reviewer commits their own.
     `segment_overrides` maps a tier to replacements of the two confidence thresholds.
     """
 
@@ -65,6 +67,11 @@ class EscalationPolicy(models.Model):
         validators=[MinValueValidator(1)],
         help_text="Items experts can decide a day; the overflow waits in the backlog.",
     )
+    blind_share = models.FloatField(
+        default=0.05,
+        help_text="Share of the items routed to people that open blind: the model's answer is "
+        "hidden until the reviewer commits their own.",
+    )
     segment_overrides = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
@@ -83,6 +90,10 @@ class EscalationPolicy(models.Model):
             models.CheckConstraint(
                 condition=Q(audit_sample_rate__gte=0) & Q(audit_sample_rate__lte=1),
                 name="audit_rate_is_a_share",
+            ),
+            models.CheckConstraint(
+                condition=Q(blind_share__gte=0) & Q(blind_share__lte=1),
+                name="blind_share_is_a_share",
             ),
             models.CheckConstraint(
                 condition=Q(analyst_daily_capacity__isnull=True) | Q(analyst_daily_capacity__gte=1),
@@ -227,6 +238,9 @@ class Review(models.Model):
     due_at = models.DateTimeField(null=True, blank=True)
     # Pending but not in the queue: waiting in the backlog until the queue has room.
     in_backlog = models.BooleanField(default=False, db_default=False)
+    # Opens blind (`reviews.services.blind`): nothing shows the model's answer (score,
+    # confidence, route reason, risk, explanation) until a person commits a `BlindAnswer`.
+    is_blind = models.BooleanField(default=False, db_default=False)
     escalated_at = models.DateTimeField(null=True, blank=True)
     escalated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -472,3 +486,82 @@ class ReviewOpening(models.Model):
         return (
             f"review {self.review_id} opened by {self.user_id} at {self.opened_at:%Y-%m-%d %H:%M}"
         )
+
+
+class BlindAnswer(models.Model):
+    """A person's own answer to a blind review, committed before the model's was shown: their
+    churn call and, where the review recommends one, their action. Immutable and one per
+    review: the decision that follows may confirm or revise it, never overwrite it."""
+
+    review = models.OneToOneField(Review, on_delete=models.CASCADE, related_name="blind_answer")
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    churn_label = models.BooleanField(help_text="The person's call: will this member churn?")
+    action = models.ForeignKey(
+        Action, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # The model's churn call on the item, as it stood when the answer was committed.
+    model_churn_call = models.BooleanField()
+    committed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"blind answer to review {self.review_id} by {self.user_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise ValueError("Blind answers are immutable.")
+        super().save(*args, **kwargs)
+
+
+class ExperimentQuerySet(models.QuerySet):
+    def running(self) -> "ExperimentQuerySet":
+        return self.filter(ended_at__isnull=True)
+
+
+class PolicyExperiment(models.Model):
+    """An A/B test of two policy versions of one kind (`reviews.services.experiments`): each
+    member falls in an arm by a stable hash of `salt` and their id (`challenger_share` of them
+    in the challenger's) and is routed and re-routed by their arm's version, until the test
+    ends (at `ends_at`, after `max_decisions` person decisions, or by hand) with a version
+    adopted."""
+
+    kind = models.CharField(max_length=20, choices=PredictionKind.choices)
+    champion = models.ForeignKey(EscalationPolicy, on_delete=models.PROTECT, related_name="+")
+    challenger = models.ForeignKey(EscalationPolicy, on_delete=models.PROTECT, related_name="+")
+    challenger_share = models.FloatField(default=0.5)
+    salt = models.CharField(max_length=32)
+    hypothesis = models.TextField(blank=True)
+    started_at = models.DateTimeField()
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ends_at = models.DateTimeField(null=True, blank=True)
+    max_decisions = models.PositiveIntegerField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The policy version the end created from the winning arm (None: still running).
+    adopted = models.ForeignKey(
+        EscalationPolicy, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    end_reason = models.TextField(blank=True)
+
+    objects = ExperimentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind"],
+                condition=Q(ended_at__isnull=True),
+                name="one_running_experiment_per_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(challenger_share__gt=0) & Q(challenger_share__lt=1),
+                name="challenger_share_is_a_proper_share",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} policy test v{self.champion.version} vs v{self.challenger.version}"

@@ -17,6 +17,7 @@ POLICY_FIELDS = (
     "ranking",
     "analyst_daily_capacity",
     "expert_daily_capacity",
+    "blind_share",
 )
 FIRST_VERSION = 1
 FIRST_VERSION_REASON = "defaults"
@@ -39,6 +40,8 @@ class PolicySettings:
     # Items a queue may hold awaiting a decision (None: no limit; `reviews.services.capacity`).
     analyst_daily_capacity: int | None = None
     expert_daily_capacity: int | None = None
+    # Share of the items routed to people that open blind (`reviews.services.blind`).
+    blind_share: float = 0.05
 
     @classmethod
     def of(cls, policy: EscalationPolicy) -> "PolicySettings":

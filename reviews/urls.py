@@ -15,6 +15,7 @@ urlpatterns = [
     path("bulk-approve/", queue.bulk_approve, name="bulk_approve"),
     path("<int:review_id>/", member.review, name="review"),
     path("<int:review_id>/decide/", member.decide, name="decide"),
+    path("<int:review_id>/blind-answer/", member.blind_answer, name="blind_answer"),
     path("<int:review_id>/quick/", queue.quick_decide, name="quick_decide"),
     path("<int:review_id>/what-if/", member.what_if_view, name="what_if"),
     path("manage/policy/<str:kind>/", policy.policy_settings, name="policy"),

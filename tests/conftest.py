@@ -39,6 +39,27 @@ def reason_codes(db):
 
 
 @pytest.fixture
+def without_blind_review(db):
+    """Policies of both kinds with no blind share, for tests that route many items to people
+    and are about something else: of every 20 items for people, the default opens one blind
+    (`reviews.services.blind`), which hides the model and refuses quick decisions."""
+    from dataclasses import replace
+
+    from reviews.policy_settings import PolicySettings
+    from reviews.selectors.policy import current_policy
+    from reviews.services.policy import change_policy
+
+    for kind in ("churn", "next_action"):
+        settings = PolicySettings.of(current_policy(kind))
+        change_policy(
+            kind=kind,
+            settings=replace(settings, blind_share=0.0),
+            actor=None,
+            reason="no blind review in this test",
+        )
+
+
+@pytest.fixture
 def routed(reason_codes):
     """Three churn reviews: one per route (auto, analyst, expert). No audit sample: with the
     default 2 % one, whether the 'auto' prediction is sampled depends on its database id."""

@@ -47,7 +47,7 @@ class Row:
 
     @property
     def is_api(self) -> bool:
-        return self.name.startswith(("api", "reviews-api", "integrations-api"))
+        return self.name.startswith(("api", "reviews-api", "integrations-api", "learning-api"))
 
     def label(self) -> str:
         shown = [self.target, *(str(value) for _, value in self.path), self.note]
@@ -63,6 +63,7 @@ POLICY_FORM = (
     ("human_risk_low", "0.6"),
     ("human_risk_high", "1.0"),
     ("audit_sample_rate", "0.05"),
+    ("blind_share", "0.05"),
     ("sla_hours", "48"),
     ("reason", "route matrix"),
 )
@@ -76,6 +77,21 @@ MEMBER_FIELDS = (
     ("region", ""),
 )
 ENDPOINT_FORM = (("url", "https://receiver.example.com/hooks"),)
+# A churn policy test (the world's running test is a next-action one).
+POLICY_TEST_FORM = (
+    *(item for item in POLICY_FORM if item[0] not in ("reason", "auto_approve_confidence")),
+    ("auto_approve_confidence", "0.8"),
+    ("challenger_share", "0.5"),
+    ("days", "14"),
+    ("hypothesis", "route matrix"),
+)
+POLICY_TEST_START = (
+    ("kind", "churn"),
+    ("challenger", {"auto_approve_confidence": 0.8}),
+    ("max_decisions", 100),
+    ("hypothesis", "route matrix"),
+)
+POLICY_TEST_END = (("adopt", "challenger"), ("reason", "route matrix"))
 EXPORT_DAYS = (("start", "2026-03-01"), ("end", "2026-03-02"))
 EVENT = (
     ("events", ({"member_external_id": "M-1", "occurred_at": "2024-01-01T10:00:00Z",
@@ -131,6 +147,50 @@ ROWS: tuple[Row, ...] = (
         target="analyst_review",
         data=(("verdict", "approve"),),
     ),
+    # Blind review: whoever may decide the item answers it first; an item that is not blind
+    # answers 409 to them, and every other rule as deciding does.
+    Row(
+        "reviews:blind_answer",
+        "POST",
+        (LOGIN, 302, 302, 403, 404),
+        target="blind_review",
+        data=(("churn", "stay"),),
+    ),
+    Row(
+        "reviews:blind_answer",
+        "POST",
+        (LOGIN, 404, 409, 403, 404),
+        target="expert_review",
+        data=(("churn", "stay"),),
+    ),
+    Row(
+        "reviews:blind_answer",
+        "POST",
+        (LOGIN, 404, 404, 404, 404),
+        target="erased_review",
+        data=(("churn", "stay"),),
+    ),
+    Row(
+        "reviews-api:review-blind-answer",
+        "POST",
+        (401, 201, 201, 403, 403),
+        target="blind_review",
+        data=(("churn_label", False),),
+    ),
+    Row(
+        "reviews-api:review-blind-answer",
+        "POST",
+        (401, 404, 409, 403, 403),
+        target="expert_review",
+        data=(("churn_label", False),),
+    ),
+    Row(
+        "reviews-api:review-blind-answer",
+        "POST",
+        (401, 404, 404, 403, 403),
+        target="erased_review",
+        data=(("churn_label", False),),
+    ),
     Row(
         "reviews:quick_decide",
         "POST",
@@ -155,10 +215,45 @@ ROWS: tuple[Row, ...] = (
         data=(("sort", "outcome"),),
         note="by outcome",
     ),
+    Row("learning-api:review-quality", "GET", (401, 200, 200, 200, 403)),
+    # Fairness per protected group: experts and admins; never analysts (protected attributes).
+    Row("learning:fairness", "GET", (LOGIN, 403, 200, 200, 403)),
+    Row(
+        "learning:fairness",
+        "GET",
+        (LOGIN, 403, 404, 404, 403),
+        data=(("kind", "next_action"),),
+        note="kind not measured",
+    ),
+    Row("learning-api:fairness", "GET", (401, 403, 200, 200, 403)),
+    Row(
+        "learning-api:fairness",
+        "GET",
+        (401, 403, 400, 400, 403),
+        data=(("kind", "next_action"),),
+        note="kind not measured",
+    ),
     Row("learning:retrain_now", "POST", (LOGIN, 403, 403, 302, 403)),
     Row("learning:approve_run", "POST", (LOGIN, 403, 403, 302, 403), target="run"),
     Row("learning:approve_run", "POST", (LOGIN, 403, 403, 404, 403), target="unknown_run"),
     Row("learning:resume_automation", "POST", (LOGIN, 403, 403, 302, 403)),
+    # Policy tests: admins only.
+    Row("learning:policy_test", "GET", (LOGIN, 403, 403, 200, 403)),
+    Row("learning:policy_test_start", "POST", (LOGIN, 403, 403, 302, 403), data=POLICY_TEST_FORM),
+    Row(
+        "learning:policy_test_end",
+        "POST",
+        (LOGIN, 403, 403, 302, 403),
+        target="policy_test",
+        data=POLICY_TEST_END,
+    ),
+    Row(
+        "learning:policy_test_end",
+        "POST",
+        (LOGIN, 403, 403, 404, 403),
+        target="unknown_policy_test",
+        data=POLICY_TEST_END,
+    ),
     Row("integrations:webhooks", "GET", (LOGIN, 403, 403, 200, 403)),
     # Post/redirect/get: the secret is shown once, on the page the redirect leads to.
     Row("integrations:webhooks", "POST", (LOGIN, 403, 403, 302, 403), data=ENDPOINT_FORM),
@@ -344,6 +439,34 @@ ROWS: tuple[Row, ...] = (
         data=(("reason_code", "needs-expert"),),
     ),
     Row("integrations-api:decision-feed", "GET", (401, 200, 200, 200, 200)),
+    Row("learning-api:policy-test-list", "GET", (401, 403, 403, 200, 403)),
+    Row(
+        "learning-api:policy-test-list",
+        "POST",
+        (401, 403, 403, 201, 403),
+        data=POLICY_TEST_START,
+    ),
+    Row("learning-api:policy-test-detail", "GET", (401, 403, 403, 200, 403), target="policy_test"),
+    Row(
+        "learning-api:policy-test-detail",
+        "GET",
+        (401, 403, 403, 404, 403),
+        target="unknown_policy_test",
+    ),
+    Row(
+        "learning-api:policy-test-end",
+        "POST",
+        (401, 403, 403, 200, 403),
+        target="policy_test",
+        data=POLICY_TEST_END,
+    ),
+    Row(
+        "learning-api:policy-test-end",
+        "POST",
+        (401, 403, 403, 404, 403),
+        target="unknown_policy_test",
+        data=POLICY_TEST_END,
+    ),
     Row("integrations-api:endpoint-list", "GET", (401, 403, 403, 200, 403)),
     Row("integrations-api:endpoint-list", "POST", (401, 403, 403, 201, 403), data=ENDPOINT_FORM),
     Row("integrations-api:endpoint-detail", "GET", (401, 403, 403, 200, 403), target="endpoint"),
@@ -381,6 +504,63 @@ ROWS: tuple[Row, ...] = (
         (401, 403, 403, 404, 403),
         target="unknown_endpoint",
     ),
+    # --- decision lineage: whoever may read the decision (404 like an unknown id otherwise);
+    # systems read the feed, not the people behind it. The export: admins (auditors).
+    Row("integrations:decision_lineage", "GET", (LOGIN, 200, 200, 200, 403), target="decision"),
+    Row(
+        "integrations:decision_lineage",
+        "GET",
+        (LOGIN, 404, 200, 200, 403),
+        target="expert_decision",
+    ),
+    Row(
+        "integrations:decision_lineage",
+        "GET",
+        (LOGIN, 404, 404, 404, 403),
+        target="erased_decision",
+    ),
+    Row(
+        "integrations:decision_lineage",
+        "GET",
+        (LOGIN, 404, 404, 404, 403),
+        target="unknown_decision",
+    ),
+    Row("integrations:export_lineage", "GET", (LOGIN, 403, 403, 200, 403)),
+    Row(
+        "integrations:export_lineage",
+        "GET",
+        (LOGIN, 403, 403, 200, 403),
+        data=EXPORT_DAYS,
+        note="a day",
+    ),
+    Row(
+        "integrations:export_lineage",
+        "GET",
+        (LOGIN, 403, 403, 400, 403),
+        data=(("start", "2026-03-02"), ("end", "2026-03-01")),
+        note="end before start",
+    ),
+    Row("integrations-api:decision-lineage", "GET", (401, 200, 200, 200, 403), target="decision"),
+    Row(
+        "integrations-api:decision-lineage",
+        "GET",
+        (401, 404, 200, 200, 403),
+        target="expert_decision",
+    ),
+    Row(
+        "integrations-api:decision-lineage",
+        "GET",
+        (401, 404, 404, 404, 403),
+        target="erased_decision",
+    ),
+    Row(
+        "integrations-api:decision-lineage",
+        "GET",
+        (401, 404, 404, 404, 403),
+        target="unknown_decision",
+    ),
+    Row("integrations-api:lineage-export", "GET", (401, 403, 403, 200, 403), data=EXPORT_DAYS),
+    Row("integrations-api:lineage-export", "GET", (401, 403, 403, 400, 403), note="no dates"),
 )
 
 
@@ -388,9 +568,9 @@ ROWS: tuple[Row, ...] = (
 
 
 @pytest.fixture
-def world(routed):
+def world(routed, make_user):
     """Three routed reviews, a member of each kind, a retraining run, a webhook endpoint and
-    one delivery to it; ids by name."""
+    one delivery to it, decisions for the lineage rows; ids by name."""
     from integrations.models import Delivery
     from integrations.services.endpoints import create_endpoint
     from learning.models import RetrainingRun
@@ -406,7 +586,13 @@ def world(routed):
     route_new_predictions(kind="churn")
     erased_review = Review.objects.get(member=erased_member)
     erase_member(member_id=erased_member.pk, actor=None)
+    blind = PredictionFactory(
+        model_version=routed["analyst"].prediction.model_version, confidence=0.8, score=0.3
+    )
+    route_new_predictions(kind="churn")
+    Review.objects.filter(prediction=blind).update(is_blind=True)
     member = MemberFactory(external_id="M-1")
+    policy_test = _next_action_policy_test()
     run = RetrainingRun.objects.create(
         kind="churn", trigger="manual", status="succeeded", candidate=ModelVersionFactory()
     )
@@ -414,7 +600,9 @@ def world(routed):
     with transaction.atomic():
         event = emit(DECISION_CREATED, {"member_external_id": "M-1"})
     delivery = Delivery.objects.create(event=event, endpoint=endpoint, status="failed")
+    decisions = _lineage_decisions(routed, make_user)
     return {
+        **decisions,
         "endpoint": endpoint.pk,
         "unknown_endpoint": endpoint.pk + 10_000,
         "delivery": delivery.pk,
@@ -423,6 +611,7 @@ def world(routed):
         "expert_review": routed["expert"].pk,
         "auto_review": routed["auto"].pk,
         "erased_review": erased_review.pk,
+        "blind_review": Review.objects.get(prediction=blind).pk,
         "unknown_review": erased_review.pk + 10_000,
         "member": member.external_id,
         "erased_member": Member.objects.get(pk=erased_member.pk).external_id,
@@ -430,7 +619,58 @@ def world(routed):
         "unknown_member": "NO-SUCH-MEMBER",
         "run": run.pk,
         "unknown_run": run.pk + 10_000,
+        "policy_test": policy_test.pk,
+        "unknown_policy_test": policy_test.pk + 10_000,
     }
+
+
+def _lineage_decisions(routed, make_user) -> dict:
+    """The policy's decision on the auto-approved review (analysts read it), an expert's on an
+    item of its own (the world's expert review stays undecided), an erased member's."""
+    from reviews.models import Decision, Review
+    from reviews.services.decisions import approve_prediction
+    from reviews.services.routing import route_new_predictions
+
+    version = routed["analyst"].prediction.model_version
+    expert_item = PredictionFactory(model_version=version, confidence=0.2, score=0.5)
+    erased = PredictionFactory(
+        member=MemberFactory(external_id="GONE-2"), model_version=version, confidence=0.99,
+        score=0.1,
+    )  # fmt: skip
+    route_new_predictions(kind="churn")
+    Review.objects.filter(prediction=expert_item).update(is_blind=False)  # a draw by id
+    expert_decision = approve_prediction(
+        review_id=Review.objects.get(prediction=expert_item).pk,
+        actor=make_user("expert", username="expert-lineage"),
+        reason_code="model-correct",
+    )
+    erased_decision = Decision.objects.get(review__prediction=erased)
+    erase_member(member_id=erased.member_id, actor=None)
+    return {
+        "decision": Decision.objects.get(review=routed["auto"]).pk,
+        "expert_decision": expert_decision.pk,
+        "erased_decision": erased_decision.pk,
+        "unknown_decision": Decision.objects.order_by("-pk").first().pk + 10_000,
+    }
+
+
+def _next_action_policy_test():
+    """A running next-action policy test (the churn thresholds stay free to change)."""
+    from dataclasses import replace
+
+    from reviews.policy_settings import PolicySettings
+    from reviews.selectors.policy import current_policy
+    from reviews.services.experiments import start_policy_test
+
+    current = PolicySettings.of(current_policy("next_action"))
+    return start_policy_test(
+        kind="next_action",
+        challenger_settings=replace(current, sla_hours=24),
+        share=0.5,
+        hypothesis="route matrix",
+        actor=None,
+        max_decisions=10,
+    )
 
 
 def _url(row: Row, world: dict) -> str:
@@ -518,6 +758,7 @@ ADMIN_VISIBLE_TO_ADMIN_ROLE = {
     "learning.gatepolicy",
     "learning.retrainingrun",
     "learning.labeledexample",
+    "learning.fairnesslimits",
     "django_celery_beat.periodictask",
     # Login lockouts: admins see failed attempts and unlock accounts (test_rate_limits.py).
     "axes.accessattempt",

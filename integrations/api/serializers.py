@@ -3,11 +3,14 @@
 from rest_framework import serializers
 
 from integrations.exceptions import InvalidEndpoint
+from integrations.models import Delivery
 from integrations.services.endpoints import clean_url
+from learning.models import LabeledExample
 from loyalty.models import Member
 from loyalty.outbox import EVENT_TYPES
 from predictions.models import PredictionKind
-from reviews.models import CASE, Decision
+from reviews.api.serializers import ExplanationOutputSerializer
+from reviews.models import CASE, Decision, Review
 
 EVENT_TYPE_CHOICES = [(name, name) for name in EVENT_TYPES]
 
@@ -176,3 +179,230 @@ class AutomationEventSerializer(serializers.Serializer):
     reason = serializers.CharField()
     paused_at = serializers.DateTimeField(required=False)
     resumed_at = serializers.DateTimeField(required=False)
+
+
+# --- a decision's lineage (`integrations.lineage`; the document's format 1) ------------------
+
+
+class LineageMemberSerializer(serializers.Serializer):
+    external_id = serializers.CharField(help_text="The member's pseudonymous id, and nothing else.")
+
+
+class LineageEventsWindowSerializer(serializers.Serializer):
+    start = serializers.DateTimeField(help_text="The cutoff minus `days`.")
+    end = serializers.DateTimeField(help_text="The cutoff: features see only events before it.")
+    days = serializers.IntegerField(help_text="The features' longest lookback.")
+    events = serializers.IntegerField(
+        help_text="The member's events in [start, end) now (a later import adds to it)."
+    )
+
+
+class LineageModelVersionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=PredictionKind.choices)
+    status = serializers.CharField()
+    algorithm = serializers.CharField()
+    evaluation_cutoff = serializers.DateTimeField()
+    training_cutoffs = serializers.ListField(child=serializers.CharField())
+    horizon_days = serializers.IntegerField(allow_null=True)
+    row_counts = serializers.JSONField()
+    data_fingerprint = serializers.CharField(help_text="SHA-256 of the training data.")
+    metrics = serializers.JSONField(help_text="The validation metrics, as the registry keeps them.")
+    artifact_checksums = serializers.DictField(
+        child=serializers.CharField(), help_text="{file name: sha256}"
+    )
+    library_versions = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+    promoted_at = serializers.DateTimeField(allow_null=True)
+    promoted_by = serializers.CharField(allow_null=True)
+
+
+class LineagePredictionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    role = serializers.ChoiceField(
+        choices=[("decided", "decided"), ("carried_action", "carried_action")],
+        help_text="decided: the prediction the review decided; carried_action: a case's "
+        "next-action prediction.",
+    )
+    kind = serializers.ChoiceField(choices=PredictionKind.choices)
+    cutoff = serializers.DateTimeField()
+    scored_at = serializers.DateTimeField()
+    score = serializers.FloatField(allow_null=True)
+    probabilities = serializers.DictField(child=serializers.FloatField(), allow_null=True)
+    interval_low = serializers.FloatField(allow_null=True)
+    interval_high = serializers.FloatField(allow_null=True)
+    label_set = serializers.ListField(child=serializers.CharField())
+    confidence = serializers.FloatField()
+    recommended_action = serializers.CharField(allow_null=True)
+    served_model = serializers.CharField()
+    member_value = serializers.FloatField(allow_null=True)
+    events_window = LineageEventsWindowSerializer()
+    features = serializers.DictField(
+        child=serializers.FloatField(allow_null=True),
+        help_text="{feature code: the value the model saw}; null where it was missing.",
+    )
+    explanation = ExplanationOutputSerializer(
+        allow_null=True, help_text="Exact SHAP, as stored; null when not computed."
+    )
+    model_version = LineageModelVersionSerializer()
+
+
+class LineagePolicySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=PredictionKind.choices)
+    version = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    created_by = serializers.CharField(allow_null=True)
+    change_reason = serializers.CharField(allow_blank=True)
+    settings = serializers.JSONField(help_text="The version's thresholds.")
+
+
+class LineageRoutingSerializer(serializers.Serializer):
+    review_id = serializers.IntegerField()
+    kind = serializers.CharField(help_text="What it decides: case, churn or next_action.")
+    route = serializers.ChoiceField(choices=Review.Route.choices)
+    rule = serializers.CharField(
+        allow_blank=True,
+        help_text="The rule that routed it, in words; an escalation rewrites it, saying so.",
+    )
+    routed_at = serializers.DateTimeField()
+    state = serializers.ChoiceField(choices=Review.State.choices)
+    is_blind = serializers.BooleanField()
+    recommended_action = serializers.CharField(allow_null=True)
+    expected_value = serializers.FloatField(allow_null=True)
+    contact_flags = serializers.ListField(child=serializers.CharField())
+    policy = LineagePolicySerializer()
+    action_policy = LineagePolicySerializer(allow_null=True)
+
+
+class LineageStepSerializer(serializers.Serializer):
+    step = serializers.ChoiceField(
+        choices=[(name, name) for name in ("opened", "answered_blind", "escalated", "decided")]
+    )
+    who = serializers.CharField(
+        allow_null=True, help_text="Null: the policy decided, or the SLA escalated."
+    )
+    at = serializers.DateTimeField()
+
+
+class LineageEscalationSerializer(serializers.Serializer):
+    by = serializers.CharField(allow_null=True)
+    at = serializers.DateTimeField()
+    reason_code = serializers.CharField(allow_null=True)
+    comment = serializers.CharField(allow_blank=True)
+    analyst_proposal = serializers.JSONField(
+        help_text="What the analyst would have done (null: nothing proposed)."
+    )
+
+
+class LineageBlindAnswerSerializer(serializers.Serializer):
+    by = serializers.CharField()
+    committed_at = serializers.DateTimeField()
+    churn_label = serializers.BooleanField()
+    action = serializers.CharField(allow_null=True)
+    model_churn_call = serializers.BooleanField()
+
+
+class LineageDecisionSerializer(DecisionEventSerializer):
+    """The decision as it left the product (`DecisionEvent`), with what people record beside
+    it."""
+
+    # The same values as DecisionEvent's: one enum in the document, named after it.
+    kind = serializers.CharField(help_text="case, churn or next_action (as in DecisionEvent).")
+    decided_by = serializers.CharField(allow_null=True, help_text="Null: the policy decided.")
+    reason_label = serializers.CharField()
+    reason_treatment = serializers.CharField()
+    comment = serializers.CharField(allow_blank=True)
+    override_churn_label = serializers.BooleanField(allow_null=True)
+    override_action = serializers.CharField(allow_null=True)
+    holdout_reason = serializers.CharField(
+        allow_null=True, help_text="Null unless held out and its horizon has passed."
+    )
+    silenced_because = serializers.CharField(allow_blank=True)
+    seconds_on_item = serializers.FloatField(allow_null=True)
+
+
+class LineageDeliverySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    endpoint = serializers.CharField(
+        allow_null=True, help_text="The endpoint's URL; null unless you read the delivery log."
+    )
+    status = serializers.ChoiceField(choices=Delivery.Status.choices)
+    attempts = serializers.IntegerField()
+    last_status_code = serializers.IntegerField(allow_null=True)
+    last_attempt_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField(allow_null=True, allow_blank=True)
+
+
+class LineageEventOutSerializer(serializers.Serializer):
+    event_id = serializers.UUIDField(help_text="What receivers deduplicate on (`webhook-id`).")
+    type = serializers.CharField(
+        allow_null=True,
+        help_text="An event type (see the webhooks section). Null for a decision's event, with "
+        "its deliveries, until the decision's horizon has passed, unless you read the delivery "
+        "log: its type would tell whether it was held out.",
+    )
+    created_at = serializers.DateTimeField()
+    deliveries = LineageDeliverySerializer(many=True, allow_null=True)
+
+
+class LineageExampleSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    source = serializers.ChoiceField(choices=LabeledExample.Source.choices)
+    kind = serializers.ChoiceField(choices=PredictionKind.choices)
+    prediction_id = serializers.IntegerField()
+    churn_label = serializers.BooleanField(allow_null=True)
+    action = serializers.CharField(allow_null=True)
+    treatment = serializers.CharField(allow_blank=True)
+    agrees_with_model = serializers.BooleanField(allow_null=True)
+    weight = serializers.FloatField()
+    excluded = serializers.BooleanField()
+    observed_at = serializers.DateTimeField()
+
+
+class LineageAuditRecordSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    actor = serializers.CharField(allow_null=True)
+    occurred_at = serializers.DateTimeField()
+
+
+class DecisionLineageOutputSerializer(serializers.Serializer):
+    """A decision's whole story (`integrations.lineage`)."""
+
+    format = serializers.IntegerField(help_text="1; fields are only ever added within it.")
+    decision_id = serializers.IntegerField()
+    member = LineageMemberSerializer()
+    predictions = LineagePredictionSerializer(many=True)
+    routing = LineageRoutingSerializer()
+    people = LineageStepSerializer(many=True, help_text="Every person's step, in time order.")
+    escalation = LineageEscalationSerializer(allow_null=True)
+    blind_answer = LineageBlindAnswerSerializer(allow_null=True)
+    decision = LineageDecisionSerializer()
+    events_out = LineageEventOutSerializer(many=True)
+    labeled_examples = LineageExampleSerializer(
+        many=True, help_text="The training rows made from the decision."
+    )
+    outcomes = LineageExampleSerializer(
+        many=True, help_text="What the member did, once the horizon passed."
+    )
+    audit_records = LineageAuditRecordSerializer(
+        many=True, help_text="The audit trail about the review (details in the audit log)."
+    )
+
+
+class LineageExportQuerySerializer(serializers.Serializer):
+    start = serializers.DateField(help_text="The first day (inclusive).")
+    end = serializers.DateField(help_text="The day after the last (exclusive).")
+    file_type = serializers.ChoiceField(
+        choices=[("jsonl", "jsonl"), ("csv", "csv")],
+        default="jsonl",
+        help_text="jsonl: one lineage per line; csv: the flat part, one row per decision.",
+    )
+
+    def validate(self, data):
+        if data["start"] >= data["end"]:
+            raise serializers.ValidationError({"end": "The end date must come after the start."})
+        return data

@@ -8,6 +8,12 @@ app_name = "integrations-api"
 
 urlpatterns = [
     path("decisions/", views.DecisionFeedApi.as_view(), name="decision-feed"),
+    path(
+        "decisions/<int:decision_id>/lineage/",
+        views.DecisionLineageApi.as_view(),
+        name="decision-lineage",
+    ),
+    path("decisions/lineage/", views.DecisionLineageExportApi.as_view(), name="lineage-export"),
     path("webhook-endpoints/", views.WebhookEndpointListApi.as_view(), name="endpoint-list"),
     path(
         "webhook-endpoints/<int:endpoint_id>/",

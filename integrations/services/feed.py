@@ -2,6 +2,7 @@
 were handed out (`loyalty.sequences`), so that polling with the last number received never
 misses a decision that committed late and never repeats one."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.utils import timezone
@@ -20,6 +21,19 @@ class FeedPage:
 
 def visible_decisions(user):
     return Decision.objects.filter(visible_decisions_filter(user))
+
+
+def decision_pages(decisions, *, size: int) -> Iterator[list[Decision]]:
+    """`decisions` in feed order, `size` at a time (keyset on the sequence: flat memory and one
+    query per page at any size)."""
+    after = 0
+    while True:
+        page = list(decisions.filter(sequence__gt=after).order_by("sequence")[:size])
+        if page:
+            yield page
+        if len(page) < size:
+            return
+        after = page[-1].sequence
 
 
 def decision_item(user, decision: Decision, *, now) -> dict:

@@ -291,6 +291,8 @@ CELERY_BEAT_SCHEDULE = {
         "kwargs": {"kind": "next_action"},
     },
     "monitor-calibration-and-drift": {"task": "learning.monitor_task", "schedule": 6 * 60 * 60.0},
+    # Fairness per protected group against the admin's limits (learning.services.fairness).
+    "check-fairness": {"task": "learning.check_fairness_task", "schedule": 24 * 60 * 60.0},
     "recover-stalled-retraining": {
         "task": "learning.recover_stalled_retraining_task",
         "schedule": 10 * 60.0,

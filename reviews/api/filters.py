@@ -26,6 +26,13 @@ class ReviewFilter(django_filters.FilterSet):
         "escalated_at", help_text="true: only reviews an analyst escalated; false: only the others."
     )
 
+    def filter_queryset(self, queryset):
+        # A confidence filter would tell a blind item's confidence: it never lists them.
+        data = self.form.cleaned_data
+        if data.get("min_confidence") is not None or data.get("max_confidence") is not None:
+            queryset = queryset.filter(is_blind=False)
+        return super().filter_queryset(queryset)
+
     class Meta:
         model = Review
         fields = [

@@ -6,6 +6,7 @@ from rest_framework import serializers
 from loyalty.models import Action
 from predictions.models import PredictionKind
 from reviews.models import Decision, ReasonCode, Review
+from reviews.selectors.blind import BLIND_NOTE, hides_model
 from reviews.services.decisions import (
     ACTION,
     CHURN_CALL,
@@ -170,10 +171,22 @@ class ReviewOutputSerializer(serializers.Serializer):
         "capacity): nobody decides it (409) until it enters the queue, by priority, as room "
         "frees; it has no due_at until then."
     )
+    is_blind = serializers.BooleanField(
+        help_text="Opens blind: until someone commits a blind answer (POST .../blind-answer/), "
+        "`model_hidden` is true and everything the model said is withheld."
+    )
+    model_hidden = serializers.SerializerMethodField(
+        help_text="true while the model's answer is withheld (a blind item nobody answered): "
+        "route_reason says so; priority, confidence, risk, recommended_action_code, "
+        "expected_value, prediction and action_prediction are null; approve and override "
+        "answer 409."
+    )
     route_reason = serializers.CharField()
-    priority = serializers.FloatField(help_text="Higher first.")
+    priority = serializers.FloatField(
+        allow_null=True, help_text="Higher first (a blind item's weighs its member value only)."
+    )
     tier = serializers.CharField()
-    confidence = serializers.FloatField()
+    confidence = serializers.FloatField(allow_null=True)
     risk = serializers.FloatField(
         allow_null=True,
         help_text="The member's churn risk: a churn review's probability; for a next-action "
@@ -191,7 +204,9 @@ class ReviewOutputSerializer(serializers.Serializer):
         help_text="P(churn) x retention gain x member value - cost of the recommended action; "
         "null without a churn score.",
     )
-    prediction = PredictionSummaryOutputSerializer()
+    prediction = PredictionSummaryOutputSerializer(
+        allow_null=True, help_text="The prediction reviewed; null while the model is hidden."
+    )
     action_prediction = PredictionSummaryOutputSerializer(
         allow_null=True,
         help_text="A case's next-action prediction, whose actions it ranks; null otherwise.",
@@ -210,11 +225,55 @@ class ReviewOutputSerializer(serializers.Serializer):
     def get_escalation(self, review: Review) -> dict | None:
         return EscalationOutputSerializer(review).data if review.is_escalated else None
 
+    def get_model_hidden(self, review: Review) -> bool:
+        return model_hidden(review)
+
+    def to_representation(self, review: Review) -> dict:
+        data = super().to_representation(review)
+        if data["model_hidden"]:
+            data.update(dict.fromkeys(WITHHELD_WHILE_BLIND), route_reason=BLIND_NOTE)
+        return data
+
+
+# What a blind item withholds until someone answers it (`reviews.services.blind`).
+WITHHELD_WHILE_BLIND = (
+    "priority",
+    "confidence",
+    "risk",
+    "recommended_action_code",
+    "expected_value",
+    "prediction",
+    "action_prediction",
+)
+
+
+def model_hidden(review: Review) -> bool:
+    """Whether the review withholds the model's answer: the list annotates `blind_answered`."""
+    if not review.is_blind:
+        return False
+    answered = getattr(review, "blind_answered", None)
+    return not answered if answered is not None else hides_model(review)
+
 
 class ReviewDetailOutputSerializer(ReviewOutputSerializer):
     """One review as its detail reads it: the prediction with its explanation."""
 
-    prediction = PredictionDetailOutputSerializer()
+    prediction = PredictionDetailOutputSerializer(
+        allow_null=True, help_text="The prediction reviewed; null while the model is hidden."
+    )
+
+
+class BlindAnswerOutputSerializer(serializers.Serializer):
+    review_id = serializers.IntegerField()
+    answered_by = serializers.CharField(source="user.username")
+    churn_label = serializers.BooleanField(help_text="The person's own call: true, will churn.")
+    action_code = serializers.CharField(
+        source="action.code", allow_null=True, help_text="The person's own action (cases)."
+    )
+    model_churn_call = serializers.BooleanField(
+        help_text="The model's churn call, shown only now that the answer is committed."
+    )
+    committed_at = serializers.DateTimeField()
 
 
 # --- input ----------------------------------------------------------------------------------
@@ -289,6 +348,23 @@ class OverrideInputSerializer(DecisionInputSerializer):
                 }
             )
         return attrs
+
+
+class BlindAnswerInputSerializer(serializers.Serializer):
+    churn_label = serializers.BooleanField(
+        help_text="Your own call: true if the member will churn."
+    )
+    action_code = serializers.SlugRelatedField(
+        slug_field="code",
+        queryset=Action.objects.filter(is_active=True),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Cases and next-action items: the code of the action you would take.",
+    )
+
+    def validate_action_code(self, action: Action | None) -> str | None:
+        return action.code if action is not None else None
 
 
 class EscalateInputSerializer(DecisionInputSerializer):

@@ -20,6 +20,11 @@ urlpatterns = [
         name="review-override",
     ),
     path(
+        "reviews/<int:review_id>/blind-answer/",
+        views.ReviewBlindAnswerApi.as_view(),
+        name="review-blind-answer",
+    ),
+    path(
         "reviews/<int:review_id>/escalate/",
         views.ReviewEscalateApi.as_view(),
         name="review-escalate",

@@ -9,7 +9,7 @@ Deciding is the services' rule: analysts decide pending analyst items, experts a
 review, an auto-approval included (403 for a review the caller sees but may not decide).
 """
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -28,15 +28,19 @@ from reviews.api.filters import ReviewFilter
 from reviews.api.pagination import ReviewKeysetPagination
 from reviews.api.serializers import (
     ApproveInputSerializer,
+    BlindAnswerInputSerializer,
+    BlindAnswerOutputSerializer,
     DecisionOutputSerializer,
     EscalateInputSerializer,
     OverrideInputSerializer,
     ReviewDetailOutputSerializer,
     ReviewOutputSerializer,
+    model_hidden,
 )
 from reviews.exceptions import ReviewNotFound
-from reviews.models import Decision, Review
+from reviews.models import BlindAnswer, Decision, Review
 from reviews.permissions import DECIDE, visible_reviews
+from reviews.services.blind import commit_blind_answer
 from reviews.services.decisions import decide_review, escalate_review
 
 REVIEW_ID_PARAMETER = OpenApiParameter(
@@ -86,7 +90,10 @@ class CanDecideReviews(BasePermission):
 
 
 def _reviews() -> QuerySet[Review]:
-    return Review.objects.select_related(*_REVIEW_RELATIONS)
+    answered = BlindAnswer.objects.filter(review=OuterRef("pk"))
+    return Review.objects.select_related(*_REVIEW_RELATIONS).annotate(
+        blind_answered=Exists(answered)
+    )
 
 
 def _visible_review(user, review_id: int, reviews: QuerySet[Review]) -> Review:
@@ -157,7 +164,8 @@ class ReviewDetailApi(GenericAPIView):
     )
     def get(self, request, review_id: int):
         review = _visible_review(request.user, review_id, _reviews())
-        ensure_explanation(prediction=review.prediction)
+        if not model_hidden(review):  # a blind item explains nothing until answered
+            ensure_explanation(prediction=review.prediction)
         return Response(ReviewDetailOutputSerializer(review).data)
 
 
@@ -228,6 +236,46 @@ class ReviewOverrideApi(_DecideApi):
 
     serializer_class = OverrideInputSerializer
     verdict = Decision.Verdict.OVERRIDE
+
+
+class ReviewBlindAnswerApi(GenericAPIView):
+    """Commit your own answer to a blind item (POST, needs decide_review)."""
+
+    queryset = Review.objects.all()
+    permission_classes = [CanDecideReviews]
+    filter_backends: list = []
+    serializer_class = BlindAnswerInputSerializer
+
+    @extend_schema(
+        operation_id="reviews_blind_answer",
+        summary="Answer a blind review",
+        description="A blind item (`is_blind`) withholds the model's answer until someone "
+        "commits their own: the churn call and, for a case or a next-action item, an action. "
+        "Answers with the stored answer beside the model's call; the review then reads in "
+        "full and can be approved or overridden. The answer is never changed. **201**: "
+        "stored now. **200**: the identical answer was stored before. **409**: the item is "
+        "not blind, not awaiting a decision, or answered otherwise.",
+        parameters=[REVIEW_ID_PARAMETER],
+        request=BlindAnswerInputSerializer,
+        responses={
+            200: BlindAnswerOutputSerializer,
+            201: BlindAnswerOutputSerializer,
+            400: INVALID,
+            401: UNAUTHENTICATED,
+            403: NOT_THEIRS,
+            404: NOT_FOUND,
+            409: OpenApiResponse(
+                ErrorOutputSerializer,
+                description="Not blind, not awaiting a decision, or answered otherwise.",
+            ),
+        },
+    )
+    def post(self, request, review_id: int):
+        review, data = _visible_and_valid(request, review_id, BlindAnswerInputSerializer)
+        existed = BlindAnswer.objects.filter(review=review).exists()
+        answer = commit_blind_answer(review_id=review.pk, user=request.user, **data)
+        answer_status = status.HTTP_200_OK if existed else status.HTTP_201_CREATED
+        return Response(BlindAnswerOutputSerializer(answer).data, status=answer_status)
 
 
 class ReviewEscalateApi(GenericAPIView):

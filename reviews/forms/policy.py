@@ -66,6 +66,12 @@ class PolicyForm(forms.Form):
         "Share of would-be auto-approvals still sent to an analyst (0.02 = 2 %).",
         step="0.005",
     )
+    blind_share = _number(
+        "Blind review",
+        "Share of the items sent to people that open blind: the model's answer stays hidden "
+        "until the reviewer commits their own (0.05 = 5 %; 0: none).",
+        step="0.01",
+    )
     sla_hours = forms.IntegerField(
         label="Escalate analyst items after (hours)", min_value=1, max_value=24 * 30
     )
@@ -192,4 +198,5 @@ class PolicyForm(forms.Form):
             ranking=data.get("ranking") or EscalationPolicy.Ranking.PROPENSITY,
             analyst_daily_capacity=data.get("analyst_daily_capacity"),
             expert_daily_capacity=data.get("expert_daily_capacity"),
+            blind_share=data["blind_share"],
         )

@@ -13,6 +13,7 @@ from loyalty.models import Action, Event
 from predictions.models import PredictionKind
 from reviews.models import Decision, EscalationPolicy, Review
 from reviews.permissions import visible_reviews
+from reviews.selectors.blind import BlindAnswerFacts, blind_answer_facts, still_blind
 from reviews.selectors.formatting import (
     format_age,
     format_contact_flags,
@@ -130,6 +131,8 @@ class ReviewPage:
     explanation: dict
     timeline: tuple[TimelineItem, ...]
     history: tuple[HistoryItem, ...]
+    # A blind item's committed answer beside the model's call (None: not a blind item).
+    blind_answer: BlindAnswerFacts | None = None
 
 
 def review_page(*, review_id: int, viewer, now: datetime | None = None) -> ReviewPage:
@@ -175,19 +178,9 @@ def page_of_review(*, review: Review, viewer, now: datetime | None = None) -> Re
         headline, headline_detail = _recommendation(review, catalog)
         size = len(prediction.label_set or ())
         set_text = f"{size} action{'s' if size != 1 else ''} the model cannot rule out"
-    # As of the data the model saw: a historical import must not age its members to today.
-    as_of = min(now, prediction.cutoff).date()
-    tenure = (as_of - member.joined_on).days if member.joined_on else None
-    facts = (
-        Fact("Member", member.external_id),
-        Fact("Tier", (member.tier or "—").title()),
-        Fact("Tenure", format_tenure(tenure)),
-        Fact("Points", f"{member.points_balance:,}"),
-        Fact("12-month spend", format_money(review.member_value)),
-    )
     return ReviewPage(
         review=review,
-        member_facts=facts,
+        member_facts=member_facts(review, now=now),
         kind_label="Case" if review.is_case else PredictionKind(review.kind).label,
         headline=headline,
         headline_detail=headline_detail,
@@ -220,6 +213,55 @@ def page_of_review(*, review: Review, viewer, now: datetime | None = None) -> Re
             current=review.pk,
             action_names={pk: action.name for pk, action in catalog.items()},
         ),
+        blind_answer=blind_answer_facts(review),
+    )
+
+
+def member_facts(review: Review, *, now: datetime) -> tuple[Fact, ...]:
+    """Who the member is, as of the data the model saw: a historical import must not age its
+    members to today."""
+    member = review.member
+    as_of = min(now, review.prediction.cutoff).date()
+    tenure = (as_of - member.joined_on).days if member.joined_on else None
+    return (
+        Fact("Member", member.external_id),
+        Fact("Tier", (member.tier or "—").title()),
+        Fact("Tenure", format_tenure(tenure)),
+        Fact("Points", f"{member.points_balance:,}"),
+        Fact("12-month spend", format_money(review.member_value)),
+    )
+
+
+@dataclass(frozen=True)
+class BlindPage:
+    """A blind item's page before anyone answered (`reviews.services.blind`): the member and
+    their own data, nothing of the model (no score, interval, confidence, route reason, risk,
+    explanation or past calls)."""
+
+    review: Review
+    member_facts: tuple[Fact, ...]
+    kind_label: str
+    waiting: str
+    asks_action: bool
+    actions: tuple[tuple[str, str], ...]
+    timeline: tuple[TimelineItem, ...]
+
+
+def blind_page(review: Review, *, now: datetime | None = None) -> BlindPage:
+    now = now or timezone.now()
+    asks_action = review.recommends_action
+    return BlindPage(
+        review=review,
+        member_facts=member_facts(review, now=now),
+        kind_label="Case" if review.is_case else PredictionKind(review.kind).label,
+        waiting=format_age(now - review.routed_at),
+        asks_action=asks_action,
+        actions=tuple(
+            Action.objects.filter(is_active=True).order_by("name").values_list("code", "name")
+        )
+        if asks_action
+        else (),
+        timeline=member_timeline(member_id=review.member_id, marked=()),
     )
 
 
@@ -457,8 +499,10 @@ def member_history(
             "recommended_action_id",
             "action_prediction_id",
             "in_backlog",
+            "is_blind",
         )[:limit]
     )
+    hidden = still_blind([row["pk"] for row in reviews if row["is_blind"]])
     decisions = _decisions_of([row["pk"] for row in reviews if row["state"] in DECIDED_STATES])
     action_ids = {row["recommended_action_id"] for row in reviews} - {None}
     action_names = action_names or (
@@ -467,7 +511,8 @@ def member_history(
         else {}
     )
     return tuple(
-        _history_item(row, decisions.get(row["pk"]), action_names, current) for row in reviews
+        _history_item(row, decisions.get(row["pk"]), action_names, current, row["pk"] in hidden)
+        for row in reviews
     )
 
 
@@ -485,11 +530,17 @@ VERDICT_LABELS = dict(Decision.Verdict.choices)
 
 
 def _history_item(
-    row: dict, decision: dict | None, action_names: dict[int, str], current: int | None
+    row: dict,
+    decision: dict | None,
+    action_names: dict[int, str],
+    current: int | None,
+    hidden: bool = False,
 ) -> HistoryItem:
     is_churn = row["kind"] == PredictionKind.CHURN
     is_case = row["action_prediction_id"] is not None
-    if is_churn:
+    if hidden:  # a blind item nobody answered yet: nothing of the model's call
+        call = "blind review"
+    elif is_churn:
         call = f"{format_percent(row['prediction__score'])} churn risk"
         if is_case:
             action = action_names.get(row["recommended_action_id"], "no eligible action")
@@ -514,7 +565,7 @@ def _history_item(
         when=format_datetime(row["prediction__cutoff"], with_time=False),
         kind_label="Case" if is_case else "Churn" if is_churn else "Next action",
         call=call,
-        confidence=format_percent(row["confidence"]),
+        confidence="—" if hidden else format_percent(row["confidence"]),
         status=status,
         by=by,
         reason=reason,

@@ -3,18 +3,27 @@
 from dataclasses import dataclass
 
 from predictions.models import PredictionKind
-from reviews.models import EscalationPolicy
+from reviews.models import EscalationPolicy, PolicyExperiment
 from reviews.policy_settings import first_version_fields
 
 HISTORY_SHOWN = 20
 
 
 def current_policy(kind: str) -> EscalationPolicy:
-    """The newest version for a kind. Version 1 is seeded (migration 0010, and again after a
-    test database's flush); where it is missing anyway, an unsaved version 1 with the
-    defaults, without writing one."""
-    newest = EscalationPolicy.objects.filter(kind=kind).order_by("-version").first()
+    """The version in force for a kind: the newest that is not a policy test's challenger (a
+    challenger routes only its arm's members, and only while its test collects; the end of a
+    test adopts a new version, `reviews.services.experiments`). Version 1 is seeded (migration
+    0010, and again after a test database's flush); where it is missing anyway, an unsaved
+    version 1 with the defaults, without writing one."""
+    newest = versions_in_force(kind).order_by("-version").first()
     return newest or EscalationPolicy(**first_version_fields(kind))
+
+
+def versions_in_force(kind: str):
+    """The versions of a kind that were (or are) the one in force: every version but the
+    policy tests' challengers."""
+    challengers = PolicyExperiment.objects.filter(kind=kind).values("challenger_id")
+    return EscalationPolicy.objects.filter(kind=kind).exclude(pk__in=challengers)
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,8 @@ class PolicyVersionRow:
     ranking: str
     # The daily capacities: "analyst 200 · expert 50", "—" without any.
     capacity: str = "—"
+    # A policy test's challenger: "challenger in policy test 3" ('' for every other version).
+    test_role: str = ""
 
 
 def policy_history(kind: str, *, limit: int = HISTORY_SHOWN) -> list[PolicyVersionRow]:
@@ -37,10 +48,11 @@ def policy_history(kind: str, *, limit: int = HISTORY_SHOWN) -> list[PolicyVersi
         .select_related("created_by")
         .order_by("-version")[:limit]
     )
-    return [_version_row(version) for version in versions]
+    tests = dict(PolicyExperiment.objects.filter(kind=kind).values_list("challenger_id", "pk"))
+    return [version_row(version, tests.get(version.pk)) for version in versions]
 
 
-def _version_row(policy: EscalationPolicy) -> PolicyVersionRow:
+def version_row(policy: EscalationPolicy, test_id: int | None = None) -> PolicyVersionRow:
     overrides = ", ".join(
         f"{tier}: "
         + " / ".join(
@@ -72,6 +84,7 @@ def _version_row(policy: EscalationPolicy) -> PolicyVersionRow:
             if limit is not None
         )
         or "—",
+        test_role=f"challenger in policy test {test_id}" if test_id is not None else "",
     )
 
 

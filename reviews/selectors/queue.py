@@ -3,19 +3,20 @@ the item that follows a decided one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from loyalty import keyset
 from loyalty.models import Action
 from loyalty.parsing import parse_id
 from predictions.models import PredictionKind
-from reviews.models import CASE, ReasonCode, Review
+from reviews.models import CASE, BlindAnswer, ReasonCode, Review
 from reviews.selectors.formatting import (
     RISK_BANDS,
     format_age,
@@ -85,6 +86,10 @@ class QueueFilters:
         return bool(self.as_params())
 
     def apply(self, reviews, *, now: datetime):
+        if self.risk or self.reason:
+            # A blind item in a risk band's or a reason's results would tell its risk or why
+            # the model sent it: filters on what the model said never list blind items.
+            reviews = reviews.filter(is_blind=False)
         if self.kind == CASE:
             reviews = reviews.filter(action_prediction__isnull=False)
         elif self.kind:
@@ -125,6 +130,8 @@ class QueueRow:
     escalated_by: str = ""
     proposal: str = ""
     contact_rules: str = ""
+    # Hides the model's answer: no quick or bulk approval either.
+    is_blind: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,6 +215,7 @@ QUEUE_FIELDS = (
     "expected_value",
     "contact_flags",
     "action_prediction_id",
+    "is_blind",
 )
 
 
@@ -220,6 +228,8 @@ class _RowLabels:
     action_names_by_id: dict[int, str] = field(default_factory=dict)
     action_names_by_code: dict[str, str] = field(default_factory=dict)
     action_costs_by_id: dict[int, float] = field(default_factory=dict)
+    # The page's blind items that still hide the model's answer (nobody committed one).
+    hidden_ids: frozenset[int] = frozenset()
 
     @classmethod
     def for_rows(cls, rows: list[dict]) -> _RowLabels:
@@ -239,6 +249,9 @@ class _RowLabels:
             action_names_by_id={pk: name for pk, _, name, _ in actions},
             action_names_by_code={code: name for _, code, name, _ in actions},
             action_costs_by_id={pk: float(cost) for pk, _, _, cost in actions},
+            hidden_ids=frozenset(
+                row["pk"] for row in rows if row["is_blind"] and not row["blind_answered"]
+            ),
         )
 
 
@@ -260,10 +273,15 @@ def pending_reviews_for(
     """One page of a route's pending reviews, highest priority first (keyset pagination)."""
     filters = filters or QueueFilters()
     now = now or timezone.now()
-    reviews = filters.apply(Review.objects.queued(route), now=now)
+    reviews = filters.apply(Review.objects.queued(route), now=now).annotate(
+        blind_answered=Exists(BlindAnswer.objects.filter(review=OuterRef("pk")))
+    )
     cursor = _queue_cursor(after)
     page = keyset.keyset_page(
-        reviews.values(*QUEUE_FIELDS), ordering=QUEUE_ORDER, cursor=cursor, size=limit
+        reviews.values(*QUEUE_FIELDS, "blind_answered"),
+        ordering=QUEUE_ORDER,
+        cursor=cursor,
+        size=limit,
     )
     labels = _RowLabels.for_rows(page.rows)
     rows = tuple(_queue_row(row, now, labels) for row in page.rows)
@@ -300,7 +318,7 @@ def _queue_row(row: dict, now: datetime, labels: _RowLabels) -> QueueRow:
     if kind == PredictionKind.NEXT_ACTION:  # the action is the call
         call, call_detail, action, action_detail = action, action_detail, "", ""
     due_at = row["due_at"]
-    return QueueRow(
+    shown = QueueRow(
         review_id=row["pk"],
         member=row["member__external_id"],
         kind=kind,
@@ -320,6 +338,27 @@ def _queue_row(row: dict, now: datetime, labels: _RowLabels) -> QueueRow:
         escalated_by=labels.usernames.get(row["escalated_by_id"], ""),
         proposal=format_proposal(row["analyst_proposal"], labels.action_names_by_code),
         contact_rules=format_contact_flags(row["contact_flags"]),
+    )
+    return _blind(shown) if row["pk"] in labels.hidden_ids else shown
+
+
+BLIND_REASON = "Blind review: open it and give your own answer; then the model's is shown."
+
+
+def _blind(row: QueueRow) -> QueueRow:
+    """A blind item's row: who, what kind and how long; nothing of what the model said or why
+    it is here (`reviews.services.blind`)."""
+    return replace(
+        row,
+        call="Blind",
+        call_detail="",
+        action="",
+        action_detail="",
+        risk_band="",
+        confidence="—",
+        reason=BLIND_REASON,
+        contact_rules="",
+        is_blind=True,
     )
 
 

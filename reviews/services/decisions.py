@@ -23,7 +23,7 @@ from reviews.exceptions import (
     ReviewNotOpen,
     ReviewNotYours,
 )
-from reviews.models import CASE, VERDICT_TREATMENTS, Decision, ReasonCode, Review
+from reviews.models import CASE, VERDICT_TREATMENTS, BlindAnswer, Decision, ReasonCode, Review
 from reviews.permissions import DECIDE, DECIDE_ESCALATED, visible_reviews
 from reviews.services.capacity import WAITING_NOT_DECIDABLE, request_drain
 from reviews.services.contact_rules import flags_now, lock_for_rules
@@ -37,6 +37,9 @@ from reviews.services.decision_events import (
 from reviews.services.openings import seconds_on_item
 from reviews.signals import decision_recorded
 
+BLIND_ANSWER_FIRST = (
+    "This item is blind: commit your own answer first; then the model's is shown and you decide."
+)
 # The answer fields a decision may carry besides its reason, and what can be wrong with one.
 CHURN_CALL, ACTION = "churn_label", "action_code"
 # A case's override takes either answer or both: what it needs is one of them.
@@ -69,7 +72,7 @@ def _reason(code: str, verdict: str) -> ReasonCode:
     return reason
 
 
-def _lock(review_id: int, actor: AbstractBaseUser | None) -> Review:
+def lock_review(review_id: int, actor: AbstractBaseUser | None) -> Review:
     """The review, row-locked, if the actor may see it (the visibility rule comes before
     anything else: an id they may not see answers as no id). `actor=None` is the system."""
     reviews = Review.objects.select_for_update(of=("self",)).select_related(
@@ -83,7 +86,7 @@ def _lock(review_id: int, actor: AbstractBaseUser | None) -> Review:
         raise ReviewNotFound("No such review.") from error
 
 
-def _role_for(review: Review, actor: AbstractBaseUser) -> str:
+def decider_role(review: Review, actor: AbstractBaseUser) -> str:
     """The role the actor decides this review in; refuses a review outside their role."""
     require_permission(actor, DECIDE)
     if actor.has_perm(DECIDE_ESCALATED):
@@ -155,8 +158,8 @@ def decide_review(
     A decision that would break a contact rule (`contact_rules`, checked now: consent as it
     stands, the caps and budgets with every decision committed before it) is refused unless
     the person overrides the rules and says why in the comment."""
-    review = _lock(review_id, actor)
-    role = _role_for(review, actor)
+    review = lock_review(review_id, actor)
+    role = decider_role(review, actor)
     if review.state == Review.State.SUPERSEDED:
         raise ReviewNotOpen(
             "A newer prediction replaced this one before anyone decided it; "
@@ -171,6 +174,8 @@ def decide_review(
         )
     if review.is_waiting:
         raise ReviewNotOpen(WAITING_NOT_DECIDABLE, review_id=review.pk)
+    if review.is_blind and not BlindAnswer.objects.filter(review=review).exists():
+        raise ReviewNotOpen(BLIND_ANSWER_FIRST, review_id=review.pk)
     reason = _reason(reason_code, verdict)
     action = _answer_action(review, verdict, churn_label, action_code)
     if review.is_case:  # a case's decision carries its churn call, confirmed or corrected
@@ -338,7 +343,7 @@ def escalate_review(
 ) -> Review:
     """Send an analyst's item to the experts, with why and what the analyst would have done.
     The same person escalating again with the same reason gets the review back unchanged."""
-    review = _lock(review_id, actor)
+    review = lock_review(review_id, actor)
     require_permission(actor, DECIDE)
     reason = _reason(reason_code, "escalate")
     is_repeat = (

@@ -9,10 +9,12 @@ from django.db.models import Max
 from loyalty.exceptions import require_permission
 from loyalty.services.audit import record_audit
 from predictions.models import PredictionKind
-from reviews.exceptions import PolicyChanged
+from reviews.exceptions import PolicyChanged, PolicyTestRunning
 from reviews.models import EscalationPolicy
 from reviews.permissions import MANAGE_POLICY
 from reviews.policy_settings import FIRST_VERSION, PolicySettings, first_version_fields
+from reviews.selectors.experiments import running_test
+from reviews.selectors.policy import current_policy
 from reviews.services.capacity import request_drain
 from reviews.services.rerouting import request_rerouting
 
@@ -77,11 +79,14 @@ def change_policy(
     `based_on_version` is the version the person was looking at: when someone saved another
     version since, PolicyChanged (409) instead of silently replacing their change. Two saves at
     the same moment queue on a lock of the kind's versions; the second sees the first's
-    version (and, given `based_on_version`, a conflict)."""
+    version (and, given `based_on_version`, a conflict). While a policy test of the kind runs,
+    PolicyTestRunning (409): the test ends by adopting a version (`experiments`)."""
     require_permission(actor, MANAGE_POLICY)
-    seed_first_versions(kinds=[kind])  # version 1 exists before anyone locks the versions
-    list(EscalationPolicy.objects.select_for_update().filter(kind=kind).values_list("pk"))
-    previous = EscalationPolicy.objects.filter(kind=kind).order_by("-version").first()
+    lock_versions(kind)
+    running = running_test(kind)
+    if running is not None:
+        raise PolicyTestRunning.of(running)
+    previous = current_policy(kind)  # a test's challenger never was the version in force
     if based_on_version is not None and previous.version != based_on_version:
         raise PolicyChanged(
             f"Version {previous.version} was saved since you opened version {based_on_version}"
@@ -117,6 +122,13 @@ def change_policy(
         },
     )
     return policy
+
+
+def lock_versions(kind: str) -> None:
+    """Hold the lock of `kind`'s versions until the caller's transaction ends: a change and a
+    policy test's start queue on it. Version 1 exists before anyone locks the versions."""
+    seed_first_versions(kinds=[kind])
+    list(EscalationPolicy.objects.select_for_update().filter(kind=kind).values_list("pk"))
 
 
 def _by(policy: EscalationPolicy) -> str:

@@ -13,6 +13,11 @@ threshold.
 Saving a policy only queues this (`request_rerouting`, on commit): a worker re-routes in batches,
 writing only rows that change, so a rerun moves nothing. Every review reached carries the current
 version: `awaiting_rerouting` counts the rest and the sweep `reroute_stale` resumes a lost run.
+
+While a policy test runs (`experiments`), the current version is the member's: a review on
+either arm's version keeps it (its route follows that version's rules: the challenger's items
+are not pulled back), and a review on neither moves to its member's version
+(`MemberPolicies.for_review`); a case's two sides each so.
 """
 
 from dataclasses import dataclass, field
@@ -30,17 +35,18 @@ from loyalty.services.audit import record_audit
 from predictions.models import Prediction, PredictionKind
 from reviews.models import EscalationPolicy, Review
 from reviews.permissions import MANAGE_POLICY
-from reviews.policy_settings import PolicySettings
+from reviews.selectors.experiments import running_test
 from reviews.selectors.policy import current_policy
 from reviews.services.action_ranking import rank_batch
+from reviews.services.experiments import MemberPolicies, member_policies, split_by_policy
 from reviews.services.policy_decisions import decide_auto_approvals
 from reviews.services.routing import hold_back_for_contact_rules, ranks_actions
 from reviews.services.routing_rules import (
     ReviewRules,
     RouteChoice,
+    RulesByVersion,
     population_scale,
     routed_fields,
-    routing_rule,
 )
 
 # Rows locked and rewritten per transaction: short enough that a reviewer deciding an item of
@@ -123,15 +129,17 @@ def routed_population(kind: str):
 
 def awaiting_rerouting(kind: str) -> int:
     """Reroutable reviews that the current version's re-routing has not reached yet (a case
-    records its next-action version as `action_policy`)."""
-    current = current_policy(kind)
+    records its next-action version as `action_policy`). While a policy test runs, a review on
+    either arm's version has been reached."""
+    test = running_test(kind)
+    in_force = [current_policy(kind).pk] + ([test.challenger_id] if test is not None else [])
     if kind != PredictionKind.NEXT_ACTION:
-        return reroutable_reviews(kind).exclude(policy=current).count()
+        return reroutable_reviews(kind).exclude(policy__in=in_force).count()
     return (
         reroutable_reviews(kind)
         .filter(
-            Q(action_prediction__isnull=True, policy__isnull=False) & ~Q(policy=current)
-            | Q(action_prediction__isnull=False) & ~Q(action_policy=current)
+            Q(action_prediction__isnull=True, policy__isnull=False) & ~Q(policy__in=in_force)
+            | Q(action_prediction__isnull=False) & ~Q(action_policy__in=in_force)
         )
         .count()
     )
@@ -166,8 +174,7 @@ def reroute_stale(*, older_than: timedelta = STALE_REROUTING_AFTER) -> list[str]
 
 
 def _is_current(policy: EscalationPolicy) -> bool:
-    newest = EscalationPolicy.objects.filter(kind=policy.kind).order_by("-version")
-    return newest.values_list("pk", flat=True).first() == policy.pk
+    return current_policy(policy.kind).pk == policy.pk
 
 
 def reroute_undecided(
@@ -183,7 +190,7 @@ def reroute_undecided(
         return ReroutingResult(
             kind=kind, policy_version=policy_version, considered=0, superseded=True
         )
-    rules = _rules(kind, policy)
+    plan = _Plan.of(kind)
     moves: dict[tuple[str, str], int] = {}
     by_route: dict[str, int] = {}
     considered = 0
@@ -230,17 +237,21 @@ def reroute_undecided(
                 break
             last_id = batch[-1][0]
             now = timezone.now()
-            changed = []
-            rankings = _rankings(kind, rules, batch)
-            choices, flags = _choices(kind, rules, batch, rankings, now=now)
-            for row, ranked, choice in zip(batch, rankings, choices, strict=True):
-                review, source, target = _rerouted(row, rules, choice, now, ranked)
-                considered += 1
-                by_route[target] = by_route.get(target, 0) + 1
-                if source != target:
-                    moves[(source, target)] = moves.get((source, target), 0) + 1
-                if review is not None:
-                    changed.append(review)
+            changed, flags, earlier = [], {}, []
+            for rules, rows in plan.groups(batch):
+                rankings = _rankings(kind, rules, rows)
+                choices, found = _choices(kind, rules, rows, rankings, now=now, earlier=earlier)
+                flags.update(found)
+                for row, ranked, choice in zip(rows, rankings, choices, strict=True):
+                    review, source, target = _rerouted(row, rules, choice, now, ranked)
+                    considered += 1
+                    by_route[target] = by_route.get(target, 0) + 1
+                    if source != target:
+                        moves[(source, target)] = moves.get((source, target), 0) + 1
+                    if review is not None:
+                        changed.append(review)
+                    if target == Review.Route.AUTO and ranked.get("recommended_action_id"):
+                        earlier.append((row[14], ranked["recommended_action_id"]))
             for review in changed:
                 review.contact_flags = flags.get(review.pk, review.contact_flags)
             Review.objects.bulk_update(changed, _UPDATED_FIELDS, batch_size=500)
@@ -272,8 +283,9 @@ def reroute_undecided(
 
 @dataclass(frozen=True)
 class Rules:
-    """What re-routes a batch: the rules (and policies) of the changed kind's own reviews, and
-    of cases (the churn rule, with the next-action rule for their action side), both current."""
+    """What re-routes a group of a batch's rows: the rules (and policies) of the changed kind's
+    own reviews, and of cases (the churn rule, with the next-action rule for their action
+    side), each the version `_Plan` gives the group (the current one, or a policy test's arm)."""
 
     own: ReviewRules
     own_policy: EscalationPolicy
@@ -285,31 +297,64 @@ class Rules:
         return self.case if _is_case(row) else self.own
 
 
-def _rules(kind: str, policy: EscalationPolicy) -> Rules:
-    """The rules of a re-routing of `kind` under `policy` (current), on the population's value
-    scale (before a full run stored one: the values of the population the policy routes); the
-    other kind's current version for the cases' other side."""
-    scale = population_scale(
-        lambda: np.fromiter(
-            routed_population(kind)
-            .values_list("member_value", flat=True)
-            .iterator(chunk_size=10000),
-            dtype="float64",
+@dataclass
+class _Plan:
+    """What a re-routing run of `kind` routes each row by: the versions of both kinds per
+    member (`experiments.MemberPolicies`: the current version, or a policy test's arms) and
+    their rules on the population's value scale (before a full run stored one: the values of
+    the population the policy routes), each pair of versions' Rules built once."""
+
+    kind: str
+    versions: dict[str, MemberPolicies]
+    by_version: RulesByVersion
+    built: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, kind: str) -> "_Plan":
+        scale = population_scale(
+            lambda: np.fromiter(
+                routed_population(kind)
+                .values_list("member_value", flat=True)
+                .iterator(chunk_size=10000),
+                dtype="float64",
+            )
         )
-    )
-    other = PredictionKind.NEXT_ACTION if kind == PredictionKind.CHURN else PredictionKind.CHURN
-    policies = {kind: policy, other: current_policy(other)}
-    rule = {
-        name: routing_rule(kind=name, settings=PolicySettings.of(version), scale=scale)
-        for name, version in policies.items()
-    }
-    return Rules(
-        own=ReviewRules(rule[kind]),
-        own_policy=policy,
-        case=ReviewRules(rule[PredictionKind.CHURN], action=rule[PredictionKind.NEXT_ACTION]),
-        churn_policy=policies[PredictionKind.CHURN],
-        action_policy=policies[PredictionKind.NEXT_ACTION],
-    )
+        versions = {name: member_policies(name) for name in PredictionKind.values}
+        return cls(kind=kind, versions=versions, by_version=RulesByVersion(scale))
+
+    def groups(self, batch: list[tuple]) -> list[tuple[Rules, list[tuple]]]:
+        """The batch's rows grouped by the (churn, next action) versions that re-route them."""
+        churn, next_action = (
+            self.versions[PredictionKind.CHURN],
+            self.versions[PredictionKind.NEXT_ACTION],
+        )
+
+        def versions_of(row: tuple) -> tuple[EscalationPolicy, EscalationPolicy]:
+            member, policy_id = row[14], row[5]
+            if _is_case(row):
+                return churn.for_review(member, policy_id), next_action.for_review(member, row[20])
+            if self.kind == PredictionKind.CHURN:
+                return churn.for_review(member, policy_id), next_action.current
+            return churn.current, next_action.for_review(member, policy_id)
+
+        return [(self.rules(*pair), rows) for pair, rows in split_by_policy(batch, versions_of)]
+
+    def rules(self, churn_policy: EscalationPolicy, action_policy: EscalationPolicy) -> Rules:
+        key = (churn_policy.version, action_policy.version)
+        if key not in self.built:
+            own = churn_policy if self.kind == PredictionKind.CHURN else action_policy
+            rule = self.by_version.of
+            self.built[key] = Rules(
+                own=ReviewRules(rule(self.kind, own)),
+                own_policy=own,
+                case=ReviewRules(
+                    rule(PredictionKind.CHURN, churn_policy),
+                    action=rule(PredictionKind.NEXT_ACTION, action_policy),
+                ),
+                churn_policy=churn_policy,
+                action_policy=action_policy,
+            )
+        return self.built[key]
 
 
 # Positions in a re-routing batch row past the review's own columns.
@@ -364,12 +409,19 @@ def _rankings(kind: str, rules: Rules, batch: list[tuple]) -> list[dict]:
 
 
 def _choices(
-    kind: str, rules: Rules, batch: list[tuple], rankings: list[dict], *, now: datetime
+    kind: str,
+    rules: Rules,
+    batch: list[tuple],
+    rankings: list[dict],
+    *,
+    now: datetime,
+    earlier: list[tuple[int, int]] = (),
 ) -> tuple[list[RouteChoice], dict[int, list[str]]]:
     """Each row's route under its rules (a case: both sides, each with its own confidence),
     and where anything recommends actions, the contact rules each recommendation breaks
     ({review pk: flags}): a would-be auto-approval that breaks one goes to an analyst
-    (`routing.hold_back_for_contact_rules`)."""
+    (`routing.hold_back_for_contact_rules`; `earlier`: the batch's auto-approvals under other
+    versions)."""
     choices = [
         rules.of(row).route(
             prediction_id=row[1],
@@ -390,6 +442,7 @@ def _choices(
         action_ids=[ranked["recommended_action_id"] for ranked in rankings],
         priorities=[row[15] for row in batch],
         now=now,
+        earlier=earlier,
     )
     return choices, {row[0]: found for row, found in zip(batch, flags, strict=True)}
 

@@ -26,9 +26,8 @@ from predictions.ml.contracts import MLError
 from predictions.models import Prediction, PredictionKind
 from predictions.services.explanations import explain_predictions
 from reviews.models import EscalationPolicy, Review
-from reviews.policy_settings import PolicySettings
-from reviews.selectors.policy import current_policy
 from reviews.services.action_ranking import rank_batch
+from reviews.services.blind import blind_draws, routed_to_people
 from reviews.services.capacity import hold_overflow
 from reviews.services.cases import (
     carried_action_predictions,
@@ -37,15 +36,16 @@ from reviews.services.cases import (
     supersede_replaced_reviews,
 )
 from reviews.services.contact_rules import RuleBook
+from reviews.services.experiments import member_policies, split_by_policy
 from reviews.services.policy_decisions import decide_auto_approvals
 from reviews.services.routing_rules import (
     ReviewRules,
     RouteChoice,
+    RulesByVersion,
     ValueScale,
     is_for_people,
     population_scale,
     routed_fields,
-    routing_rule,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ ROUTING_BATCH_SIZE = 5000
 # The member value scoring stored beside the prediction (spend over the last 365 days).
 VALUE_LOOKUP = "member_value"
 NO_RISK = 0.5
+# A blind item's priority weighs its member value alone: neither its risk nor its confidence.
+NEUTRAL_CONFIDENCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,20 @@ def hold_back_for_contact_rules(
     action_ids,
     priorities,
     now: datetime,
+    earlier: Sequence[tuple[int, int | None]] = (),
 ) -> tuple[list[RouteChoice], list[list[str]]]:
     """The contact rules each recommendation would break (`contact_rules`), and the routes
     once a would-be auto-approval that breaks one goes to an analyst instead. The highest
     priorities come first: what the batch auto-approves counts against the caps and budgets
-    of the rows after it."""
-    book = RuleBook.load(member_ids=member_ids, action_ids=action_ids, now=now)
+    of the rows after it, as do the `earlier` (member, action) auto-approvals of the batch's
+    rows routed by another policy version (a policy test's other arm)."""
+    book = RuleBook.load(
+        member_ids=[*member_ids, *(member for member, _ in earlier)],
+        action_ids=[*action_ids, *(action for _, action in earlier)],
+        now=now,
+    )
+    for member_id, action_id in earlier:
+        book.record(member_id=member_id, action_id=action_id)
     choices, flags = list(choices), [[] for _ in choices]
     for position in sorted(range(len(choices)), key=lambda i: -priorities[i]):
         member_id, action_id = member_ids[position], action_ids[position]
@@ -108,58 +118,79 @@ def priority(
 def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> RoutingResult:
     """Give every prediction of `kind` that has no review yet its review. Idempotent: a
     prediction routed already is skipped; reruns route nothing twice (unique prediction).
-    While both kinds are active, routing either kind routes cases (`cases`)."""
+    While both kinds are active, routing either kind routes cases (`cases`). Each member's
+    reviews are routed by the version `experiments.member_policies` gives them (a policy
+    test's arm, or the version in force)."""
     if cases_in_force():
         return route_new_cases()
-    policy = current_policy(kind)
+    versions = member_policies(kind)
     unrouted = unrouted_predictions(kind)
     if model_version_id is not None:
         unrouted = unrouted.filter(model_version_id=model_version_id)
     scale = population_scale(lambda: _member_values(unrouted))
-    rules = ReviewRules(routing_rule(kind=kind, settings=PolicySettings.of(policy), scale=scale))
+    rules = RulesByVersion(scale)
     extra = ("probabilities",) if ranks_actions(kind) else ()
 
-    def side(batch: list[tuple]) -> ActionSide | None:
-        if not ranks_actions(kind):
-            return None
-        return ActionSide(ranking=policy.ranking, probabilities=[row[6] for row in batch])
+    def groups(batch: list[tuple]) -> list[RoutingGroup]:
+        found = []
+        for (policy,), rows in split_by_policy(batch, lambda row: (versions.of(row[1]),)):
+            side = None
+            if ranks_actions(kind):
+                side = ActionSide(ranking=policy.ranking, probabilities=[row[6] for row in rows])
+            found.append(RoutingGroup(policy, ReviewRules(rules.of(kind, policy)), rows, side))
+        return found
 
-    return _route_batches(unrouted, policy=policy, rules=rules, scale=scale, extra=extra, side=side)
+    return _route_batches(unrouted, kind=kind, groups=groups, scale=scale, extra=extra)
 
 
 def route_new_cases() -> RoutingResult:
     """Make a case of every churn prediction without a review (`cases`), once no next-action
-    run is still scoring."""
+    run is still scoring. Each side is routed by its kind's version for the member (a policy
+    test of either kind routes its side by the member's arm)."""
     if next_action_scoring_unfinished():
         return RoutingResult(routed=0, by_route={})
-    policy = current_policy(PredictionKind.CHURN)
-    action_policy = current_policy(PredictionKind.NEXT_ACTION)
-    unrouted = unrouted_predictions(PredictionKind.CHURN)
+    churn, next_action = PredictionKind.CHURN, PredictionKind.NEXT_ACTION
+    versions = {kind: member_policies(kind) for kind in (churn, next_action)}
+    unrouted = unrouted_predictions(churn)
     scale = population_scale(lambda: _member_values(unrouted))
-    rules = ReviewRules(
-        routing_rule(kind=PredictionKind.CHURN, settings=PolicySettings.of(policy), scale=scale),
-        action=routing_rule(
-            kind=PredictionKind.NEXT_ACTION,
-            settings=PolicySettings.of(action_policy),
-            scale=scale,
-        ),
-    )
+    rules = RulesByVersion(scale)
 
-    def side(batch: list[tuple]) -> ActionSide:
+    def groups(batch: list[tuple]) -> list[RoutingGroup]:
         carried = carried_action_predictions(
             member_ids=[row[1] for row in batch], cutoffs=[row[6] for row in batch]
         )
-        return ActionSide(
-            ranking=action_policy.ranking,
-            probabilities=[found[2] if found else None for found in carried],
-            prediction_ids=[found[0] if found else None for found in carried],
-            confidences=[found[1] if found else None for found in carried],
-            policy_id=action_policy.pk,
+        split = split_by_policy(
+            list(zip(batch, carried, strict=True)),
+            lambda pair: (versions[churn].of(pair[0][1]), versions[next_action].of(pair[0][1])),
         )
+        found = []
+        for (policy, action_policy), pairs in split:
+            side = ActionSide(
+                ranking=action_policy.ranking,
+                probabilities=[one[2] if one else None for _, one in pairs],
+                prediction_ids=[one[0] if one else None for _, one in pairs],
+                confidences=[one[1] if one else None for _, one in pairs],
+                policy_id=action_policy.pk,
+            )
+            case_rules = ReviewRules(
+                rules.of(churn, policy), action=rules.of(next_action, action_policy)
+            )
+            found.append(RoutingGroup(policy, case_rules, [row for row, _ in pairs], side))
+        return found
 
     return _route_batches(
-        unrouted, policy=policy, rules=rules, scale=scale, extra=("cutoff",), side=side
+        unrouted, kind=churn, groups=groups, scale=scale, extra=("cutoff",), cases=True
     )
+
+
+@dataclass(frozen=True)
+class RoutingGroup:
+    """Rows of a batch routed by one version (a case: one version of each side)."""
+
+    policy: EscalationPolicy
+    rules: ReviewRules
+    rows: list[tuple]
+    side: "ActionSide | None"
 
 
 def unrouted_predictions(kind: str):
@@ -175,11 +206,14 @@ def awaiting_routing():
     return Prediction.objects.filter(review__isnull=True)
 
 
-def _route_batches(unrouted, *, policy, rules, scale, extra, side) -> RoutingResult:
+def _route_batches(unrouted, *, kind, groups, scale, extra, cases=False) -> RoutingResult:
     """Route `unrouted` in batches of ROUTING_BATCH_SIZE, one transaction each: the reviews,
     the older reviews they replace superseded, the policy's decisions of what it auto-approves.
-    `side(batch)` gives the batch's ActionSide (None: its reviews recommend no action)."""
+    `groups(batch)` splits a batch by the versions that route its rows (`RoutingGroup`); the
+    rows of `cases` supersede their members' pending next-action reviews too."""
     counts: dict[str, int] = {}
+    # Per version, the items it has routed to people so far: where its blind count stands.
+    to_people: dict[int | None, int] = {}
     last_id = 0
     while True:
         batch = list(
@@ -190,12 +224,30 @@ def _route_batches(unrouted, *, policy, rules, scale, extra, side) -> RoutingRes
         if not batch:
             break
         last_id = batch[-1][0]
-        rows = _review_rows(policy, rules, batch, scale, routed_at=timezone.now(), side=side(batch))
+        routed_at = timezone.now()
+        rows: list[tuple] = []
+        for group in groups(batch):
+            if group.policy.pk not in to_people:  # counted once per call, then carried on
+                to_people[group.policy.pk] = routed_to_people(group.policy)
+            group_rows = _review_rows(
+                group.policy,
+                group.rules,
+                group.rows,
+                scale,
+                routed_at=routed_at,
+                side=group.side,
+                blind_before=to_people[group.policy.pk],
+                earlier=_auto_approved_contacts(rows),
+            )
+            to_people[group.policy.pk] += sum(
+                is_for_people(row[ROUTE_POSITION]) for row in group_rows
+            )
+            rows += group_rows
         member_ids = [row[1] for row in batch]
         with transaction.atomic():
             insert_reviews(columns=REVIEW_COLUMNS, rows=rows)
-            supersede_older_reviews(kind=rules.main.kind, member_ids=member_ids)
-            if rules.action is not None:
+            supersede_older_reviews(kind=kind, member_ids=member_ids)
+            if cases:
                 supersede_replaced_reviews(member_ids=member_ids)
             decide_auto_approvals(
                 review_ids=list(
@@ -214,6 +266,15 @@ def _route_batches(unrouted, *, policy, rules, scale, extra, side) -> RoutingRes
             [row[0] for row, route in zip(rows, routes, strict=True) if is_for_people(route)]
         )
     return RoutingResult(routed=sum(counts.values()), by_route=counts)
+
+
+def _auto_approved_contacts(rows: list[tuple]) -> list[tuple[int, int | None]]:
+    """(member, action) of the auto-approvals among review rows that recommend an action."""
+    return [
+        (row[1], row[ACTION_POSITION])
+        for row in rows
+        if row[ROUTE_POSITION] == Review.Route.AUTO and row[ACTION_POSITION] is not None
+    ]
 
 
 # What routing reads of a prediction (a next-action one adds its "probabilities", a churn one
@@ -267,8 +328,10 @@ REVIEW_COLUMNS = (
     "due_at",
     "action_prediction_id",
     "action_policy_id",
+    "is_blind",
 )
 ROUTE_POSITION = REVIEW_COLUMNS.index("route")
+ACTION_POSITION = REVIEW_COLUMNS.index("recommended_action_id")
 
 
 def case_confidence(confidence: float, action_confidence: float | None) -> float:
@@ -284,9 +347,14 @@ def _review_rows(
     *,
     routed_at: datetime,
     side: ActionSide | None = None,
+    blind_before: int = 0,
+    earlier: Sequence[tuple[int, int | None]] = (),
 ) -> list[tuple]:
     """The REVIEW_COLUMNS of each prediction of the batch: its route by `rules` (one row at a
-    time: the rule's home is `choose_route`), its priority computed for the whole batch."""
+    time: the rule's home is `choose_route`), its priority computed for the whole batch. Of
+    the items for people, the policy's blind share opens blind (`blind`, counting on from the
+    `blind_before` the version routed to people before) with a neutral priority: nothing of
+    the model orders them."""
     columns = list(zip(*batch, strict=True))
     prediction_ids, member_ids, scores, own_confidences, raw_values, tiers = columns[:6]
     values = [_value(value) for value in raw_values]
@@ -363,8 +431,22 @@ def _review_rows(
             action_ids=action_ids,
             priorities=priorities,
             now=routed_at,
+            earlier=earlier,
         )
     action_policy_id = side.policy_id if side is not None and side.is_case else None
+    blind = blind_draws(
+        for_people=[is_for_people(choice.route) for choice in choices],
+        share=policy.blind_share,
+        already=blind_before,
+    )
+    if any(blind):
+        neutral = priority(
+            risk=None, value_percentile=scale.percentiles(values), confidence=NEUTRAL_CONFIDENCE
+        ).tolist()
+        priorities = [
+            neutral[i] if is_blind else rank
+            for i, (rank, is_blind) in enumerate(zip(priorities, blind, strict=True))
+        ]
     rows = []
     for (
         prediction_id,
@@ -379,6 +461,7 @@ def _review_rows(
         choice,
         broken,
         action_prediction_id,
+        is_blind,
     ) in zip(
         prediction_ids,
         member_ids,
@@ -392,6 +475,7 @@ def _review_rows(
         choices,
         flags,
         action_prediction_ids,
+        blind,
         strict=True,
     ):
         routed = routed_fields(choice, routed_at=routed_at, sla_hours=policy.sla_hours)
@@ -417,6 +501,7 @@ def _review_rows(
                 routed["due_at"],
                 action_prediction_id,
                 action_policy_id if action_prediction_id is not None else None,
+                is_blind,
             )
         )
     return rows

@@ -85,6 +85,23 @@ def routing_rule(*, kind: str, settings: PolicySettings, scale: "ValueScale") ->
     )
 
 
+class RulesByVersion:
+    """The rule of each policy version a routing or re-routing run meets, built once per run
+    (a rule reads the open pause) on the run's value scale."""
+
+    def __init__(self, scale: "ValueScale") -> None:
+        self.scale = scale
+        self.built: dict[tuple[str, int], RoutingRule] = {}
+
+    def of(self, kind: str, policy) -> RoutingRule:
+        """The rule of `policy` (an EscalationPolicy of `kind`)."""
+        key = (kind, policy.version)
+        if key not in self.built:
+            settings = PolicySettings.of(policy)
+            self.built[key] = routing_rule(kind=kind, settings=settings, scale=self.scale)
+        return self.built[key]
+
+
 @dataclass(frozen=True)
 class ValueScale:
     """Where member values stand in the population: sorted points of its values (every value,

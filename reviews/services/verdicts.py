@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser
 
 from loyalty.exceptions import DomainError
+from reviews.exceptions import ReviewNotOpen
 from reviews.models import Decision, Review
 from reviews.permissions import visible_reviews
 from reviews.services.decisions import approve_prediction, escalate_review, override_prediction
@@ -27,9 +28,12 @@ def decide_by_verdict(
     override_answer: dict | None = None,
     proposal: dict | None = None,
     override_contact_rules: bool = False,
+    unopened: bool = False,
 ) -> Decision | Review:
     """Approve, override (with `override_answer`, override_prediction's answer arguments) or
-    escalate (with the analyst's optional `proposal`); domain errors as the services raise them."""
+    escalate (with the analyst's optional `proposal`); domain errors as the services raise them.
+    `unopened`: decided from a queue row without opening the item, which never approves a blind
+    item (`blind`), answered or not."""
     common = {
         "review_id": review_id,
         "actor": actor,
@@ -38,10 +42,21 @@ def decide_by_verdict(
     }
     if verdict == ESCALATE:
         return escalate_review(**common, proposal=proposal)
+    if unopened:
+        refuse_blind(review_id)
     common["override_contact_rules"] = override_contact_rules
     if verdict == Decision.Verdict.OVERRIDE:
         return override_prediction(**common, **(override_answer or {}))
     return approve_prediction(**common)
+
+
+NOT_UNOPENED = "This item is blind: open it and give your own answer before deciding."
+
+
+def refuse_blind(review_id: int) -> None:
+    """Quick and bulk approval decide without opening the item: never a blind one."""
+    if Review.objects.filter(pk=review_id, is_blind=True).exists():
+        raise ReviewNotOpen(NOT_UNOPENED, review_id=review_id)
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,7 @@ def bulk_approve(
             problems.append(f"Review {review_id}: not found.")
             continue
         try:
+            refuse_blind(review_id)
             approve_prediction(review_id=review_id, actor=actor, reason_code=reason_code)
             approved += 1
         except DomainError as error:

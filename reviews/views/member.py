@@ -12,6 +12,7 @@ from predictions.calls import model_churn_call
 from predictions.models import PredictionKind
 from predictions.services.explanations import ensure_explanation
 from predictions.services.whatif import what_if
+from reviews.exceptions import ReviewNotOpen
 from reviews.figures import (
     actions_figure,
     figure_html,
@@ -19,10 +20,12 @@ from reviews.figures import (
     waterfall_caption,
     waterfall_figure,
 )
+from reviews.forms.blind import BlindAnswerForm
 from reviews.forms.decision import DecisionForm, what_if_features
 from reviews.models import Review
 from reviews.page_errors import domain_errors_as_pages, error_fragment
-from reviews.permissions import can_decide_review
+from reviews.permissions import VIEW_DECISION, VIEW_REVIEW, can_decide_review
+from reviews.selectors.blind import hides_model
 from reviews.selectors.catalogs import catalogs_read_once
 from reviews.selectors.formatting import (
     feature_name,
@@ -30,8 +33,15 @@ from reviews.selectors.formatting import (
     format_interval,
     format_percent,
 )
-from reviews.selectors.member_page import ReviewPage, page_of_review, visible_page_review
+from reviews.selectors.member_page import (
+    ReviewPage,
+    blind_page,
+    page_of_review,
+    visible_page_review,
+)
 from reviews.selectors.queue import next_pending_review
+from reviews.services.blind import commit_blind_answer
+from reviews.services.decisions import BLIND_ANSWER_FIRST
 from reviews.services.openings import record_opening
 from reviews.services.verdicts import decide_by_verdict
 from reviews.views.queue import QUEUE_URLS
@@ -43,14 +53,22 @@ DECISION_ERRORS_SHOWN = (400, 403, 409)
 WHAT_IF_FLAT = 0.005
 
 
-def _open(request, review_id: int) -> ReviewPage:
-    """The member page's data, after the visibility rule: 404 for what the user may not see,
-    before anything is read or computed. A prediction opened for the first time gets its
-    explanation here (computed once, stored)."""
+def _visible(request, review_id: int) -> Review:
+    """The review after the visibility rule: 404 for what the user may not see, before
+    anything is read or computed."""
     try:
-        review_obj = visible_page_review(review_id=review_id, viewer=request.user)
+        return visible_page_review(review_id=review_id, viewer=request.user)
     except Review.DoesNotExist as error:
         raise Http404("No such review.") from error
+
+
+def _open(request, review_id: int) -> ReviewPage:
+    """The member page's data. A prediction opened for the first time gets its explanation
+    here (computed once, stored). A blind item nobody answered shows nothing of the model:
+    what needs its page (deciding, the what-if) is refused until someone answers."""
+    review_obj = _visible(request, review_id)
+    if hides_model(review_obj):
+        raise ReviewNotOpen(BLIND_ANSWER_FIRST, review_id=review_obj.pk)
     ensure_explanation(prediction=review_obj.prediction)
     record_opening(review=review_obj, user=request.user)
     return page_of_review(review=review_obj, viewer=request.user)
@@ -59,7 +77,51 @@ def _open(request, review_id: int) -> ReviewPage:
 @login_required
 @require_GET
 def review(request, review_id: int):
+    review_obj = _visible(request, review_id)
+    if hides_model(review_obj):
+        record_opening(review=review_obj, user=request.user)  # their time on it starts
+        return _render_blind(request, review_obj)
     return _render_review(request, _open(request, review_id))
+
+
+def _render_blind(request, review_obj: Review, *, form=None, error: str = "", status: int = 200):
+    page = blind_page(review_obj)
+    context = {
+        "review": review_obj,
+        "blind": page,
+        "form": form or BlindAnswerForm(actions=page.actions),
+        "can_answer": can_decide_review(request.user, review_obj),
+        "error": error,
+        "queue_url": reverse(QUEUE_URLS.get(review_obj.route, "reviews:queue")),
+    }
+    return render(request, "reviews/member_blind.html", context, status=status)
+
+
+def _blind_refused(request, error, review_id: int):
+    """The blind page again with the message (the answer as submitted); once someone has
+    answered, the revealed page with the message."""
+    review_obj = _visible(request, review_id)
+    if not hides_model(review_obj):
+        return _render_review(
+            request, _open(request, review_id), error=error.message, status=error.status
+        )
+    form = BlindAnswerForm(request.POST, actions=blind_page(review_obj).actions)
+    return _render_blind(request, review_obj, form=form, error=error.message, status=error.status)
+
+
+@login_required
+@require_POST
+@domain_errors_as_pages(_blind_refused, shown_in_page=DECISION_ERRORS_SHOWN)
+def blind_answer(request, review_id: int):
+    """Commit the person's own answer to a blind item; then its page shows the model's."""
+    review_obj = _visible(request, review_id)
+    form = BlindAnswerForm(request.POST, actions=blind_page(review_obj).actions)
+    if not form.is_valid():
+        return _render_blind(request, review_obj, form=form, status=400)
+    answer = commit_blind_answer(review_id=review_obj.pk, user=request.user, **form.answer())
+    said = "will churn" if answer.churn_label else "will stay"
+    messages.success(request, f"Your answer ({said}) is saved. Here is the model's: decide.")
+    return redirect("reviews:review", review_id=review_obj.pk)
 
 
 def _render_review(request, page: ReviewPage, *, forms=None, error: str = "", status: int = 200):
@@ -86,6 +148,8 @@ def _render_review(request, page: ReviewPage, *, forms=None, error: str = "", st
         "is_case": review_obj.is_case,
         "model_call": _model_call_words(prediction),
         "can_decide": can_decide,
+        # Who may read decisions reads their lineage (integrations' page).
+        "can_read_lineage": request.user.has_perms((VIEW_DECISION, VIEW_REVIEW)),
         "decision_forms": decision_forms,
         "open_form": next((verdict for verdict, form in forms.items() if form.errors), ""),
         "error": error,
@@ -121,7 +185,11 @@ def _interval_html(prediction) -> str:
 
 def _decision_refused(request, error, review_id: int):
     """The page again with the message and the form as submitted, at the error's status (the
-    page opens afresh: a 404 if the member was erased meanwhile)."""
+    page opens afresh: a 404 if the member was erased meanwhile; a blind item nobody answered
+    opens blind)."""
+    review_obj = _visible(request, review_id)
+    if hides_model(review_obj):
+        return _render_blind(request, review_obj, error=error.message, status=error.status)
     page = _open(request, review_id)
     form = DecisionForm(request.POST, review=page.review)
     return _render_review(

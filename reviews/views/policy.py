@@ -16,6 +16,7 @@ from reviews.page_errors import domain_errors_as_pages
 from reviews.permissions import MANAGE_POLICY
 from reviews.policy_settings import PolicySettings
 from reviews.selectors.capacity import queue_loads
+from reviews.selectors.experiments import running_test
 from reviews.selectors.policy import current_policy, policy_history
 from reviews.services.policy import save_policy
 from reviews.services.rerouting import awaiting_rerouting
@@ -105,6 +106,8 @@ def _page(request, kind: str, policy, form: PolicyForm, status: int = 200):
         "awaiting_rerouting": awaiting_rerouting(kind),
         # The kind's queues against their capacity, and what waits in their backlogs.
         "loads": queue_loads(kinds=(kind,)),
+        # While a policy test runs, the thresholds wait for its end (the test page).
+        "running_test": running_test(kind),
         "form": form,
         **_simulation_context(kind, simulate_policy(kind=kind, settings=settings), settings),
     }

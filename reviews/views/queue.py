@@ -171,6 +171,7 @@ def quick_decide(request, review_id: int):
         reason_code=request.POST.get("reason")
         or (QUICK_ESCALATE_REASON if is_escalation else QUICK_APPROVE_REASON),
         comment=request.POST.get("comment", "").strip(),
+        unopened=True,
     )
     member = review.member.external_id
     text = f"Escalated {member} to the experts." if is_escalation else f"Approved {member}."

@@ -45,7 +45,10 @@
   function memberLink(row) { return row.querySelector("a.member"); }
 
   function quickDecideUrl(row) {
-    return row.querySelector("[data-action=approve]").getAttribute("hx-post");
+    var approveButton = row.querySelector("[data-action=approve]");
+    if (approveButton) { return approveButton.getAttribute("hx-post"); }
+    // A blind row has no approve button: its escalate button carries the URL.
+    return row.querySelector("[data-action=escalate]").dataset.quickUrl;
   }
 
   function approve(row) {
@@ -109,8 +112,10 @@
       case "x":
         if (row) {
           var box = row.querySelector("input[name=review]");
-          box.checked = !box.checked;
-          updateSelectedCount();
+          if (box) {  // a blind row cannot be selected for bulk approval
+            box.checked = !box.checked;
+            updateSelectedCount();
+          }
         }
         break;
       default: return;

@@ -5,6 +5,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import TEST_PASSWORD, output_dir
+from tests.learning.test_blind_agreement import answered  # noqa: F401  (a fixture)
 from tests.learning.test_review_quality import people, scored  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -53,3 +54,27 @@ def test_an_analyst_sees_only_their_own_figures(live_server, page, log_in, score
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("ann")
     expect(page.get_by_text("bob")).to_have_count(0)
+
+
+def test_the_blind_section_draws_shown_vs_blind_agreement(
+    live_server,
+    page,
+    log_in,
+    request,
+    answered,  # noqa: F811
+):
+    log_in(page, "eve", TEST_PASSWORD)
+
+    page.goto(f"{live_server.url}/reviews/manage/loop/quality/#blind")
+
+    section = page.get_by_test_id("blind-agreement")
+    expect(
+        section.get_by_role("heading", name="Blind review: agreement shown vs blind")
+    ).to_be_visible()
+    # Plotly drew the chart: ann and eve have blind answers (bob has none, so no point of his).
+    expect(section.locator(".js-plotly-plot")).to_have_count(1)
+    expect(section.get_by_test_id("blind-row-ann").get_by_test_id("gap")).to_have_text(
+        "+20.0 points (-31.0 to +60.4)"
+    )
+    expect(section.get_by_test_id("rubber-stamp")).to_have_count(0)
+    section.screenshot(path=str(output_dir(request) / "review-quality-blind.png"))

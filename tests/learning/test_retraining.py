@@ -140,6 +140,7 @@ def test_in_approval_mode_a_passing_candidate_waits_for_an_admin(
 def test_labeled_examples_train_and_a_share_is_held_out_of_every_training(
     active_churn_version,  # noqa: F811
     make_user,
+    without_blind_review,
 ):
     seed_reason_codes()
     _score_and_route()

@@ -55,39 +55,23 @@ def people(make_user):
     }
 
 
-@pytest.fixture
-def scored(reason_codes, people):
-    """Decisions with outcomes (person's call / model's call / outcome):
-
-    ann: approve 0.3 (stays/stays/churned), override→churns 0.3 (churns/stays/churned),
-         override→stays 0.7 (stays/churns/churned);
-    bob: approve 0.2 (stays/stays/stayed), approve 0.1 in the audit sample (stays/stays/
-         stayed), override→stays 0.6 (stays/churns/stayed);
-    eve: approve 0.6 on the expert route (churns/churns/stayed).
-    Not scored: the policy's auto-approval (it has an outcome), and ann's approval without one.
-    """
+def route_by_confidence(**changes) -> None:
+    """A churn policy version that routes from confidence alone (no audit sample, no risk band),
+    with `changes` to its other settings."""
     settings = PolicySettings.of(current_policy("churn"))
     change_policy(
         kind="churn",
         settings=replace(
-            settings, audit_sample_rate=0.0, human_risk_low=None, human_risk_high=None
+            settings, audit_sample_rate=0.0, human_risk_low=None, human_risk_high=None, **changes
         ),
         actor=None,
         reason="routes from confidence alone",
     )
+
+
+def routed_reviews(plan: list[tuple[str, str, float]]) -> dict[str, Review]:
+    """A churn prediction per (name, route, score), of member M-<name>, routed; their reviews."""
     version = ModelVersionFactory()
-    plan = [
-        # (name, route, score)
-        ("ann-approve", "analyst", 0.3),
-        ("ann-to-churn", "analyst", 0.3),
-        ("ann-to-stay", "analyst", 0.7),
-        ("ann-no-outcome", "analyst", 0.3),
-        ("bob-approve", "analyst", 0.2),
-        ("bob-audit", "analyst", 0.1),
-        ("bob-to-stay", "analyst", 0.6),
-        ("eve-approve", "expert", 0.6),
-        ("auto", "auto", 0.1),
-    ]
     predictions = {
         name: PredictionFactory(
             model_version=version,
@@ -102,20 +86,52 @@ def scored(reason_codes, people):
     assert {name: review.route for name, review in reviews.items()} == {
         name: route for name, route, _ in plan
     }
+    return reviews
+
+
+def decide(review: Review, user, churns: bool | None = None) -> None:
+    """Approve the model's call (`churns` None) or override it with `churns`."""
+    if churns is None:
+        approve_prediction(review_id=review.pk, actor=user, reason_code="model-correct")
+    else:
+        override_prediction(
+            review_id=review.pk, actor=user, reason_code="wrong-churn-call", churn_label=churns
+        )
+
+
+@pytest.fixture
+def scored(reason_codes, people):
+    """Decisions with outcomes (person's call / model's call / outcome):
+
+    ann: approve 0.3 (stays/stays/churned), override→churns 0.3 (churns/stays/churned),
+         override→stays 0.7 (stays/churns/churned);
+    bob: approve 0.2 (stays/stays/stayed), approve 0.1 in the audit sample (stays/stays/
+         stayed), override→stays 0.6 (stays/churns/stayed);
+    eve: approve 0.6 on the expert route (churns/churns/stayed).
+    Not scored: the policy's auto-approval (it has an outcome), and ann's approval without one.
+    """
+    route_by_confidence()
+    reviews = routed_reviews(
+        [
+            # (name, route, score)
+            ("ann-approve", "analyst", 0.3),
+            ("ann-to-churn", "analyst", 0.3),
+            ("ann-to-stay", "analyst", 0.7),
+            ("ann-no-outcome", "analyst", 0.3),
+            ("bob-approve", "analyst", 0.2),
+            ("bob-audit", "analyst", 0.1),
+            ("bob-to-stay", "analyst", 0.6),
+            ("eve-approve", "expert", 0.6),
+            ("auto", "auto", 0.1),
+        ]
+    )
     Review.objects.filter(pk=reviews["bob-audit"].pk).update(route_reason="audit sample (2%)")
 
     def approve(name, who):
-        approve_prediction(
-            review_id=reviews[name].pk, actor=people[who], reason_code="model-correct"
-        )
+        decide(reviews[name], people[who])
 
     def override(name, who, churns):
-        override_prediction(
-            review_id=reviews[name].pk,
-            actor=people[who],
-            reason_code="wrong-churn-call",
-            churn_label=churns,
-        )
+        decide(reviews[name], people[who], churns)
 
     approve("ann-approve", "ann")
     override("ann-to-churn", "ann", True)

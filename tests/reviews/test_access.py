@@ -178,6 +178,7 @@ def test_saving_over_a_version_saved_since_is_a_conflict_that_saves_nothing(make
         "human_risk_low": "0.6",
         "human_risk_high": "1.0",
         "audit_sample_rate": "0.02",
+        "blind_share": "0.05",
         "sla_hours": "48",
         "reason": "looser",
         "based_on_version": str(opened),

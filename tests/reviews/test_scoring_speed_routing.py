@@ -132,6 +132,7 @@ def test_a_prediction_reviewed_already_keeps_its_review_when_inserted_again():
         routed_at=now,
         due_at=now,
         contact_flags=[],
+        is_blind=False,
     )
 
     insert_reviews(columns=REVIEW_COLUMNS, rows=[tuple(row[name] for name in REVIEW_COLUMNS)])

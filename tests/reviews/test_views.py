@@ -76,7 +76,7 @@ def test_the_expert_queue_lists_expert_items(expert_client, routed):
     assert [row.review_id for row in response.context["page"].rows] == [routed["expert"].pk]
 
 
-def test_filters_are_kept_on_the_next_page_link(analyst_client, reason_codes):
+def test_filters_are_kept_on_the_next_page_link(analyst_client, reason_codes, without_blind_review):
     for _ in range(51):
         PredictionFactory(confidence=0.8, score=0.7)
     from reviews.services.routing import route_new_predictions
@@ -651,3 +651,18 @@ def test_the_member_page_says_when_the_score_was_made_and_what_data_it_saw(analy
     ).content.decode()
 
     assert "scored 2026-04-02 02:05 on data before 2026-04-01</span>" in html
+
+
+def test_a_decided_item_links_its_decision_s_lineage(analyst_client, routed, make_user):
+    from reviews.services.decisions import approve_prediction
+
+    review = routed["analyst"]
+    decision = approve_prediction(
+        review_id=review.pk, actor=make_user("analyst", "ann"), reason_code="model-correct"
+    )
+
+    page = analyst_client.get(reverse("reviews:review", args=[review.pk])).content.decode()
+    lineage = reverse("integrations:decision_lineage", args=[decision.pk])
+
+    assert f'href="{lineage}" data-testid="lineage-link"' in page
+    assert analyst_client.get(lineage).status_code == 200
