@@ -399,13 +399,14 @@ def priority_reviews(cutoff: datetime, count: int, skip: set[int]) -> list[tuple
 
 
 def random_reviews(cutoff: datetime, count: int, skip: set[int], rng) -> list[tuple]:
-    """`count` reviews drawn uniformly among every undecided current prediction, any route."""
+    """`count` reviews drawn uniformly among every undecided current prediction, any route
+    (an auto-approval is the policy's decision: no person decides it again)."""
     from reviews.models import Review
 
     rows = [
         row
         for row in _current_reviews(cutoff)
-        .filter(state__in=[Review.State.PENDING, Review.State.AUTO_APPROVED])
+        .filter(state=Review.State.PENDING)
         .order_by("pk")
         .values_list("pk", "member_id", "prediction__score")
         if row[1] not in skip

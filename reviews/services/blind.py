@@ -50,6 +50,7 @@ class BlindAnswerError(ReviewNotOpen):
     """A blind answer that cannot be taken (not blind, answered already, not pending)."""
 
 
+@transaction.atomic
 def commit_blind_answer(
     *,
     review_id: int,

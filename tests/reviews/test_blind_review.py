@@ -315,3 +315,17 @@ def test_a_blind_case_asks_for_the_person_s_action_too(make_user, case_versions)
         review_id=case.pk, user=analyst, churn_label=True, action_code="bonus_points"
     )
     assert answer.action.code == "bonus_points"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_blind_answer_commits_from_outside_any_transaction(make_user, reason_codes):
+    """As a script or a worker calls it (on PostgreSQL its row lock needs the transaction the
+    service opens itself)."""
+    _set_blind_share(1.0, human_risk_low=None, human_risk_high=None)
+    prediction = PredictionFactory(confidence=0.8, score=0.7)
+    route_new_predictions(kind="churn")
+    review = Review.objects.get(prediction=prediction)
+
+    answer = commit_blind_answer(review_id=review.pk, user=make_user("analyst"), churn_label=True)
+
+    assert BlindAnswer.objects.get(review=review).pk == answer.pk
