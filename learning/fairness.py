@@ -1,6 +1,6 @@
-"""Fairness of the churn model and of the decisions per group (the evidence page "Fairness" and
-`GET /api/fairness/`): the decided churn reviews of the limits' window read into the frame
-that `learning.fairness_stats` measures.
+"""Fairness of the models and of the decisions per group (the evidence page "Fairness" and
+`GET /api/fairness/`): the decisions of the limits' window read into the frames that
+`learning.fairness_stats` measures, one per kind.
 
 An item is a decision on a churn review or a case (the policy's auto-approvals and people's
 decisions), of a member not erased, made within `FairnessLimits.window_days`. Its groups are
@@ -10,6 +10,14 @@ the score; the final call the one the decision settled on
 (`reviews.services.decision_events.decided_churn_call`); the outcome the member's observed
 churn once the prediction's horizon has passed (`review_quality.observed_churn`).
 
+Next action: an item is a decision that settles an action (a next-action review, or a case:
+its action side), with the same members, window and groups. The model's action is the review's
+recommendation (`Review.recommended_action`: the next-action model's probabilities ranked by
+the policy, what an approval settles on), the final action `Decision.settled_action`; either
+missing (nothing eligible) counts as "no_action", which is an action like any other. Decisions
+held out for a control group are included: the product made them, and the member was chosen
+for them by a random draw, not by their group (the report counts them).
+
 Protected attributes are for admins and experts (`FAIRNESS_PERMISSION`); analysts never see
 them, here or anywhere.
 """
@@ -18,20 +26,30 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pandas as pd
+from django.db.models import Q
 from django.utils import timezone
 
-from learning.fairness_stats import FRAME_COLUMNS, FairnessReport, Limits, fairness_report
+from learning.fairness_actions import (
+    ACTION_FRAME_COLUMNS,
+    ActionFairnessReport,
+    action_fairness_report,
+)
+from learning.fairness_stats import (
+    FRAME_COLUMNS,
+    FairnessReport,
+    Limits,
+    fairness_report,
+)
 from learning.models import FairnessCheck, FairnessLimits
 from learning.review_quality import observed_churn
+from loyalty.services.catalog import NO_ACTION
 from predictions.calls import model_churn_call
 from predictions.models import PredictionKind
 from reviews.models import Decision
 from reviews.services.decision_events import decided_churn_call
 
 FAIRNESS_PERMISSION = "learning.view_fairness"
-# The kinds measured so far: a next action's "churn call" does not exist, and its per-action
-# shares are not measured yet.
-MEASURED_KINDS = (PredictionKind.CHURN.value,)
+MEASURED_KINDS = (PredictionKind.CHURN.value, PredictionKind.NEXT_ACTION.value)
 DECISIONS_PER_QUERY = 2_000
 DECISION_FIELDS = (
     "verdict",
@@ -102,12 +120,56 @@ def fairness_frame(since: datetime) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=list(FRAME_COLUMNS))
 
 
+ACTION_DECISION_FIELDS = (
+    "member__age_band",
+    "member__region",
+    "review__tier",
+    "review__recommended_action__code",
+    "settled_action__code",
+    "decided_as",
+    "held_out",
+)
+
+
+def action_decisions(since: datetime):
+    """The decisions that settle an action (next-action reviews, cases), since `since`,
+    members not erased: the values of `ACTION_DECISION_FIELDS`."""
+    return (
+        Decision.objects.filter(
+            Q(review__kind=PredictionKind.NEXT_ACTION) | Q(review__action_prediction__isnull=False),
+            member__erased_at__isnull=True,
+            decided_at__gte=since,
+        )
+        .order_by("pk")
+        .values_list(*ACTION_DECISION_FIELDS)
+    )
+
+
+def action_frame(since: datetime) -> pd.DataFrame:
+    """One row per decision that settles an action (`fairness_stats.ACTION_FRAME_COLUMNS`)."""
+    rows = [
+        (
+            age_band,
+            region,
+            tier,
+            recommended or NO_ACTION,
+            settled or NO_ACTION,
+            decided_as != Decision.POLICY,
+            held_out,
+        )
+        for age_band, region, tier, recommended, settled, decided_as, held_out in action_decisions(
+            since
+        ).iterator(chunk_size=DECISIONS_PER_QUERY)
+    ]
+    return pd.DataFrame.from_records(rows, columns=list(ACTION_FRAME_COLUMNS))
+
+
 @dataclass(frozen=True)
 class KindFairness:
     kind: str
     since: datetime
     limits: FairnessLimits
-    report: FairnessReport
+    report: FairnessReport | ActionFairnessReport
     latest_check: FairnessCheck | None
     computed_at: datetime
 
@@ -117,11 +179,15 @@ def kind_fairness(kind: str, *, now: datetime | None = None) -> KindFairness:
     now = now or timezone.now()
     limits = fairness_limits(kind)
     since = now - timedelta(days=limits.window_days)
+    if kind == PredictionKind.NEXT_ACTION:
+        report = action_fairness_report(action_frame(since), limits_of(limits))
+    else:
+        report = fairness_report(fairness_frame(since), limits_of(limits))
     return KindFairness(
         kind=kind,
         since=since,
         limits=limits,
-        report=fairness_report(fairness_frame(since), limits_of(limits)),
+        report=report,
         latest_check=FairnessCheck.objects.filter(kind=kind).first(),
         computed_at=now,
     )

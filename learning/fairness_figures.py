@@ -1,9 +1,16 @@
 """The Fairness page's charts, per attribute: for each group, the model beside the final
 decisions and people's overrides, each point with its 95 % interval (Plotly specs drawn by
 static/js/figures.js, as on the other evidence pages). A group too small for a rate has no
-point: its axis label says so."""
+point: its axis label says so. Next actions: the share offered each action, one point per
+action and group, for the model and for the final decisions; and the override rate."""
 
-from learning.fairness_stats import AttributeFairness, GroupRate
+from learning.fairness_actions import (
+    ActionAttributeFairness,
+)
+from learning.fairness_stats import (
+    AttributeFairness,
+    GroupRate,
+)
 from learning.figures import PALETTE, _figure, _percent_points
 from learning.quality_stats import Estimate
 from reviews.figures import figure_html
@@ -21,7 +28,7 @@ def _point(rate: GroupRate) -> Estimate:
     return rate.estimate
 
 
-def _axis(attribute: AttributeFairness) -> list[str]:
+def _axis(attribute: AttributeFairness | ActionAttributeFairness) -> list[str]:
     return [
         f"{row.group} (n={row.n})" + (", too small" if row.too_small else "")
         for row in attribute.groups
@@ -146,3 +153,59 @@ MISSING = {
     "calibration": "calibration (no group with enough outcomes)",
     "overrides": "overrides (no group with enough people's decisions)",
 }
+
+
+# --- next actions ----------------------------------------------------------------------------
+
+
+def action_shares_figure(attribute: ActionAttributeFairness, decider: str) -> dict | None:
+    """Share offered each action per group, by the model or by the final decisions."""
+    x = _axis(attribute)
+    actions = [shares.action for shares in attribute.groups[0].actions] if attribute.groups else []
+    traces = [
+        _percent_points(
+            [_point(row.share(decider, action)) for row in attribute.groups],
+            name=action,
+            x=x,
+            color=PALETTE[position % len(PALETTE)],
+        )
+        for position, action in enumerate(actions)
+    ]
+    title = "share offered each action, " + ("model" if decider == "model" else "final decisions")
+    return _chart(attribute, traces, title=title)
+
+
+def action_overrides_figure(attribute: ActionAttributeFairness) -> dict | None:
+    """How often people changed the recommended action, per group."""
+    traces = [
+        _percent_points(
+            [_point(row.override_rate) for row in attribute.groups],
+            name="Action changed",
+            x=_axis(attribute),
+            color=FINAL_COLOR,
+        )
+    ]
+    return _chart(attribute, traces, title="people's overrides of the action")
+
+
+ACTION_FIGURES = {
+    "model-shares": lambda attribute: action_shares_figure(attribute, "model"),
+    "final-shares": lambda attribute: action_shares_figure(attribute, "final"),
+    "overrides": action_overrides_figure,
+}
+ACTION_MISSING = {
+    "model-shares": "the model's share offered each action (no group large enough)",
+    "final-shares": "the final decisions' share offered each action (no group large enough)",
+    "overrides": "overrides (no group with enough people's decisions)",
+}
+
+
+def action_attribute_charts(attribute: ActionAttributeFairness) -> list[dict]:
+    """`attribute_charts` for next actions."""
+    charts = []
+    for name, build in ACTION_FIGURES.items():
+        div_id = f"fairness-{attribute.attribute}-{name}-fig"
+        charts.append(
+            {"html": figure_html(build(attribute), div_id), "missing": ACTION_MISSING[name]}
+        )
+    return charts

@@ -16,12 +16,12 @@ its n; a rate resting on fewer than `min_group_size` items is reported as too sm
 never as zero, and left out of the comparisons between groups. Between the groups of an
 attribute (its "not recorded" group left out): the highest minus the lowest rate (demographic
 parity, equalized odds: the larger of the TPR and FPR differences) with Newcombe's interval,
-and the lowest over the highest (Katz's log interval).
+and the lowest over the highest (Katz's log interval). Next actions: `learning.fairness_actions`.
 """
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,8 @@ DECIDER_LABELS = {**DECIDERS, OVERRIDES: "People's overrides"}
 # The comparisons between groups, as the limits and the API name them.
 PARITY, ODDS, CALIBRATION = "demographic_parity", "equalized_odds", "calibration"
 OVERRIDE_RATE, TOWARD_CHURN, TOWARD_STAY = "override_rate", "toward_churn", "toward_stay"
+# What a comparison of one action's share is called (`Disparity.action` names the action).
+ACTION_METRIC_LABELS = {PARITY: "Demographic parity (share offered {action})"}
 METRIC_LABELS = {
     PARITY: "Demographic parity (share called churn)",
     ODDS: "Equalized odds (TPR, FPR against outcomes)",
@@ -177,14 +179,26 @@ class Disparity:
     highest: str | None
     lowest: str | None
     groups_compared: int
+    # The action whose share is compared (next actions); None for churn and for overrides.
+    action: str | None = None
 
     @property
     def key(self) -> str:
-        return f"{self.decider}.{self.metric}"
+        return _key(self.decider, self.metric, self.action)
 
     @property
     def label(self) -> str:
-        return METRIC_LABELS[self.metric]
+        return metric_label(self.metric, self.action)
+
+
+def _key(decider: str, metric: str, action: str | None) -> str:
+    return f"{decider}.{metric}" + ("" if action is None else f".{action}")
+
+
+def metric_label(metric: str, action: str | None = None) -> str:
+    if action is None:
+        return METRIC_LABELS[metric]
+    return ACTION_METRIC_LABELS[metric].format(action=action)
 
 
 @dataclass(frozen=True)
@@ -195,8 +209,12 @@ class AttributeFairness:
     groups: list[GroupRow]
     disparities: list[Disparity]
 
-    def disparity(self, decider: str, metric: str) -> Disparity:
-        return next(d for d in self.disparities if (d.decider, d.metric) == (decider, metric))
+    def disparity(self, decider: str, metric: str, action: str | None = None) -> Disparity:
+        return next(
+            d
+            for d in self.disparities
+            if (d.decider, d.metric, d.action) == (decider, metric, action)
+        )
 
 
 @dataclass(frozen=True)
@@ -207,11 +225,17 @@ class Breach:
     value: float
     limit: float
     bound: str  # "max" or "min": which side of the limit is allowed
+    action: str | None = None  # the action whose share breached (next actions)
 
     @property
     def key(self) -> str:
-        """Which limit: attribute, decider, comparison and side."""
-        return f"{self.attribute}.{self.decider}.{self.metric}.{self.bound}"
+        """Which limit: attribute, decider, comparison (and action) and side."""
+        return f"{self.attribute}.{self.disparity_key}.{self.bound}"
+
+    @property
+    def disparity_key(self) -> str:
+        """The `Disparity.key` of the comparison that breached."""
+        return _key(self.decider, self.metric, self.action)
 
     @property
     def shown(self) -> str:
@@ -219,8 +243,8 @@ class Breach:
         side = "below" if self.bound == "min" else "above"
         return (
             f"{ATTRIBUTES[self.attribute]}, {DECIDER_LABELS[self.decider]}: "
-            f"{METRIC_LABELS[self.metric]} {what} {self.value:.3f} {side} the limit "
-            f"{self.limit:.3f}"
+            f"{metric_label(self.metric, self.action)} {what} {self.value:.3f} {side} the "
+            f"limit {self.limit:.3f}"
         )
 
 
@@ -238,7 +262,7 @@ class FairnessReport:
 
     def breached(self, attribute: str) -> set[str]:
         """The `Disparity.key`s of `attribute` past a limit."""
-        return {f"{b.decider}.{b.metric}" for b in self.breaches if b.attribute == attribute}
+        return {b.disparity_key for b in self.breaches if b.attribute == attribute}
 
 
 def empty_frame() -> pd.DataFrame:
@@ -328,7 +352,7 @@ class _Measured:
         return self.by_group.get(group, NOTHING)
 
 
-def _measure(frame, attribute, rate: _Rate, *, y_true, y_pred, min_size) -> _Measured:
+def measure(frame, attribute, rate: _Rate, *, y_true, y_pred, min_size) -> _Measured:
     cells = _cells(frame, attribute, y_true=y_true, y_pred=y_pred)
     if cells.empty:
         return _Measured(rate, cells, {})
@@ -399,11 +423,13 @@ def _katz(low: Estimate, high: Estimate) -> Ratio:
     return Ratio(value, value * math.exp(-spread), value * math.exp(spread))
 
 
-def _no_disparity(metric: str, decider: str) -> Disparity:
+def _nodisparity(metric: str, decider: str) -> Disparity:
     return Disparity(metric, decider, Difference(None, None, None), Ratio(None), None, None, 0)
 
 
-def _disparity(measured: _Measured, *, decider: str, metric: str) -> Disparity:
+def disparity(
+    measured: _Measured, *, decider: str, metric: str, action: str | None = None
+) -> Disparity:
     """fairlearn's between-groups difference and ratio over the groups large enough (not
     "not recorded"), with the intervals of the highest and lowest group's rates."""
     groups = sorted(
@@ -412,7 +438,7 @@ def _disparity(measured: _Measured, *, decider: str, metric: str) -> Disparity:
         if group != NOT_RECORDED and not rate.too_small
     )
     if len(groups) < 2:
-        return _no_disparity(metric, decider)
+        return replace(_nodisparity(metric, decider), action=action)
     cells = measured.cells[measured.cells["group"].isin(groups)]
     metric_frame = _metric_frame(cells, {"rate": measured.rate.metric})
     by_group = metric_frame.by_group["rate"]
@@ -428,6 +454,7 @@ def _disparity(measured: _Measured, *, decider: str, metric: str) -> Disparity:
         highest,
         lowest,
         len(groups),
+        action,
     )
 
 
@@ -436,7 +463,7 @@ def _odds(tpr: Disparity, fpr: Disparity, *, decider: str) -> Disparity:
     (fairlearn's `equalized_odds_difference` and `_ratio`), each with its own interval."""
     parts = [d for d in (tpr, fpr) if d.difference.value is not None]
     if not parts:
-        return _no_disparity(ODDS, decider)
+        return _nodisparity(ODDS, decider)
     widest = max(parts, key=lambda d: d.difference.value)
     ratios = [d.ratio for d in parts if d.ratio.value is not None]
     narrowest = min(ratios, key=lambda r: r.value) if ratios else Ratio(None)
@@ -451,7 +478,7 @@ def _odds(tpr: Disparity, fpr: Disparity, *, decider: str) -> Disparity:
     )
 
 
-def _calibration_disparity(rows: list[GroupRow]) -> Disparity:
+def _calibrationdisparity(rows: list[GroupRow]) -> Disparity:
     """Highest − lowest calibration gap (predicted − observed) between groups with enough
     outcomes; its interval: the predicted difference minus Newcombe's interval of the observed
     difference (the predicted means are taken as known)."""
@@ -459,7 +486,7 @@ def _calibration_disparity(rows: list[GroupRow]) -> Disparity:
         row for row in rows if row.group != NOT_RECORDED and row.calibration.gap.value is not None
     ]
     if len(shown) < 2:
-        return _no_disparity(CALIBRATION, "model")
+        return _nodisparity(CALIBRATION, "model")
     top = max(shown, key=lambda row: (row.calibration.gap.value, row.group))
     bottom = min(shown, key=lambda row: (row.calibration.gap.value, row.group))
     predicted = top.calibration.predicted - bottom.calibration.predicted
@@ -497,11 +524,11 @@ def _measurements(frame, attribute, size) -> dict[tuple[str, str], _Measured]:
             ("false_positive", known, FALSE_POSITIVE, "outcome"),
         )
         for name, population, rate, y_true in plan:
-            found[(decider, name)] = _measure(
+            found[(decider, name)] = measure(
                 population, attribute, rate, y_true=y_true, y_pred=decider, min_size=size
             )
     for name in OVERRIDE_NAMES:
-        found[(OVERRIDES, name)] = _measure(
+        found[(OVERRIDES, name)] = measure(
             people, attribute, SELECTION, y_true=name, y_pred=name, min_size=size
         )
     return found
@@ -534,16 +561,16 @@ def attribute_fairness(frame: pd.DataFrame, attribute: str, limits: Limits) -> A
     disparities = []
     for decider in DECIDERS:
         disparities.append(
-            _disparity(measured[(decider, "selection")], decider=decider, metric=PARITY)
+            disparity(measured[(decider, "selection")], decider=decider, metric=PARITY)
         )
         tpr, fpr = (
-            _disparity(measured[(decider, name)], decider=decider, metric=name)
+            disparity(measured[(decider, name)], decider=decider, metric=name)
             for name in ("true_positive", "false_positive")
         )
         disparities.append(_odds(tpr, fpr, decider=decider))
-    disparities.append(_calibration_disparity(rows))
+    disparities.append(_calibrationdisparity(rows))
     disparities += [
-        _disparity(measured[(OVERRIDES, name)], decider=OVERRIDES, metric=name)
+        disparity(measured[(OVERRIDES, name)], decider=OVERRIDES, metric=name)
         for name in OVERRIDE_NAMES
     ]
     return AttributeFairness(
@@ -555,7 +582,7 @@ def attribute_fairness(frame: pd.DataFrame, attribute: str, limits: Limits) -> A
     )
 
 
-def breaches(attributes: Iterable[AttributeFairness], limits: Limits) -> list[Breach]:
+def breaches(attributes: Iterable, limits: Limits) -> list[Breach]:
     """The comparisons of the protected attributes past their limits (point estimates, over
     groups large enough to compare)."""
     checks = [
@@ -578,7 +605,15 @@ def breaches(attributes: Iterable[AttributeFairness], limits: Limits) -> list[Br
                     continue
                 if (value > limit) if bound == "max" else (value < limit):
                     found.append(
-                        Breach(attribute.attribute, disparity.decider, metric, value, limit, bound)
+                        Breach(
+                            attribute.attribute,
+                            disparity.decider,
+                            metric,
+                            value,
+                            limit,
+                            bound,
+                            disparity.action,
+                        )
                     )
     return found
 

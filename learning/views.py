@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from learning import figures, selectors
 from learning.blind_agreement import RUBBER_STAMP_MARGIN, blind_agreement
 from learning.fairness import FAIRNESS_PERMISSION, MEASURED_KINDS, kind_fairness
-from learning.fairness_figures import attribute_charts
+from learning.fairness_figures import action_attribute_charts, attribute_charts
 from learning.models import RetrainingRun
 from learning.policy_test_readout import MIN_DETECTABLE_DIFFERENCE, policy_test_readout
 from learning.quality_stats import SMALL_SAMPLE
@@ -324,18 +324,23 @@ def fairness_page(request):
     if kind not in MEASURED_KINDS:
         raise Http404(f"Fairness of {kind!r} is not measured.")
     fairness = kind_fairness(kind)
+    is_action = kind == PredictionKind.NEXT_ACTION
+    charts = action_attribute_charts if is_action else attribute_charts
     context = {
         "fairness": fairness,
         "report": fairness.report,
+        "kind": kind,
         "kind_label": PredictionKind(kind).label,
+        "kinds": [(measured, PredictionKind(measured).label) for measured in MEASURED_KINDS],
         "attributes": [
             {
                 "fairness": attribute,
-                "charts": attribute_charts(attribute),
+                "charts": charts(attribute),
                 "breached": fairness.report.breached(attribute.attribute),
             }
             for attribute in fairness.report.attributes
         ],
         "can_edit_limits": request.user.has_perm("learning.change_fairnesslimits"),
     }
-    return render(request, "learning/fairness.html", context)
+    template = "learning/fairness_actions.html" if is_action else "learning/fairness.html"
+    return render(request, template, context)

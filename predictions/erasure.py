@@ -21,7 +21,7 @@ from predictions.models import Prediction
 def blank_erased_member_predictions(sender, *, member_id: int, **kwargs) -> None:
     """Runs in the erasure's transaction."""
     Prediction.objects.filter(member_id=member_id).update(
-        feature_values=[], model_input=None, explanation={}, member_value=None
+        feature_values=[], model_input=None, explanation={}, member_value=None, rfm_segment=""
     )
 
 

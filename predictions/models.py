@@ -217,6 +217,8 @@ class Prediction(models.Model):
     list is a third of the size of the mapping, and writing it is most of the scoring write);
     `features_seen` gives it as a mapping. `member_value` is the member's value at the cutoff
     (spend over the last 365 days), the one feature that routing and the queue read.
+    `rfm_segment` is the member's RFM segment at the cutoff (`predictions.ml.segments`), data
+    about the member rather than the model's answer: routing, the queue and policies read it.
     """
 
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="predictions")
@@ -246,6 +248,14 @@ class Prediction(models.Model):
         default=list, help_text="Values in the order of the model version's features."
     )
     member_value = models.FloatField(null=True, blank=True)
+    rfm_segment = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The member's RFM segment at the cutoff (predictions.ml.segments, on the "
+        "model version's RFM scale); empty for a version trained before segments.",
+    )
     model_input = models.BinaryField(
         null=True,
         blank=True,

@@ -64,6 +64,7 @@ def erase_member_reviews(sender, *, member_id: int, external_id: str = "", **kwa
     withdraw_pending_reviews(member_ids=[member_id], why=ERASED_ROUTE_REASON)
     reviews.update(
         tier="",
+        rfm_segment="",
         member_value=0.0,
         priority=0.0,
         route_reason=ERASED_ROUTE_REASON,

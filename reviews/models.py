@@ -27,7 +27,10 @@ class EscalationPolicy(models.Model):
       in the backlog (`reviews.services.capacity`). A case counts against the churn policy's;
     - `blind_share` of the items routed to people open blind (`reviews.services.blind`): the
       model's answer stays hidden until the reviewer commits their own.
-    `segment_overrides` maps a tier to replacements of the two confidence thresholds.
+    `segment_overrides` maps a segment to replacements of the two confidence thresholds: a key
+    "rfm:<segment>" an RFM segment (`predictions.ml.segments`), any other key a tier (plain,
+    as before, or "tier:<tier>"); when several match, each threshold takes the most demanding
+    value they set (`reviews.services.routing_rules.override_thresholds`).
     """
 
     class Ranking(models.TextChoices):
@@ -220,6 +223,9 @@ class Review(models.Model):
     )
     priority = models.FloatField(help_text="Higher first; see reviews.routing.priority.")
     tier = models.CharField(max_length=32, blank=True)
+    # The prediction's RFM segment (`predictions.ml.segments`), denormalized like the tier:
+    # the queue filters by it and a policy's override may be keyed by it.
+    rfm_segment = models.CharField(max_length=32, blank=True, default="", db_default="")
     member_value = models.FloatField(default=0.0)
     risk = models.FloatField(null=True, blank=True)
     confidence = models.FloatField()

@@ -2,8 +2,29 @@
 
 from dataclasses import asdict, dataclass
 
+from predictions.ml.segments import RFM_SEGMENT_NAMES
 from predictions.models import PredictionKind
 from reviews.models import EscalationPolicy
+
+# How a `segment_overrides` key names what it overrides: "rfm:<segment>" an RFM segment
+# (`predictions.ml.segments`); "tier:<tier>" or a plain key (as before RFM segments) a tier.
+# Only rule-based segments may key an override: a behavioral cluster's id changes meaning with
+# every refit, so a threshold tied to one would silently change too.
+RFM_KEY_PREFIX = "rfm:"
+TIER_KEY_PREFIX = "tier:"
+
+
+def rfm_override_key(rfm_segment: str) -> str:
+    return f"{RFM_KEY_PREFIX}{rfm_segment}"
+
+
+def override_label(key: str) -> str:
+    """What a person reads for an override key: the tier, or "RFM <segment name>"."""
+    if key.startswith(RFM_KEY_PREFIX):
+        code = key.removeprefix(RFM_KEY_PREFIX)
+        return f"RFM {RFM_SEGMENT_NAMES.get(code, code)}"
+    return key.removeprefix(TIER_KEY_PREFIX)
+
 
 POLICY_FIELDS = (
     "auto_approve_confidence",

@@ -6,7 +6,13 @@ from dataclasses import replace
 from rest_framework import serializers
 
 from learning.fairness import MEASURED_KINDS
-from learning.fairness_stats import DECIDER_LABELS, METRIC_LABELS
+from learning.fairness_actions import (
+    NOT_APPLICABLE_TO_ACTIONS,
+)
+from learning.fairness_stats import (
+    DECIDER_LABELS,
+    METRIC_LABELS,
+)
 from predictions.models import PredictionKind
 from reviews.forms.experiments import MAX_TEST_DECISIONS, checked_policy_settings
 from reviews.forms.policy import MAX_DAILY_CAPACITY
@@ -242,7 +248,8 @@ class FairnessQuerySerializer(serializers.Serializer):
     kind = serializers.ChoiceField(
         choices=[(kind, PredictionKind(kind).label) for kind in MEASURED_KINDS],
         default=PredictionKind.CHURN.value,
-        help_text="The prediction kind measured (churn so far).",
+        help_text="The prediction kind measured: churn (the churn call) or next_action (the "
+        "share offered each action).",
     )
 
 
@@ -310,6 +317,11 @@ class DisparityOutputSerializer(serializers.Serializer):
     groups_compared = serializers.IntegerField(
         help_text="Groups large enough to compare (fewer than 2: no comparison)."
     )
+    action = serializers.CharField(
+        allow_null=True,
+        help_text="Next action: the action whose share is compared; null for churn and for "
+        "the override rate.",
+    )
 
 
 class AttributeFairnessOutputSerializer(serializers.Serializer):
@@ -327,6 +339,9 @@ class BreachOutputSerializer(serializers.Serializer):
     value = serializers.FloatField()
     limit = serializers.FloatField()
     bound = serializers.ChoiceField(choices=[("max", "max"), ("min", "min")])
+    action = serializers.CharField(
+        allow_null=True, help_text="Next action: the action whose share breached."
+    )
     text = serializers.CharField(source="shown")
 
 
@@ -351,3 +366,68 @@ class FairnessOutputSerializer(serializers.Serializer):
     limits = FairnessLimitsOutputSerializer()
     breaches = BreachOutputSerializer(source="report.breaches", many=True)
     attributes = AttributeFairnessOutputSerializer(source="report.attributes", many=True)
+
+
+class ActionSharesOutputSerializer(serializers.Serializer):
+    action = serializers.CharField(help_text='An action code ("no_action" is one).')
+    model = GroupRateOutputSerializer(help_text="Share of the group recommended the action.")
+    final = GroupRateOutputSerializer(help_text="Share of the group whose decision settled on it.")
+
+
+class ActionFairnessGroupOutputSerializer(serializers.Serializer):
+    group = serializers.CharField(help_text='The value; "not recorded" where it is blank.')
+    n = serializers.IntegerField(help_text="Decisions on the group's members.")
+    too_small = serializers.BooleanField()
+    actions = ActionSharesOutputSerializer(many=True, help_text="In the order of `actions`.")
+    override_rate = GroupRateOutputSerializer(
+        help_text="Share of the group's people's decisions that changed the recommended action."
+    )
+
+
+class ActionAttributeFairnessOutputSerializer(serializers.Serializer):
+    attribute = serializers.CharField()
+    label = serializers.CharField()
+    is_protected = serializers.BooleanField(help_text="Judged against the limits (not the tier).")
+    groups = ActionFairnessGroupOutputSerializer(many=True)
+    disparities = DisparityOutputSerializer(
+        many=True, help_text="Demographic parity per action (model, final), then overrides."
+    )
+
+
+class ActionFairnessLimitsOutputSerializer(serializers.Serializer):
+    window_days = serializers.IntegerField()
+    min_group_size = serializers.IntegerField()
+    max_parity_difference = serializers.FloatField(allow_null=True)
+    min_parity_ratio = serializers.FloatField(allow_null=True)
+    max_override_difference = serializers.FloatField(allow_null=True)
+    pause_on_breach = serializers.BooleanField()
+
+
+class ActionFairnessOutputSerializer(serializers.Serializer):
+    """Next action: the share offered each action per group, for the model and the final
+    decisions, and people's changes of the action."""
+
+    kind = serializers.CharField()
+    since = serializers.DateTimeField(help_text="The decisions measured are this recent.")
+    computed_at = serializers.DateTimeField()
+    decisions = serializers.IntegerField(source="report.decisions")
+    by_person = serializers.IntegerField(source="report.by_person")
+    held_out = serializers.IntegerField(
+        source="report.held_out",
+        help_text="Decisions held out for a control group: included (the product made them).",
+    )
+    actions = serializers.ListField(
+        child=serializers.CharField(),
+        source="report.actions",
+        help_text="Every action recommended or settled on in the window, in code order.",
+    )
+    limits = ActionFairnessLimitsOutputSerializer()
+    not_applicable = serializers.SerializerMethodField(
+        help_text="Comparisons that need an outcome per action, which is not observed: not "
+        "measured, their limits not judged."
+    )
+    breaches = BreachOutputSerializer(source="report.breaches", many=True)
+    attributes = ActionAttributeFairnessOutputSerializer(source="report.attributes", many=True)
+
+    def get_not_applicable(self, fairness) -> list[str]:
+        return list(NOT_APPLICABLE_TO_ACTIONS)

@@ -2,13 +2,19 @@
 end it by adopting one version. Fairness per protected group (admins, experts). Thin: check
 the role, validate, call one service or selector."""
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from learning.api.serializers import (
+    ActionFairnessOutputSerializer,
     FairnessOutputSerializer,
     FairnessQuerySerializer,
     PolicyTestEndInputSerializer,
@@ -20,6 +26,7 @@ from learning.fairness import FAIRNESS_PERMISSION, kind_fairness
 from learning.policy_test_readout import policy_test_readout
 from loyalty.api.schema import ACCESS_ERRORS
 from loyalty.api.serializers import ErrorOutputSerializer
+from predictions.models import PredictionKind
 from reviews.exceptions import PolicyTestNotFound
 from reviews.models import PolicyExperiment
 from reviews.permissions import MANAGE_POLICY
@@ -142,6 +149,17 @@ class CanSeeFairness(BasePermission):
         return request.user.is_authenticated and request.user.has_perm(FAIRNESS_PERMISSION)
 
 
+OUTPUT_OF_KIND = {
+    PredictionKind.CHURN.value: FairnessOutputSerializer,
+    PredictionKind.NEXT_ACTION.value: ActionFairnessOutputSerializer,
+}
+FAIRNESS_OUTPUT = PolymorphicProxySerializer(
+    component_name="FairnessOfKind",
+    serializers=OUTPUT_OF_KIND,
+    resource_type_field_name="kind",
+)
+
+
 class FairnessApi(GenericAPIView):
     permission_classes = [CanSeeFairness]
     pagination_class = None
@@ -151,18 +169,21 @@ class FairnessApi(GenericAPIView):
         operation_id="fairness_retrieve",
         summary="Fairness per protected group",
         description="The figures of the Fairness page: for the decisions of the limits' "
-        "window, per group of age band, region (protected) and tier, the share called churn, "
-        "true and false positive rates against outcomes for the model and the final decisions, "
-        "the model's calibration, and people's overrides (all, toward churn, toward stay), each "
-        "with its 95 % interval and n (a rate on fewer items than the minimum group size is "
-        "`too_small`, its value null); the comparisons between groups (demographic parity, "
-        "equalized odds, calibration, overrides: difference and ratio with intervals) and the "
-        "limits they breach. Admins and experts only.",
+        "window, per group of age band, region (protected) and tier. Churn: the share called "
+        "churn, true and false positive rates against outcomes for the model and the final "
+        "decisions, the model's calibration, and people's overrides (all, toward churn, toward "
+        "stay); next_action: the share offered each action for the model and the final "
+        "decisions, and how often people changed the action. Each rate with its 95 % interval "
+        "and n (a rate on fewer items than the minimum group size is `too_small`, its value "
+        "null); the comparisons between groups (demographic parity, per action for next "
+        "actions; equalized odds and calibration for churn; overrides: difference and ratio "
+        "with intervals) and the limits they breach. Admins and experts only.",
         parameters=[FairnessQuerySerializer],
-        responses={200: FairnessOutputSerializer, 400: INVALID, **ACCESS_ERRORS},
+        responses={200: FAIRNESS_OUTPUT, 400: INVALID, **ACCESS_ERRORS},
     )
     def get(self, request):
         query = FairnessQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        fairness = kind_fairness(query.validated_data["kind"])
-        return Response(FairnessOutputSerializer(fairness).data)
+        kind = query.validated_data["kind"]
+        fairness = kind_fairness(kind)
+        return Response(OUTPUT_OF_KIND[kind](fairness).data)

@@ -1,6 +1,9 @@
 """The fairness check (daily): measure a kind's decisions per protected group, record the
 check, tell the admins of a breach of the admin's limits and, where the limits say so, pause
 the kind's auto-approval (`reviews.services.automation`, as the calibration monitor does).
+Both kinds are checked: churn (the churn call) and next action (the share offered each action,
+people's changes of the action); pausing next-action auto-approval also sends cases whose
+action side would be auto-approved to people (`reviews.services.routing_rules`).
 
 Admins hear of a breach once: a check that finds the same limits breached as the previous
 check says nothing again (the page shows the figures). The pause is opened on every breaching

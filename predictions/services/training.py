@@ -22,7 +22,7 @@ from predictions.exceptions import TrainingDataError
 from predictions.ml import artifacts
 from predictions.ml.churn.model import LabeledRows, train_churn
 from predictions.ml.contracts import ChurnConfig, MLError, NextActionConfig
-from predictions.ml.features import FEATURES, build_feature_panel, prepare_events
+from predictions.ml.features import FEATURES, build_feature_panel, build_features, prepare_events
 from predictions.ml.nba import (
     bootstrap_rule_labels,
     observed_outcome_labels,
@@ -30,6 +30,7 @@ from predictions.ml.nba import (
     train_next_action,
 )
 from predictions.ml.progress import Progress, ProgressCallback, labelled
+from predictions.ml.segments import fit_rfm_scale
 from predictions.models import ModelVersion, PredictionKind
 from predictions.selectors import profiling_frames
 
@@ -98,7 +99,13 @@ def train_churn_version(
     directory = _new_artifact_directory(PredictionKind.CHURN)
     # The trees' files, and the sequence model's under sequence/, in one checksum mapping.
     checksums = artifacts.save_churn_bundle(bundle=result.bundle, directory=directory)
-    report = {**result.report, "member_budget": member_budget(len(members))}
+    report = {
+        **result.report,
+        "member_budget": member_budget(len(members)),
+        "rfm_scale": rfm_scale_report(
+            prepared=prepare_events(events), members=members, cutoff=cutoff
+        ),
+    }
     version = _register(
         kind=PredictionKind.CHURN,
         # The ensemble when it won the selection; the registry shows both side by side.
@@ -196,7 +203,11 @@ def train_next_action_version(
     tracker.stage(REGISTERING)
     directory = _new_artifact_directory(PredictionKind.NEXT_ACTION)
     checksums = artifacts.save_next_action_bundle(bundle=result.bundle, directory=directory)
-    report = {**result.report, "member_budget": member_budget(len(members))}
+    report = {
+        **result.report,
+        "member_budget": member_budget(len(members)),
+        "rfm_scale": rfm_scale_report(prepared=prepared, members=members, cutoff=cutoff),
+    }
     version = _register(
         kind=PredictionKind.NEXT_ACTION,
         algorithm="xgboost",
@@ -222,6 +233,18 @@ def training_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     """(events, members) training reads: only members who may be profiled, at most
     LOYALTY_TRAINING_MAX_MEMBERS of them (`predictions.selectors.profiling_frames`)."""
     return profiling_frames()
+
+
+def rfm_scale_report(*, prepared, members: pd.DataFrame, cutoff: datetime) -> dict | None:
+    """The RFM scale a version stores (`report["rfm_scale"]`, `predictions.ml.segments`): the
+    recency, frequency and monetary value of the members training read, at its cutoff. Every
+    score of the version reads it, so a refresh of a few members segments each as a full run
+    would. None when too few members have a purchase."""
+    features = build_features(events=prepared, members=members, cutoff=cutoff)
+    scale = fit_rfm_scale(features)
+    if scale is None:
+        return None
+    return {**scale.to_json(), "cutoff": pd.Timestamp(cutoff).isoformat()}
 
 
 def member_budget(members_read: int) -> dict:

@@ -3,6 +3,7 @@
 import django_filters
 
 from loyalty.api.filters import moment_is_set_filter
+from predictions.ml.segments import RFM_SEGMENTS
 from predictions.models import PredictionKind
 from reviews.models import Review
 
@@ -12,6 +13,11 @@ class ReviewFilter(django_filters.FilterSet):
     state = django_filters.ChoiceFilter(choices=Review.State.choices, help_text="Exact state.")
     kind = django_filters.ChoiceFilter(choices=PredictionKind.choices, help_text="Exact kind.")
     tier = django_filters.CharFilter(help_text="The member's tier when routed, e.g. gold.")
+    segment = django_filters.ChoiceFilter(
+        field_name="rfm_segment",
+        choices=[(info.code, info.name) for info in RFM_SEGMENTS],
+        help_text="The member's RFM segment when scored, e.g. at_risk (predictions.ml.segments).",
+    )
     min_confidence = django_filters.NumberFilter(
         field_name="confidence", lookup_expr="gte", help_text="Confidence at least this (0–1)."
     )
@@ -41,6 +47,7 @@ class ReviewFilter(django_filters.FilterSet):
             "in_backlog",
             "kind",
             "tier",
+            "segment",
             "min_confidence",
             "max_confidence",
             "escalated",

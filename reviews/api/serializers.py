@@ -186,6 +186,11 @@ class ReviewOutputSerializer(serializers.Serializer):
         allow_null=True, help_text="Higher first (a blind item's weighs its member value only)."
     )
     tier = serializers.CharField()
+    segment = serializers.CharField(
+        source="rfm_segment",
+        help_text="The member's RFM segment when scored (e.g. at_risk; '' when none): data about "
+        "the member, shown on blind items too.",
+    )
     confidence = serializers.FloatField(allow_null=True)
     risk = serializers.FloatField(
         allow_null=True,

@@ -7,7 +7,7 @@ from datetime import timedelta
 from django import forms
 from django.utils import timezone
 
-from reviews.forms.policy import PolicyForm
+from reviews.forms.policy import PolicyForm, override_form_data
 from reviews.policy_settings import POLICY_FIELDS, PolicySettings
 from reviews.selectors.experiments import ARM_LABELS, ARMS
 
@@ -80,7 +80,9 @@ class PolicyTestForm(PolicyForm):
         tiers (the page lays those out apart) and the test's fields."""
         apart = {"human_risk_low", "human_risk_high", *TEST_FIELDS}
         return [
-            self[name] for name in self.fields if name not in apart and not name.startswith("tier_")
+            self[name]
+            for name in self.fields
+            if name not in apart and not name.startswith(("tier_", "rfm_"))
         ]
 
     def test_fields(self) -> list[forms.BoundField]:
@@ -134,9 +136,7 @@ def checked_policy_settings(
         for name, value in vars(settings).items()
         if name != "segment_overrides"
     }
-    for tier, override in (settings.segment_overrides or {}).items():
-        data[f"tier_{tier}_auto"] = override.get("auto_approve_confidence", "")
-        data[f"tier_{tier}_expert"] = override.get("expert_confidence", "")
+    data.update(override_form_data(settings.segment_overrides))
     form = PolicyForm.for_policy(settings, kind=kind, data=data, require_reason=False)
     if not form.is_valid():
         return None, {name: list(errors) for name, errors in form.errors.items()}

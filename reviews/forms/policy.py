@@ -1,13 +1,21 @@
-"""The escalation-policy form: every PolicySettings field, per-tier overrides and the why."""
+"""The escalation-policy form: every PolicySettings field, per-tier and per-RFM-segment
+overrides and the why."""
 
 from django import forms
 from django.conf import settings as django_settings
 
+from predictions.ml.segments import RFM_SEGMENTS
 from predictions.models import PredictionKind
 from reviews.models import EscalationPolicy
-from reviews.policy_settings import PolicySettings
+from reviews.policy_settings import (
+    RFM_KEY_PREFIX,
+    TIER_KEY_PREFIX,
+    PolicySettings,
+    rfm_override_key,
+)
 
 SHARE = {"min_value": 0.0, "max_value": 1.0}
+RFM_SEGMENT_LABELS = {info.code: info.name for info in RFM_SEGMENTS}
 
 
 def _number(label: str, help_text: str = "", *, required: bool = True, step: str = "0.01"):
@@ -42,11 +50,29 @@ def _capacity(label: str, who: str) -> forms.IntegerField:
     )
 
 
+def override_field_prefix(key: str) -> str:
+    """The form fields' prefix of a `segment_overrides` key: `rfm_<segment>` for an RFM
+    segment's, `tier_<tier>` for a tier's (plain or "tier:" key)."""
+    if key.startswith(RFM_KEY_PREFIX):
+        return f"rfm_{key.removeprefix(RFM_KEY_PREFIX)}"
+    return f"tier_{key.removeprefix(TIER_KEY_PREFIX)}"
+
+
+def override_form_data(overrides: dict | None) -> dict[str, object]:
+    """Form data of a policy's overrides (the API's and the policy test's way in)."""
+    data: dict[str, object] = {}
+    for key, override in (overrides or {}).items():
+        prefix = override_field_prefix(key)
+        data[f"{prefix}_auto"] = override.get("auto_approve_confidence", "")
+        data[f"{prefix}_expert"] = override.get("expert_confidence", "")
+    return data
+
+
 class PolicyForm(forms.Form):
-    """Validates a whole policy: expert ≤ auto-approve (per tier too), shares in [0, 1], the value
-    quantile strictly inside (0, 1), a risk band with low ≤ high, capacities of at least one
-    item a day or empty. `require_reason=False` is the
-    simulation's use: the same checks without the why."""
+    """Validates a whole policy: expert ≤ auto-approve (per tier and RFM segment too), shares
+    in [0, 1], the value quantile strictly inside (0, 1), a risk band with low ≤ high,
+    capacities of at least one item a day or empty. `require_reason=False` is the simulation's
+    use: the same checks without the why."""
 
     auto_approve_confidence = _number(
         "Auto-approve at confidence ≥", "Predictions this sure are approved without a person."
@@ -108,15 +134,32 @@ class PolicyForm(forms.Form):
         else:
             del self.fields["ranking"]  # a churn review recommends no action
         overrides = (self.initial.get("segment_overrides") or {}) if self.initial else {}
-        self.tiers = list(django_settings.LOYALTY_TIER_LADDER) + sorted(
-            tier for tier in overrides if tier not in django_settings.LOYALTY_TIER_LADDER
+        ladder = list(django_settings.LOYALTY_TIER_LADDER)
+        stored_tiers = [
+            key.removeprefix(TIER_KEY_PREFIX)
+            for key in overrides
+            if not key.startswith(RFM_KEY_PREFIX)
+        ]
+        self.tiers = ladder + sorted({tier for tier in stored_tiers if tier not in ladder})
+        known_segments = [info.code for info in RFM_SEGMENTS]
+        stored_segments = [
+            key.removeprefix(RFM_KEY_PREFIX) for key in overrides if key.startswith(RFM_KEY_PREFIX)
+        ]
+        self.rfm_segments = known_segments + sorted(
+            {code for code in stored_segments if code not in known_segments}
         )
-        for tier in self.tiers:
-            override = overrides.get(tier, {})
-            self.fields[f"tier_{tier}_auto"] = _number(f"{tier} auto-approve", required=False)
-            self.fields[f"tier_{tier}_expert"] = _number(f"{tier} expert below", required=False)
-            self.initial.setdefault(f"tier_{tier}_auto", override.get("auto_approve_confidence"))
-            self.initial.setdefault(f"tier_{tier}_expert", override.get("expert_confidence"))
+        # (stored key, form field prefix, label) of every override row, tiers first.
+        self.override_keys = [(tier, f"tier_{tier}", tier) for tier in self.tiers] + [
+            (rfm_override_key(code), f"rfm_{code}", f"RFM {RFM_SEGMENT_LABELS.get(code, code)}")
+            for code in self.rfm_segments
+        ]
+        stored = {override_field_prefix(key): override for key, override in overrides.items()}
+        for _, prefix, label in self.override_keys:
+            override = stored.get(prefix, {})
+            self.fields[f"{prefix}_auto"] = _number(f"{label} auto-approve", required=False)
+            self.fields[f"{prefix}_expert"] = _number(f"{label} expert below", required=False)
+            self.initial.setdefault(f"{prefix}_auto", override.get("auto_approve_confidence"))
+            self.initial.setdefault(f"{prefix}_expert", override.get("expert_confidence"))
 
     @classmethod
     def for_policy(
@@ -138,6 +181,16 @@ class PolicyForm(forms.Form):
             (tier, self[f"tier_{tier}_auto"], self[f"tier_{tier}_expert"]) for tier in self.tiers
         ]
 
+    def rfm_rows(self) -> list[tuple[str, forms.BoundField, forms.BoundField]]:
+        return [
+            (
+                RFM_SEGMENT_LABELS.get(code, code),
+                self[f"rfm_{code}_auto"],
+                self[f"rfm_{code}_expert"],
+            )
+            for code in self.rfm_segments
+        ]
+
     def clean_expert_value_quantile(self) -> float:
         quantile = self.cleaned_data["expert_value_quantile"]
         if not 0 < quantile < 1:
@@ -152,15 +205,15 @@ class PolicyForm(forms.Form):
                 "expert_confidence",
                 f"Must not exceed the auto-approve threshold ({auto:.2f}).",
             )
-        for tier in self.tiers:
-            tier_auto = data.get(f"tier_{tier}_auto")
-            tier_expert = data.get(f"tier_{tier}_expert")
-            effective_auto = tier_auto if tier_auto is not None else auto
-            effective_expert = tier_expert if tier_expert is not None else expert
+        for _, prefix, label in self.override_keys:
+            own_auto = data.get(f"{prefix}_auto")
+            own_expert = data.get(f"{prefix}_expert")
+            effective_auto = own_auto if own_auto is not None else auto
+            effective_expert = own_expert if own_expert is not None else expert
             if None not in (effective_auto, effective_expert) and effective_expert > effective_auto:
                 self.add_error(
-                    f"tier_{tier}_expert",
-                    f"{tier}: expert threshold {effective_expert:.2f} exceeds its auto-approve "
+                    f"{prefix}_expert",
+                    f"{label}: expert threshold {effective_expert:.2f} exceeds its auto-approve "
                     f"threshold {effective_auto:.2f}.",
                 )
         if self.kind == PredictionKind.CHURN:
@@ -174,14 +227,14 @@ class PolicyForm(forms.Form):
     def policy_settings(self) -> PolicySettings:
         data = self.cleaned_data
         overrides = {}
-        for tier in self.tiers:
+        for key, prefix, _ in self.override_keys:
             override = {}
-            if data.get(f"tier_{tier}_auto") is not None:
-                override["auto_approve_confidence"] = data[f"tier_{tier}_auto"]
-            if data.get(f"tier_{tier}_expert") is not None:
-                override["expert_confidence"] = data[f"tier_{tier}_expert"]
+            if data.get(f"{prefix}_auto") is not None:
+                override["auto_approve_confidence"] = data[f"{prefix}_auto"]
+            if data.get(f"{prefix}_expert") is not None:
+                override["expert_confidence"] = data[f"{prefix}_expert"]
             if override:
-                overrides[tier] = override
+                overrides[key] = override
         is_churn = self.kind == PredictionKind.CHURN
         low = data.get("human_risk_low") if is_churn else None
         high = data.get("human_risk_high")

@@ -10,6 +10,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from loyalty.models import Action, Event
+from predictions.ml.segments import RFM_SEGMENT_NAMES
 from predictions.models import PredictionKind
 from reviews.models import Decision, EscalationPolicy, Review
 from reviews.permissions import visible_reviews
@@ -229,6 +230,8 @@ def member_facts(review: Review, *, now: datetime) -> tuple[Fact, ...]:
         Fact("Tenure", format_tenure(tenure)),
         Fact("Points", f"{member.points_balance:,}"),
         Fact("12-month spend", format_money(review.member_value)),
+        # Data about the member, not the model's answer: a blind page shows it too.
+        Fact("RFM segment", RFM_SEGMENT_NAMES.get(review.rfm_segment, "—")),
     )
 
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from predictions.models import PredictionKind
 from reviews.models import EscalationPolicy, PolicyExperiment
-from reviews.policy_settings import first_version_fields
+from reviews.policy_settings import first_version_fields, override_label
 
 HISTORY_SHOWN = 20
 
@@ -54,13 +54,13 @@ def policy_history(kind: str, *, limit: int = HISTORY_SHOWN) -> list[PolicyVersi
 
 def version_row(policy: EscalationPolicy, test_id: int | None = None) -> PolicyVersionRow:
     overrides = ", ".join(
-        f"{tier}: "
+        f"{override_label(key)}: "
         + " / ".join(
             f"{label} {override[key]:.2f}"
             for key, label in (("auto_approve_confidence", "auto"), ("expert_confidence", "expert"))
             if key in override
         )
-        for tier, override in sorted((policy.segment_overrides or {}).items())
+        for key, override in sorted((policy.segment_overrides or {}).items())
     )
     band = (
         f"{policy.human_risk_low:.2f}–{policy.human_risk_high or 1.0:.2f}"

@@ -15,6 +15,7 @@ from django.utils import timezone
 from loyalty import keyset
 from loyalty.models import Action
 from loyalty.parsing import parse_id
+from predictions.ml.segments import RFM_SEGMENT_NAMES
 from predictions.models import PredictionKind
 from reviews.models import CASE, BlindAnswer, ReasonCode, Review
 from reviews.selectors.formatting import (
@@ -54,6 +55,9 @@ class QueueFilters:
 
     kind: str = ""
     tier: str = ""
+    # An RFM segment code (`predictions.ml.segments`): data about the member, not the model's
+    # answer, so blind items are listed too.
+    segment: str = ""
     risk: str = ""
     reason: str = ""
     older_than_hours: int | None = None
@@ -62,6 +66,7 @@ class QueueFilters:
     def from_params(cls, params) -> QueueFilters:
         kind = params.get("kind", "")
         tier = params.get("tier", "")
+        segment = params.get("segment", "")
         risk = params.get("risk", "")
         reason = params.get("reason", "")
         age = params.get("age", "")
@@ -70,13 +75,20 @@ class QueueFilters:
         return cls(
             kind=kind if kind in QUEUE_KINDS else "",
             tier=tier if tier in settings.LOYALTY_TIER_LADDER else "",
+            segment=segment if segment in RFM_SEGMENT_NAMES else "",
             risk=risk if risk in RISK_BANDS else "",
             reason=reason if reason in REASON_PREFIXES else "",
             older_than_hours=hours,
         )
 
     def as_params(self) -> dict[str, str]:
-        params = {"kind": self.kind, "tier": self.tier, "risk": self.risk, "reason": self.reason}
+        params = {
+            "kind": self.kind,
+            "tier": self.tier,
+            "segment": self.segment,
+            "risk": self.risk,
+            "reason": self.reason,
+        }
         if self.older_than_hours:
             params["age"] = str(self.older_than_hours)
         return {key: value for key, value in params.items() if value}
@@ -96,6 +108,8 @@ class QueueFilters:
             reviews = reviews.filter(kind=self.kind, action_prediction__isnull=True)
         if self.tier:
             reviews = reviews.filter(tier=self.tier)
+        if self.segment:
+            reviews = reviews.filter(rfm_segment=self.segment)
         if self.risk:
             low, high = RISK_BANDS[self.risk]
             reviews = reviews.filter(risk__gte=low)
@@ -125,6 +139,8 @@ class QueueRow:
     reason: str
     waiting: str
     is_overdue: bool
+    # The member's RFM segment when routed ('' when none): shown on blind items too.
+    segment: str = ""
     escalation: str = ""
     escalation_comment: str = ""
     escalated_by: str = ""
@@ -216,6 +232,7 @@ QUEUE_FIELDS = (
     "contact_flags",
     "action_prediction_id",
     "is_blind",
+    "rfm_segment",
 )
 
 
@@ -333,6 +350,7 @@ def _queue_row(row: dict, now: datetime, labels: _RowLabels) -> QueueRow:
         reason=row["route_reason"],
         waiting=format_age(now - row["routed_at"]),
         is_overdue=due_at is not None and due_at < now,
+        segment=RFM_SEGMENT_NAMES.get(row["rfm_segment"], ""),
         escalation=labels.reason_labels.get(row["escalation_reason_id"], ""),
         escalation_comment=row["escalation_comment"] or "",
         escalated_by=labels.usernames.get(row["escalated_by_id"], ""),

@@ -220,7 +220,7 @@ def end_policy_test(
 
     with transaction.atomic():
         test = (
-            PolicyExperiment.objects.select_for_update()
+            PolicyExperiment.objects.select_for_update(of=("self",))
             .select_related("champion", "challenger", "adopted")
             .filter(pk=test_id)
             .first()

@@ -231,6 +231,7 @@ def reroute_undecided(
                     "prediction__score",
                     "action_policy_id",
                     "in_backlog",
+                    "rfm_segment",
                 )[:REROUTE_BATCH_SIZE]
             )
             if not batch:
@@ -359,7 +360,7 @@ class _Plan:
 
 # Positions in a re-routing batch row past the review's own columns.
 _ACTION_PREDICTION, _CHURN_CONFIDENCE, _ACTION_CONFIDENCE, _CHURN_SCORE = 16, 17, 18, 19
-_IN_BACKLOG = 21
+_IN_BACKLOG, _RFM_SEGMENT = 21, 22
 
 
 def _is_case(row: tuple) -> bool:
@@ -429,6 +430,7 @@ def _choices(
             risk=ranked.get("risk", row[9]),
             value=row[10],
             tier=row[11] or "",
+            rfm_segment=row[_RFM_SEGMENT] or "",
             action_prediction_id=row[_ACTION_PREDICTION],
             action_confidence=row[_ACTION_CONFIDENCE],
         )

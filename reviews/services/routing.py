@@ -136,7 +136,9 @@ def route_new_predictions(*, kind: str, model_version_id: int | None = None) -> 
         for (policy,), rows in split_by_policy(batch, lambda row: (versions.of(row[1]),)):
             side = None
             if ranks_actions(kind):
-                side = ActionSide(ranking=policy.ranking, probabilities=[row[6] for row in rows])
+                side = ActionSide(
+                    ranking=policy.ranking, probabilities=[row[EXTRA_POSITION] for row in rows]
+                )
             found.append(RoutingGroup(policy, ReviewRules(rules.of(kind, policy)), rows, side))
         return found
 
@@ -157,7 +159,7 @@ def route_new_cases() -> RoutingResult:
 
     def groups(batch: list[tuple]) -> list[RoutingGroup]:
         carried = carried_action_predictions(
-            member_ids=[row[1] for row in batch], cutoffs=[row[6] for row in batch]
+            member_ids=[row[1] for row in batch], cutoffs=[row[EXTRA_POSITION] for row in batch]
         )
         split = split_by_policy(
             list(zip(batch, carried, strict=True)),
@@ -279,7 +281,17 @@ def _auto_approved_contacts(rows: list[tuple]) -> list[tuple[int, int | None]]:
 
 # What routing reads of a prediction (a next-action one adds its "probabilities", a churn one
 # made a case its "cutoff").
-BATCH_FIELDS = ("pk", "member_id", "score", "confidence", VALUE_LOOKUP, "member__tier")
+BATCH_FIELDS = (
+    "pk",
+    "member_id",
+    "score",
+    "confidence",
+    VALUE_LOOKUP,
+    "member__tier",
+    "rfm_segment",
+)
+# Where a batch row's `extra` field sits (after BATCH_FIELDS).
+EXTRA_POSITION = len(BATCH_FIELDS)
 
 
 def ranks_actions(kind: str) -> bool:
@@ -314,6 +326,7 @@ REVIEW_COLUMNS = (
     "policy_id",
     "priority",
     "tier",
+    "rfm_segment",
     "member_value",
     "risk",
     "confidence",
@@ -356,7 +369,7 @@ def _review_rows(
     `blind_before` the version routed to people before) with a neutral priority: nothing of
     the model orders them."""
     columns = list(zip(*batch, strict=True))
-    prediction_ids, member_ids, scores, own_confidences, raw_values, tiers = columns[:6]
+    prediction_ids, member_ids, scores, own_confidences, raw_values, tiers, segments = columns[:7]
     values = [_value(value) for value in raw_values]
     no_answer = (None,) * len(batch)
     risks, action_ids, worths = scores, no_answer, no_answer
@@ -394,6 +407,7 @@ def _review_rows(
         confidence=np.array(confidences, dtype="float64"),
     ).tolist()
     tiers = [tier or "" for tier in tiers]
+    segments = [segment or "" for segment in segments]
     choices = [
         rules.route(
             prediction_id=prediction_id,
@@ -401,6 +415,7 @@ def _review_rows(
             risk=risk,
             value=value,
             tier=tier,
+            rfm_segment=segment,
             action_prediction_id=action_prediction_id,
             action_confidence=action_confidence,
         )
@@ -410,6 +425,7 @@ def _review_rows(
             risk,
             value,
             tier,
+            segment,
             action_prediction_id,
             action_confidence,
         ) in zip(
@@ -418,6 +434,7 @@ def _review_rows(
             risks,
             values,
             tiers,
+            segments,
             action_prediction_ids,
             action_confidences,
             strict=True,
@@ -455,6 +472,7 @@ def _review_rows(
         confidence,
         value,
         tier,
+        segment,
         rank,
         action_id,
         worth,
@@ -469,6 +487,7 @@ def _review_rows(
         confidences,
         values,
         tiers,
+        segments,
         priorities,
         action_ids,
         worths,
@@ -487,6 +506,7 @@ def _review_rows(
                 policy.pk,
                 rank,
                 tier,
+                segment,
                 value,
                 risk,
                 confidence,

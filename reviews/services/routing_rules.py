@@ -1,7 +1,7 @@
 """The routing rules: where one prediction goes and why, in words a person can read.
 
-Rules, in order (the policy version holds the thresholds; a tier may override the two
-confidence thresholds):
+Rules, in order (the policy version holds the thresholds; a tier or an RFM segment may
+override the two confidence thresholds: `override_thresholds`):
 1. member value (spend over the last year) above the policy's value quantile of the
    population (`ValueScale`: the latest full scoring run's members, so that a partial run of
    100 re-scored members does not send its own top 5 % to experts) -> expert,
@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
+import pandas as pd
 
 from predictions.models import PredictionKind
 from predictions.selectors import population_value_points
 from reviews.models import Review
-from reviews.policy_settings import PolicySettings
+from reviews.policy_settings import TIER_KEY_PREFIX, PolicySettings, rfm_override_key
 from reviews.selectors.pauses import open_pause
 
 
@@ -52,7 +53,14 @@ class RoutingRule:
     paused: str
 
     def route(
-        self, *, prediction_id: int, confidence: float, risk: float | None, value: float, tier: str
+        self,
+        *,
+        prediction_id: int,
+        confidence: float,
+        risk: float | None,
+        value: float,
+        tier: str,
+        rfm_segment: str = "",
     ) -> RouteChoice:
         return choose_route(
             settings=self.settings,
@@ -63,6 +71,7 @@ class RoutingRule:
             value=value,
             value_threshold=self.value_threshold,
             tier=tier,
+            rfm_segment=rfm_segment,
             paused=self.paused,
         )
 
@@ -148,11 +157,12 @@ def choose_route(
     value_threshold: float | None,
     tier: str,
     paused: str,
+    rfm_segment: str = "",
 ) -> RouteChoice:
     """The route of one prediction and why (the rules in the module docstring). `paused`:
     why auto-approval is paused for this kind (empty when it is not): a would-be
     auto-approval then goes to an analyst."""
-    auto, expert = tier_thresholds(settings, tier)
+    auto, expert = override_thresholds(settings, tier=tier, rfm_segment=rfm_segment)
     # Strictly above: when many members share one value, none of them is 'the top'.
     if value_threshold is not None and value > value_threshold:
         top = round((1 - settings.expert_value_quantile) * 100)
@@ -184,13 +194,67 @@ def choose_route(
     )
 
 
-def tier_thresholds(settings: PolicySettings, tier: str) -> tuple[float, float]:
-    """The auto-approve and expert confidence thresholds of a tier (its override, if any)."""
-    override = (settings.segment_overrides or {}).get(tier, {})
+AUTO_KEY, EXPERT_KEY = "auto_approve_confidence", "expert_confidence"
+
+
+def matching_overrides(settings: PolicySettings, *, tier: str, rfm_segment: str) -> list[dict]:
+    """The overrides of `settings` that apply to a member of this tier and RFM segment."""
+    overrides = settings.segment_overrides or {}
+    keys = [tier, f"{TIER_KEY_PREFIX}{tier}"] if tier else []
+    if rfm_segment:
+        keys.append(rfm_override_key(rfm_segment))
+    return [overrides[key] for key in keys if key in overrides]
+
+
+def override_thresholds(
+    settings: PolicySettings, *, tier: str, rfm_segment: str = ""
+) -> tuple[float, float]:
+    """The auto-approve and expert confidence thresholds of a member of this tier and RFM
+    segment. Precedence: where no override matches, the policy's; where one matches, what it
+    sets; where both a tier's and an RFM segment's match, each threshold takes the more
+    demanding value they set (the higher auto-approve, the higher expert threshold), so that
+    no override makes a member less looked at than another that matches says."""
+    matching = matching_overrides(settings, tier=tier, rfm_segment=rfm_segment)
+    autos = [float(o[AUTO_KEY]) for o in matching if AUTO_KEY in o]
+    experts = [float(o[EXPERT_KEY]) for o in matching if EXPERT_KEY in o]
     return (
-        float(override.get("auto_approve_confidence", settings.auto_approve_confidence)),
-        float(override.get("expert_confidence", settings.expert_confidence)),
+        max(autos) if autos else float(settings.auto_approve_confidence),
+        max(experts) if experts else float(settings.expert_confidence),
     )
+
+
+@dataclass(frozen=True)
+class ThresholdColumns:
+    """`override_thresholds` of many rows at once: each row's auto-approve and expert
+    threshold, and whether an override sets its auto-approve threshold."""
+
+    auto: np.ndarray
+    expert: np.ndarray
+    auto_overridden: np.ndarray
+
+
+def threshold_columns(
+    settings: PolicySettings, *, tiers: np.ndarray, rfm_segments: np.ndarray
+) -> ThresholdColumns:
+    """`override_thresholds` for every row (the simulation's vectorized routing), computed
+    once per distinct (tier, RFM segment)."""
+    n = len(tiers)
+    auto = np.full(n, float(settings.auto_approve_confidence))
+    expert = np.full(n, float(settings.expert_confidence))
+    overridden = np.zeros(n, dtype=bool)
+    if not settings.segment_overrides or not n:
+        return ThresholdColumns(auto, expert, overridden)
+    # One string per row (tiers and segments hold no control characters), factorized once.
+    pairs = pd.Series(tiers, dtype=str) + "\x1f" + pd.Series(rfm_segments, dtype=str)
+    codes, uniques = pd.factorize(pairs)
+    for code, pair in enumerate(uniques):
+        tier, rfm_segment = pair.split("\x1f")
+        rows = codes == code
+        auto[rows], expert[rows] = override_thresholds(settings, tier=tier, rfm_segment=rfm_segment)
+        overridden[rows] = any(
+            AUTO_KEY in o for o in matching_overrides(settings, tier=tier, rfm_segment=rfm_segment)
+        )
+    return ThresholdColumns(auto, expert, overridden)
 
 
 def human_risk_band(settings: PolicySettings, kind: str) -> tuple[float, float] | None:
@@ -258,11 +322,17 @@ class ReviewRules:
         risk: float | None,
         value: float,
         tier: str,
+        rfm_segment: str = "",
         action_prediction_id: int | None = None,
         action_confidence: float | None = None,
     ) -> RouteChoice:
         choice = self.main.route(
-            prediction_id=prediction_id, confidence=confidence, risk=risk, value=value, tier=tier
+            prediction_id=prediction_id,
+            confidence=confidence,
+            risk=risk,
+            value=value,
+            tier=tier,
+            rfm_segment=rfm_segment,
         )
         if self.action is None or action_prediction_id is None:
             return choice
@@ -272,5 +342,6 @@ class ReviewRules:
             risk=risk,
             value=value,
             tier=tier,
+            rfm_segment=rfm_segment,
         )
         return case_route(choice, action_choice)

@@ -21,6 +21,7 @@ import numpy as np
 from django.db.models import Subquery
 
 from loyalty.query_frames import values_frame
+from predictions.ml.segments import RFM_SEGMENT_NAMES
 from predictions.models import PredictionKind
 from reviews.models import Decision, Review
 from reviews.policy_settings import PolicySettings
@@ -31,7 +32,7 @@ from reviews.services.routing_rules import (
     audit_digest,
     human_risk_band,
     population_scale,
-    tier_thresholds,
+    threshold_columns,
 )
 
 # Enough past decisions for a stable override rate, few enough to read in well under a second.
@@ -54,6 +55,7 @@ class ReviewColumns:
     risk: np.ndarray  # float64, nan where a review has no risk
     value: np.ndarray  # float64
     tier: np.ndarray  # object (str)
+    rfm_segment: np.ndarray  # object (str), '' where a review has none
     score: np.ndarray  # float64, nan where the prediction has no score
     route: np.ndarray  # int8 route code now (ROUTE_CODES)
     is_override: np.ndarray  # bool: a person overrode the model (decided reviews only)
@@ -77,6 +79,18 @@ class WorkloadCurve:
 
 
 @dataclass(frozen=True)
+class SegmentRoutes:
+    """How many of one RFM segment's reviews each route gets now and under the thresholds
+    being tried."""
+
+    segment: str  # the code, '' for reviews without one
+    name: str
+    total: int
+    current_counts: dict[str, int]
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
 class Simulation:
     kind: str
     total: int
@@ -89,6 +103,8 @@ class Simulation:
     observed_n: int
     observed_override_rate: float | None
     curve: WorkloadCurve
+    # Per RFM segment, in the segment map's order (reviews without one last).
+    segments: tuple[SegmentRoutes, ...] = ()
 
 
 def simulate_policy(*, kind: str, settings: PolicySettings) -> Simulation:
@@ -128,6 +144,25 @@ def simulate_policy(*, kind: str, settings: PolicySettings) -> Simulation:
             float(decided.is_override[would_auto].mean()) if observed_n else None
         ),
         curve=workload_curve(columns, rule=rule, errors=errors, audit_sampled=sampled),
+        segments=segment_routes(columns, routes),
+    )
+
+
+def segment_routes(columns: ReviewColumns, routes: np.ndarray) -> tuple[SegmentRoutes, ...]:
+    """Per RFM segment present, its reviews' routes now and under `routes`."""
+    present = set(columns.rfm_segment.tolist())
+    order = [code for code in RFM_SEGMENT_NAMES if code in present]
+    order += sorted(present - set(order) - {""}) + ([""] if "" in present else [])
+    return tuple(
+        SegmentRoutes(
+            segment=code,
+            name=RFM_SEGMENT_NAMES.get(code, code) if code else "No RFM segment",
+            total=int(rows.sum()),
+            current_counts=_counts(columns.route[rows]),
+            counts=_counts(routes[rows]),
+        )
+        for code in order
+        for rows in [columns.rfm_segment == code]
     )
 
 
@@ -141,6 +176,7 @@ def read_columns(reviews, *, kind: str, decided: bool = False) -> ReviewColumns:
         "risk": "float64",
         "member_value": "float64",
         "tier": "string",
+        "rfm_segment": "string",
         "prediction__score": "float64",
         "route": "string",
         "action_prediction_id": "float64",  # NULL is nan: not a case
@@ -176,6 +212,7 @@ def read_columns(reviews, *, kind: str, decided: bool = False) -> ReviewColumns:
         risk=frame["risk"].to_numpy(dtype="float64"),  # NULL is nan
         value=frame["member_value"].to_numpy(dtype="float64"),
         tier=frame["tier"].fillna("").to_numpy(dtype=object),
+        rfm_segment=frame["rfm_segment"].fillna("").to_numpy(dtype=object),
         score=score,
         route=frame["route"].map(ROUTE_CODES).fillna(ANALYST).to_numpy(dtype="int8"),
         is_override=(
@@ -249,11 +286,8 @@ def _route_parts(
     """Expert (by value or low confidence); auto-approved once confident enough (not held by the
     risk band or a pause); each row's auto-approve threshold."""
     settings = rule.settings
-    auto_threshold = np.full(len(columns), float(settings.auto_approve_confidence))
-    expert_threshold = np.full(len(columns), float(settings.expert_confidence))
-    for tier in settings.segment_overrides or {}:
-        in_tier = columns.tier == tier
-        auto_threshold[in_tier], expert_threshold[in_tier] = tier_thresholds(settings, tier)
+    thresholds = threshold_columns(settings, tiers=columns.tier, rfm_segments=columns.rfm_segment)
+    auto_threshold, expert_threshold = thresholds.auto, thresholds.expert
     is_expert = columns.confidence < expert_threshold
     if rule.value_threshold is not None:
         is_expert |= columns.value > rule.value_threshold
@@ -304,17 +338,17 @@ def workload_curve(
 ) -> WorkloadCurve:
     """Route counts for every auto-approve threshold in CURVE_THRESHOLDS, in one sort.
 
-    Only rows of tiers without their own auto threshold move with it: they are auto-approved
-    when their confidence reaches it, unless a rule independent of it holds them back.
+    Only rows without an override of the auto threshold (of their tier or RFM segment) move
+    with it: they are auto-approved when their confidence reaches it, unless a rule
+    independent of it holds them back.
     """
     is_expert, may_be_auto, _ = _route_parts(columns, rule)
     sampled = audit_sampled
     if sampled is None:
         sampled = _in_audit_sample(columns, rule.settings.audit_sample_rate, candidates=may_be_auto)
-    follows_default = np.ones(len(columns), dtype=bool)
-    for tier, override in (rule.settings.segment_overrides or {}).items():
-        if "auto_approve_confidence" in override:
-            follows_default &= columns.tier != tier
+    follows_default = ~threshold_columns(
+        rule.settings, tiers=columns.tier, rfm_segments=columns.rfm_segment
+    ).auto_overridden
     fixed = route_codes(columns, rule=rule, audit_sampled=sampled)
     fixed_auto = (fixed == AUTO) & ~follows_default
     # A case whose other side needs a person is never auto-approved, whatever this threshold.

@@ -14,6 +14,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from loyalty.parsing import parse_id
+from predictions.ml.segments import RFM_SEGMENT_NAMES
 from reviews.models import Decision, Review
 from reviews.page_errors import domain_errors_as_pages
 from reviews.permissions import can_open_queue, visible_reviews
@@ -109,6 +110,7 @@ def _filter_options() -> dict:
     return {
         "kinds": list(QUEUE_KINDS.items()),
         "tiers": [(tier, tier.title()) for tier in settings.LOYALTY_TIER_LADDER],
+        "segments": list(RFM_SEGMENT_NAMES.items()),
         "risks": [
             ("low", "Low (< 30 %)"),
             ("medium", "Medium (30–60 %)"),

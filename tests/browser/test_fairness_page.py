@@ -1,6 +1,7 @@
 """The Fairness page in chromium: an expert opens it from the menu and sees the region's bias
-flagged, the charts drawn, and rates on too few items said to be too small; an analyst has no
-menu entry and is refused the page."""
+flagged, the charts drawn, and rates on too few items said to be too small; then the next
+action's page, where one region is offered the discount and the other's emails are changed;
+an analyst has no menu entry and is refused the page."""
 
 import pytest
 from playwright.sync_api import expect
@@ -8,6 +9,7 @@ from playwright.sync_api import expect
 from learning.models import FairnessLimits
 from tests.conftest import TEST_PASSWORD, output_dir
 from tests.learning.test_fairness import people, planted_decisions  # noqa: F401  (fixtures)
+from tests.learning.test_fairness_actions import planted_action_decisions  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -58,6 +60,41 @@ def test_an_expert_sees_the_planted_bias_per_group(
     ages = page.get_by_test_id("fairness-age_band")
     expect(ages.get_by_test_id("breach")).to_have_count(0)
     page.screenshot(path=str(output_dir(request) / "fairness.png"), full_page=True)
+
+
+def test_an_expert_sees_the_next_action_s_shares_per_group(
+    live_server,
+    page,
+    log_in,
+    request,
+    planted_action_decisions,  # noqa: F811
+):
+    log_in(page, "eve", TEST_PASSWORD)
+    page.get_by_role("link", name="Fairness").click()
+
+    page.get_by_test_id("fairness-kinds").get_by_role("link", name="Next best action").click()
+
+    expect(page.get_by_test_id("decisions")).to_have_text("8")
+    expect(page.get_by_test_id("not-applicable")).to_contain_text("equalized odds")
+    breaches = page.get_by_test_id("breaches")
+    expect(breaches).to_contain_text(
+        "Region, Model: Demographic parity (share offered personal_discount) difference 1.000 "
+        "above the limit 0.100"
+    )
+    expect(breaches).to_contain_text(
+        "Region, People's overrides: Override rate difference 1.000 above the limit 0.100"
+    )
+    expect(breaches).not_to_contain_text("Age band")
+    region = page.get_by_test_id("fairness-region")
+    # The model's and the final decisions' shares, and people's changes of the action.
+    expect(region.locator(".js-plotly-plot")).to_have_count(3)
+    west = region.get_by_test_id("group-west")
+    # Group, n, then model and final per action in code order: no_action, personal_discount.
+    expect(west.locator("td").nth(4)).to_contain_text("100.0 % (51.0–100.0)")
+    parity = region.get_by_test_id("disparity-model-demographic_parity-personal_discount")
+    expect(parity.get_by_test_id("breach")).to_be_visible()
+    expect(parity.get_by_test_id("difference")).to_have_text("+100.0 points (+30.7 to +100.0)")
+    page.screenshot(path=str(output_dir(request) / "fairness-next-action.png"), full_page=True)
 
 
 def test_an_analyst_has_no_fairness_page(live_server, page, log_in, planted_decisions):  # noqa: F811

@@ -1,6 +1,7 @@
 """The calibration and drift monitor: a breach pauses auto-approval until an admin or a new
 model version lifts it; routing sends everything to people meanwhile."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,8 +15,10 @@ from predictions.services.registry import promote_model_version
 from predictions.services.scoring.runs import score_chunk, start_scoring_run
 from predictions.services.training import train_churn_version
 from reviews.models import AutomationPause, Review
+from reviews.policy_settings import DEFAULT_SETTINGS
 from reviews.selectors.pauses import open_pause
 from reviews.services.automation import resume_auto_approval
+from reviews.services.policy import change_policy
 from reviews.services.routing import route_new_predictions
 from tests.conftest import TEST_PASSWORD
 from tests.factories import ModelVersionFactory, PredictionFactory
@@ -27,7 +30,15 @@ CUTOFF = datetime(2026, 1, 1, tzinfo=UTC)
 
 @pytest.fixture
 def overconfident(reason_codes):
-    """An active churn version that said 0.9 for 40 members who all stayed."""
+    """An active churn version that said 0.9 for 40 members who all stayed, under a policy
+    without an audit sample (the 2 % default samples a would-be auto-approval by its database
+    id, which took the pause's place in one run)."""
+    change_policy(
+        kind="churn",
+        settings=replace(DEFAULT_SETTINGS["churn"], audit_sample_rate=0.0),
+        actor=None,
+        reason="no audit sample in tests",
+    )
     version = ModelVersionFactory(status="active", horizon_days=90)
     GatePolicy.objects.update_or_create(
         kind="churn", defaults={"monitor_min_outcomes": 30, "monitor_max_ece": 0.1}

@@ -122,6 +122,7 @@ def test_a_prediction_reviewed_already_keeps_its_review_when_inserted_again():
         policy_id=current_policy("churn").pk,
         priority=9.0,
         tier="",
+        rfm_segment="",
         member_value=0.0,
         risk=0.9,
         confidence=0.1,

@@ -48,9 +48,21 @@ POLICIES = [
     ),
     PolicySettings(human_risk_low=0.5, human_risk_high=None, audit_sample_rate=1.0),
     PolicySettings(auto_approve_confidence=0.6, expert_confidence=0.6, human_risk_low=None),
+    # RFM segments' overrides beside tiers' (both matching: the more demanding threshold).
+    PolicySettings(
+        auto_approve_confidence=0.85,
+        expert_confidence=0.55,
+        audit_sample_rate=0.1,
+        segment_overrides={
+            "rfm:at_risk": {"auto_approve_confidence": 0.97, "expert_confidence": 0.75},
+            "rfm:champions": {"auto_approve_confidence": 0.7},
+            "tier:gold": {"auto_approve_confidence": 0.92, "expert_confidence": 0.65},
+        },
+    ),
 ]
 PAUSES = ["", "calibration error above its limit"]
 TIERS = np.array(["bronze", "silver", "gold", "platinum", ""], dtype=object)
+RFM_SEGMENTS = np.array(["at_risk", "champions", "loyal", ""], dtype=object)
 ROWS = 3000
 
 
@@ -70,6 +82,7 @@ def _random_columns(size: int, seed: int) -> ReviewColumns:
         risk=risk,
         value=np.round(rng.exponential(200, size), 0),
         tier=rng.choice(TIERS, size),
+        rfm_segment=rng.choice(RFM_SEGMENTS, size),
         score=risk,
         route=np.zeros(size, dtype="int8"),
         is_override=np.zeros(size, dtype=bool),
@@ -134,6 +147,7 @@ def test_vectorized_routes_equal_the_rule_row_by_row(policy, kind, paused):
             risk=None if np.isnan(columns.risk[i]) else float(columns.risk[i]),
             value=float(columns.value[i]),
             tier=columns.tier[i],
+            rfm_segment=columns.rfm_segment[i],
         )
         for i in range(len(columns))
     ]

@@ -32,6 +32,7 @@ from predictions.ml.features import (
     prepare_events,
 )
 from predictions.ml.nba import predict_next_action
+from predictions.ml.segments import RfmScale, rfm_segments
 from predictions.models import ModelVersion, PredictionKind
 from predictions.selectors import feature_event_frame, members_frame
 from predictions.services.scoring.settings import ENSEMBLE as SERVE_ENSEMBLE
@@ -218,6 +219,7 @@ def _prediction_rows(
         _feature_values(features, feature_codes),
         model_input_rows(features, feature_codes),
         _member_values(features),
+        rfm_segments(features, version_rfm_scale(version)),
         strict=True,
     )
     return [
@@ -238,6 +240,7 @@ def _prediction_rows(
             "feature_values": seen,
             "model_input": scored,
             "member_value": value,
+            "rfm_segment": segment,
         }
         for (
             member_id,
@@ -251,8 +254,15 @@ def _prediction_rows(
             seen,
             scored,
             value,
+            segment,
         ) in rows
     ]
+
+
+def version_rfm_scale(version: ModelVersion) -> RfmScale | None:
+    """The RFM scale stored with the version at training (None for a version trained before
+    segments: its predictions have none)."""
+    return RfmScale.from_json((version.metrics or {}).get("rfm_scale"))
 
 
 def action_eligibility(*, member_ids: list[int], codes: tuple[str, ...]) -> pd.DataFrame:
