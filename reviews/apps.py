@@ -17,6 +17,7 @@ class ReviewsConfig(AppConfig):
 
         register_export_section("reviews", export.export_reviews)
         register_export_section("decisions", export.export_decisions)
+        register_export_section("blind_answers", export.export_blind_answers)
         register_export_section("review_audit_records", export.export_review_audit_records)
         post_migrate.connect(
             _seed_first_policy_versions, sender=self, dispatch_uid="reviews.seed_first_policies"

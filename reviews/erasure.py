@@ -6,7 +6,8 @@ risk and confidence, the times, the decision's verdict, reason code, role and de
 counts the law allows and the record that people did their job. It blanks what describes the
 person: the review's tier, member value and priority (which encodes the value's percentile),
 the route reason (it may say "member value in top 5 %"), the escalation comment and the
-analyst's proposal, and the decision's comment and answer (churn call or action). The
+analyst's proposal, and the decision's comment and answer (churn call or action); a blind
+answer (the person's own call before seeing the model's) is deleted. The
 member's predictions that no review holds yet are deleted (the next routing would queue
 them); labeled examples are the learning loop's to delete (`learning.erasure`). Audit
 records about the member's reviews keep their kind, actor, time and the allowed details
@@ -25,7 +26,7 @@ from loyalty import shared_cache
 from loyalty.models import AuditRecord
 from loyalty.signals import member_erased
 from predictions.models import Prediction
-from reviews.models import Decision, Notification, Review
+from reviews.models import BlindAnswer, Decision, Notification, Review
 from reviews.selectors.notifications import unread_count_key
 from reviews.services.withdrawal import withdraw_pending_reviews
 
@@ -78,6 +79,8 @@ def erase_member_reviews(sender, *, member_id: int, external_id: str = "", **kwa
     Decision.objects.filter(review__member_id=member_id).update(
         comment="", churn_label=None, action=None, settled_action=None, contact_flags=[]
     )
+    # A blind answer is a person's call about the member, and nothing else: it goes whole.
+    BlindAnswer.objects.filter(review__member_id=member_id).delete()
     # A prediction not routed yet would put the erased member in a queue at the next routing;
     # it has no review, decision or label to keep. A next-action prediction a case carries is
     # the case's: it stays, blanked like the case's churn prediction.

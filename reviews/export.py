@@ -2,7 +2,7 @@
 
 from loyalty.models import AuditRecord
 from reviews.erasure import KEPT_AUDIT_DETAILS, REVIEW_SLICE
-from reviews.models import Decision, Review
+from reviews.models import BlindAnswer, Decision, Review
 
 
 def export_reviews(member_id: int) -> list[dict]:
@@ -63,6 +63,25 @@ def export_decisions(member_id: int) -> list[dict]:
             "action": decision.action.code if decision.action else None,
         }
         for decision in decisions
+    ]
+
+
+def export_blind_answers(member_id: int) -> list[dict]:
+    """The answers people gave about the member before seeing the model's (blind review)."""
+    answers = (
+        BlindAnswer.objects.filter(review__member_id=member_id)
+        .select_related("action")
+        .order_by("committed_at", "pk")
+    )
+    return [
+        {
+            "review": answer.review_id,
+            "committed_at": answer.committed_at,
+            "churn_label": answer.churn_label,
+            "action": answer.action.code if answer.action else None,
+            "model_churn_call": answer.model_churn_call,
+        }
+        for answer in answers
     ]
 
 

@@ -40,6 +40,7 @@ EXPECTED_SECTIONS = (
     "predictions",
     "reviews",
     "decisions",
+    "blind_answers",
     "review_audit_records",
     "labeled_examples",
 )
@@ -237,6 +238,7 @@ def test_an_export_is_audited_by_pk(member, admin):
             "predictions": 1,
             "reviews": 1,
             "decisions": 1,
+            "blind_answers": 0,
             "labeled_examples": 1,
             "review_audit_records": 1,
         },

@@ -329,3 +329,20 @@ def test_a_blind_answer_commits_from_outside_any_transaction(make_user, reason_c
     answer = commit_blind_answer(review_id=review.pk, user=make_user("analyst"), churn_label=True)
 
     assert BlindAnswer.objects.get(review=review).pk == answer.pk
+
+
+def test_the_member_s_export_holds_the_blind_answer_and_erasure_deletes_it(make_user, blind_item):
+    from loyalty.services.erasure import erase_member
+    from loyalty.services.export import export_member
+
+    blind = blind_item["blind"]
+    commit_blind_answer(review_id=blind.pk, user=make_user("analyst"), churn_label=False)
+
+    exported = export_member(member_id=blind.member_id, actor=None)["blind_answers"]
+    erase_member(member_id=blind.member_id, actor=None)
+
+    assert [(row["review"], row["churn_label"], row["model_churn_call"]) for row in exported] == [
+        (blind.pk, False, True)
+    ]
+    assert not BlindAnswer.objects.filter(review__member_id=blind.member_id).exists()
+    assert Review.objects.filter(pk=blind.pk).exists()  # that the review existed is kept
