@@ -25,10 +25,11 @@ from learning.fairness_stats import (
     PARITY,
     PROTECTED,
     SELECTION,
+    AttributeFairness,
     Breach,
-    Disparity,
     GroupRate,
     Limits,
+    ReportLookups,
     breaches,
     disparity,
     measure,
@@ -67,23 +68,14 @@ class ActionGroupRow:
 
 
 @dataclass(frozen=True)
-class ActionAttributeFairness:
-    attribute: str
-    label: str
-    is_protected: bool
-    groups: list[ActionGroupRow]
-    disparities: list[Disparity]
+class ActionAttributeFairness(AttributeFairness):
+    """An attribute's groups with their shares of each action (`ActionGroupRow`)."""
 
-    def disparity(self, decider: str, metric: str, action: str | None = None) -> Disparity:
-        return next(
-            d
-            for d in self.disparities
-            if (d.decider, d.metric, d.action) == (decider, metric, action)
-        )
+    groups: list[ActionGroupRow]
 
 
 @dataclass(frozen=True)
-class ActionFairnessReport:
+class ActionFairnessReport(ReportLookups):
     decisions: int
     by_person: int
     held_out: int
@@ -91,13 +83,6 @@ class ActionFairnessReport:
     limits: Limits
     attributes: list[ActionAttributeFairness]
     breaches: list[Breach] = field(default_factory=list)
-
-    def attribute(self, name: str) -> ActionAttributeFairness:
-        return next(a for a in self.attributes if a.attribute == name)
-
-    def breached(self, attribute: str) -> set[str]:
-        """The `Disparity.key`s of `attribute` past a limit."""
-        return {b.disparity_key for b in self.breaches if b.attribute == attribute}
 
 
 def empty_action_frame() -> pd.DataFrame:

@@ -248,21 +248,28 @@ class Breach:
         )
 
 
+class ReportLookups:
+    """What a report (churn's, next actions') answers about its `attributes` and `breaches`."""
+
+    attributes: list
+    breaches: list
+
+    def attribute(self, name: str):
+        return next(a for a in self.attributes if a.attribute == name)
+
+    def breached(self, attribute: str) -> set[str]:
+        """The `Disparity.key`s of `attribute` past a limit."""
+        return {b.disparity_key for b in self.breaches if b.attribute == attribute}
+
+
 @dataclass(frozen=True)
-class FairnessReport:
+class FairnessReport(ReportLookups):
     decisions: int
     with_outcome: int
     by_person: int
     limits: Limits
     attributes: list[AttributeFairness]
     breaches: list[Breach] = field(default_factory=list)
-
-    def attribute(self, name: str) -> AttributeFairness:
-        return next(a for a in self.attributes if a.attribute == name)
-
-    def breached(self, attribute: str) -> set[str]:
-        """The `Disparity.key`s of `attribute` past a limit."""
-        return {b.disparity_key for b in self.breaches if b.attribute == attribute}
 
 
 def empty_frame() -> pd.DataFrame:
