@@ -430,7 +430,7 @@ def _katz(low: Estimate, high: Estimate) -> Ratio:
     return Ratio(value, value * math.exp(-spread), value * math.exp(spread))
 
 
-def _nodisparity(metric: str, decider: str) -> Disparity:
+def _no_disparity(metric: str, decider: str) -> Disparity:
     return Disparity(metric, decider, Difference(None, None, None), Ratio(None), None, None, 0)
 
 
@@ -445,7 +445,7 @@ def disparity(
         if group != NOT_RECORDED and not rate.too_small
     )
     if len(groups) < 2:
-        return replace(_nodisparity(metric, decider), action=action)
+        return replace(_no_disparity(metric, decider), action=action)
     cells = measured.cells[measured.cells["group"].isin(groups)]
     metric_frame = _metric_frame(cells, {"rate": measured.rate.metric})
     by_group = metric_frame.by_group["rate"]
@@ -470,7 +470,7 @@ def _odds(tpr: Disparity, fpr: Disparity, *, decider: str) -> Disparity:
     (fairlearn's `equalized_odds_difference` and `_ratio`), each with its own interval."""
     parts = [d for d in (tpr, fpr) if d.difference.value is not None]
     if not parts:
-        return _nodisparity(ODDS, decider)
+        return _no_disparity(ODDS, decider)
     widest = max(parts, key=lambda d: d.difference.value)
     ratios = [d.ratio for d in parts if d.ratio.value is not None]
     narrowest = min(ratios, key=lambda r: r.value) if ratios else Ratio(None)
@@ -485,7 +485,7 @@ def _odds(tpr: Disparity, fpr: Disparity, *, decider: str) -> Disparity:
     )
 
 
-def _calibrationdisparity(rows: list[GroupRow]) -> Disparity:
+def _calibration_disparity(rows: list[GroupRow]) -> Disparity:
     """Highest − lowest calibration gap (predicted − observed) between groups with enough
     outcomes; its interval: the predicted difference minus Newcombe's interval of the observed
     difference (the predicted means are taken as known)."""
@@ -493,7 +493,7 @@ def _calibrationdisparity(rows: list[GroupRow]) -> Disparity:
         row for row in rows if row.group != NOT_RECORDED and row.calibration.gap.value is not None
     ]
     if len(shown) < 2:
-        return _nodisparity(CALIBRATION, "model")
+        return _no_disparity(CALIBRATION, "model")
     top = max(shown, key=lambda row: (row.calibration.gap.value, row.group))
     bottom = min(shown, key=lambda row: (row.calibration.gap.value, row.group))
     predicted = top.calibration.predicted - bottom.calibration.predicted
@@ -575,7 +575,7 @@ def attribute_fairness(frame: pd.DataFrame, attribute: str, limits: Limits) -> A
             for name in ("true_positive", "false_positive")
         )
         disparities.append(_odds(tpr, fpr, decider=decider))
-    disparities.append(_calibrationdisparity(rows))
+    disparities.append(_calibration_disparity(rows))
     disparities += [
         disparity(measured[(OVERRIDES, name)], decider=OVERRIDES, metric=name)
         for name in OVERRIDE_NAMES
