@@ -26,6 +26,8 @@ QUEUE_COLUMNS = (
     "risk_band",
     "confidence",
     "value",
+    "segment",
+    "cluster",
     "reason",
     "waiting",
     "is_overdue",

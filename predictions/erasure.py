@@ -21,7 +21,12 @@ from predictions.models import Prediction
 def blank_erased_member_predictions(sender, *, member_id: int, **kwargs) -> None:
     """Runs in the erasure's transaction."""
     Prediction.objects.filter(member_id=member_id).update(
-        feature_values=[], model_input=None, explanation={}, member_value=None, rfm_segment=""
+        feature_values=[],
+        model_input=None,
+        explanation={},
+        member_value=None,
+        rfm_segment="",
+        behavior_cluster=None,
     )
 
 

@@ -219,6 +219,9 @@ class Prediction(models.Model):
     (spend over the last 365 days), the one feature that routing and the queue read.
     `rfm_segment` is the member's RFM segment at the cutoff (`predictions.ml.segments`), data
     about the member rather than the model's answer: routing, the queue and policies read it.
+    `behavior_cluster` is the member's behavioral cluster (`predictions.ml.clusters`): a number
+    within the model version's clustering, meaningless across versions; shown and filtered by,
+    never read by a policy.
     """
 
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="predictions")
@@ -255,6 +258,12 @@ class Prediction(models.Model):
         db_default="",
         help_text="The member's RFM segment at the cutoff (predictions.ml.segments, on the "
         "model version's RFM scale); empty for a version trained before segments.",
+    )
+    behavior_cluster = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="The member's behavioral cluster at the cutoff: its number within the model "
+        "version's clustering (predictions.ml.clusters); empty for a version without one.",
     )
     model_input = models.BinaryField(
         null=True,

@@ -14,6 +14,16 @@ RFM_KEY_PREFIX = "rfm:"
 TIER_KEY_PREFIX = "tier:"
 
 
+def refused_override_keys(overrides: dict | None) -> list[str]:
+    """The keys of `overrides` that name no rule-based segment: a prefix other than "rfm:" or
+    "tier:" ("cluster:3", say). A tier whose name holds a colon is keyed "tier:<tier>"."""
+    return sorted(
+        key
+        for key in overrides or {}
+        if ":" in key and not key.startswith((RFM_KEY_PREFIX, TIER_KEY_PREFIX))
+    )
+
+
 def rfm_override_key(rfm_segment: str) -> str:
     return f"{RFM_KEY_PREFIX}{rfm_segment}"
 

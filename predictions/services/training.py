@@ -21,6 +21,7 @@ from loyalty.selectors import scorable_members
 from predictions.exceptions import TrainingDataError
 from predictions.ml import artifacts
 from predictions.ml.churn.model import LabeledRows, train_churn
+from predictions.ml.clusters import fit_clusters
 from predictions.ml.contracts import ChurnConfig, MLError, NextActionConfig
 from predictions.ml.features import FEATURES, build_feature_panel, build_features, prepare_events
 from predictions.ml.nba import (
@@ -102,9 +103,7 @@ def train_churn_version(
     report = {
         **result.report,
         "member_budget": member_budget(len(members)),
-        "rfm_scale": rfm_scale_report(
-            prepared=prepare_events(events), members=members, cutoff=cutoff
-        ),
+        **segment_reports(prepared=prepare_events(events), members=members, cutoff=cutoff),
     }
     version = _register(
         kind=PredictionKind.CHURN,
@@ -206,7 +205,7 @@ def train_next_action_version(
     report = {
         **result.report,
         "member_budget": member_budget(len(members)),
-        "rfm_scale": rfm_scale_report(prepared=prepared, members=members, cutoff=cutoff),
+        **segment_reports(prepared=prepared, members=members, cutoff=cutoff),
     }
     version = _register(
         kind=PredictionKind.NEXT_ACTION,
@@ -235,16 +234,22 @@ def training_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     return profiling_frames()
 
 
-def rfm_scale_report(*, prepared, members: pd.DataFrame, cutoff: datetime) -> dict | None:
-    """The RFM scale a version stores (`report["rfm_scale"]`, `predictions.ml.segments`): the
-    recency, frequency and monetary value of the members training read, at its cutoff. Every
-    score of the version reads it, so a refresh of a few members segments each as a full run
-    would. None when too few members have a purchase."""
+def segment_reports(*, prepared, members: pd.DataFrame, cutoff: datetime) -> dict:
+    """What a version stores to segment the members it scores, from the features of the
+    members training read at its cutoff: every score of the version reads them, so a refresh
+    of a few members segments each as a full run would.
+
+    "rfm_scale": the RFM scale (`predictions.ml.segments`; None when too few members have a
+    purchase). "behavior_clusters": the k-means clustering (`predictions.ml.clusters`; None
+    when too few members), refitted with every version."""
     features = build_features(events=prepared, members=members, cutoff=cutoff)
     scale = fit_rfm_scale(features)
-    if scale is None:
-        return None
-    return {**scale.to_json(), "cutoff": pd.Timestamp(cutoff).isoformat()}
+    clusters = fit_clusters(features)
+    stamp = pd.Timestamp(cutoff).isoformat()
+    return {
+        "rfm_scale": None if scale is None else {**scale.to_json(), "cutoff": stamp},
+        "behavior_clusters": None if clusters is None else {**clusters.to_json(), "cutoff": stamp},
+    }
 
 
 def member_budget(members_read: int) -> dict:

@@ -1,8 +1,10 @@
 """Query-string filters of the review API's list endpoints (django-filter)."""
 
 import django_filters
+from rest_framework.exceptions import ValidationError
 
 from loyalty.api.filters import moment_is_set_filter
+from predictions.behavior_clusters import ClusterRef
 from predictions.ml.segments import RFM_SEGMENTS
 from predictions.models import PredictionKind
 from reviews.models import Review
@@ -18,6 +20,11 @@ class ReviewFilter(django_filters.FilterSet):
         choices=[(info.code, info.name) for info in RFM_SEGMENTS],
         help_text="The member's RFM segment when scored, e.g. at_risk (predictions.ml.segments).",
     )
+    cluster = django_filters.CharFilter(
+        method="filter_cluster",
+        help_text='A behavioral cluster as "<model version>-<number>" (a review\'s '
+        "behavior_cluster.token): cluster numbers mean nothing across versions.",
+    )
     min_confidence = django_filters.NumberFilter(
         field_name="confidence", lookup_expr="gte", help_text="Confidence at least this (0–1)."
     )
@@ -31,6 +38,15 @@ class ReviewFilter(django_filters.FilterSet):
     escalated = moment_is_set_filter(
         "escalated_at", help_text="true: only reviews an analyst escalated; false: only the others."
     )
+
+    def filter_cluster(self, queryset, name, value):
+        cluster = ClusterRef.parse(value)
+        if cluster is None:
+            raise ValidationError({"cluster": ['Give "<model version>-<number>", e.g. 12-3.']})
+        return queryset.filter(
+            prediction__model_version_id=cluster.version_id,
+            prediction__behavior_cluster=cluster.number,
+        )
 
     def filter_queryset(self, queryset):
         # A confidence filter would tell a blind item's confidence: it never lists them.
@@ -48,6 +64,7 @@ class ReviewFilter(django_filters.FilterSet):
             "kind",
             "tier",
             "segment",
+            "cluster",
             "min_confidence",
             "max_confidence",
             "escalated",

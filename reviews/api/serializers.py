@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from loyalty.models import Action
+from predictions.behavior_clusters import ClusterLabels, ClusterRef
 from predictions.models import PredictionKind
 from reviews.models import Decision, ReasonCode, Review
 from reviews.selectors.blind import BLIND_NOTE, hides_model
@@ -160,6 +161,13 @@ class EscalationOutputSerializer(serializers.Serializer):
     )
 
 
+class BehaviorClusterOutputSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text='"<model version>-<number>": the `cluster` filter.')
+    model_version = serializers.IntegerField()
+    number = serializers.IntegerField()
+    description = serializers.CharField(help_text="What sets the cluster apart.")
+
+
 class ReviewOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     member_external_id = serializers.CharField(source="member.external_id")
@@ -190,6 +198,11 @@ class ReviewOutputSerializer(serializers.Serializer):
         source="rfm_segment",
         help_text="The member's RFM segment when scored (e.g. at_risk; '' when none): data about "
         "the member, shown on blind items too.",
+    )
+    behavior_cluster = serializers.SerializerMethodField(
+        help_text="The member's behavioral cluster in the clustering of the model version that "
+        "scored them (null: none): data about the member, shown on blind items too. A number "
+        "means nothing across versions; `token` is what the `cluster` filter takes."
     )
     confidence = serializers.FloatField(allow_null=True)
     risk = serializers.FloatField(
@@ -229,6 +242,22 @@ class ReviewOutputSerializer(serializers.Serializer):
     @extend_schema_field(EscalationOutputSerializer(allow_null=True))
     def get_escalation(self, review: Review) -> dict | None:
         return EscalationOutputSerializer(review).data if review.is_escalated else None
+
+    @extend_schema_field(BehaviorClusterOutputSerializer(allow_null=True))
+    def get_behavior_cluster(self, review: Review) -> dict | None:
+        # One ClusterLabels per response: each model version's clustering is read once.
+        labels = self.context.setdefault("cluster_labels", ClusterLabels({}))
+        prediction = review.prediction
+        found = labels.cluster(prediction.model_version_id, prediction.behavior_cluster)
+        if found is None:
+            return None
+        ref = ClusterRef(version_id=prediction.model_version_id, number=found.number)
+        return {
+            "token": ref.token,
+            "model_version": ref.version_id,
+            "number": found.number,
+            "description": found.description,
+        }
 
     def get_model_hidden(self, review: Review) -> bool:
         return model_hidden(review)

@@ -8,7 +8,7 @@ from django import forms
 from django.utils import timezone
 
 from reviews.forms.policy import PolicyForm, override_form_data
-from reviews.policy_settings import POLICY_FIELDS, PolicySettings
+from reviews.policy_settings import POLICY_FIELDS, PolicySettings, refused_override_keys
 from reviews.selectors.experiments import ARM_LABELS, ARMS
 
 # A test longer than a year is a setting, not a test.
@@ -131,6 +131,13 @@ def checked_policy_settings(
 ) -> tuple[PolicySettings | None, dict[str, list[str]]]:
     """`settings` as the policy form takes them (None and its errors when it refuses them): one
     home for the checks of a policy, whether it comes from the page or the API."""
+    if refused := refused_override_keys(settings.segment_overrides):
+        return None, {
+            "segment_overrides": [
+                f"Only tiers and RFM segments can key an override, not {', '.join(refused)}: a "
+                "behavioral cluster's number changes meaning with every refit."
+            ]
+        }
     data = {
         name: "" if value is None else value
         for name, value in vars(settings).items()

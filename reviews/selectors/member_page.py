@@ -10,6 +10,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from loyalty.models import Action, Event
+from predictions.behavior_clusters import ClusterLabels
 from predictions.ml.segments import RFM_SEGMENT_NAMES
 from predictions.models import PredictionKind
 from reviews.models import Decision, EscalationPolicy, Review
@@ -232,7 +233,15 @@ def member_facts(review: Review, *, now: datetime) -> tuple[Fact, ...]:
         Fact("12-month spend", format_money(review.member_value)),
         # Data about the member, not the model's answer: a blind page shows it too.
         Fact("RFM segment", RFM_SEGMENT_NAMES.get(review.rfm_segment, "—")),
+        Fact("Behavior cluster", _cluster_text(review.prediction) or "—"),
     )
+
+
+def _cluster_text(prediction) -> str:
+    """The member's behavioral cluster in the scoring version's clustering (its number means
+    nothing in another version's), with what sets it apart."""
+    labels = ClusterLabels.for_versions({prediction.model_version_id})
+    return labels.label(prediction.model_version_id, prediction.behavior_cluster)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from django.utils import timezone
 from loyalty import keyset
 from loyalty.models import Action
 from loyalty.parsing import parse_id
+from predictions.behavior_clusters import ClusterLabels, ClusterRef
 from predictions.ml.segments import RFM_SEGMENT_NAMES
 from predictions.models import PredictionKind
 from reviews.models import CASE, BlindAnswer, ReasonCode, Review
@@ -58,6 +59,8 @@ class QueueFilters:
     # An RFM segment code (`predictions.ml.segments`): data about the member, not the model's
     # answer, so blind items are listed too.
     segment: str = ""
+    # A behavioral cluster, as "<version id>-<number>" (`predictions.behavior_clusters`).
+    cluster: str = ""
     risk: str = ""
     reason: str = ""
     older_than_hours: int | None = None
@@ -67,6 +70,7 @@ class QueueFilters:
         kind = params.get("kind", "")
         tier = params.get("tier", "")
         segment = params.get("segment", "")
+        cluster = ClusterRef.parse(params.get("cluster"))
         risk = params.get("risk", "")
         reason = params.get("reason", "")
         age = params.get("age", "")
@@ -76,6 +80,7 @@ class QueueFilters:
             kind=kind if kind in QUEUE_KINDS else "",
             tier=tier if tier in settings.LOYALTY_TIER_LADDER else "",
             segment=segment if segment in RFM_SEGMENT_NAMES else "",
+            cluster=cluster.token if cluster else "",
             risk=risk if risk in RISK_BANDS else "",
             reason=reason if reason in REASON_PREFIXES else "",
             older_than_hours=hours,
@@ -86,6 +91,7 @@ class QueueFilters:
             "kind": self.kind,
             "tier": self.tier,
             "segment": self.segment,
+            "cluster": self.cluster,
             "risk": self.risk,
             "reason": self.reason,
         }
@@ -110,6 +116,11 @@ class QueueFilters:
             reviews = reviews.filter(tier=self.tier)
         if self.segment:
             reviews = reviews.filter(rfm_segment=self.segment)
+        if cluster := ClusterRef.parse(self.cluster):
+            reviews = reviews.filter(
+                prediction__model_version_id=cluster.version_id,
+                prediction__behavior_cluster=cluster.number,
+            )
         if self.risk:
             low, high = RISK_BANDS[self.risk]
             reviews = reviews.filter(risk__gte=low)
@@ -141,6 +152,9 @@ class QueueRow:
     is_overdue: bool
     # The member's RFM segment when routed ('' when none): shown on blind items too.
     segment: str = ""
+    # The member's behavioral cluster, "Cluster 2: …" ('' when none): member data, like the
+    # segment.
+    cluster: str = ""
     escalation: str = ""
     escalation_comment: str = ""
     escalated_by: str = ""
@@ -233,6 +247,8 @@ QUEUE_FIELDS = (
     "action_prediction_id",
     "is_blind",
     "rfm_segment",
+    "prediction__model_version_id",
+    "prediction__behavior_cluster",
 )
 
 
@@ -247,6 +263,7 @@ class _RowLabels:
     action_costs_by_id: dict[int, float] = field(default_factory=dict)
     # The page's blind items that still hide the model's answer (nobody committed one).
     hidden_ids: frozenset[int] = frozenset()
+    clusters: ClusterLabels = field(default_factory=lambda: ClusterLabels({}))
 
     @classmethod
     def for_rows(cls, rows: list[dict]) -> _RowLabels:
@@ -268,6 +285,9 @@ class _RowLabels:
             action_costs_by_id={pk: float(cost) for pk, _, _, cost in actions},
             hidden_ids=frozenset(
                 row["pk"] for row in rows if row["is_blind"] and not row["blind_answered"]
+            ),
+            clusters=ClusterLabels.for_versions(
+                {row["prediction__model_version_id"] for row in rows}
             ),
         )
 
@@ -351,6 +371,9 @@ def _queue_row(row: dict, now: datetime, labels: _RowLabels) -> QueueRow:
         waiting=format_age(now - row["routed_at"]),
         is_overdue=due_at is not None and due_at < now,
         segment=RFM_SEGMENT_NAMES.get(row["rfm_segment"], ""),
+        cluster=labels.clusters.label(
+            row["prediction__model_version_id"], row["prediction__behavior_cluster"]
+        ),
         escalation=labels.reason_labels.get(row["escalation_reason_id"], ""),
         escalation_comment=row["escalation_comment"] or "",
         escalated_by=labels.usernames.get(row["escalated_by_id"], ""),

@@ -14,6 +14,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from loyalty.parsing import parse_id
+from predictions.behavior_clusters import active_cluster_choices
 from predictions.ml.segments import RFM_SEGMENT_NAMES
 from reviews.models import Decision, Review
 from reviews.page_errors import domain_errors_as_pages
@@ -111,6 +112,7 @@ def _filter_options() -> dict:
         "kinds": list(QUEUE_KINDS.items()),
         "tiers": [(tier, tier.title()) for tier in settings.LOYALTY_TIER_LADDER],
         "segments": list(RFM_SEGMENT_NAMES.items()),
+        "clusters": active_cluster_choices(),
         "risks": [
             ("low", "Low (< 30 %)"),
             ("medium", "Medium (30–60 %)"),

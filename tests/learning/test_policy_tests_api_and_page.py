@@ -130,6 +130,11 @@ def test_an_admin_starts_reads_and_ends_a_test_through_the_api(admin_api, plain)
             "challenger",
             "exceeds its auto-approve threshold",
         ),
+        (
+            {"challenger": {"segment_overrides": {"cluster:2": {"auto_approve_confidence": 0.95}}}},
+            "challenger",
+            "Only tiers and RFM segments can key an override, not cluster:2",
+        ),
     ],
 )
 def test_a_bad_start_answers_400_naming_the_field_and_changes_nothing(

@@ -283,6 +283,8 @@ def _footprint(member: Member, *, analyst, expert) -> dict:
         feature_values=[812.5, 3.0],
         explanation=EXPLANATION,
         spend=812.5,
+        rfm_segment="loyal",
+        behavior_cluster=2,
     )
     open_prediction = PredictionFactory(
         member=member,
@@ -291,6 +293,8 @@ def _footprint(member: Member, *, analyst, expert) -> dict:
         feature_values=[640.0, 1.0],
         explanation=EXPLANATION,
         spend=640.0,
+        rfm_segment="loyal",
+        behavior_cluster=2,
     )
     decided = _review(
         decided_prediction, tier="gold", value=812.5, reason="member value in top 5 %"
@@ -377,6 +381,8 @@ def test_erasure_blanks_what_the_model_saw_and_keeps_what_it_answered(scored, pe
     for prediction in (decided, pending):
         stored = Prediction.objects.get(pk=prediction.pk)
         assert (stored.feature_values, stored.explanation, stored.member_value) == ([], {}, None)
+        # The segment and the cluster were computed from the member's data: blanked too.
+        assert (stored.rfm_segment, stored.behavior_cluster) == ("", None)
         assert stored.features_seen == {}
         kept = (stored.score, stored.interval_low, stored.interval_high, stored.label_set)
         assert kept == (0.3, 0.25, 0.35, ["stay"])

@@ -191,7 +191,7 @@ def test_the_queue_and_the_api_filter_by_segment_and_show_it(reason_codes, make_
     assert client.get("/api/reviews/", {"segment": "cluster_3"}).status_code == 400
 
     facts = review_page(review_id=reviews["loyal"].pk, viewer=make_user("analyst")).member_facts
-    assert [(fact.label, fact.value) for fact in facts][-1] == ("RFM segment", "Loyal")
+    assert {fact.label: fact.value for fact in facts}["RFM segment"] == "Loyal"
 
 
 def test_the_policy_form_takes_rfm_overrides_checks_them_and_the_history_names_them(

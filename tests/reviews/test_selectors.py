@@ -215,7 +215,15 @@ def test_the_member_page_never_shows_age_band_or_region(routed, make_user):
     page = review_page(review_id=review.pk, viewer=make_user("analyst"))
 
     labels = [fact.label for fact in page.member_facts]
-    assert labels == ["Member", "Tier", "Tenure", "Points", "12-month spend", "RFM segment"]
+    assert labels == [
+        "Member",
+        "Tier",
+        "Tenure",
+        "Points",
+        "12-month spend",
+        "RFM segment",
+        "Behavior cluster",
+    ]
     values = " ".join(fact.value for fact in page.member_facts)
     assert "35-44" not in values and "north" not in values
     assert len(page.timeline) == 3

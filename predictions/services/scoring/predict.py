@@ -20,10 +20,12 @@ import pandas as pd
 from django.conf import settings
 
 from loyalty.models import Action, Member
+from predictions.behavior_clusters import version_clusters
 from predictions.exceptions import NoActiveModelError
 from predictions.ml import artifacts, frames
 from predictions.ml.churn.model import ENSEMBLE, predict_churn
 from predictions.ml.churn.rows import feature_matrix
+from predictions.ml.clusters import cluster_numbers
 from predictions.ml.contracts import ChurnBundle, MLError, NextActionBundle
 from predictions.ml.features import (
     FEATURE_NAMES,
@@ -220,6 +222,7 @@ def _prediction_rows(
         model_input_rows(features, feature_codes),
         _member_values(features),
         rfm_segments(features, version_rfm_scale(version)),
+        cluster_numbers(features, version_clusters(version)),
         strict=True,
     )
     return [
@@ -241,6 +244,7 @@ def _prediction_rows(
             "model_input": scored,
             "member_value": value,
             "rfm_segment": segment,
+            "behavior_cluster": cluster,
         }
         for (
             member_id,
@@ -255,6 +259,7 @@ def _prediction_rows(
             scored,
             value,
             segment,
+            cluster,
         ) in rows
     ]
 
