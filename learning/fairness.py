@@ -4,9 +4,11 @@
 
 An item is a decision on a churn review or a case (the policy's auto-approvals and people's
 decisions), of a member not erased, made within `FairnessLimits.window_days`. Its groups are
-the member's age band and region as recorded now (they are kept for this audit only) and the
-tier the review was routed with. The model's call is `predictions.calls.model_churn_call` of
-the score; the final call the one the decision settled on
+the member's age band and region as recorded now (they are kept for this audit only), the
+tier the review was routed with, and the member's value of every attribute an admin marked as
+protected (`ProtectedAttribute`, read as `member__attributes__<key>`; a member without the key
+is "not recorded", as one without an age band is). The model's call is
+`predictions.calls.model_churn_call` of the score; the final call the one the decision settled on
 (`reviews.services.decision_events.decided_churn_call`); the outcome the member's observed
 churn once the prediction's horizon has passed (`review_quality.observed_churn`).
 
@@ -22,11 +24,13 @@ Protected attributes are for admins and experts (`FAIRNESS_PERMISSION`); analyst
 them, here or anywhere.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pandas as pd
 from django.db.models import Q
+from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
 from learning.fairness_actions import (
@@ -34,13 +38,14 @@ from learning.fairness_actions import (
     ActionFairnessReport,
     action_fairness_report,
 )
+from learning.fairness_attributes import AuditedAttributes, with_marked
 from learning.fairness_stats import (
     FRAME_COLUMNS,
     FairnessReport,
     Limits,
     fairness_report,
 )
-from learning.models import FairnessCheck, FairnessLimits
+from learning.models import FairnessCheck, FairnessLimits, ProtectedAttribute
 from learning.review_quality import observed_churn
 from loyalty.services.catalog import NO_ACTION
 from predictions.calls import model_churn_call
@@ -82,16 +87,35 @@ def limits_of(row: FairnessLimits) -> Limits:
     )
 
 
-def churn_decisions(since: datetime):
+def audited_attributes() -> AuditedAttributes:
+    """The attributes the reports measure now: the built-in ones and every marked one."""
+    return with_marked(dict(ProtectedAttribute.objects.values_list("key", "label")))
+
+
+def _marked_values(keys: Sequence[str]) -> dict[str, KeyTextTransform]:
+    """An annotation per marked key (`marked_0`, ...): `member__attributes__<key>` as text, NULL
+    where the member has none (one query on SQLite and PostgreSQL alike)."""
+    return {
+        f"marked_{index}": KeyTextTransform(key, "member__attributes")
+        for index, key in enumerate(keys)
+    }
+
+
+def _group(value) -> str:
+    return "" if value is None else str(value)
+
+
+def churn_decisions(since: datetime, marked: Sequence[str] = ()):
     """The decisions measured: on churn reviews and cases, since `since`, members not erased,
-    with `outcome` (observed churn, None before the horizon) annotated."""
+    with `outcome` (observed churn, None before the horizon) and the members' values of the
+    `marked` attributes annotated."""
     return (
         Decision.objects.filter(
             review__kind=PredictionKind.CHURN,
             member__erased_at__isnull=True,
             decided_at__gte=since,
         )
-        .annotate(outcome=observed_churn())
+        .annotate(outcome=observed_churn(), **_marked_values(marked))
         .select_related("review__prediction", "member")
         # What the calls and groups need: not the predictions' features and explanations.
         .only(*DECISION_FIELDS)
@@ -99,10 +123,12 @@ def churn_decisions(since: datetime):
     )
 
 
-def fairness_frame(since: datetime) -> pd.DataFrame:
-    """One row per measured decision (`fairness_stats.FRAME_COLUMNS`)."""
+def fairness_frame(since: datetime, marked: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per measured decision (`fairness_stats.FRAME_COLUMNS`, then a column per key of
+    `marked`)."""
     rows = []
-    for decision in churn_decisions(since).iterator(chunk_size=DECISIONS_PER_QUERY):
+    decisions = churn_decisions(since, marked).iterator(chunk_size=DECISIONS_PER_QUERY)
+    for decision in decisions:
         review, member = decision.review, decision.member
         score = review.prediction.score
         rows.append(
@@ -115,9 +141,10 @@ def fairness_frame(since: datetime) -> pd.DataFrame:
                 bool(decided_churn_call(decision)),
                 decision.decided_as != Decision.POLICY,
                 None if decision.outcome is None else bool(decision.outcome),
+                *(_group(getattr(decision, f"marked_{i}")) for i in range(len(marked))),
             )
         )
-    return pd.DataFrame.from_records(rows, columns=list(FRAME_COLUMNS))
+    return pd.DataFrame.from_records(rows, columns=[*FRAME_COLUMNS, *marked])
 
 
 ACTION_DECISION_FIELDS = (
@@ -131,22 +158,26 @@ ACTION_DECISION_FIELDS = (
 )
 
 
-def action_decisions(since: datetime):
+def action_decisions(since: datetime, marked: Sequence[str] = ()):
     """The decisions that settle an action (next-action reviews, cases), since `since`,
-    members not erased: the values of `ACTION_DECISION_FIELDS`."""
+    members not erased: the values of `ACTION_DECISION_FIELDS`, then the members' values of
+    the `marked` attributes."""
+    values = _marked_values(marked)
     return (
         Decision.objects.filter(
             Q(review__kind=PredictionKind.NEXT_ACTION) | Q(review__action_prediction__isnull=False),
             member__erased_at__isnull=True,
             decided_at__gte=since,
         )
+        .annotate(**values)
         .order_by("pk")
-        .values_list(*ACTION_DECISION_FIELDS)
+        .values_list(*ACTION_DECISION_FIELDS, *values)
     )
 
 
-def action_frame(since: datetime) -> pd.DataFrame:
-    """One row per decision that settles an action (`fairness_stats.ACTION_FRAME_COLUMNS`)."""
+def action_frame(since: datetime, marked: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per decision that settles an action (`fairness_stats.ACTION_FRAME_COLUMNS`,
+    then a column per key of `marked`)."""
     rows = [
         (
             age_band,
@@ -156,12 +187,13 @@ def action_frame(since: datetime) -> pd.DataFrame:
             settled or NO_ACTION,
             decided_as != Decision.POLICY,
             held_out,
+            *(_group(value) for value in values),
         )
-        for age_band, region, tier, recommended, settled, decided_as, held_out in action_decisions(
-            since
-        ).iterator(chunk_size=DECISIONS_PER_QUERY)
+        for age_band, region, tier, recommended, settled, decided_as, held_out, *values in (
+            action_decisions(since, marked).iterator(chunk_size=DECISIONS_PER_QUERY)
+        )
     ]
-    return pd.DataFrame.from_records(rows, columns=list(ACTION_FRAME_COLUMNS))
+    return pd.DataFrame.from_records(rows, columns=[*ACTION_FRAME_COLUMNS, *marked])
 
 
 @dataclass(frozen=True)
@@ -179,10 +211,13 @@ def kind_fairness(kind: str, *, now: datetime | None = None) -> KindFairness:
     now = now or timezone.now()
     limits = fairness_limits(kind)
     since = now - timedelta(days=limits.window_days)
+    audited = audited_attributes()
     if kind == PredictionKind.NEXT_ACTION:
-        report = action_fairness_report(action_frame(since), limits_of(limits))
+        frame = action_frame(since, audited.marked)
+        report = action_fairness_report(frame, limits_of(limits), audited)
     else:
-        report = fairness_report(fairness_frame(since), limits_of(limits))
+        frame = fairness_frame(since, audited.marked)
+        report = fairness_report(frame, limits_of(limits), audited)
     return KindFairness(
         kind=kind,
         since=since,

@@ -14,16 +14,19 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from learning.fairness_stats import (
+from learning.fairness_attributes import (
     ATTRIBUTES,
+    BUILT_IN,
+    NOT_RECORDED,
+    AuditedAttributes,
+)
+from learning.fairness_stats import (
     CALIBRATION,
     DECIDERS,
-    NOT_RECORDED,
     ODDS,
     OVERRIDE_RATE,
     OVERRIDES,
     PARITY,
-    PROTECTED,
     SELECTION,
     AttributeFairness,
     Breach,
@@ -85,8 +88,8 @@ class ActionFairnessReport(ReportLookups):
     breaches: list[Breach] = field(default_factory=list)
 
 
-def empty_action_frame() -> pd.DataFrame:
-    return pd.DataFrame({column: [] for column in ACTION_FRAME_COLUMNS})
+def empty_action_frame(audited: AuditedAttributes = BUILT_IN) -> pd.DataFrame:
+    return pd.DataFrame({column: [] for column in (*ACTION_FRAME_COLUMNS, *audited.marked)})
 
 
 def _offered(decider: str, action: str) -> str:
@@ -107,7 +110,11 @@ def _action_columns(frame: pd.DataFrame, actions: list[str]) -> pd.DataFrame:
 
 
 def action_attribute_fairness(
-    frame: pd.DataFrame, attribute: str, actions: list[str], limits: Limits
+    frame: pd.DataFrame,
+    attribute: str,
+    actions: list[str],
+    limits: Limits,
+    audited: AuditedAttributes = BUILT_IN,
 ) -> ActionAttributeFairness:
     """Every group of `attribute` (the frame with `_action_columns`) and, per action, the
     comparisons between them; then the override rates'."""
@@ -154,24 +161,26 @@ def action_attribute_fairness(
     disparities.append(disparity(overrides, decider=OVERRIDES, metric=OVERRIDE_RATE))
     return ActionAttributeFairness(
         attribute=attribute,
-        label=ATTRIBUTES[attribute],
-        is_protected=attribute in PROTECTED,
+        label=audited.labels[attribute],
+        is_protected=attribute in audited.protected,
         groups=rows,
         disparities=disparities,
     )
 
 
 def action_fairness_report(
-    frame: pd.DataFrame, limits: Limits | None = None
+    frame: pd.DataFrame, limits: Limits | None = None, audited: AuditedAttributes = BUILT_IN
 ) -> ActionFairnessReport:
     """Per attribute, the share offered each action (every action that the model recommended
     or a decision settled on, in code order) and the override rates, and the breaches of
     `limits` (parity per action, overrides; equalized odds and calibration do not apply)."""
     limits = limits or Limits()
-    frame = frame if not frame.empty else empty_action_frame()
+    frame = frame if not frame.empty else empty_action_frame(audited)
     actions = sorted(set(frame["model"]) | set(frame["final"]))
     wide = _action_columns(frame, actions)
-    attributes = [action_attribute_fairness(wide, name, actions, limits) for name in ATTRIBUTES]
+    attributes = [
+        action_attribute_fairness(wide, name, actions, limits, audited) for name in audited.labels
+    ]
     return ActionFairnessReport(
         decisions=len(frame),
         by_person=int(frame["by_person"].astype(bool).sum()),

@@ -4,9 +4,10 @@ figures can be checked against fairlearn on a planted population without a datab
 (`learning.fairness` reads the decisions into that frame).
 
 One row of the frame is one decided churn review: the member's groups (`age_band`, `region`,
-`tier`), the model's score and churn call, the call the decision settled on (`final`: the
-policy's auto-approvals and people's decisions alike), whether a person decided it, and the
-observed churn once the prediction's horizon has passed (None before).
+`tier`, and one column per marked attribute: `learning.fairness_attributes`), the model's
+score and churn call, the call the decision settled on (`final`: the policy's auto-approvals
+and people's decisions alike), whether a person decided it, and the observed churn once the
+prediction's horizon has passed (None before).
 
 Per group and per decider (the model; the final decisions): the selection rate (share called
 churn), true and false positive rates against outcomes; for the model, calibration (mean
@@ -33,14 +34,9 @@ from fairlearn.metrics import (
     true_positive_rate,
 )
 
+from learning.fairness_attributes import ATTRIBUTES, BUILT_IN, NOT_RECORDED, AuditedAttributes
 from learning.quality_stats import Difference, Estimate, Z, share_difference, wilson
 
-# Kept for fairness audits (loyalty.models.Member): judged against the limits. The tier is a
-# program attribute, reported beside them for context but not judged (its churn differs by
-# design of the program).
-PROTECTED = ("age_band", "region")
-ATTRIBUTES = {"age_band": "Age band", "region": "Region", "tier": "Tier"}
-NOT_RECORDED = "not recorded"
 FRAME_COLUMNS = (*ATTRIBUTES, "score", "model", "final", "by_person", "outcome")
 
 DECIDERS = {"model": "Model", "final": "Final decisions (auto + people)"}
@@ -226,6 +222,7 @@ class Breach:
     limit: float
     bound: str  # "max" or "min": which side of the limit is allowed
     action: str | None = None  # the action whose share breached (next actions)
+    attribute_label: str = ""  # how the report names the attribute (a marked one's label)
 
     @property
     def key(self) -> str:
@@ -242,7 +239,8 @@ class Breach:
         what = "ratio" if self.bound == "min" else "difference"
         side = "below" if self.bound == "min" else "above"
         return (
-            f"{ATTRIBUTES[self.attribute]}, {DECIDER_LABELS[self.decider]}: "
+            f"{self.attribute_label or ATTRIBUTES.get(self.attribute, self.attribute)}, "
+            f"{DECIDER_LABELS[self.decider]}: "
             f"{metric_label(self.metric, self.action)} {what} {self.value:.3f} {side} the "
             f"limit {self.limit:.3f}"
         )
@@ -272,8 +270,8 @@ class FairnessReport(ReportLookups):
     breaches: list[Breach] = field(default_factory=list)
 
 
-def empty_frame() -> pd.DataFrame:
-    return pd.DataFrame({column: [] for column in FRAME_COLUMNS})
+def empty_frame(audited: AuditedAttributes = BUILT_IN) -> pd.DataFrame:
+    return pd.DataFrame({column: [] for column in (*FRAME_COLUMNS, *audited.marked)})
 
 
 # --- per group, with MetricFrame -------------------------------------------------------------
@@ -541,8 +539,10 @@ def _measurements(frame, attribute, size) -> dict[tuple[str, str], _Measured]:
     return found
 
 
-def attribute_fairness(frame: pd.DataFrame, attribute: str, limits: Limits) -> AttributeFairness:
-    """Every group of `attribute` and the comparisons between them."""
+def attribute_fairness(
+    frame: pd.DataFrame, attribute: str, limits: Limits, audited: AuditedAttributes = BUILT_IN
+) -> AttributeFairness:
+    """Every group of `attribute` (one of `audited`'s) and the comparisons between them."""
     size = limits.min_group_size
     frame = frame.assign(**{attribute: frame[attribute].fillna("").replace("", NOT_RECORDED)})
     measured = _measurements(frame, attribute, size)
@@ -582,8 +582,8 @@ def attribute_fairness(frame: pd.DataFrame, attribute: str, limits: Limits) -> A
     ]
     return AttributeFairness(
         attribute=attribute,
-        label=ATTRIBUTES[attribute],
-        is_protected=attribute in PROTECTED,
+        label=audited.labels[attribute],
+        is_protected=attribute in audited.protected,
         groups=rows,
         disparities=disparities,
     )
@@ -620,16 +620,20 @@ def breaches(attributes: Iterable, limits: Limits) -> list[Breach]:
                             limit,
                             bound,
                             disparity.action,
+                            attribute.label,
                         )
                     )
     return found
 
 
-def fairness_report(frame: pd.DataFrame, limits: Limits | None = None) -> FairnessReport:
-    """Every attribute's groups and comparisons, and the breaches of `limits`."""
+def fairness_report(
+    frame: pd.DataFrame, limits: Limits | None = None, audited: AuditedAttributes = BUILT_IN
+) -> FairnessReport:
+    """Every attribute's groups and comparisons (`audited`'s: the built-in ones unless told
+    otherwise), and the breaches of `limits`."""
     limits = limits or Limits()
-    frame = frame if not frame.empty else empty_frame()
-    attributes = [attribute_fairness(frame, name, limits) for name in ATTRIBUTES]
+    frame = frame if not frame.empty else empty_frame(audited)
+    attributes = [attribute_fairness(frame, name, limits, audited) for name in audited.labels]
     return FairnessReport(
         decisions=len(frame),
         with_outcome=int(frame["outcome"].notna().sum()),

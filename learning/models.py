@@ -1,12 +1,15 @@
 """The learning loop's records: labeled examples made of decisions and outcomes, the gate a
 retrained candidate must pass, the retraining runs, the monitor's reports, and the fairness
-check's limits and runs."""
+check's limits and runs, and the member attributes marked as protected."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from learning.fairness_attributes import markable_key_error
+from loyalty.member_attributes import MAX_KEY_LENGTH, validate_attribute_key
 from loyalty.models import Action, Member
 from predictions.models import ModelVersion, Prediction, PredictionKind
 from reviews.models import Decision
@@ -228,9 +231,10 @@ class MonitorReport(models.Model):
 
 class FairnessLimits(models.Model):
     """What the fairness check (`learning.services.fairness`) tolerates for a kind, between the
-    groups of a protected attribute (age band, region): each limit empty is not judged. One row
-    per kind, edited in the admin (changes audited). A breach tells the admins and, with
-    `pause_on_breach`, pauses the kind's auto-approval like the calibration monitor does."""
+    groups of a protected attribute (age band, region, the marked `ProtectedAttribute`s): each
+    limit empty is not judged. One row per kind, edited in the admin (changes audited). A
+    breach tells the admins and, with `pause_on_breach`, pauses the kind's auto-approval like
+    the calibration monitor does."""
 
     kind = models.CharField(max_length=20, choices=PredictionKind.choices, unique=True)
     window_days = models.PositiveIntegerField(
@@ -315,3 +319,34 @@ class FairnessCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} fairness check at {self.computed_at:%Y-%m-%d}"
+
+
+def validate_markable_key(key: str) -> None:
+    reason = markable_key_error(key)
+    if reason:
+        raise ValidationError(reason)
+
+
+class ProtectedAttribute(models.Model):
+    """A member attribute (a key of `Member.attributes`) that an admin marked as protected: the
+    fairness reports and the daily check measure and judge it beside age band and region.
+    Marked and unmarked on the Fairness page or in the admin, each change audited
+    (`learning.services.protected_attributes`). Analysts never see it, nor its values."""
+
+    key = models.CharField(
+        max_length=MAX_KEY_LENGTH,
+        unique=True,
+        validators=[validate_attribute_key, validate_markable_key],
+        help_text="The attribute's key among the members' attributes (e.g. income).",
+    )
+    label = models.CharField(max_length=64, help_text="How the reports name it.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.label

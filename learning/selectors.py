@@ -8,7 +8,14 @@ from django.db.models import Count, F, Q
 from django.db.models.functions import TruncDate, TruncWeek
 from django.utils import timezone
 
-from learning.models import GatePolicy, LabeledExample, MonitorReport, RetrainingRun
+from learning.models import (
+    GatePolicy,
+    LabeledExample,
+    MonitorReport,
+    ProtectedAttribute,
+    RetrainingRun,
+)
+from loyalty.selectors import member_attribute_counts
 from predictions.calls import CHURN_CALL_THRESHOLD
 from predictions.models import ModelVersion, PredictionKind
 from reviews.models import AutomationPause, Decision, Review
@@ -210,3 +217,23 @@ def _per_day(queryset, field_name: str) -> dict[str, int]:
         .order_by("day")
     )
     return {row["day"].isoformat(): row["n"] for row in rows}
+
+
+@dataclass(frozen=True)
+class ProtectedAttributes:
+    """The Fairness page's marking form: the marked attributes with how many members have
+    each, and every attribute key among the members with its count."""
+
+    marked: list[tuple[ProtectedAttribute, int]]
+    counts: dict[str, int]
+
+    @property
+    def marked_keys(self) -> set[str]:
+        return {attribute.key for attribute, _ in self.marked}
+
+
+def protected_attributes() -> ProtectedAttributes:
+    """Two queries: the marks, and the keys among the members counted in the database."""
+    counts = member_attribute_counts()
+    marked = [(row, counts.get(row.key, 0)) for row in ProtectedAttribute.objects.all()]
+    return ProtectedAttributes(marked=marked, counts=counts)

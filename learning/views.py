@@ -6,17 +6,24 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from learning import figures, selectors
 from learning.blind_agreement import RUBBER_STAMP_MARGIN, blind_agreement
 from learning.fairness import FAIRNESS_PERMISSION, MEASURED_KINDS, kind_fairness
 from learning.fairness_figures import action_attribute_charts, attribute_charts
+from learning.forms import ProtectedAttributeForm
 from learning.models import RetrainingRun
 from learning.policy_test_readout import MIN_DETECTABLE_DIFFERENCE, policy_test_readout
 from learning.quality_stats import SMALL_SAMPLE
 from learning.review_quality import GROUPINGS, SORTS, quality_scope, review_quality
 from learning.selectors import gate_policy, loop_overview, recent_runs, top_drift
+from learning.services.protected_attributes import (
+    MARK_PERMISSION,
+    mark_protected_attribute,
+    unmark_protected_attribute,
+)
 from learning.services.retraining import approve_candidate, request_retraining
 from predictions.models import PredictionKind
 from predictions.services.registry import PROMOTE_PERMISSION
@@ -317,10 +324,14 @@ def end_policy_test_page(request, test_id: int):
 def fairness_page(request):
     """Per group of the protected attributes and of the tier: the model, the final decisions
     and people's overrides, with the comparisons between groups against the admin's limits
-    (experts and admins; analysts never see protected attributes)."""
+    (experts and admins; analysts never see protected attributes). Admins also mark and unmark
+    member attributes as protected here."""
+    return _fairness_page(request, request.GET.get("kind", PredictionKind.CHURN.value))
+
+
+def _fairness_page(request, kind: str, *, attribute_form=None, status: int = 200):
     if not request.user.has_perm(FAIRNESS_PERMISSION):
         raise PermissionDenied("Only experts and admins may see fairness by protected group.")
-    kind = request.GET.get("kind", PredictionKind.CHURN.value)
     if kind not in MEASURED_KINDS:
         raise Http404(f"Fairness of {kind!r} is not measured.")
     fairness = kind_fairness(kind)
@@ -341,6 +352,61 @@ def fairness_page(request):
             for attribute in fairness.report.attributes
         ],
         "can_edit_limits": request.user.has_perm("learning.change_fairnesslimits"),
+        **_marking_context(request.user, attribute_form),
     }
     template = "learning/fairness_actions.html" if is_action else "learning/fairness.html"
-    return render(request, template, context)
+    return render(request, template, context, status=status)
+
+
+def _marking_context(user, form) -> dict:
+    """The marking form's part of the Fairness page: only for those who may mark."""
+    if not user.has_perm(MARK_PERMISSION):
+        return {"protected": None}
+    protected = selectors.protected_attributes()
+    form = form or ProtectedAttributeForm(counts=protected.counts, marked=protected.marked_keys)
+    return {"protected": protected, "attribute_form": form}
+
+
+def _fairness_kind(request) -> str:
+    kind = request.POST.get("kind", "")
+    return kind if kind in MEASURED_KINDS else PredictionKind.CHURN.value
+
+
+def _back_to_fairness(request):
+    url = f"{reverse('learning:fairness')}?kind={_fairness_kind(request)}#protected-attributes"
+    return redirect(url)
+
+
+def _require_marking(request) -> None:
+    if not request.user.has_perm(MARK_PERMISSION):
+        raise PermissionDenied("Only admins may mark protected attributes.")
+
+
+@login_required
+@require_POST
+@domain_errors_as_pages()
+def mark_protected_attribute_page(request):
+    """Mark a member attribute as protected: the reports and the daily check judge it from
+    then on. An invalid choice shows the page again with the error (400)."""
+    _require_marking(request)
+    protected = selectors.protected_attributes()
+    form = ProtectedAttributeForm(
+        request.POST, counts=protected.counts, marked=protected.marked_keys
+    )
+    if not form.is_valid():
+        return _fairness_page(request, _fairness_kind(request), attribute_form=form, status=400)
+    marked = mark_protected_attribute(actor=request.user, **form.cleaned_data)
+    messages.success(request, f"{marked.label} ({marked.key}) is now a protected attribute.")
+    return _back_to_fairness(request)
+
+
+@login_required
+@require_POST
+@domain_errors_as_pages()
+def unmark_protected_attribute_page(request, key: str):
+    """Stop judging a marked attribute (its values stay on the members)."""
+    _require_marking(request)
+    if not unmark_protected_attribute(key=key, actor=request.user):
+        raise Http404(f"{key!r} is not a protected attribute.")
+    messages.success(request, f"{key} is no longer a protected attribute.")
+    return _back_to_fairness(request)

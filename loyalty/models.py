@@ -5,13 +5,16 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from loyalty.member_attributes import validate_attributes
 from predictions.ml import frames
 
 
 class Member(models.Model):
     """A loyalty program member, known by a pseudonymous external id.
 
-    `age_band` and `region` are kept for fairness audits only and never become model features.
+    `age_band`, `region` and `attributes` (further ones, e.g. income band, home ownership,
+    household size: attribute key to short text, `loyalty.member_attributes`) are kept for
+    fairness audits only: they never become model features, and analysts never see them.
     An erased member keeps its row (so that aggregate records stay consistent) with every
     personal field blanked and `erased_at` set.
     """
@@ -34,6 +37,13 @@ class Member(models.Model):
     consent_changed_at = models.DateTimeField(null=True, blank=True)
     age_band = models.CharField(max_length=32, blank=True)
     region = models.CharField(max_length=64, blank=True)
+    # The database default serves the bulk writes that insert rows without Django (imports).
+    attributes = models.JSONField(
+        default=dict,
+        db_default=models.Value({}, output_field=models.JSONField()),
+        blank=True,
+        validators=[validate_attributes],
+    )
     erased_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

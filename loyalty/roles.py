@@ -23,7 +23,8 @@ _REVIEW = ["reviews.view_review", "reviews.view_decision", "reviews.decide_revie
 
 # The learning loop's page (labels, retraining runs, calibration and drift).
 _WATCH_LOOP = ["learning.view_retrainingrun", "learning.view_labeledexample"]
-# Fairness per protected group (age band, region): admins and experts, never analysts.
+# Fairness per protected group (age band, region, marked attributes): admins and experts,
+# never analysts.
 _SEE_FAIRNESS = ["learning.view_fairness"]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {

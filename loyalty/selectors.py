@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from loyalty.models import Action, AuditRecord, Event, Member
@@ -59,3 +60,24 @@ def member_list() -> QuerySet[Member]:
 def member_events(*, member: Member) -> QuerySet[Event]:
     """A member's events oldest first; the natural-key index serves this order."""
     return Event.objects.filter(member=member).order_by("occurred_at", "pk")
+
+
+# Lists a JSON object's keys, one row per key and member (a member whose attributes are not an
+# object, which only a hand edit could store, counts as having none).
+_ATTRIBUTE_KEYS_SQL = {
+    "postgresql": "SELECT k, COUNT(*) FROM {table} m CROSS JOIN LATERAL jsonb_object_keys("
+    "CASE WHEN jsonb_typeof(m.attributes) = 'object' THEN m.attributes ELSE '{{}}'::jsonb END"
+    ") AS k WHERE m.erased_at IS NULL GROUP BY k ORDER BY k",
+    "sqlite": "SELECT j.key, COUNT(*) FROM {table} m, json_each("
+    "CASE WHEN json_type(m.attributes) = 'object' THEN m.attributes ELSE '{{}}' END"
+    ") AS j WHERE m.erased_at IS NULL GROUP BY j.key ORDER BY j.key",
+}
+
+
+def member_attribute_counts() -> dict[str, int]:
+    """Each attribute key among the members (`Member.attributes`) and how many members have
+    it, in key order: one aggregate query in the database, never a row per member here."""
+    sql = _ATTRIBUTE_KEYS_SQL[connection.vendor].format(table=Member._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return {str(key): int(count) for key, count in cursor.fetchall()}

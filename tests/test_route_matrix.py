@@ -23,6 +23,7 @@ from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from learning.models import ProtectedAttribute
 from loyalty.models import Member
 from loyalty.services.erasure import erase_member
 from tests.factories import MemberFactory, ModelVersionFactory, PredictionFactory
@@ -246,6 +247,33 @@ ROWS: tuple[Row, ...] = (
         (401, 403, 400, 400, 403),
         data=(("kind", "unknown"),),
         note="kind not measured",
+    ),
+    # Protected attributes: marked and unmarked by admins (who set the fairness limits).
+    Row(
+        "learning:mark_protected_attribute",
+        "POST",
+        (LOGIN, 403, 403, 302, 403),
+        data=(("key", "income"), ("label", "Income band")),
+    ),
+    Row(
+        "learning:mark_protected_attribute",
+        "POST",
+        (LOGIN, 403, 403, 400, 403),
+        data=(("key", "shoe_size"),),
+        note="key no member has",
+    ),
+    Row(
+        "learning:unmark_protected_attribute",
+        "POST",
+        (LOGIN, 403, 403, 302, 403),
+        path=(("key", "household_size"),),
+    ),
+    Row(
+        "learning:unmark_protected_attribute",
+        "POST",
+        (LOGIN, 403, 403, 404, 403),
+        path=(("key", "shoe_size"),),
+        note="not marked",
     ),
     Row("learning:retrain_now", "POST", (LOGIN, 403, 403, 302, 403)),
     Row("learning:approve_run", "POST", (LOGIN, 403, 403, 302, 403), target="run"),
@@ -605,7 +633,10 @@ def world(routed, make_user):
     )
     route_new_predictions(kind="churn")
     Review.objects.filter(prediction=blind).update(is_blind=True)
-    member = MemberFactory(external_id="M-1")
+    member = MemberFactory(
+        external_id="M-1", attributes={"income": "50-74K", "household_size": "2"}
+    )
+    ProtectedAttribute.objects.create(key="household_size", label="Household size")
     policy_test = _next_action_policy_test()
     run = RetrainingRun.objects.create(
         kind="churn", trigger="manual", status="succeeded", candidate=ModelVersionFactory()
@@ -773,6 +804,7 @@ ADMIN_VISIBLE_TO_ADMIN_ROLE = {
     "learning.retrainingrun",
     "learning.labeledexample",
     "learning.fairnesslimits",
+    "learning.protectedattribute",
     "django_celery_beat.periodictask",
     # Login lockouts: admins see failed attempts and unlock accounts (test_rate_limits.py).
     "axes.accessattempt",

@@ -253,6 +253,9 @@ class FairnessQuerySerializer(serializers.Serializer):
     )
 
 
+GROUP_HELP = 'The value; "not recorded" where the member has none.'
+
+
 class GroupRateOutputSerializer(serializers.Serializer):
     """A group's rate with its 95 % Wilson interval; a rate resting on fewer items than the
     minimum group size is `too_small`, its value, interval and hits null (never 0)."""
@@ -288,7 +291,9 @@ class OverridesOutputSerializer(serializers.Serializer):
 
 
 class FairnessGroupOutputSerializer(serializers.Serializer):
-    group = serializers.CharField(help_text='The value; "not recorded" where it is blank.')
+    group = serializers.CharField(
+        help_text='The value; "not recorded" where it is blank or missing.'
+    )
     n = serializers.IntegerField(help_text="Decisions on the group's members.")
     too_small = serializers.BooleanField()
     model = DeciderRatesOutputSerializer(source="rates.model")
@@ -324,10 +329,16 @@ class DisparityOutputSerializer(serializers.Serializer):
     )
 
 
+ATTRIBUTE_HELP = "age_band, region, tier, or the key of a member attribute marked as protected."
+PROTECTED_HELP = (
+    "Judged against the limits (age band, region, the marked attributes; not the tier)."
+)
+
+
 class AttributeFairnessOutputSerializer(serializers.Serializer):
-    attribute = serializers.CharField()
+    attribute = serializers.CharField(help_text=ATTRIBUTE_HELP)
     label = serializers.CharField()
-    is_protected = serializers.BooleanField(help_text="Judged against the limits (not the tier).")
+    is_protected = serializers.BooleanField(help_text=PROTECTED_HELP)
     groups = FairnessGroupOutputSerializer(many=True)
     disparities = DisparityOutputSerializer(many=True)
 
@@ -375,7 +386,9 @@ class ActionSharesOutputSerializer(serializers.Serializer):
 
 
 class ActionFairnessGroupOutputSerializer(serializers.Serializer):
-    group = serializers.CharField(help_text='The value; "not recorded" where it is blank.')
+    group = serializers.CharField(
+        help_text='The value; "not recorded" where it is blank or missing.'
+    )
     n = serializers.IntegerField(help_text="Decisions on the group's members.")
     too_small = serializers.BooleanField()
     actions = ActionSharesOutputSerializer(many=True, help_text="In the order of `actions`.")
@@ -385,9 +398,9 @@ class ActionFairnessGroupOutputSerializer(serializers.Serializer):
 
 
 class ActionAttributeFairnessOutputSerializer(serializers.Serializer):
-    attribute = serializers.CharField()
+    attribute = serializers.CharField(help_text=ATTRIBUTE_HELP)
     label = serializers.CharField()
-    is_protected = serializers.BooleanField(help_text="Judged against the limits (not the tier).")
+    is_protected = serializers.BooleanField(help_text=PROTECTED_HELP)
     groups = ActionFairnessGroupOutputSerializer(many=True)
     disparities = DisparityOutputSerializer(
         many=True, help_text="Demographic parity per action (model, final), then overrides."

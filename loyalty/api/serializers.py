@@ -3,6 +3,7 @@
 from django.utils import timezone
 from rest_framework import serializers
 
+from loyalty.member_attributes import MAX_VALUE_LENGTH, key_error
 from loyalty.models import Event
 from loyalty.services.events import (
     EVENT_BATCH_LIMIT,
@@ -14,7 +15,7 @@ from loyalty.services.events import (
 # Attributes kept for fairness audits only: shown to the roles that may change members (admin,
 # integrator: the systems that sent them), hidden from analysts and experts, who do not need
 # them to review a case.
-PERSONAL_FIELDS = ("age_band", "region")
+PERSONAL_FIELDS = ("age_band", "region", "attributes")
 PERSONAL_FIELDS_PERMISSION = "loyalty.change_member"
 # Amounts in and out with the stored precision: an API that rounded them would not be exact.
 _AMOUNT = Event._meta.get_field("amount")
@@ -22,6 +23,27 @@ _AMOUNT = Event._meta.get_field("amount")
 
 class ErrorOutputSerializer(serializers.Serializer):
     detail = serializers.CharField()
+
+
+class MemberAttributesField(serializers.DictField):
+    """Further attributes of a member (`loyalty.member_attributes`): attribute key to short
+    text. Values are stripped and an empty one is left out, as in a members file."""
+
+    child = serializers.CharField(max_length=MAX_VALUE_LENGTH, allow_blank=True)
+
+    def to_internal_value(self, data):
+        values = super().to_internal_value(data)
+        bad = {key: [reason] for key in values if (reason := key_error(key))}
+        if bad:
+            raise serializers.ValidationError(bad)
+        return {key: value for key, value in values.items() if value}
+
+
+ATTRIBUTES_HELP = (
+    "Further attributes kept for fairness audits only (income band, home ownership...): "
+    f"attribute key (lowercase letters, digits, underscores) to text of at most "
+    f"{MAX_VALUE_LENGTH} characters."
+)
 
 
 class MemberOutputSerializer(serializers.Serializer):
@@ -39,6 +61,11 @@ class MemberOutputSerializer(serializers.Serializer):
     )
     region = serializers.CharField(
         required=False, help_text="Only for users who may change members (admin, integrator)."
+    )
+    attributes = serializers.DictField(
+        child=serializers.CharField(),
+        required=False,
+        help_text=f"{ATTRIBUTES_HELP} Only for users who may change members (admin, integrator).",
     )
     is_erased = serializers.BooleanField()
     erased_at = serializers.DateTimeField(allow_null=True)
@@ -70,6 +97,11 @@ class MemberUpdateInputSerializer(serializers.Serializer):
     )
     age_band = serializers.CharField(max_length=32, allow_blank=True)
     region = serializers.CharField(max_length=64, allow_blank=True)
+    attributes = MemberAttributesField(
+        required=False,
+        help_text=f"{ATTRIBUTES_HELP} Given, it replaces them all; left out of a PUT, they stay "
+        "as they are.",
+    )
 
 
 class MemberCreateInputSerializer(serializers.Serializer):
@@ -83,6 +115,7 @@ class MemberCreateInputSerializer(serializers.Serializer):
     consent_marketing = serializers.BooleanField(required=False, default=False)
     age_band = serializers.CharField(max_length=32, required=False, allow_blank=True)
     region = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    attributes = MemberAttributesField(required=False, help_text=ATTRIBUTES_HELP)
 
 
 class ErasureOutputSerializer(serializers.Serializer):

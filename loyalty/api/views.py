@@ -70,8 +70,8 @@ class MemberListApi(GenericAPIView):
     @extend_schema(
         operation_id="members_list",
         summary="List members",
-        description="Oldest first, cursor-paginated. `age_band` and `region` appear only for "
-        "users who may change members (admin, integrator).",
+        description="Oldest first, cursor-paginated. `age_band`, `region` and `attributes` "
+        "appear only for users who may change members (admin, integrator).",
         responses={
             200: MemberOutputSerializer(many=True),
             400: INVALID,

@@ -51,6 +51,16 @@ STORE_CHANNEL = "store"
 # event, feature window and model cutoff where it was.
 DATA_TIMEZONE = "UTC"
 COUPON_CATEGORY_FALLBACK = "coupon"
+# The demographics beside age that the data has for some households: member attributes, for
+# fairness audits only (never features).
+DEMOGRAPHIC_ATTRIBUTES = (
+    "income",
+    "home_ownership",
+    "marital_status",
+    "household_size",
+    "household_comp",
+    "kids_count",
+)
 
 # Given a label ("members", "purchases", ...), a callback for that import's progress.
 ProgressFactory = Callable[[str], ProgressCallback]
@@ -178,7 +188,8 @@ def _members(
         first_seen=("transaction_timestamp", "min"), spend=("sales_value", "sum")
     )
     ids = pd.Series(households)
-    ages = demographics.set_index("household_id")["age"]
+    by_household = demographics.set_index("household_id")
+    ages = by_household["age"]
     return pd.DataFrame(
         {
             "external_id": _external_ids(ids),
@@ -190,6 +201,12 @@ def _members(
             "consent_marketing": True,
             "age_band": ids.map(ages).fillna(""),
             "region": "",
+            # Further columns become member attributes, kept for fairness audits only.
+            **{
+                column: ids.map(by_household[column]).fillna("")
+                for column in DEMOGRAPHIC_ATTRIBUTES
+                if column in by_household
+            },
         }
     )
 

@@ -159,6 +159,7 @@ def erase_member(*, member_id: int, actor: AbstractBaseUser | None) -> ErasureRe
     member.consent_changed_at = None
     member.age_band = ""
     member.region = ""
+    member.attributes = {}
     member.erased_at = timezone.now()
     member.inputs_changed_at = member.erased_at
     member.full_clean()

@@ -48,6 +48,7 @@ MEMBER_FIELDS = (
     "consent_changed_at",
     "age_band",
     "region",
+    "attributes",
     "erased_at",
     "created_at",
     "updated_at",

@@ -31,6 +31,7 @@ MEMBER_EDITABLE_FIELDS = (
     "consent_marketing",
     "age_band",
     "region",
+    "attributes",
 )
 # The member field that holds each consent.
 CONSENT_FIELDS: dict[Member.Consent, str] = {
@@ -50,6 +51,7 @@ def create_member(
     consent_marketing: bool = False,
     age_band: str = "",
     region: str = "",
+    attributes: dict[str, str] | None = None,
 ) -> Member:
     """Add one member. A second member with the same external id is a conflict, not a copy,
     and so is the id of an erased member while its tombstone stands (MemberErasedError).
@@ -80,6 +82,7 @@ def create_member(
         consent_changed_at=timezone.now() if any(given.values()) else None,
         age_band=age_band,
         region=region,
+        attributes=attributes or {},
     )
     # Uniqueness is answered below as a conflict (409), not as a field error.
     member.full_clean(validate_unique=False)

@@ -6,7 +6,8 @@ an analyst has no menu entry and is refused the page."""
 import pytest
 from playwright.sync_api import expect
 
-from learning.models import FairnessLimits
+from learning.models import FairnessLimits, ProtectedAttribute
+from loyalty.models import Member
 from tests.conftest import TEST_PASSWORD, output_dir
 from tests.learning.test_fairness import people, planted_decisions  # noqa: F401  (fixtures)
 from tests.learning.test_fairness_actions import planted_action_decisions  # noqa: F401
@@ -105,3 +106,38 @@ def test_an_analyst_has_no_fairness_page(live_server, page, log_in, planted_deci
 
     assert response.status == 403
     expect(page.get_by_text("west")).to_have_count(0)
+
+
+def test_an_admin_marks_an_attribute_protected_and_the_page_judges_it(
+    live_server,
+    page,
+    log_in,
+    request,
+    planted_decisions,  # noqa: F811
+):
+    # The west's members (all called churn) have a high income, the east's a low one.
+    for member in Member.objects.filter(external_id__startswith="M-"):
+        income = "high" if member.external_id.startswith("M-w") else "low"
+        Member.objects.filter(pk=member.pk).update(attributes={"income": income})
+    FairnessLimits.objects.update_or_create(kind="churn", defaults={"min_group_size": 3})
+    log_in(page, "boss", TEST_PASSWORD)
+    page.goto(f"{live_server.url}/reviews/manage/loop/fairness/")
+    expect(page.get_by_test_id("no-marked-attributes")).to_be_visible()
+    expect(page.get_by_test_id("fairness-income")).to_have_count(0)
+
+    form = page.get_by_test_id("mark-attribute-form")
+    form.locator("select").select_option("income")
+    form.locator("input[type=text]").fill("Income band")
+    form.get_by_role("button", name="Mark as protected").click()
+
+    expect(page.get_by_test_id("marked-income")).to_contain_text("Income band")
+    income = page.get_by_test_id("fairness-income")
+    expect(income).to_contain_text("Income band")
+    expect(income.get_by_test_id("group-high")).to_be_visible()
+    expect(income.get_by_test_id("group-low")).to_be_visible()
+    # Income lines up with the region here: the same planted bias, judged and flagged.
+    expect(page.get_by_test_id("breaches")).to_contain_text(
+        "Income band, Model: Demographic parity (share called churn) difference 1.000"
+    )
+    page.screenshot(path=str(output_dir(request) / "fairness-income-marked.png"), full_page=True)
+    assert ProtectedAttribute.objects.get().label == "Income band"

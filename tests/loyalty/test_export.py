@@ -70,6 +70,7 @@ def member(admin, make_user):
         consent_profiling=True,
         age_band="35-44",
         region="north",
+        attributes={"income": "50-74K", "home_ownership": "Renter"},
     )
     EventFactory(
         member=member,
@@ -147,6 +148,7 @@ def test_export_holds_everything_about_the_member_in_every_layer(member, admin):
         "consent_changed_at": _json(member.consent_changed_at),
         "age_band": "35-44",
         "region": "north",
+        "attributes": {"income": "50-74K", "home_ownership": "Renter"},
         "erased_at": None,
         "created_at": _json(member.created_at),
         "updated_at": _json(member.updated_at),
@@ -254,6 +256,7 @@ def test_an_erased_member_exports_what_erasure_kept(member, admin):
     assert document["member"]["id"] == member.pk
     assert document["member"]["external_id"] == f"erased-{member.pk}"
     assert (document["member"]["tier"], document["member"]["age_band"]) == ("", "")
+    assert document["member"]["attributes"] == {}
     assert (document["events"], document["labeled_examples"], document["synthetic_truth"]) == (
         [],
         [],

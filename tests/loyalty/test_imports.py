@@ -188,14 +188,19 @@ def test_the_acting_user_is_recorded_and_needs_the_permissions(tmp_path, make_us
 
 MEMBER_REJECTIONS = [
     pytest.param(
-        f"{MEMBER_HEADER},colour\nM1,,,,,,,blue\n",
+        # Any other column is a member attribute (test_member_attributes.py), unless its
+        # header makes no attribute key.
+        f"{MEMBER_HEADER},%%\nM1,,,,,,,blue\n",
         [
             RowError(
                 1,
-                "colour",
-                "colour",
-                "unknown column; expected columns: external_id, joined_at, tier, "
-                "points_balance, consent_profiling, consent_marketing, age_band, region",
+                "%%",
+                "%%",
+                "unknown column, and its name does not make a member attribute key (lowercase "
+                "letters, digits and underscores, 1 to 32 characters once lowercased and each "
+                "run of other characters made one underscore); known columns: external_id, "
+                "joined_at, tier, points_balance, consent_profiling, consent_marketing, "
+                "age_band, region",
             )
         ],
         id="unknown column",

@@ -36,6 +36,8 @@ from loyalty.services.imports.checks import (
     report_refused_external_ids,
     report_unknown_members,
 )
+from loyalty.services.imports.member_attributes import ATTRIBUTES, AttributeColumns
+from loyalty.services.imports.member_upsert import MEMBER_FIELDS, MEMBER_STAGE, upsert_members
 from loyalty.services.imports.rejects import RejectedRows, with_reasons
 from loyalty.services.imports.results import EVENTS, MEMBERS, ImportResult
 from loyalty.services.imports.staging import StageColumns, load_staging_table, staging_table
@@ -47,16 +49,12 @@ from loyalty.services.imports.validation import (
     ColumnKind,
     ColumnSpec,
     ErrorCollector,
+    ExtraColumns,
     ImportSource,
     ImportValidationError,
     read_chunks,
     source_label,
     validate_chunk,
-)
-from loyalty.services.members import (
-    CONSENT_FIELDS,
-    announce_consent_withdrawal,
-    consent_audit_details,
 )
 
 VALIDATE_PHASE = "validate"
@@ -108,16 +106,6 @@ EVENT_COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec("product_id", ColumnKind.TEXT, max_length=_max_length(Event, "product_id")),
 )
 
-# Model column and default for each optional import column (absent from a source or empty).
-_MEMBER_FIELDS = {
-    "joined_at": ("joined_on", None),
-    "tier": ("tier", ""),
-    "points_balance": ("points_balance", 0),
-    "consent_profiling": ("consent_profiling", False),
-    "consent_marketing": ("consent_marketing", False),
-    "age_band": ("age_band", ""),
-    "region": ("region", ""),
-}
 _EVENT_DEFAULTS = {
     "amount": np.nan,
     "quantity": np.nan,
@@ -128,7 +116,6 @@ _EVENT_DEFAULTS = {
     "product_id": "",
 }
 _SUBJECT_LENGTH = AuditRecord._meta.get_field("subject").max_length
-_MEMBER_STAGE = "loyalty_member_import"
 _EVENT_STAGE = "loyalty_event_import"
 _EVENT_STAGE_COLUMNS: StageColumns = (
     ("member_external_id", ColumnKind.TEXT),
@@ -156,10 +143,13 @@ def import_members(
     """Create or update members by external id; a file imported twice changes nothing.
 
     A column missing from the source leaves that field of existing members as it is (new
-    members get the default); an empty cell sets the field to empty. Consent changes set
+    members get the default); an empty cell sets the field to empty. Any other column is a
+    member attribute (`imports.member_attributes`: the attributes it names are set, an empty
+    cell removes one, others stay as they are). Consent changes set
     `consent_changed_at` and are audited one by one. Raises ImportValidationError, with
     nothing written, when any row is bad: unknown or missing columns, bad dates or numbers,
-    over-long values, an external id given twice, or one that a standing erasure tombstone
+    over-long values, a header that makes no attribute key, an external id given twice, or one
+    that a standing erasure tombstone
     refuses (the member was erased). With `rejects_path`, such rows are written there instead
     and the others imported (see `_run_import`).
     """
@@ -219,6 +209,7 @@ class _ImportPlan(Protocol):
     specs: tuple[ColumnSpec, ...]
     stage: str
     negative_purchases_as_returns: int
+    extra_columns: ExtraColumns | None  # None: a column not in `specs` refuses the source
 
     @property
     def stage_columns(self) -> StageColumns: ...
@@ -261,7 +252,10 @@ def _run_import(
     collector = ErrorCollector(plan.specs, keep_rows=skipping)
     given_columns = tuple(spec.name for spec in plan.specs)
     with ChunkSpill() as spill:
-        for chunk in read_chunks(source=source, specs=plan.specs, collector=collector):
+        chunks = read_chunks(
+            source=source, specs=plan.specs, collector=collector, extra_columns=plan.extra_columns
+        )
+        for chunk in chunks:
             parsed = validate_chunk(chunk=chunk, specs=plan.specs, collector=collector, zone=zone)
             checked = plan.check(chunk, parsed, collector)
             if skipping:
@@ -364,7 +358,7 @@ def _audit_import(result: ImportResult, actor: AbstractBaseUser | None) -> None:
 class _MemberImport:
     kind = MEMBERS
     specs = MEMBER_COLUMNS
-    stage = _MEMBER_STAGE
+    stage = MEMBER_STAGE
     negative_purchases_as_returns = 0
 
     def __init__(self, *, source_name: str, actor: AbstractBaseUser | None) -> None:
@@ -373,20 +367,29 @@ class _MemberImport:
         self.tombstones = StandingTombstones()
         self.repeated = RepeatedIds()
         self.present: tuple[str, ...] = ()
+        self.attributes = AttributeColumns(spec.name for spec in MEMBER_COLUMNS)
+        self.extra_columns = self.attributes.refusal
 
     @property
     def fields(self) -> list[str]:
         """The optional columns the source has: only those are written."""
-        return [field for field in _MEMBER_FIELDS if field in self.present]
+        return [field for field in MEMBER_FIELDS if field in self.present]
 
     @property
     def stage_columns(self) -> StageColumns:
-        return [("external_id", ColumnKind.TEXT)] + [
-            (_MEMBER_FIELDS[field][0], _spec(MEMBER_COLUMNS, field).kind) for field in self.fields
-        ]
+        attributes = [(ATTRIBUTES, ColumnKind.TEXT)] if self.attributes.keys else []
+        return (
+            [("external_id", ColumnKind.TEXT)]
+            + [
+                (MEMBER_FIELDS[field][0], _spec(MEMBER_COLUMNS, field).kind)
+                for field in self.fields
+            ]
+            + attributes
+        )
 
     def check(self, chunk: Chunk, parsed: pd.DataFrame, collector: ErrorCollector) -> pd.DataFrame:
         self.present = chunk.columns
+        self.attributes.parse(chunk, parsed, collector)
         report_refused_external_ids(parsed, collector, self.tombstones)
         self.repeated.add(parsed)
         return parsed
@@ -395,15 +398,19 @@ class _MemberImport:
         self.repeated.report(collector)
 
     def staged(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return _member_stage_frame(frame, self.fields)
+        staged = _member_stage_frame(frame, self.fields)
+        if self.attributes.keys:
+            staged[ATTRIBUTES] = self.attributes.patches(frame)
+        return staged
 
     def write_staged(self, *, cursor, now) -> tuple[int, int]:
-        return _upsert_members(
+        return upsert_members(
             cursor=cursor,
             fields=self.fields,
             now=now,
             source_name=self.source_name,
             actor=self.actor,
+            attributes=bool(self.attributes.keys),
         )
 
 
@@ -414,7 +421,7 @@ def _spec(specs: tuple[ColumnSpec, ...], name: str) -> ColumnSpec:
 def _member_stage_frame(frame: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
     staged = pd.DataFrame({"external_id": frame["external_id"]})
     for field in fields:
-        column, default = _MEMBER_FIELDS[field]
+        column, default = MEMBER_FIELDS[field]
         values = frame[field]
         if default is not None:
             values = values.fillna(default)
@@ -422,116 +429,6 @@ def _member_stage_frame(frame: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
             values = values.astype("int64")
         staged[column] = values
     return staged
-
-
-def _upsert_members(
-    *,
-    cursor,
-    fields: list[str],
-    now,
-    source_name: str,
-    actor: AbstractBaseUser | None,
-) -> tuple[int, int]:
-    """Update the changed and insert the new members of the staged chunk: (created, updated)."""
-    table = Member._meta.db_table
-    columns = [_MEMBER_FIELDS[field][0] for field in fields]
-    stamp = connection.ops.adapt_datetimefield_value(now)
-    distinct = "IS DISTINCT FROM" if connection.vendor == "postgresql" else "IS NOT"
-
-    consents = {consent: field for consent, field in CONSENT_FIELDS.items() if field in columns}
-    # Read before the update below, which makes the stored consents equal the staged ones.
-    withdrawn = {
-        consent: _audit_consent_changes(
-            cursor=cursor,
-            field=field,
-            consent=consent,
-            now=now,
-            source_name=source_name,
-            actor=actor,
-        )
-        for consent, field in consents.items()
-    }
-
-    updated = 0
-    if columns:
-        # A changed member's scores are due for a refresh (its tier, say, is a feature).
-        assignments = [f"{column} = s.{column}" for column in columns]
-        assignments += ["updated_at = %s", "inputs_changed_at = %s"]
-        params: list[object] = [stamp, stamp]
-        if consents:
-            consent_changed = " OR ".join(f"m.{field} <> s.{field}" for field in consents.values())
-            assignments.append(
-                f"consent_changed_at = CASE WHEN {consent_changed} "
-                "THEN %s ELSE m.consent_changed_at END"
-            )
-            params.append(stamp)
-        changed = " OR ".join(f"m.{column} {distinct} s.{column}" for column in columns)
-        cursor.execute(
-            f"UPDATE {table} AS m SET {', '.join(assignments)} FROM {_MEMBER_STAGE} AS s "
-            f"WHERE m.external_id = s.external_id AND ({changed})",
-            params,
-        )
-        updated = cursor.rowcount
-    for consent, member_ids in withdrawn.items():
-        if member_ids:
-            # In the import's transaction, as set_consent does (profiling: their reviews leave
-            # the queues), after the update so that the event carries the new change time.
-            announce_consent_withdrawal(member_ids=member_ids, consent=consent)
-
-    defaults = {column: default for column, default in _MEMBER_FIELDS.values()}
-    insert_columns = ["external_id", *defaults, "created_at", "updated_at"]
-    selected = ["s.external_id"]
-    params = []
-    for column, default in defaults.items():
-        if column in columns:
-            selected.append(f"s.{column}")
-        else:
-            selected.append("%s")
-            params.append(default)
-    selected += ["%s", "%s"]
-    params += [stamp, stamp]
-    cursor.execute(
-        f"INSERT INTO {table} ({', '.join(insert_columns)}) SELECT {', '.join(selected)} "
-        f"FROM {_MEMBER_STAGE} s WHERE NOT EXISTS "
-        f"(SELECT 1 FROM {table} m WHERE m.external_id = s.external_id)",
-        params,
-    )
-    return cursor.rowcount, updated
-
-
-def _audit_consent_changes(
-    *,
-    cursor,
-    consent: Member.Consent,
-    field: str,
-    now,
-    source_name: str,
-    actor: AbstractBaseUser | None,
-) -> list[int]:
-    """Audit each staged member whose `consent` changes, before the update writes it; the
-    members who withdraw it."""
-    cursor.execute(
-        f"SELECT m.id, s.{field} FROM {_MEMBER_STAGE} s "
-        f"JOIN {Member._meta.db_table} m ON m.external_id = s.external_id "
-        f"WHERE m.{field} <> s.{field} ORDER BY m.id"
-    )
-    withdrawn = []
-    for member_id, granted in cursor.fetchall():
-        record_audit(
-            kind=AuditRecord.Kind.CONSENT_CHANGE,
-            actor=actor,
-            # By pk, never by external id: erasure could not take the id out of the trail.
-            subject=f"member:{member_id}",
-            details={
-                **consent_audit_details(
-                    member_id=member_id, consent=consent, granted=granted, changed_at=now
-                ),
-                "source": f"import:{source_name}",
-            },
-        )
-        if not granted:
-            withdrawn.append(member_id)
-    return withdrawn
 
 
 # --- events -------------------------------------------------------------------------------------
@@ -542,6 +439,7 @@ class _EventImport:
     specs = EVENT_COLUMNS
     stage = _EVENT_STAGE
     stage_columns = _EVENT_STAGE_COLUMNS
+    extra_columns = None
 
     def __init__(self) -> None:
         self.known_active: set[str] = set()

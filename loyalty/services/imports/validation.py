@@ -3,7 +3,7 @@
 import csv
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -108,6 +108,10 @@ class ImportValidationError(DomainError):
         return lines
 
 
+# How a column beyond the specs is read to tell whether a row is blank.
+_ANY_TEXT = ColumnSpec("", ColumnKind.TEXT)
+
+
 class ErrorCollector:
     """Counts every error and keeps the first ERROR_DETAIL_LIMIT of them in file order.
 
@@ -206,8 +210,17 @@ class Chunk:
 ImportSource = str | Path | pd.DataFrame | Iterable[pd.DataFrame]
 
 
+# Given a column that is not one of the specs: why it is refused, or None to let it through
+# (a members file's further columns are member attributes).
+ExtraColumns = Callable[[str], str | None]
+
+
 def read_chunks(
-    *, source: ImportSource, specs: tuple[ColumnSpec, ...], collector: ErrorCollector
+    *,
+    source: ImportSource,
+    specs: tuple[ColumnSpec, ...],
+    collector: ErrorCollector,
+    extra_columns: ExtraColumns | None = None,
 ) -> Iterator[Chunk]:
     """Yield the source in chunks after checking its header; header errors go to `collector`.
 
@@ -216,13 +229,14 @@ def read_chunks(
     CSV file: its first row is line 2. Cells of a DataFrame may already be typed (datetimes,
     numbers, booleans); they are checked the same way.
     """
+    header = _HeaderCheck(specs, collector, extra_columns)
     if isinstance(source, str | Path):
-        yield from _csv_chunks(Path(source), specs, collector)
+        yield from _csv_chunks(Path(source), header, collector)
     elif isinstance(source, pd.DataFrame):
-        yield from _frame_chunks(_slices(source), specs, collector)
+        yield from _frame_chunks(_slices(source), header, collector)
     else:
         pieces = (piece for frame in source for piece in _slices(frame))
-        yield from _frame_chunks(pieces, specs, collector)
+        yield from _frame_chunks(pieces, header, collector)
 
 
 def source_label(source: ImportSource) -> str:
@@ -248,7 +262,11 @@ def validate_chunk(
     cells = {spec.name: _cells(frame[spec.name], spec) for spec in specs if spec.name in frame}
     empty = {name: _empty(values) for name, values in cells.items()}
     lines = chunk.lines
-    keep = ~np.logical_and.reduce([flags.to_numpy() for flags in empty.values()])
+    # Columns let through beyond the specs (member attributes) count too: a row that has only
+    # them is no blank row, and its missing required cells are reported.
+    others = [_empty(_cells(frame[name], _ANY_TEXT)) for name in frame if name not in cells]
+    blank = [flags.to_numpy() for flags in (*empty.values(), *others)]
+    keep = ~np.logical_and.reduce(blank)
     if not keep.all():
         lines = lines[keep]
         cells = {name: values[keep].reset_index(drop=True) for name, values in cells.items()}
@@ -413,31 +431,43 @@ def _shown(value: object) -> str:
     return text if len(text) <= ERROR_VALUE_CHARS else text[: ERROR_VALUE_CHARS - 1] + "…"
 
 
-def _check_header(
-    columns: list[str], specs: tuple[ColumnSpec, ...], collector: ErrorCollector
-) -> bool:
-    known = {spec.name for spec in specs}
-    expected = ", ".join(spec.name for spec in specs)
-    seen: set[str] = set()
-    ok = True
-    for column in columns:
-        if column in seen:
-            collector.add(RowError(HEADER_LINE, column, column, "column appears more than once"))
-            ok = False
-        elif column not in known:
-            reason = f"unknown column; expected columns: {expected}"
-            collector.add(RowError(HEADER_LINE, column, column, reason))
-            ok = False
-        seen.add(column)
-    for spec in specs:
-        if spec.required and spec.name not in seen:
-            collector.add(RowError(HEADER_LINE, spec.name, "", "required column is missing"))
-            ok = False
-    return ok
+@dataclass(frozen=True)
+class _HeaderCheck:
+    specs: tuple[ColumnSpec, ...]
+    collector: ErrorCollector
+    extra_columns: ExtraColumns | None
+
+    def __call__(self, columns: list[str]) -> bool:
+        """Whether the header is good; what is wrong with it goes to the collector."""
+        known = {spec.name for spec in self.specs}
+        seen: set[str] = set()
+        ok = True
+        for column in columns:
+            reason = None
+            if column in seen:
+                reason = "column appears more than once"
+            elif column not in known:
+                reason = self._unknown(column)
+            if reason:
+                self.collector.add(RowError(HEADER_LINE, column, column, reason))
+                ok = False
+            seen.add(column)
+        for spec in self.specs:
+            if spec.required and spec.name not in seen:
+                missing = RowError(HEADER_LINE, spec.name, "", "required column is missing")
+                self.collector.add(missing)
+                ok = False
+        return ok
+
+    def _unknown(self, column: str) -> str | None:
+        if self.extra_columns is not None:
+            return self.extra_columns(column)
+        expected = ", ".join(spec.name for spec in self.specs)
+        return f"unknown column; expected columns: {expected}"
 
 
 def _csv_chunks(
-    path: Path, specs: tuple[ColumnSpec, ...], collector: ErrorCollector
+    path: Path, check_header: _HeaderCheck, collector: ErrorCollector
 ) -> Iterator[Chunk]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -449,7 +479,7 @@ def _csv_chunks(
         collector.add(RowError(HEADER_LINE, "", "", "the file is empty; a header line is expected"))
         return
     header = [column.strip() for column in header]
-    if not _check_header(header, specs, collector):
+    if not check_header(header):
         return
     next_line = FIRST_DATA_LINE
     try:
@@ -486,14 +516,14 @@ def _slices(frame: pd.DataFrame) -> Iterator[pd.DataFrame]:
 
 
 def _frame_chunks(
-    frames: Iterator[pd.DataFrame], specs: tuple[ColumnSpec, ...], collector: ErrorCollector
+    frames: Iterator[pd.DataFrame], check_header: _HeaderCheck, collector: ErrorCollector
 ) -> Iterator[Chunk]:
     columns: tuple[str, ...] | None = None
     next_line = FIRST_DATA_LINE
     for frame in frames:
         names = tuple(str(column) for column in frame.columns)
         if columns is None:
-            if not _check_header(list(names), specs, collector):
+            if not check_header(list(names)):
                 return
             columns = names
         elif names != columns:
