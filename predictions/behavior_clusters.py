@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from predictions.ml.clusters import Cluster, ClusterModel
-from predictions.models import ModelVersion
+from predictions.models import ModelVersion, PredictionKind
 
 
 @dataclass(frozen=True)
@@ -69,15 +69,18 @@ class ClusterLabels:
 
 
 def active_cluster_choices() -> list[tuple[str, str]]:
-    """(token, label) of each cluster of the versions in force, by kind then number."""
+    """(token, label) of each cluster of the versions in force, by kind then number. Reads
+    only the clusterings of the versions' reports (the queue asks on every page view)."""
+    kinds = dict(PredictionKind.choices)
+    active = (
+        ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE)
+        .order_by("kind")
+        .values_list("pk", "kind", "metrics__behavior_clusters")
+    )
     choices = []
-    active = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).order_by("kind")
-    for version in active:
-        model = version_clusters(version)
-        if model is None:
-            continue
-        for cluster in model.clusters:
-            ref = ClusterRef(version_id=version.pk, number=cluster.number)
-            kind = version.get_kind_display()
-            choices.append((ref.token, f"{kind} v{version.pk} · {cluster.label}"))
+    for version_id, kind, stored in active:
+        model = ClusterModel.from_json(stored)
+        for cluster in model.clusters if model is not None else ():
+            ref = ClusterRef(version_id=version_id, number=cluster.number)
+            choices.append((ref.token, f"{kinds.get(kind, kind)} v{version_id} · {cluster.label}"))
     return choices
