@@ -28,9 +28,10 @@ class EscalationPolicy(models.Model):
     - `blind_share` of the items routed to people open blind (`reviews.services.blind`): the
       model's answer stays hidden until the reviewer commits their own.
     `segment_overrides` maps a segment to replacements of the two confidence thresholds: a key
-    "rfm:<segment>" an RFM segment (`predictions.ml.segments`), any other key a tier (plain,
-    as before, or "tier:<tier>"); when several match, each threshold takes the most demanding
-    value they set (`reviews.services.routing_rules.override_thresholds`).
+    "rfm:<segment>" an RFM segment (`predictions.ml.segments`), "rule:<slug>" a custom segment
+    whose rule over member data is stored in its value (`reviews.custom_segments`), any other
+    key a tier (plain, as before, or "tier:<tier>"); when several match, each threshold takes
+    the most demanding value they set (`reviews.services.routing_rules.override_thresholds`).
     """
 
     class Ranking(models.TextChoices):

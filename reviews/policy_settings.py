@@ -4,10 +4,12 @@ from dataclasses import asdict, dataclass
 
 from predictions.ml.segments import RFM_SEGMENT_NAMES
 from predictions.models import PredictionKind
+from reviews.custom_segments import RULE_KEY_PREFIX, CustomSegment, custom_segments_of
 from reviews.models import EscalationPolicy
 
 # How a `segment_overrides` key names what it overrides: "rfm:<segment>" an RFM segment
-# (`predictions.ml.segments`); "tier:<tier>" or a plain key (as before RFM segments) a tier.
+# (`predictions.ml.segments`); "tier:<tier>" or a plain key (as before RFM segments) a tier;
+# "rule:<slug>" a custom segment, whose rule is stored with it (`reviews.custom_segments`).
 # Only rule-based segments may key an override: a behavioral cluster's id changes meaning with
 # every refit, so a threshold tied to one would silently change too.
 RFM_KEY_PREFIX = "rfm:"
@@ -15,12 +17,13 @@ TIER_KEY_PREFIX = "tier:"
 
 
 def refused_override_keys(overrides: dict | None) -> list[str]:
-    """The keys of `overrides` that name no rule-based segment: a prefix other than "rfm:" or
-    "tier:" ("cluster:3", say). A tier whose name holds a colon is keyed "tier:<tier>"."""
+    """The keys of `overrides` that name no rule-based segment: a prefix other than "rfm:",
+    "tier:" or "rule:" ("cluster:3", say). A tier whose name holds a colon is keyed
+    "tier:<tier>"."""
     return sorted(
         key
         for key in overrides or {}
-        if ":" in key and not key.startswith((RFM_KEY_PREFIX, TIER_KEY_PREFIX))
+        if ":" in key and not key.startswith((RFM_KEY_PREFIX, TIER_KEY_PREFIX, RULE_KEY_PREFIX))
     )
 
 
@@ -28,8 +31,11 @@ def rfm_override_key(rfm_segment: str) -> str:
     return f"{RFM_KEY_PREFIX}{rfm_segment}"
 
 
-def override_label(key: str) -> str:
-    """What a person reads for an override key: the tier, or "RFM <segment name>"."""
+def override_label(key: str, override: dict | None = None) -> str:
+    """What a person reads for an override key: the tier, "RFM <segment name>", or "Custom
+    <name>" (the name stored in `override`, the custom segment's value)."""
+    if key.startswith(RULE_KEY_PREFIX):
+        return f"Custom {CustomSegment.of(key, override or {}).name}"
     if key.startswith(RFM_KEY_PREFIX):
         code = key.removeprefix(RFM_KEY_PREFIX)
         return f"RFM {RFM_SEGMENT_NAMES.get(code, code)}"
@@ -77,6 +83,12 @@ class PolicySettings:
     @classmethod
     def of(cls, policy: EscalationPolicy) -> "PolicySettings":
         return cls(**{name: getattr(policy, name) for name in POLICY_FIELDS})
+
+    @property
+    def custom_segments(self) -> tuple[CustomSegment, ...]:
+        """The custom segments of `segment_overrides` (parsed on each read: a cache in the
+        instance would show in its `vars()`, which callers copy into new settings)."""
+        return custom_segments_of(self.segment_overrides)
 
     def daily_capacity(self, route: str) -> int | None:
         """The capacity of the `route` queue (None: no limit, or a route without a queue)."""

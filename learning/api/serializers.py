@@ -164,11 +164,6 @@ class PolicyTestReadoutOutputSerializer(serializers.Serializer):
     computed_at = serializers.DateTimeField()
 
 
-class TierOverrideInputSerializer(serializers.Serializer):
-    auto_approve_confidence = _share(required=False)
-    expert_confidence = _share(required=False)
-
-
 class ChallengerSettingsInputSerializer(serializers.Serializer):
     """The challenger's settings: what is left out stays as the version in force has it."""
 
@@ -180,9 +175,13 @@ class ChallengerSettingsInputSerializer(serializers.Serializer):
     audit_sample_rate = _share(required=False)
     sla_hours = serializers.IntegerField(required=False, min_value=1, max_value=MAX_SLA_HOURS)
     segment_overrides = serializers.DictField(
-        child=TierOverrideInputSerializer(),
+        # Plain objects: the policy form checks them (`checked_policy_settings`), custom
+        # segments' rules included.
+        child=serializers.DictField(),
         required=False,
-        help_text="Per tier, replacements of the two confidence thresholds.",
+        help_text="Replacements of the two confidence thresholds, keyed by a tier ('gold'), an "
+        "RFM segment ('rfm:at_risk') or a custom segment ('rule:<slug of its name>', whose "
+        "value also holds its name and its rule: tiers, rfm_segments, min_value, max_value).",
     )
     ranking = serializers.ChoiceField(choices=EscalationPolicy.Ranking.choices, required=False)
     analyst_daily_capacity = serializers.IntegerField(

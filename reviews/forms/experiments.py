@@ -1,12 +1,13 @@
 """The policy-test forms: starting a test (the challenger's thresholds, checked as the policy
 form checks them, the share and the end) and ending one (the adopted arm and why)."""
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import timedelta
 
 from django import forms
 from django.utils import timezone
 
+from reviews.forms.custom_segments import malformed_custom_segments
 from reviews.forms.policy import PolicyForm, override_form_data
 from reviews.policy_settings import POLICY_FIELDS, PolicySettings, refused_override_keys
 from reviews.selectors.experiments import ARM_LABELS, ARMS
@@ -76,13 +77,14 @@ class PolicyTestForm(PolicyForm):
         return cls(data, initial=initial, kind=kind, current=current)
 
     def threshold_fields(self) -> list[forms.BoundField]:
-        """The policy's own fields in the order the form has them, but the risk band and the
-        tiers (the page lays those out apart) and the test's fields."""
+        """The policy's own fields in the order the form has them, but the risk band, the
+        tiers, the RFM and custom segments (the page lays those out apart) and the test's
+        fields."""
         apart = {"human_risk_low", "human_risk_high", *TEST_FIELDS}
         return [
             self[name]
             for name in self.fields
-            if name not in apart and not name.startswith(("tier_", "rfm_"))
+            if name not in apart and not name.startswith(("tier_", "rfm_", "custom_"))
         ]
 
     def test_fields(self) -> list[forms.BoundField]:
@@ -135,13 +137,17 @@ def checked_policy_settings(
         return None, {
             "segment_overrides": [
                 f"Only tiers and RFM segments can key an override, not {', '.join(refused)}: a "
-                "behavioral cluster's number changes meaning with every refit."
+                "behavioral cluster's number changes meaning with every refit. A custom "
+                'segment ("rule:<name>") states its own rule over tiers, RFM segments and '
+                "member value."
             ]
         }
+    if malformed := malformed_custom_segments(settings.segment_overrides):
+        return None, {"segment_overrides": malformed}
     data = {
-        name: "" if value is None else value
-        for name, value in vars(settings).items()
-        if name != "segment_overrides"
+        field.name: "" if getattr(settings, field.name) is None else getattr(settings, field.name)
+        for field in fields(settings)
+        if field.name != "segment_overrides"
     }
     data.update(override_form_data(settings.segment_overrides))
     form = PolicyForm.for_policy(settings, kind=kind, data=data, require_reason=False)

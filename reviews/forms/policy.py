@@ -1,11 +1,13 @@
-"""The escalation-policy form: every PolicySettings field, per-tier and per-RFM-segment
-overrides and the why."""
+"""The escalation-policy form: every PolicySettings field, per-tier, per-RFM-segment and
+custom-segment overrides and the why."""
 
 from django import forms
 from django.conf import settings as django_settings
 
 from predictions.ml.segments import RFM_SEGMENTS
 from predictions.models import PredictionKind
+from reviews.custom_segments import is_custom_segment_key
+from reviews.forms.custom_segments import CustomSegmentsMixin, custom_form_data, threshold_error
 from reviews.models import EscalationPolicy
 from reviews.policy_settings import (
     RFM_KEY_PREFIX,
@@ -60,19 +62,23 @@ def override_field_prefix(key: str) -> str:
 
 def override_form_data(overrides: dict | None) -> dict[str, object]:
     """Form data of a policy's overrides (the API's and the policy test's way in)."""
-    data: dict[str, object] = {}
+    data: dict[str, object] = custom_form_data(overrides)
     for key, override in (overrides or {}).items():
+        if is_custom_segment_key(key):
+            continue
         prefix = override_field_prefix(key)
         data[f"{prefix}_auto"] = override.get("auto_approve_confidence", "")
         data[f"{prefix}_expert"] = override.get("expert_confidence", "")
     return data
 
 
-class PolicyForm(forms.Form):
-    """Validates a whole policy: expert ≤ auto-approve (per tier and RFM segment too), shares
-    in [0, 1], the value quantile strictly inside (0, 1), a risk band with low ≤ high,
-    capacities of at least one item a day or empty. `require_reason=False` is the simulation's
-    use: the same checks without the why."""
+class PolicyForm(CustomSegmentsMixin, forms.Form):
+    """Validates a whole policy: expert ≤ auto-approve (per tier, RFM segment and custom
+    segment too), shares in [0, 1], the value quantile strictly inside (0, 1), a risk band with
+    low ≤ high, capacities of at least one item a day or empty, custom segments with a name, a
+    rule of at least one condition over known tiers and RFM segments, min < max spend and at
+    least one threshold (`reviews.forms.custom_segments`). `require_reason=False` is the
+    simulation's use: the same checks without the why."""
 
     auto_approve_confidence = _number(
         "Auto-approve at confidence ≥", "Predictions this sure are approved without a person."
@@ -138,7 +144,7 @@ class PolicyForm(forms.Form):
         stored_tiers = [
             key.removeprefix(TIER_KEY_PREFIX)
             for key in overrides
-            if not key.startswith(RFM_KEY_PREFIX)
+            if not key.startswith(RFM_KEY_PREFIX) and not is_custom_segment_key(key)
         ]
         self.tiers = ladder + sorted({tier for tier in stored_tiers if tier not in ladder})
         known_segments = [info.code for info in RFM_SEGMENTS]
@@ -153,13 +159,18 @@ class PolicyForm(forms.Form):
             (rfm_override_key(code), f"rfm_{code}", f"RFM {RFM_SEGMENT_LABELS.get(code, code)}")
             for code in self.rfm_segments
         ]
-        stored = {override_field_prefix(key): override for key, override in overrides.items()}
+        stored = {
+            override_field_prefix(key): override
+            for key, override in overrides.items()
+            if not is_custom_segment_key(key)
+        }
         for _, prefix, label in self.override_keys:
             override = stored.get(prefix, {})
             self.fields[f"{prefix}_auto"] = _number(f"{label} auto-approve", required=False)
             self.fields[f"{prefix}_expert"] = _number(f"{label} expert below", required=False)
             self.initial.setdefault(f"{prefix}_auto", override.get("auto_approve_confidence"))
             self.initial.setdefault(f"{prefix}_expert", override.get("expert_confidence"))
+        self.add_custom_rows(overrides)
 
     @classmethod
     def for_policy(
@@ -206,16 +217,15 @@ class PolicyForm(forms.Form):
                 f"Must not exceed the auto-approve threshold ({auto:.2f}).",
             )
         for _, prefix, label in self.override_keys:
-            own_auto = data.get(f"{prefix}_auto")
-            own_expert = data.get(f"{prefix}_expert")
-            effective_auto = own_auto if own_auto is not None else auto
-            effective_expert = own_expert if own_expert is not None else expert
-            if None not in (effective_auto, effective_expert) and effective_expert > effective_auto:
-                self.add_error(
-                    f"{prefix}_expert",
-                    f"{label}: expert threshold {effective_expert:.2f} exceeds its auto-approve "
-                    f"threshold {effective_auto:.2f}.",
-                )
+            if problem := threshold_error(
+                label=label,
+                own_auto=data.get(f"{prefix}_auto"),
+                own_expert=data.get(f"{prefix}_expert"),
+                auto=auto,
+                expert=expert,
+            ):
+                self.add_error(f"{prefix}_expert", problem)
+        self.clean_custom_rows(data, auto=auto, expert=expert)
         if self.kind == PredictionKind.CHURN:
             low, high = data.get("human_risk_low"), data.get("human_risk_high")
             if low is None and high is not None and "human_risk_low" not in self.errors:
@@ -235,6 +245,7 @@ class PolicyForm(forms.Form):
                 override["expert_confidence"] = data[f"{prefix}_expert"]
             if override:
                 overrides[key] = override
+        overrides.update(self.cleaned_custom)
         is_churn = self.kind == PredictionKind.CHURN
         low = data.get("human_risk_low") if is_churn else None
         high = data.get("human_risk_high")

@@ -54,7 +54,7 @@ def policy_history(kind: str, *, limit: int = HISTORY_SHOWN) -> list[PolicyVersi
 
 def version_row(policy: EscalationPolicy, test_id: int | None = None) -> PolicyVersionRow:
     overrides = ", ".join(
-        f"{override_label(key)}: "
+        f"{override_label(key, override)}: "
         + " / ".join(
             f"{label} {override[key]:.2f}"
             for key, label in (("auto_approve_confidence", "auto"), ("expert_confidence", "expert"))

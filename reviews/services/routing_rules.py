@@ -1,7 +1,8 @@
 """The routing rules: where one prediction goes and why, in words a person can read.
 
-Rules, in order (the policy version holds the thresholds; a tier or an RFM segment may
-override the two confidence thresholds: `override_thresholds`):
+Rules, in order (the policy version holds the thresholds; a tier, an RFM segment or a custom
+segment, a rule over member data stored in the version, may override the two confidence
+thresholds: `override_thresholds`):
 1. member value (spend over the last year) above the policy's value quantile of the
    population (`ValueScale`: the latest full scoring run's members, so that a partial run of
    100 re-scored members does not send its own top 5 % to experts) -> expert,
@@ -21,7 +22,7 @@ Routing, re-routing and the simulation all route by these (`routing`, `rerouting
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -29,6 +30,7 @@ import pandas as pd
 
 from predictions.models import PredictionKind
 from predictions.selectors import population_value_points
+from reviews.custom_segments import is_custom_segment_key
 from reviews.models import Review
 from reviews.policy_settings import TIER_KEY_PREFIX, PolicySettings, rfm_override_key
 from reviews.selectors.pauses import open_pause
@@ -162,7 +164,7 @@ def choose_route(
     """The route of one prediction and why (the rules in the module docstring). `paused`:
     why auto-approval is paused for this kind (empty when it is not): a would-be
     auto-approval then goes to an analyst."""
-    auto, expert = override_thresholds(settings, tier=tier, rfm_segment=rfm_segment)
+    auto, expert = override_thresholds(settings, tier=tier, rfm_segment=rfm_segment, value=value)
     # Strictly above: when many members share one value, none of them is 'the top'.
     if value_threshold is not None and value > value_threshold:
         top = round((1 - settings.expert_value_quantile) * 100)
@@ -197,24 +199,36 @@ def choose_route(
 AUTO_KEY, EXPERT_KEY = "auto_approve_confidence", "expert_confidence"
 
 
-def matching_overrides(settings: PolicySettings, *, tier: str, rfm_segment: str) -> list[dict]:
-    """The overrides of `settings` that apply to a member of this tier and RFM segment."""
+def matching_overrides(
+    settings: PolicySettings, *, tier: str, rfm_segment: str, value: float | None = None
+) -> list[dict]:
+    """The overrides of `settings` that apply to a member of this tier, RFM segment and member
+    value: its tier's, its RFM segment's and every custom segment whose rule it matches
+    (`reviews.custom_segments`; a value of None is within no custom segment's bound)."""
     overrides = settings.segment_overrides or {}
+    if not overrides:
+        return []
     keys = [tier, f"{TIER_KEY_PREFIX}{tier}"] if tier else []
     if rfm_segment:
         keys.append(rfm_override_key(rfm_segment))
+    keys += [
+        segment.key
+        for segment in settings.custom_segments
+        if segment.matches(tier=tier, rfm_segment=rfm_segment, value=value)
+    ]
     return [overrides[key] for key in keys if key in overrides]
 
 
 def override_thresholds(
-    settings: PolicySettings, *, tier: str, rfm_segment: str = ""
+    settings: PolicySettings, *, tier: str, rfm_segment: str = "", value: float | None = None
 ) -> tuple[float, float]:
-    """The auto-approve and expert confidence thresholds of a member of this tier and RFM
-    segment. Precedence: where no override matches, the policy's; where one matches, what it
-    sets; where both a tier's and an RFM segment's match, each threshold takes the more
-    demanding value they set (the higher auto-approve, the higher expert threshold), so that
-    no override makes a member less looked at than another that matches says."""
-    matching = matching_overrides(settings, tier=tier, rfm_segment=rfm_segment)
+    """The auto-approve and expert confidence thresholds of a member of this tier, RFM segment
+    and member value. Precedence: where no override matches, the policy's; where one matches
+    (a tier's, an RFM segment's or a custom segment's), what it sets; where several match,
+    each threshold takes the most demanding value they set (the highest auto-approve, the
+    highest expert threshold), so that no override makes a member less looked at than another
+    that matches says."""
+    matching = matching_overrides(settings, tier=tier, rfm_segment=rfm_segment, value=value)
     autos = [float(o[AUTO_KEY]) for o in matching if AUTO_KEY in o]
     experts = [float(o[EXPERT_KEY]) for o in matching if EXPERT_KEY in o]
     return (
@@ -234,27 +248,64 @@ class ThresholdColumns:
 
 
 def threshold_columns(
-    settings: PolicySettings, *, tiers: np.ndarray, rfm_segments: np.ndarray
+    settings: PolicySettings, *, tiers: np.ndarray, rfm_segments: np.ndarray, values: np.ndarray
 ) -> ThresholdColumns:
-    """`override_thresholds` for every row (the simulation's vectorized routing), computed
-    once per distinct (tier, RFM segment)."""
+    """`override_thresholds` for every row (the simulation's vectorized routing): the tier's
+    and RFM segment's overrides once per distinct (tier, RFM segment), each custom segment's
+    as a mask over the columns; each threshold the highest that an override sets, else the
+    policy's."""
     n = len(tiers)
-    auto = np.full(n, float(settings.auto_approve_confidence))
-    expert = np.full(n, float(settings.expert_confidence))
-    overridden = np.zeros(n, dtype=bool)
-    if not settings.segment_overrides or not n:
-        return ThresholdColumns(auto, expert, overridden)
+    # -inf: no override sets the threshold of the row (yet).
+    auto = np.full(n, -np.inf)
+    expert = np.full(n, -np.inf)
+    if settings.segment_overrides and n:
+        _fold_segment_overrides(settings, tiers, rfm_segments, auto=auto, expert=expert)
+        overrides = settings.segment_overrides
+        for segment in settings.custom_segments:
+            rows = segment.mask(tiers=tiers, rfm_segments=rfm_segments, values=values)
+            own = overrides[segment.key]
+            if AUTO_KEY in own:
+                auto[rows] = np.maximum(auto[rows], float(own[AUTO_KEY]))
+            if EXPERT_KEY in own:
+                expert[rows] = np.maximum(expert[rows], float(own[EXPERT_KEY]))
+    overridden = auto > -np.inf
+    return ThresholdColumns(
+        auto=np.where(overridden, auto, float(settings.auto_approve_confidence)),
+        expert=np.where(expert > -np.inf, expert, float(settings.expert_confidence)),
+        auto_overridden=overridden,
+    )
+
+
+def _fold_segment_overrides(
+    settings: PolicySettings,
+    tiers: np.ndarray,
+    rfm_segments: np.ndarray,
+    *,
+    auto: np.ndarray,
+    expert: np.ndarray,
+) -> None:
+    """Raise `auto` and `expert` (in place) to what each row's tier and RFM segment
+    overrides set, computed once per distinct (tier, RFM segment)."""
+    plain = replace(settings, segment_overrides=_without_custom(settings.segment_overrides))
+    if not plain.segment_overrides:
+        return
     # One string per row (tiers and segments hold no control characters), factorized once.
     pairs = pd.Series(tiers, dtype=str) + "\x1f" + pd.Series(rfm_segments, dtype=str)
     codes, uniques = pd.factorize(pairs)
     for code, pair in enumerate(uniques):
         tier, rfm_segment = pair.split("\x1f")
+        matching = matching_overrides(plain, tier=tier, rfm_segment=rfm_segment)
+        autos = [float(o[AUTO_KEY]) for o in matching if AUTO_KEY in o]
+        experts = [float(o[EXPERT_KEY]) for o in matching if EXPERT_KEY in o]
         rows = codes == code
-        auto[rows], expert[rows] = override_thresholds(settings, tier=tier, rfm_segment=rfm_segment)
-        overridden[rows] = any(
-            AUTO_KEY in o for o in matching_overrides(settings, tier=tier, rfm_segment=rfm_segment)
-        )
-    return ThresholdColumns(auto, expert, overridden)
+        if autos:
+            auto[rows] = np.maximum(auto[rows], max(autos))
+        if experts:
+            expert[rows] = np.maximum(expert[rows], max(experts))
+
+
+def _without_custom(overrides: dict) -> dict:
+    return {key: o for key, o in overrides.items() if not is_custom_segment_key(key)}
 
 
 def human_risk_band(settings: PolicySettings, kind: str) -> tuple[float, float] | None:

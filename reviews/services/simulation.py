@@ -80,10 +80,10 @@ class WorkloadCurve:
 
 @dataclass(frozen=True)
 class SegmentRoutes:
-    """How many of one RFM segment's reviews each route gets now and under the thresholds
-    being tried."""
+    """How many of one RFM segment's (or custom segment's) reviews each route gets now and
+    under the thresholds being tried."""
 
-    segment: str  # the code, '' for reviews without one
+    segment: str  # the RFM code ('' for reviews without one), or the custom segment's key
     name: str
     total: int
     current_counts: dict[str, int]
@@ -105,6 +105,8 @@ class Simulation:
     curve: WorkloadCurve
     # Per RFM segment, in the segment map's order (reviews without one last).
     segments: tuple[SegmentRoutes, ...] = ()
+    # Per custom segment of the thresholds being tried, by name (a review may be in several).
+    custom_segments: tuple[SegmentRoutes, ...] = ()
 
 
 def simulate_policy(*, kind: str, settings: PolicySettings) -> Simulation:
@@ -145,6 +147,7 @@ def simulate_policy(*, kind: str, settings: PolicySettings) -> Simulation:
         ),
         curve=workload_curve(columns, rule=rule, errors=errors, audit_sampled=sampled),
         segments=segment_routes(columns, routes),
+        custom_segments=custom_segment_routes(columns, routes, settings=settings),
     )
 
 
@@ -163,6 +166,26 @@ def segment_routes(columns: ReviewColumns, routes: np.ndarray) -> tuple[SegmentR
         )
         for code in order
         for rows in [columns.rfm_segment == code]
+    )
+
+
+def custom_segment_routes(
+    columns: ReviewColumns, routes: np.ndarray, *, settings: PolicySettings
+) -> tuple[SegmentRoutes, ...]:
+    """Per custom segment of `settings`, its reviews' routes now and under `routes` (the
+    rule read as a mask over the columns, as the routing of them reads it)."""
+    return tuple(
+        SegmentRoutes(
+            segment=segment.key,
+            name=segment.name,
+            total=int(rows.sum()),
+            current_counts=_counts(columns.route[rows]),
+            counts=_counts(routes[rows]),
+        )
+        for segment in settings.custom_segments
+        for rows in [
+            segment.mask(tiers=columns.tier, rfm_segments=columns.rfm_segment, values=columns.value)
+        ]
     )
 
 
@@ -286,7 +309,9 @@ def _route_parts(
     """Expert (by value or low confidence); auto-approved once confident enough (not held by the
     risk band or a pause); each row's auto-approve threshold."""
     settings = rule.settings
-    thresholds = threshold_columns(settings, tiers=columns.tier, rfm_segments=columns.rfm_segment)
+    thresholds = threshold_columns(
+        settings, tiers=columns.tier, rfm_segments=columns.rfm_segment, values=columns.value
+    )
     auto_threshold, expert_threshold = thresholds.auto, thresholds.expert
     is_expert = columns.confidence < expert_threshold
     if rule.value_threshold is not None:
@@ -338,7 +363,8 @@ def workload_curve(
 ) -> WorkloadCurve:
     """Route counts for every auto-approve threshold in CURVE_THRESHOLDS, in one sort.
 
-    Only rows without an override of the auto threshold (of their tier or RFM segment) move
+    Only rows without an override of the auto threshold (of their tier, RFM segment or a
+    custom segment) move
     with it: they are auto-approved when their confidence reaches it, unless a rule
     independent of it holds them back.
     """
@@ -347,7 +373,7 @@ def workload_curve(
     if sampled is None:
         sampled = _in_audit_sample(columns, rule.settings.audit_sample_rate, candidates=may_be_auto)
     follows_default = ~threshold_columns(
-        rule.settings, tiers=columns.tier, rfm_segments=columns.rfm_segment
+        rule.settings, tiers=columns.tier, rfm_segments=columns.rfm_segment, values=columns.value
     ).auto_overridden
     fixed = route_codes(columns, rule=rule, audit_sampled=sampled)
     fixed_auto = (fixed == AUTO) & ~follows_default
