@@ -76,15 +76,14 @@ class CustomSegment:
             return False
         return self.max_value is None or (value is not None and value < self.max_value)
 
-    def mask(
-        self, *, tiers: np.ndarray, rfm_segments: np.ndarray, values: np.ndarray
-    ) -> np.ndarray:
-        """`matches` of every row at once (a nan value is within no bound)."""
+    def mask(self, *, tiers, rfm_segments, values: np.ndarray) -> np.ndarray:
+        """`matches` of every row at once (a nan value is within no bound). `tiers` and
+        `rfm_segments`: arrays of text, or pandas Categoricals of them (faster on many rows)."""
         rows = np.ones(len(values), dtype=bool)
         if self.tiers:
-            rows &= pd.Series(tiers, dtype=object).isin(self.tiers).to_numpy(dtype=bool)
+            rows &= pd.Series(tiers).isin(self.tiers).to_numpy(dtype=bool)
         if self.rfm_segments:
-            rows &= pd.Series(rfm_segments, dtype=object).isin(self.rfm_segments).to_numpy(bool)
+            rows &= pd.Series(rfm_segments).isin(self.rfm_segments).to_numpy(dtype=bool)
         values = np.asarray(values, dtype="float64")
         with np.errstate(invalid="ignore"):  # nan compares false: within no bound
             if self.min_value is not None:

@@ -261,8 +261,13 @@ def threshold_columns(
     if settings.segment_overrides and n:
         _fold_segment_overrides(settings, tiers, rfm_segments, auto=auto, expert=expert)
         overrides = settings.segment_overrides
+        # Categoricals: each rule's membership tests read small integer codes, not strings.
+        tier_categories = pd.Categorical(np.asarray(tiers, dtype=object))
+        segment_categories = pd.Categorical(np.asarray(rfm_segments, dtype=object))
         for segment in settings.custom_segments:
-            rows = segment.mask(tiers=tiers, rfm_segments=rfm_segments, values=values)
+            rows = segment.mask(
+                tiers=tier_categories, rfm_segments=segment_categories, values=values
+            )
             own = overrides[segment.key]
             if AUTO_KEY in own:
                 auto[rows] = np.maximum(auto[rows], float(own[AUTO_KEY]))
