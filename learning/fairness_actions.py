@@ -19,6 +19,7 @@ from learning.fairness_attributes import (
     BUILT_IN,
     NOT_RECORDED,
     AuditedAttributes,
+    ordered_counts,
 )
 from learning.fairness_stats import (
     CALIBRATION,
@@ -151,7 +152,7 @@ def action_attribute_fairness(
             ],
             override_rate=overrides.of(str(group)),
         )
-        for group, n in sorted(frame[attribute].value_counts().items())
+        for group, n in ordered_counts(frame[attribute])
     ]
     disparities = [
         disparity(measured[(decider, action)], decider=decider, metric=PARITY, action=action)

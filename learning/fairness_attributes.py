@@ -7,6 +7,7 @@ A marked attribute is one more column of the report's frame, named by its key: a
 already a column of the frames (or of the columns the arithmetic adds) cannot be marked.
 """
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -68,3 +69,28 @@ def markable_key_error(key: str) -> str | None:
     if key in RESERVED_KEYS:
         return f"{key!r} is already a column of the fairness reports; it cannot be marked"
     return None
+
+
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
+
+
+def group_order(group: object) -> tuple:
+    """How a report lists an attribute's groups: numbers in a label by their value ("15-24K"
+    before "100-124K", "2" before "10"), text without regard to case, "not recorded" last."""
+    text = str(group)
+    if text == NOT_RECORDED:
+        return (1, ())
+    parts = _NUMBER.split(text)
+    return (
+        0,
+        tuple(
+            (0, float(part), "") if index % 2 else (1, 0.0, part.casefold())
+            for index, part in enumerate(parts)
+            if part
+        ),
+    )
+
+
+def ordered_counts(groups) -> list[tuple[object, int]]:
+    """(group, count) of each value of `groups` (a pandas Series), in `group_order`."""
+    return sorted(groups.value_counts().items(), key=lambda item: group_order(item[0]))

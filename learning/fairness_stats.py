@@ -34,7 +34,13 @@ from fairlearn.metrics import (
     true_positive_rate,
 )
 
-from learning.fairness_attributes import ATTRIBUTES, BUILT_IN, NOT_RECORDED, AuditedAttributes
+from learning.fairness_attributes import (
+    ATTRIBUTES,
+    BUILT_IN,
+    NOT_RECORDED,
+    AuditedAttributes,
+    ordered_counts,
+)
 from learning.quality_stats import Difference, Estimate, Z, share_difference, wilson
 
 FRAME_COLUMNS = (*ATTRIBUTES, "score", "model", "final", "by_person", "outcome")
@@ -563,7 +569,7 @@ def attribute_fairness(
                 **{name: measured[(OVERRIDES, name)].of(str(group)) for name in OVERRIDE_NAMES}
             ),
         )
-        for group, n in sorted(frame[attribute].value_counts().items())
+        for group, n in ordered_counts(frame[attribute])
     ]
     disparities = []
     for decider in DECIDERS:

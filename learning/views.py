@@ -25,6 +25,7 @@ from learning.services.protected_attributes import (
     unmark_protected_attribute,
 )
 from learning.services.retraining import approve_candidate, request_retraining
+from predictions.behavior_clusters import active_clusterings
 from predictions.models import PredictionKind
 from predictions.services.registry import PROMOTE_PERMISSION
 from reviews.figures import figure_html
@@ -58,6 +59,7 @@ def loop_page(request):
         context = _runs_context(recent_runs(), can_retrain=can_retrain)
         return render(request, "learning/partials/runs.html", context)
     overview = loop_overview()
+    clusterings = active_clusterings()
     context = {
         **_runs_context(overview.runs, can_retrain=can_retrain),
         "overview": overview,
@@ -70,6 +72,7 @@ def loop_page(request):
                 "monitor": overview.monitors.get(kind),
                 "top_drift": top_drift(overview.monitors.get(kind)),
                 "charts": _charts(kind, overview.monitors.get(kind)),
+                "clustering": clusterings.get(kind),
             }
             for kind, label in PredictionKind.choices
         ],

@@ -68,19 +68,34 @@ class ClusterLabels:
         return found.label if found is not None else ""
 
 
-def active_cluster_choices() -> list[tuple[str, str]]:
-    """(token, label) of each cluster of the versions in force, by kind then number. Reads
-    only the clusterings of the versions' reports (the queue asks on every page view)."""
-    kinds = dict(PredictionKind.choices)
-    active = (
-        ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE)
-        .order_by("kind")
-        .values_list("pk", "kind", "metrics__behavior_clusters")
+@dataclass(frozen=True)
+class VersionClustering:
+    version_id: int
+    model: ClusterModel
+
+
+def active_clusterings() -> dict[str, VersionClustering]:
+    """The clustering of each kind's version in force, by kind (a kind without one: absent).
+    Reads only the clusterings of the versions' reports."""
+    active = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).values_list(
+        "pk", "kind", "metrics__behavior_clusters"
     )
-    choices = []
+    found = {}
     for version_id, kind, stored in active:
         model = ClusterModel.from_json(stored)
-        for cluster in model.clusters if model is not None else ():
-            ref = ClusterRef(version_id=version_id, number=cluster.number)
-            choices.append((ref.token, f"{kinds.get(kind, kind)} v{version_id} · {cluster.label}"))
+        if model is not None:
+            found[kind] = VersionClustering(version_id=version_id, model=model)
+    return found
+
+
+def active_cluster_choices() -> list[tuple[str, str]]:
+    """(token, label) of each cluster of the versions in force, by kind then number (the
+    queue asks on every page view)."""
+    kinds = dict(PredictionKind.choices)
+    choices = []
+    for kind, clustering in sorted(active_clusterings().items()):
+        for cluster in clustering.model.clusters:
+            ref = ClusterRef(version_id=clustering.version_id, number=cluster.number)
+            label = f"{kinds.get(kind, kind)} v{clustering.version_id} · {cluster.label}"
+            choices.append((ref.token, label))
     return choices

@@ -71,3 +71,28 @@ def test_an_analyst_may_not_open_the_loop_page(client, make_user):
     client.login(username=make_user("analyst").username, password=TEST_PASSWORD)
 
     assert client.get(reverse("learning:loop")).status_code == 403
+
+
+def test_the_page_shows_the_clustering_of_each_version_in_force(client, make_user):
+    from predictions.ml.clusters import fit_clusters
+    from predictions.models import ModelVersion
+    from tests.clusters import planted_population
+    from tests.factories import ModelVersionFactory
+
+    clustering = fit_clusters(planted_population()[0])
+    active = ModelVersionFactory(
+        status=ModelVersion.Status.ACTIVE, metrics={"behavior_clusters": clustering.to_json()}
+    )
+    ModelVersionFactory(kind="next_action", status=ModelVersion.Status.ACTIVE, metrics={})
+    client.login(username=make_user("expert", "watcher").username, password=TEST_PASSWORD)
+
+    page = client.get(reverse("learning:loop")).content.decode()
+
+    assert f"Churn risk v{active.pk}: behavior clusters" in page
+    assert '<span data-testid="chosen-k">k&nbsp;3:&nbsp;' in page
+    for cluster in clustering.clusters:
+        assert f'data-testid="cluster-{cluster.number}"' in page
+        assert cluster.description in page
+    assert "230 members its training read" in page
+    # A version trained before clusters (or on too few members) has none to show.
+    assert 'data-testid="clusters-next_action"' not in page

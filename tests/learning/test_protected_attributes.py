@@ -21,7 +21,7 @@ from fairlearn.metrics import (
 
 from learning.fairness import action_frame, fairness_frame, kind_fairness
 from learning.fairness_actions import action_fairness_report
-from learning.fairness_attributes import BUILT_IN, with_marked
+from learning.fairness_attributes import BUILT_IN, group_order, with_marked
 from learning.fairness_stats import NOT_RECORDED, Limits, fairness_report
 from learning.models import ProtectedAttribute
 from learning.services.fairness import check_fairness
@@ -123,6 +123,23 @@ def test_a_marked_attribute_is_judged_and_named_by_its_label():
     # Unmarked, the same frame reports the built-in attributes only.
     assert [a.attribute for a in fairness_report(frame, Limits(min_group_size=30)).attributes] == [
         "age_band", "region", "tier",
+    ]  # fmt: skip
+
+
+def test_groups_are_listed_by_the_numbers_in_their_names_and_not_recorded_last():
+    bands = ["100-124K", "not recorded", "Under 15K", "15-24K", "250K+", "25-34K", "35-49K"]
+    frame = _with_income(planted_population()).assign(
+        income=[bands[i % len(bands)] for i in range(len(planted_population()))]
+    )
+
+    report = fairness_report(frame, Limits(min_group_size=30), AUDITED)
+    income = next(a for a in report.attributes if a.attribute == "income")
+
+    assert [row.group for row in income.groups] == [
+        "15-24K", "25-34K", "35-49K", "100-124K", "250K+", "Under 15K", NOT_RECORDED,
+    ]  # fmt: skip
+    assert sorted(["10", "2", "five", "East", "1"], key=group_order) == [
+        "1", "2", "10", "East", "five",
     ]  # fmt: skip
 
 
