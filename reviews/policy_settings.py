@@ -1,6 +1,7 @@
 """The thresholds of an escalation policy as plain values, and what version 1 of each kind holds."""
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 from predictions.ml.segments import RFM_SEGMENT_NAMES
 from predictions.models import PredictionKind
@@ -84,10 +85,11 @@ class PolicySettings:
     def of(cls, policy: EscalationPolicy) -> "PolicySettings":
         return cls(**{name: getattr(policy, name) for name in POLICY_FIELDS})
 
-    @property
+    @cached_property
     def custom_segments(self) -> tuple[CustomSegment, ...]:
-        """The custom segments of `segment_overrides` (parsed on each read: a cache in the
-        instance would show in its `vars()`, which callers copy into new settings)."""
+        """The custom segments of `segment_overrides`, parsed once per settings: routing asks
+        for every row. (Cached in the instance's `__dict__`, not a field: copy settings with
+        `dataclasses.replace`, never by their `__dict__`.)"""
         return custom_segments_of(self.segment_overrides)
 
     def daily_capacity(self, route: str) -> int | None:

@@ -1,5 +1,7 @@
 """Routing rules: exact routes and reasons per rule, bulk routing, idempotence."""
 
+from dataclasses import replace
+
 import pytest
 
 from reviews.models import Review
@@ -77,7 +79,7 @@ def test_each_rule_gives_its_route_and_reason(arguments, expected):
 
 
 def test_audit_sample_sends_a_stable_share_of_auto_approvals_to_analysts():
-    policy = PolicySettings(**{**POLICY.__dict__, "audit_sample_rate": 0.1})
+    policy = replace(POLICY, audit_sample_rate=0.1)
     routes = [_route(0.95, policy=policy, prediction_id=i)[0] for i in range(20_000)]
 
     share = routes.count("analyst") / len(routes)
