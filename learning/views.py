@@ -25,6 +25,7 @@ from learning.services.protected_attributes import (
     unmark_protected_attribute,
 )
 from learning.services.retraining import approve_candidate, request_retraining
+from loyalty.parsing import parse_id
 from predictions.behavior_clusters import active_clusterings
 from predictions.models import PredictionKind
 from predictions.services.registry import PROMOTE_PERMISSION
@@ -270,9 +271,12 @@ def policy_test_page(request, kind: str):
 
 
 def _number(text: str) -> int:
-    if not text.isdigit():
+    """The test id of `?test=` (`loyalty.parsing.parse_id`: ASCII digits only; "²" passes
+    str.isdigit and then fails int())."""
+    number = parse_id(text)
+    if number is None:
         raise Http404(f"No policy test {text!r}.")
-    return int(text)
+    return number
 
 
 @login_required

@@ -327,4 +327,6 @@ def test_an_earlier_test_that_is_not_there_is_not_found(admin_client):
 
     assert admin_client.get(url, {"test": "12345"}).status_code == 404
     assert admin_client.get(url, {"test": "x"}).status_code == 404
+    # A Unicode digit is a digit to str.isdigit, not to int().
+    assert admin_client.get(url, {"test": "²"}).status_code == 404
     assert admin_client.get(reverse("learning:policy_test", args=["loyalty"])).status_code == 404
