@@ -4,7 +4,8 @@
 
 `routing_rules.threshold_columns` on generated columns (tiers off the ladder, RFM codes,
 log-normal member values; a seeded generator): the policy with a tier and an RFM override,
-then with 20 custom segments beside them (the most a version may hold). Prints each median.
+then with 20 custom segments beside them (the most a version may hold). Prints each median,
+and the time of one member's thresholds (`override_thresholds`, what routing asks per row).
 """
 
 import argparse
@@ -44,7 +45,7 @@ def main() -> None:
     from predictions.ml.segments import RFM_SEGMENTS
     from reviews.custom_segments import MAX_CUSTOM_SEGMENTS, custom_segment_key
     from reviews.policy_settings import PolicySettings
-    from reviews.services.routing_rules import threshold_columns
+    from reviews.services.routing_rules import override_thresholds, threshold_columns
 
     rng = np.random.default_rng(0)
     ladder = list(django_settings.LOYALTY_TIER_LADDER)
@@ -83,6 +84,19 @@ def main() -> None:
     print(f"{args.rows:,} rows")
     print(f"tier + RFM overrides                     {base:6.3f} s")
     print(f"... and {MAX_CUSTOM_SEGMENTS} custom segments              {more:6.3f} s")
+    calls = 20_000
+    for label, settings in (
+        ("tier + RFM", plain),
+        (f"+ {MAX_CUSTOM_SEGMENTS} custom", with_custom),
+    ):
+        seconds = _timed(
+            lambda settings=settings: [
+                override_thresholds(settings, tier=ladder[-1], rfm_segment="at_risk", value=500.0)
+                for _ in range(calls)
+            ],
+            args.repeat,
+        )
+        print(f"one member's thresholds, {label:<12} {seconds / calls * 1e6:6.1f} µs")
 
 
 if __name__ == "__main__":
